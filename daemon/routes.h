@@ -1,0 +1,29 @@
+/*
+ * routes.h - the handlers of the HTTP API, one function per endpoint,
+ * grouped by file.  Each runs on the connection's own thread, may block,
+ * and must queue exactly one response (or return MHD_NO to drop the
+ * connection).
+ */
+#ifndef H5CD_ROUTES_H
+#define H5CD_ROUTES_H
+
+#include <microhttpd.h>
+#include <stdbool.h>
+
+#include "server.h"
+
+/* routes_info.c */
+enum MHD_Result route_health(struct server *srv, struct MHD_Connection *conn);
+enum MHD_Result route_stats(struct server *srv, struct MHD_Connection *conn);
+enum MHD_Result route_metrics(struct server *srv, struct MHD_Connection *conn);
+
+/* routes_file.c: GET and HEAD /v1/file */
+enum MHD_Result route_file(struct server *srv, struct MHD_Connection *conn, bool head);
+
+/* routes_chunks.c: the HDF5 endpoints */
+enum MHD_Result route_meta(struct server *srv, struct MHD_Connection *conn);
+enum MHD_Result route_chunk(struct server *srv, struct MHD_Connection *conn);
+enum MHD_Result route_chunks(struct server *srv, struct MHD_Connection *conn, const char *body,
+                             size_t len);
+
+#endif

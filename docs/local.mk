@@ -1,0 +1,2 @@
+# docs/: user and operator documentation.
+dist_doc_DATA += docs/api.md docs/architecture.md docs/operations.md

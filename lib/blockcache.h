@@ -1,0 +1,124 @@
+/*
+ * blockcache.h - the shared, persistent disk cache of remote file blocks.
+ *
+ * A remote file (identified by its URL identity, see urlpolicy.h) is cut
+ * into fixed-size, aligned blocks of `block_size` bytes (the last block may
+ * be short).  Each cached block is one file under <dir>/blocks/, indexed in
+ * sqlite (WAL) at <dir>/index.sqlite with its size, XXH3-64 checksum and
+ * last access time.  A file row records the remote file's validator (ETag,
+ * else Last-Modified + size) and size; when the validator changes the file
+ * gets a new id and every block of the old version is dropped, so bytes of
+ * two versions are never mixed.
+ *
+ * Writes are atomic: temp file under <dir>/tmp, rename, then the index row.
+ * blockcache_open() reconciles after a crash: temp files and block files
+ * without a row are removed, rows without a (correctly sized) file dropped.
+ * A size cap is enforced by LRU eviction between high and low watermarks.
+ * A second daemon on the same directory is refused (flock on <dir>/lock).
+ *
+ * If the directory cannot be used (unwritable, full), the cache runs
+ * degraded: lookups miss, puts fail with a negative errno, nothing crashes;
+ * after ENOSPC/EDQUOT puts are refused for a cool-down period.
+ *
+ * Thread safety: every function may be called from any thread; the sqlite
+ * connection is guarded by one mutex; block file I/O happens outside it.
+ */
+#ifndef H5CD_BLOCKCACHE_H
+#define H5CD_BLOCKCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "h5cd_limits.h"
+
+struct blockcache;
+
+struct blockcache_config {
+    const char *dir;           /* created (mode 0700) if missing */
+    uint64_t cap_bytes;        /* size cap of cached block bytes */
+    uint32_t block_size;       /* power of two, H5CD_MIN_BLOCK_BYTES..H5CD_MAX_BLOCK_BYTES */
+    unsigned high_watermark;   /* percent of cap that triggers eviction (e.g. 95) */
+    unsigned low_watermark;    /* percent of cap eviction brings usage down to (e.g. 85) */
+    unsigned enospc_cooldown_s; /* puts refused this long after a full disk; 0 = 30 */
+};
+
+/* What start-up reconciliation did (for the log and the tests). */
+struct blockcache_report {
+    uint64_t orphan_files_removed; /* block files with no index row */
+    uint64_t temp_files_removed;   /* leftovers of interrupted writes */
+    uint64_t rows_dropped;         /* index rows whose file was missing or the wrong size */
+    bool degraded;                 /* the directory could not be used: running without a cache */
+    char reason[H5CD_MAX_ERROR_MESSAGE]; /* why degraded */
+};
+
+struct blockcache_file {
+    int64_t id;                    /* changes when the validator changes */
+    uint64_t size;                 /* remote file size in bytes */
+    char validator[H5CD_MAX_VALIDATOR_BYTES];
+    int64_t checked_at;            /* unix seconds when the validator was last confirmed */
+};
+
+struct blockcache_stats {
+    uint64_t bytes;       /* block bytes currently cached */
+    uint64_t blocks;      /* blocks currently cached */
+    uint64_t cap_bytes;
+    uint64_t evictions;   /* since open */
+    uint64_t corrupt;     /* checksum or size mismatches found since open */
+    uint64_t write_errors; /* failed puts since open */
+    bool degraded;
+};
+
+/*
+ * Opens (creating if needed) the cache in cfg->dir and reconciles it.
+ * Returns 0 with *out set, even when the directory is unusable (then the
+ * cache is degraded and rep->degraded says why).  Returns -EBUSY if another
+ * process holds the cache, -EINVAL for a bad config, -ENOMEM.
+ * If the stored block size differs from cfg->block_size the cache is wiped.
+ */
+int blockcache_open(const struct blockcache_config *cfg, struct blockcache **out,
+                    struct blockcache_report *rep);
+/* Flushes pending access times and closes.  NULL is a no-op. */
+void blockcache_close(struct blockcache *bc);
+
+uint32_t blockcache_block_size(const struct blockcache *bc);
+
+/* Looks up a remote file by URL identity.  0 and *out filled, or -ENOENT. */
+int blockcache_file_get(struct blockcache *bc, const char *identity, struct blockcache_file *out);
+
+/*
+ * Records what upstream said about a file (validator and size), as of now.
+ * If the file is unknown it is created; if the validator or size differs
+ * from the stored one, all blocks of the old version are dropped and the
+ * file gets a new id (*changed set to true); otherwise only checked_at is
+ * refreshed.  Returns 0 with *out filled, or a negative errno (in degraded
+ * mode a transient in-memory id is still returned so callers can proceed).
+ */
+int blockcache_file_put(struct blockcache *bc, const char *identity, const char *validator,
+                        uint64_t size, struct blockcache_file *out, bool *changed);
+
+/* Drops a file and all its blocks.  0 or -ENOENT. */
+int blockcache_file_drop(struct blockcache *bc, const char *identity);
+
+/*
+ * Reads block `index` of file `file_id` into buf (capacity cap, at least
+ * block_size).  Returns 0 with *len set on a verified hit; -ENOENT on a
+ * miss; -EBADMSG when the block was corrupt (it has been dropped: refetch
+ * it); other negative errno on I/O errors (treat as a miss).
+ */
+int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
+                   size_t cap, size_t *len);
+
+/*
+ * Stores block `index` of file `file_id` atomically, evicting least
+ * recently used blocks if the cap's high watermark is passed.  A block that
+ * is already cached is left as is (returns 0).  Returns 0, or a negative
+ * errno (-ENOSPC, -EROFS in degraded mode, -ENOENT if the file id is no
+ * longer current, ...) in which case nothing was stored.
+ */
+int blockcache_put(struct blockcache *bc, int64_t file_id, uint64_t index, const uint8_t *data,
+                   size_t len);
+
+void blockcache_get_stats(struct blockcache *bc, struct blockcache_stats *out);
+
+#endif

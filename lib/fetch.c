@@ -1,0 +1,1089 @@
+/*
+ * fetch.c - the upstream fetch engine: one thread running a libuv loop that
+ * drives libcurl's multi interface through its socket and timer callbacks
+ * (the wiring of curl's docs/examples/multi-uv.c), the checks every
+ * response must pass, and the retry policy.
+ *
+ * Threads: fetch_new and fetch_free run on the owner's thread, fetch_submit
+ * on any thread (a mutex-guarded queue and uv_async_send); everything else
+ * - curl callbacks, retry timers, completion callbacks - runs on the loop
+ * thread.  The loop thread must never block: no disk I/O, no sleeping, no
+ * lock held across a callback.  The process-wide curl_global_init() is
+ * done once, by the first fetch_new (pthread_once: it is not thread-safe
+ * itself), and never undone: engines may come and go.  A NULL cfg->policy
+ * means no address or redirect checks at all (for tests, never the daemon).
+ */
+#include "fetch.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <uv.h>
+
+#include "log.h"
+
+#define MAX_DIGITS        19 /* 10^19 > UINT64_MAX / 2: no overflow below this */
+#define RANGE_SPEC_BYTES  48 /* "A-B", two 20-digit numbers */
+#define MAX_BACKOFF_SHIFT 20 /* base * 2^20 ms outlasts any retry budget */
+#define ETAG_PREFIX       "etag:"
+#define LM_PREFIX         "lm:"
+
+/* What the headers of the current hop said; reset on every status line. */
+struct response {
+    long status;
+    bool has_range;       /* Content-Range: bytes A-B/N */
+    bool has_unsatisfied; /* Content-Range: bytes, star, slash, N (a 416) */
+    uint64_t range_first;
+    uint64_t range_last;
+    uint64_t range_total; /* UINT64_MAX for '*' */
+    bool has_length;
+    uint64_t content_length;
+    long retry_after_s; /* -1 when absent */
+    char etag[H5CD_MAX_VALIDATOR_BYTES - sizeof(ETAG_PREFIX) + 1];
+    char last_modified[H5CD_MAX_VALIDATOR_BYTES - sizeof(LM_PREFIX) + 1];
+    const char *malformed; /* why the headers are unusable, or NULL */
+};
+
+enum verdict { VERDICT_OK, VERDICT_FAIL, VERDICT_RETRY };
+
+struct request {
+    struct request *next; /* submission queue, then the engine's active list */
+    struct request *prev;
+    struct fetch_engine *engine;
+    char *url;
+    uint64_t offset;
+    uint64_t length;
+    char expect[H5CD_MAX_VALIDATOR_BYTES];
+    fetch_done_fn done;
+    void *arg;
+    uint64_t submitted_ms;
+    struct fetch_result *res; /* allocated up front so that done can always be called */
+    uint8_t *body;            /* `length` bytes */
+    size_t body_len;
+    uv_timer_t retry_timer; /* freed with the request in its close callback */
+    CURL *easy;             /* the attempt in flight, or NULL */
+    /* Per attempt. */
+    bool overflow;       /* 206 body longer than asked for */
+    bool ignored_range;  /* 200 answering a range that is not the whole file */
+    bool policy_refused; /* an address was refused at connect time */
+    struct response resp;
+    char curl_error[CURL_ERROR_SIZE];
+    /* The last failure, reported if retries run out. */
+    bool last_was_timeout;
+    long retry_after_s;
+    char last_error[H5CD_MAX_ERROR_MESSAGE];
+};
+
+struct sockctx {
+    uv_poll_t poll; /* first: the close callback casts back */
+    curl_socket_t fd;
+    struct fetch_engine *engine;
+};
+
+struct fetch_engine {
+    struct fetch_config cfg;
+    char *user_agent;
+    struct curl_slist *headers;
+    uv_loop_t loop;
+    uv_async_t wakeup;
+    uv_timer_t curl_timer;
+    CURLM *multi;
+    pthread_t thread;
+    uint64_t rng;           /* loop thread */
+    struct request *active; /* loop thread: accepted, not yet finished */
+    pthread_mutex_t lock;   /* guards the three below */
+    struct request *queue_head;
+    struct request *queue_tail;
+    bool shutdown;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+
+static void curl_init_once(void)
+{
+    curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+/* xorshift64*: jitter only needs to be spread, not unpredictable. */
+static uint64_t next_random(struct fetch_engine *engine)
+{
+    uint64_t x = engine->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    engine->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static void set_error(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(char *buf, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, H5CD_MAX_ERROR_MESSAGE, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        buf[0] = '\0';
+    /* A longer sentence is cut by vsnprintf; messages are built from bounded parts. */
+}
+
+/* ---- header parsing ---- */
+
+/* Reads 1..MAX_DIGITS decimal digits at *cursor; false if none or too many. */
+static bool read_number(const char **cursor, uint64_t *out)
+{
+    const char *p = *cursor;
+    uint64_t value = 0;
+    int digits = 0;
+    while (*p >= '0' && *p <= '9') {
+        if (++digits > MAX_DIGITS)
+            return false;
+        value = value * 10 + (uint64_t)(*p - '0');
+        p++;
+    }
+    if (digits == 0)
+        return false;
+    *cursor = p;
+    *out = value;
+    return true;
+}
+
+/* "bytes A-B/N", "bytes A-B/" + "*" or "bytes " + "*" + "/N"; nothing else. */
+static bool parse_content_range(const char *value, struct response *r)
+{
+    const char *p = value;
+    uint64_t first = 0, last = 0, total = UINT64_MAX;
+    bool unsatisfied = false;
+    if (strncmp(p, "bytes ", 6) != 0)
+        return false;
+    p += 6;
+    if (*p == '*') {
+        unsatisfied = true;
+        p++;
+    } else {
+        if (!read_number(&p, &first) || *p++ != '-' || !read_number(&p, &last) || last < first)
+            return false;
+    }
+    if (*p++ != '/')
+        return false;
+    if (*p == '*' && !unsatisfied)
+        p++;
+    else if (!read_number(&p, &total))
+        return false;
+    if (*p != '\0' || (!unsatisfied && total != UINT64_MAX && last >= total))
+        return false;
+    r->has_unsatisfied = unsatisfied;
+    r->has_range = !unsatisfied;
+    r->range_first = first;
+    r->range_last = last;
+    r->range_total = total;
+    return true;
+}
+
+/* Delta seconds or an HTTP date; clamped to [0, H5CD_MAX_RETRY_AFTER_SECONDS]. */
+static bool parse_retry_after(const char *value, long *out)
+{
+    const char *p = value;
+    uint64_t seconds;
+    if (read_number(&p, &seconds)) {
+        if (*p != '\0')
+            return false;
+    } else {
+        time_t when = curl_getdate(value, NULL);
+        if (when == -1)
+            return false;
+        time_t now = time(NULL);
+        seconds = when > now ? (uint64_t)(when - now) : 0;
+    }
+    *out = seconds > H5CD_MAX_RETRY_AFTER_SECONDS ? H5CD_MAX_RETRY_AFTER_SECONDS : (long)seconds;
+    return true;
+}
+
+/* Copies value into dst (capacity cap) or returns false if it does not fit. */
+static bool copy_bounded(char *dst, size_t cap, const char *value)
+{
+    size_t len = strlen(value);
+    if (len >= cap)
+        return false;
+    memcpy(dst, value, len + 1);
+    return true;
+}
+
+static void response_reset(struct response *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->retry_after_s = -1;
+    r->range_total = UINT64_MAX;
+}
+
+/* "HTTP/1.1 206 Partial Content" or "HTTP/2 206": a new hop begins. */
+static void parse_status_line(const char *line, struct response *r)
+{
+    response_reset(r);
+    const char *p = strchr(line, ' ');
+    uint64_t code = 0;
+    if (p != NULL)
+        p++;
+    if (p == NULL || !read_number(&p, &code) || code < 100 || code > 999 ||
+        (*p != ' ' && *p != '\0'))
+        r->malformed = "upstream sent a malformed status line";
+    else
+        r->status = (long)code;
+}
+
+static void parse_header_field(char *line, struct response *r)
+{
+    char *colon = strchr(line, ':');
+    if (colon == NULL)
+        return; /* curl has already framed the message; a stray line carries nothing we use */
+    *colon = '\0';
+    char *value = colon + 1;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    size_t vlen = strlen(value);
+    while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
+        value[--vlen] = '\0';
+
+    if (strcasecmp(line, "content-range") == 0) {
+        if (r->has_range || r->has_unsatisfied || !parse_content_range(value, r))
+            r->malformed = "upstream sent a malformed Content-Range";
+    } else if (strcasecmp(line, "content-length") == 0) {
+        const char *p = value;
+        uint64_t n = 0;
+        if (!read_number(&p, &n) || *p != '\0' || (r->has_length && n != r->content_length))
+            r->malformed = "upstream sent a malformed Content-Length";
+        r->has_length = true;
+        r->content_length = n;
+    } else if (strcasecmp(line, "etag") == 0) {
+        if (!copy_bounded(r->etag, sizeof(r->etag), value))
+            r->malformed = "upstream ETag is too long";
+    } else if (strcasecmp(line, "last-modified") == 0) {
+        if (!copy_bounded(r->last_modified, sizeof(r->last_modified), value))
+            r->malformed = "upstream Last-Modified is too long";
+    } else if (strcasecmp(line, "retry-after") == 0) {
+        if (!parse_retry_after(value, &r->retry_after_s))
+            r->retry_after_s = -1; /* an unreadable hint is no hint */
+    }
+}
+
+static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
+{
+    struct request *req = userp;
+    size_t len = size * nitems;
+    char line[H5CD_MAX_UPSTREAM_HEADER_BYTES + 1];
+    size_t n = len;
+    while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
+        n--;
+    if (n > H5CD_MAX_UPSTREAM_HEADER_BYTES) {
+        req->resp.malformed = "upstream sent a header line that is too long";
+        return 0; /* aborts the transfer */
+    }
+    memcpy(line, data, n);
+    line[n] = '\0';
+    if (memchr(line, '\0', n) != NULL) {
+        req->resp.malformed = "upstream sent a NUL byte in a header";
+        return 0;
+    }
+    if (strncmp(line, "HTTP/", 5) == 0)
+        parse_status_line(line, &req->resp);
+    else if (n > 0)
+        parse_header_field(line, &req->resp);
+    return len;
+}
+
+/* ---- body and sockets ---- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct request *req = userp;
+    size_t len = size * nmemb;
+    struct h5cd_stats *stats = req->engine->cfg.stats;
+    if (stats != NULL)
+        STATS_ADD(stats, upstream_bytes, len);
+    long status = req->resp.status;
+    if (status != 200 && status != 206)
+        return len; /* an error page: only its status matters */
+    if (status == 200 && req->offset != 0) {
+        req->ignored_range = true;
+        return 0;
+    }
+    if (len > req->length - req->body_len) {
+        if (status == 200)
+            req->ignored_range = true; /* the whole of a larger file */
+        else
+            req->overflow = true;
+        return 0;
+    }
+    memcpy(req->body + req->body_len, data, len);
+    req->body_len += len;
+    return len;
+}
+
+static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    struct request *req = userp;
+    const struct urlpolicy *policy = req->engine->cfg.policy;
+    (void)purpose;
+    if (policy != NULL && !urlpolicy_addr_allowed(policy, &addr->addr, addr->addrlen)) {
+        req->policy_refused = true;
+        log_warn("msg=\"upstream address refused by the URL policy\" family=%d", addr->family);
+        return CURL_SOCKET_BAD;
+    }
+    int type = addr->socktype;
+#ifdef SOCK_CLOEXEC
+    type |= SOCK_CLOEXEC;
+#endif
+    return socket(addr->family, type, addr->protocol);
+}
+
+/* ---- completion ---- */
+
+static void request_closed(uv_handle_t *handle)
+{
+    struct request *req = handle->data;
+    fetch_result_free(req->res);
+    free(req->body);
+    free(req->url);
+    free(req);
+}
+
+static void unlink_active(struct request *req)
+{
+    if (req->prev != NULL)
+        req->prev->next = req->next;
+    else
+        req->engine->active = req->next;
+    if (req->next != NULL)
+        req->next->prev = req->prev;
+    req->next = req->prev = NULL;
+}
+
+/* Reports the result (ownership passes to done) and releases the request. */
+static void finish(struct request *req, enum fetch_status status)
+{
+    struct fetch_engine *engine = req->engine;
+    struct fetch_result *res = req->res;
+    res->status = status;
+    if (status == FETCH_OK) {
+        res->data = req->body;
+        res->data_len = req->body_len;
+        req->body = NULL;
+        if (res->data_len < req->length / 2) {
+            uint8_t *smaller = realloc(res->data, res->data_len > 0 ? res->data_len : 1);
+            if (smaller != NULL)
+                res->data = smaller;
+        }
+        res->error[0] = '\0';
+    } else {
+        if (res->error[0] == '\0')
+            set_error(res->error, "upstream fetch failed");
+        /* A 416 or a changed validator is an answer, and a cancel is ours: not upstream errors. */
+        bool upstream_error = status != FETCH_ERR_CANCELLED && status != FETCH_ERR_RANGE &&
+                              status != FETCH_ERR_CHANGED;
+        if (upstream_error && engine->cfg.stats != NULL)
+            STATS_INC(engine->cfg.stats, upstream_errors);
+        log_debug("msg=\"upstream fetch failed\" status=%d http_status=%d attempts=%u error=\"%s\"",
+                  (int)status, res->http_status, res->attempts, res->error);
+    }
+    unlink_active(req);
+    req->res = NULL;
+    req->done(res, req->arg);
+    uv_close((uv_handle_t *)&req->retry_timer, request_closed);
+}
+
+static void finish_with(struct request *req, enum fetch_status status, const char *msg)
+{
+    set_error(req->res->error, "%s", msg);
+    finish(req, status);
+}
+
+static void give_up(struct request *req)
+{
+    struct fetch_result *res = req->res;
+    set_error(res->error, "%s after %u attempt%s", req->last_error, res->attempts,
+              res->attempts == 1 ? "" : "s");
+    finish(req, req->last_was_timeout ? FETCH_ERR_TIMEOUT : FETCH_ERR_UPSTREAM);
+}
+
+static enum verdict retry_because(struct request *req, bool timeout, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum verdict retry_because(struct request *req, bool timeout, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(req->last_error, sizeof(req->last_error), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        req->last_error[0] = '\0';
+    req->last_was_timeout = timeout;
+    return VERDICT_RETRY;
+}
+
+static enum verdict fail_because(struct request *req, enum fetch_status status,
+                                 enum fetch_status *out, const char *msg)
+{
+    set_error(req->res->error, "%s", msg);
+    *out = status;
+    return VERDICT_FAIL;
+}
+
+/* Errors that another attempt cannot cure. */
+static bool curl_error_is_permanent(CURLcode code)
+{
+    switch (code) {
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_TOO_MANY_REDIRECTS:
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_FILESIZE_EXCEEDED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static enum verdict judge_transport(struct request *req, CURLcode code, enum fetch_status *out)
+{
+    const char *why = req->curl_error[0] != '\0' ? req->curl_error : curl_easy_strerror(code);
+    if (req->ignored_range)
+        return fail_because(req, FETCH_ERR_UPSTREAM, out,
+                            "upstream ignored the Range request and sent the whole file");
+    if (req->overflow)
+        return retry_because(req, false, "upstream sent more bytes than the requested range");
+    if (req->resp.malformed != NULL)
+        return fail_because(req, FETCH_ERR_UPSTREAM, out, req->resp.malformed);
+    if (code == CURLE_OPERATION_TIMEDOUT)
+        return retry_because(req, true, "upstream timed out (%s)", why);
+    if (curl_error_is_permanent(code)) {
+        set_error(req->res->error, "upstream request failed: %s", why);
+        *out = FETCH_ERR_UPSTREAM;
+        return VERDICT_FAIL;
+    }
+    return retry_because(req, false, "upstream request failed: %s", why);
+}
+
+/* 206: the range must be exactly the one asked for, trimmed at the end of the file. */
+static enum verdict judge_partial(struct request *req)
+{
+    const struct response *r = &req->resp;
+    uint64_t end = req->offset + req->length; /* no overflow: checked at submit */
+    if (!r->has_range)
+        return retry_because(req, false, "upstream sent 206 without a usable Content-Range");
+    if (r->range_total != UINT64_MAX && r->range_total < end)
+        end = r->range_total;
+    if (r->range_first != req->offset || r->range_last != end - 1)
+        return retry_because(req, false,
+                             "upstream sent a mismatched range (bytes %" PRIu64 "-%" PRIu64
+                             " for %" PRIu64 "-%" PRIu64 ")",
+                             r->range_first, r->range_last, req->offset, end - 1);
+    if ((uint64_t)req->body_len != r->range_last - r->range_first + 1)
+        return retry_because(req, false, "upstream sent a short body (%zu of %" PRIu64 " bytes)",
+                             req->body_len, r->range_last - r->range_first + 1);
+    req->res->total_size = r->range_total;
+    return VERDICT_OK;
+}
+
+/* 200: acceptable only as the whole file, when the whole file was asked for. */
+static enum verdict judge_whole(struct request *req, enum fetch_status *out)
+{
+    const struct response *r = &req->resp;
+    if (req->offset != 0 || req->ignored_range)
+        return fail_because(req, FETCH_ERR_UPSTREAM, out,
+                            "upstream ignored the Range request and sent the whole file");
+    if (r->has_length && r->content_length != req->body_len)
+        return retry_because(req, false, "upstream sent a short body (%zu of %" PRIu64 " bytes)",
+                             req->body_len, r->content_length);
+    req->res->total_size = req->body_len;
+    return VERDICT_OK;
+}
+
+/* Sets res->validator; false (with the result failed) when it is not the expected one. */
+static bool validator_matches(struct request *req)
+{
+    const struct response *r = &req->resp;
+    char *v = req->res->validator;
+    size_t cap = sizeof(req->res->validator);
+    int n = 0;
+    if (r->etag[0] != '\0')
+        n = snprintf(v, cap, ETAG_PREFIX "%s", r->etag);
+    else if (r->last_modified[0] != '\0')
+        n = snprintf(v, cap, LM_PREFIX "%s", r->last_modified);
+    else
+        v[0] = '\0';
+    if (n < 0 || (size_t)n >= cap)
+        v[0] = '\0'; /* cannot happen: the fields are sized to fit */
+    return req->expect[0] == '\0' || v[0] == '\0' || strcmp(req->expect, v) == 0;
+}
+
+static enum verdict judge_http(struct request *req, long status, enum fetch_status *out)
+{
+    const struct response *r = &req->resp;
+    char msg[H5CD_MAX_ERROR_MESSAGE];
+    if (status == 200 || status == 206 || status == 416) {
+        if (r->malformed != NULL)
+            return fail_because(req, FETCH_ERR_UPSTREAM, out, r->malformed);
+        if (!validator_matches(req))
+            return fail_because(req, FETCH_ERR_CHANGED, out,
+                                "upstream file changed (its validator differs)");
+    }
+    switch (status) {
+    case 206:
+        return judge_partial(req);
+    case 200:
+        return judge_whole(req, out);
+    case 416:
+        if (r->has_unsatisfied)
+            req->res->total_size = r->range_total;
+        return fail_because(req, FETCH_ERR_RANGE, out,
+                            "requested range starts at or past the end of the upstream file");
+    case 404:
+    case 410:
+        set_error(msg, "upstream returned %ld", status);
+        return fail_because(req, FETCH_ERR_NOT_FOUND, out, msg);
+    case 401:
+    case 403:
+        set_error(msg, "upstream returned %ld", status);
+        return fail_because(req, FETCH_ERR_DENIED, out, msg);
+    default:
+        break;
+    }
+    if (status >= 500 || status == 408 || status == 429) {
+        req->retry_after_s = r->retry_after_s;
+        return retry_because(req, false, "upstream returned %ld", status);
+    }
+    set_error(msg, "upstream returned unexpected status %ld", status);
+    return fail_because(req, FETCH_ERR_UPSTREAM, out, msg);
+}
+
+static bool redirect_allowed(const struct fetch_engine *engine, CURL *easy)
+{
+    long redirects = 0;
+    char *url = NULL;
+    if (engine->cfg.policy == NULL ||
+        curl_easy_getinfo(easy, CURLINFO_REDIRECT_COUNT, &redirects) != CURLE_OK || redirects == 0)
+        return true;
+    if (curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || url == NULL)
+        return false;
+    char identity[H5CD_MAX_URL_BYTES + 1];
+    struct h5cd_error err;
+    return urlpolicy_check(engine->cfg.policy, url, identity, sizeof(identity), &err) == 0;
+}
+
+static void start_or_fail(struct request *req);
+
+static void on_retry_timer(uv_timer_t *timer)
+{
+    start_or_fail(timer->data);
+}
+
+/* Backoff base * 2^k with full jitter in [delay/2, delay]; Retry-After wins. */
+static uint64_t retry_delay_ms(struct request *req)
+{
+    if (req->retry_after_s >= 0)
+        return (uint64_t)req->retry_after_s * 1000u;
+    unsigned k = req->res->attempts - 1;
+    uint64_t delay = (uint64_t)req->engine->cfg.retry_base_ms
+                     << (k < MAX_BACKOFF_SHIFT ? k : MAX_BACKOFF_SHIFT);
+    uint64_t half = delay / 2;
+    return half + next_random(req->engine) % (delay - half + 1);
+}
+
+static void retry_or_give_up(struct request *req)
+{
+    const struct fetch_config *cfg = &req->engine->cfg;
+    if (req->res->attempts > cfg->retries) {
+        give_up(req);
+        return;
+    }
+    uint64_t delay = retry_delay_ms(req);
+    if (now_ms() + delay - req->submitted_ms > cfg->retry_budget_ms) {
+        give_up(req);
+        return;
+    }
+    log_debug("msg=\"retrying upstream request\" attempt=%u delay_ms=%" PRIu64 " reason=\"%s\"",
+              req->res->attempts + 1, delay, req->last_error);
+    uv_timer_start(&req->retry_timer, on_retry_timer, delay, 0);
+}
+
+static void attempt_done(struct request *req, CURLcode code)
+{
+    struct fetch_engine *engine = req->engine;
+    CURL *easy = req->easy;
+    long status = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    bool redirect_ok = redirect_allowed(engine, easy);
+    curl_multi_remove_handle(engine->multi, easy);
+    curl_easy_cleanup(easy);
+    req->easy = NULL;
+    if (status != 0)
+        req->res->http_status = (int)status;
+
+    enum fetch_status final = FETCH_ERR_UPSTREAM;
+    enum verdict verdict;
+    req->retry_after_s = -1;
+    if (req->policy_refused)
+        verdict = fail_because(req, FETCH_ERR_DENIED, &final,
+                               "the URL policy refused an address of the upstream host");
+    else if (!redirect_ok)
+        verdict = fail_because(req, FETCH_ERR_DENIED, &final,
+                               "upstream redirected to a URL the policy refuses");
+    else if (code != CURLE_OK)
+        verdict = judge_transport(req, code, &final);
+    else
+        verdict = judge_http(req, status, &final);
+
+    if (verdict == VERDICT_OK)
+        finish(req, FETCH_OK);
+    else if (verdict == VERDICT_FAIL)
+        finish(req, final);
+    else
+        retry_or_give_up(req);
+}
+
+/* ---- attempts ---- */
+
+#define SETOPT(easy, opt, val)                                                                     \
+    do {                                                                                           \
+        if (curl_easy_setopt(easy, opt, val) != CURLE_OK)                                          \
+            return -EINVAL;                                                                        \
+    } while (0)
+
+static int configure_easy(struct request *req, CURL *easy)
+{
+    const struct fetch_engine *engine = req->engine;
+    const struct fetch_config *cfg = &engine->cfg;
+    char range[RANGE_SPEC_BYTES];
+    int n = snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, req->offset,
+                     req->offset + req->length - 1);
+    if (n < 0 || (size_t)n >= sizeof(range))
+        return -EINVAL;
+    SETOPT(easy, CURLOPT_URL, req->url);
+    SETOPT(easy, CURLOPT_RANGE, range); /* copied by curl */
+    SETOPT(easy, CURLOPT_PRIVATE, (void *)req);
+    SETOPT(easy, CURLOPT_ERRORBUFFER, req->curl_error);
+    SETOPT(easy, CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(easy, CURLOPT_WRITEDATA, (void *)req);
+    SETOPT(easy, CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(easy, CURLOPT_HEADERDATA, (void *)req);
+    SETOPT(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    SETOPT(easy, CURLOPT_OPENSOCKETDATA, (void *)req);
+    SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
+    SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
+    SETOPT(easy, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
+    SETOPT(easy, CURLOPT_FOLLOWLOCATION, 1L);
+    SETOPT(easy, CURLOPT_MAXREDIRS, (long)H5CD_MAX_REDIRECTS);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    SETOPT(easy, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    SETOPT(easy, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    SETOPT(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    SETOPT(easy, CURLOPT_PIPEWAIT, 1L); /* prefer a multiplexed connection to a new one */
+    /* Raw bytes: no CURLOPT_ACCEPT_ENCODING, so curl never decodes. */
+    SETOPT(easy, CURLOPT_HTTPHEADER, engine->headers);
+    if (engine->user_agent != NULL)
+        SETOPT(easy, CURLOPT_USERAGENT, engine->user_agent);
+    return 0;
+}
+
+static int start_attempt(struct request *req)
+{
+    struct fetch_engine *engine = req->engine;
+    req->body_len = 0;
+    req->overflow = false;
+    req->ignored_range = false;
+    req->policy_refused = false;
+    response_reset(&req->resp);
+    req->curl_error[0] = '\0';
+    req->res->validator[0] = '\0';
+    req->res->total_size = UINT64_MAX;
+    CURL *easy = curl_easy_init();
+    if (easy == NULL)
+        return -ENOMEM;
+    int rc = configure_easy(req, easy);
+    if (rc == 0 && curl_multi_add_handle(engine->multi, easy) != CURLM_OK)
+        rc = -ENOMEM;
+    if (rc < 0) {
+        curl_easy_cleanup(easy);
+        return rc;
+    }
+    req->easy = easy;
+    req->res->attempts++;
+    if (engine->cfg.stats != NULL) {
+        STATS_INC(engine->cfg.stats, upstream_requests);
+        if (req->res->attempts > 1)
+            STATS_INC(engine->cfg.stats, upstream_retries);
+    }
+    return 0;
+}
+
+static void start_or_fail(struct request *req)
+{
+    int rc = start_attempt(req);
+    if (rc < 0) {
+        set_error(req->res->error, "cannot start an upstream request: %s", strerror(-rc));
+        finish(req, FETCH_ERR_UPSTREAM);
+    }
+}
+
+/* ---- libcurl multi on libuv ---- */
+
+static void check_done(struct fetch_engine *engine)
+{
+    CURLMsg *msg;
+    int pending;
+    while ((msg = curl_multi_info_read(engine->multi, &pending)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = msg->easy_handle;
+        CURLcode code = msg->data.result; /* msg dies with the handle */
+        char *priv = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+        attempt_done((struct request *)(void *)priv, code);
+    }
+}
+
+static void socket_action(struct fetch_engine *engine, curl_socket_t fd, int flags)
+{
+    int running;
+    CURLMcode mc = curl_multi_socket_action(engine->multi, fd, flags, &running);
+    if (mc != CURLM_OK)
+        log_error("msg=\"curl_multi_socket_action failed\" error=\"%s\"", curl_multi_strerror(mc));
+    check_done(engine);
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    struct sockctx *ctx = (struct sockctx *)handle;
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (status == 0 && (events & UV_READABLE))
+        flags |= CURL_CSELECT_IN;
+    if (status == 0 && (events & UV_WRITABLE))
+        flags |= CURL_CSELECT_OUT;
+    socket_action(ctx->engine, ctx->fd, flags);
+}
+
+static void sockctx_closed(uv_handle_t *handle)
+{
+    free((struct sockctx *)handle);
+}
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct fetch_engine *engine = userp;
+    struct sockctx *ctx = socketp;
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (ctx != NULL) {
+            curl_multi_assign(engine->multi, fd, NULL);
+            uv_close((uv_handle_t *)&ctx->poll, sockctx_closed);
+        }
+        return 0;
+    }
+    if (ctx == NULL) {
+        ctx = calloc(1, sizeof(*ctx));
+        if (ctx == NULL)
+            return -1;
+        int rc = uv_poll_init_socket(&engine->loop, &ctx->poll, fd);
+        if (rc < 0) {
+            log_error("msg=\"uv_poll_init_socket failed\" error=\"%s\"", uv_strerror(rc));
+            free(ctx);
+            return -1;
+        }
+        ctx->fd = fd;
+        ctx->engine = engine;
+        curl_multi_assign(engine->multi, fd, ctx);
+    }
+    int events = 0;
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+        events |= UV_READABLE;
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+        events |= UV_WRITABLE;
+    int rc = uv_poll_start(&ctx->poll, events, on_poll);
+    if (rc < 0) {
+        log_error("msg=\"uv_poll_start failed\" error=\"%s\"", uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static void on_curl_timeout(uv_timer_t *timer)
+{
+    socket_action(timer->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct fetch_engine *engine = userp;
+    (void)multi;
+    if (timeout_ms < 0)
+        uv_timer_stop(&engine->curl_timer);
+    else
+        uv_timer_start(&engine->curl_timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* ---- submission and shutdown ---- */
+
+static void cancel(struct request *req)
+{
+    if (req->easy != NULL) {
+        curl_multi_remove_handle(req->engine->multi, req->easy);
+        curl_easy_cleanup(req->easy);
+        req->easy = NULL;
+    }
+    uv_timer_stop(&req->retry_timer);
+    finish_with(req, FETCH_ERR_CANCELLED, "the fetch engine is shutting down");
+}
+
+static void close_any(uv_handle_t *handle, void *arg)
+{
+    (void)arg;
+    if (uv_is_closing(handle))
+        return;
+    uv_close(handle, handle->type == UV_POLL ? sockctx_closed : NULL);
+}
+
+/* Cancels everything, then closes every handle so that uv_run returns. */
+static void stop(struct fetch_engine *engine)
+{
+    while (engine->active != NULL)
+        cancel(engine->active);
+    curl_multi_cleanup(engine->multi); /* may still call on_socket/on_curl_timer */
+    engine->multi = NULL;
+    uv_walk(&engine->loop, close_any, NULL);
+}
+
+static void accept_request(struct fetch_engine *engine, struct request *req, bool stopping)
+{
+    uv_timer_init(&engine->loop, &req->retry_timer); /* cannot fail on an initialised loop */
+    req->retry_timer.data = req;
+    req->prev = NULL;
+    req->next = engine->active;
+    if (engine->active != NULL)
+        engine->active->prev = req;
+    engine->active = req;
+    if (stopping)
+        cancel(req);
+    else
+        start_or_fail(req);
+}
+
+static void on_wakeup(uv_async_t *handle)
+{
+    struct fetch_engine *engine = handle->data;
+    pthread_mutex_lock(&engine->lock);
+    struct request *queue = engine->queue_head;
+    engine->queue_head = engine->queue_tail = NULL;
+    bool stopping = engine->shutdown;
+    pthread_mutex_unlock(&engine->lock);
+    while (queue != NULL) {
+        struct request *req = queue;
+        queue = req->next;
+        accept_request(engine, req, stopping);
+    }
+    if (stopping)
+        stop(engine);
+}
+
+static void *loop_main(void *arg)
+{
+    struct fetch_engine *engine = arg;
+    uv_run(&engine->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static int setup_multi(struct fetch_engine *engine)
+{
+    const struct fetch_config *cfg = &engine->cfg;
+    CURLM *m = engine->multi;
+    if (curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_SOCKETDATA, (void *)engine) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_TIMERDATA, (void *)engine) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)cfg->max_per_host) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cfg->max_total) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK)
+        return -EINVAL;
+    return 0;
+}
+
+/* Starts the loop thread with every signal blocked: signals belong to the main thread. */
+static int start_thread(struct fetch_engine *engine)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&engine->thread, NULL, loop_main, engine);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -rc;
+}
+
+static void engine_destroy(struct fetch_engine *engine)
+{
+    curl_slist_free_all(engine->headers);
+    free(engine->user_agent);
+    pthread_mutex_destroy(&engine->lock);
+    free(engine);
+}
+
+int fetch_new(const struct fetch_config *cfg, struct fetch_engine **out)
+{
+    if (cfg == NULL || out == NULL)
+        return -EINVAL;
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_result != CURLE_OK)
+        return -EIO;
+    struct fetch_engine *engine = calloc(1, sizeof(*engine));
+    if (engine == NULL)
+        return -ENOMEM;
+    engine->cfg = *cfg;
+    engine->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)engine ^ 0x9E3779B97F4A7C15ULL;
+    if (pthread_mutex_init(&engine->lock, NULL) != 0) {
+        free(engine);
+        return -ENOMEM;
+    }
+    int rc = -ENOMEM;
+    if (cfg->user_agent != NULL && (engine->user_agent = strdup(cfg->user_agent)) == NULL)
+        goto fail;
+    engine->cfg.user_agent = engine->user_agent;
+    engine->headers = curl_slist_append(NULL, "Accept-Encoding: identity");
+    if (engine->headers == NULL)
+        goto fail;
+    rc = uv_loop_init(&engine->loop);
+    if (rc < 0)
+        goto fail;
+    uv_timer_init(&engine->loop, &engine->curl_timer);
+    engine->curl_timer.data = engine;
+    rc = uv_async_init(&engine->loop, &engine->wakeup, on_wakeup);
+    engine->wakeup.data = engine;
+    if (rc == 0 && (engine->multi = curl_multi_init()) == NULL)
+        rc = -ENOMEM;
+    if (rc == 0)
+        rc = setup_multi(engine);
+    if (rc == 0)
+        rc = start_thread(engine);
+    if (rc < 0) {
+        if (engine->multi != NULL)
+            curl_multi_cleanup(engine->multi);
+        uv_walk(&engine->loop, close_any, NULL);
+        uv_run(&engine->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&engine->loop);
+        goto fail;
+    }
+    *out = engine;
+    return 0;
+fail:
+    engine_destroy(engine);
+    return rc;
+}
+
+void fetch_free(struct fetch_engine *engine)
+{
+    if (engine == NULL)
+        return;
+    pthread_mutex_lock(&engine->lock);
+    engine->shutdown = true;
+    uv_async_send(&engine->wakeup); /* before the loop can see shutdown and close it */
+    pthread_mutex_unlock(&engine->lock);
+    pthread_join(engine->thread, NULL);
+    int rc = uv_loop_close(&engine->loop);
+    if (rc < 0)
+        log_error("msg=\"fetch loop still had handles at exit\" error=\"%s\"", uv_strerror(rc));
+    engine_destroy(engine);
+}
+
+static struct request *request_new(const char *url, uint64_t offset, uint64_t length,
+                                   const char *expect, fetch_done_fn done, void *arg)
+{
+    struct request *req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        return NULL;
+    req->url = strdup(url);
+    req->res = calloc(1, sizeof(*req->res));
+    req->body = malloc((size_t)length);
+    if (req->url == NULL || req->res == NULL || req->body == NULL) {
+        free(req->url);
+        free(req->res);
+        free(req->body);
+        free(req);
+        return NULL;
+    }
+    memcpy(req->expect, expect, strlen(expect) + 1);
+    req->offset = offset;
+    req->length = length;
+    req->done = done;
+    req->arg = arg;
+    req->submitted_ms = now_ms();
+    req->res->offset = offset;
+    req->res->length = length;
+    req->res->total_size = UINT64_MAX;
+    return req;
+}
+
+int fetch_submit(struct fetch_engine *engine, const char *url, uint64_t offset, uint64_t length,
+                 const char *expect_validator, fetch_done_fn done, void *arg)
+{
+    const char *expect = expect_validator != NULL ? expect_validator : "";
+    if (engine == NULL || url == NULL || done == NULL || length == 0 ||
+        length > H5CD_MAX_FETCH_BYTES || offset > UINT64_MAX - length ||
+        strlen(url) > H5CD_MAX_URL_BYTES || strlen(expect) >= H5CD_MAX_VALIDATOR_BYTES)
+        return -EINVAL;
+    struct request *req = request_new(url, offset, length, expect, done, arg);
+    if (req == NULL)
+        return -ENOMEM;
+    req->engine = engine;
+    /* The wake-up is sent under the lock: once fetch_free has set shutdown
+     * the loop may close the async handle, so no send may follow. */
+    pthread_mutex_lock(&engine->lock);
+    bool shutdown = engine->shutdown;
+    if (!shutdown) {
+        if (engine->queue_tail != NULL)
+            engine->queue_tail->next = req;
+        else
+            engine->queue_head = req;
+        engine->queue_tail = req;
+        uv_async_send(&engine->wakeup);
+    }
+    pthread_mutex_unlock(&engine->lock);
+    if (shutdown) {
+        fetch_result_free(req->res);
+        free(req->body);
+        free(req->url);
+        free(req);
+        return -ESHUTDOWN;
+    }
+    return 0;
+}
+
+void fetch_result_free(struct fetch_result *res)
+{
+    if (res == NULL)
+        return;
+    free(res->data);
+    free(res);
+}

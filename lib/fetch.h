@@ -1,0 +1,92 @@
+/*
+ * fetch.h - concurrent upstream HTTP range requests.
+ *
+ * One libuv loop thread drives libcurl's multi interface
+ * (curl_multi_socket_action with uv_poll and uv_timer): many requests in
+ * flight, connections reused, HTTP/2 when the server offers it, a limit on
+ * connections per host and overall.  Other threads submit requests through
+ * a locked queue and uv_async_send; completion callbacks run on the loop
+ * thread and must not block (signal a condition variable, nothing more).
+ *
+ * Every response is checked before it is reported as FETCH_OK: status 206
+ * with a Content-Range that matches the request (a range that runs past
+ * the end of the file is answered up to its end), a body of exactly that
+ * length; 200 with the whole body only when it fits in the requested
+ * range (the whole file was asked for).  Connections to addresses the URL
+ * policy refuses are never opened (checked for redirects too).  5xx, 408,
+ * 429, timeouts, resets, short bodies and mismatched ranges are retried
+ * with exponential backoff and jitter (Retry-After honoured, clamped),
+ * bounded by a count and a time budget.
+ */
+#ifndef H5CD_FETCH_H
+#define H5CD_FETCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "h5cd_limits.h"
+#include "stats.h"
+#include "urlpolicy.h"
+
+struct fetch_engine;
+
+struct fetch_config {
+    unsigned max_per_host;      /* CURLMOPT_MAX_HOST_CONNECTIONS */
+    unsigned max_total;         /* CURLMOPT_MAX_TOTAL_CONNECTIONS */
+    unsigned connect_timeout_ms;
+    unsigned timeout_ms;        /* one attempt */
+    unsigned retries;           /* attempts after the first */
+    unsigned retry_base_ms;     /* first backoff delay */
+    unsigned retry_budget_ms;   /* no new attempt starts after this much time */
+    const char *user_agent;
+    const struct urlpolicy *policy; /* borrowed; checks addresses and redirect targets */
+    struct h5cd_stats *stats;   /* borrowed; upstream_* counters, may be NULL */
+};
+
+enum fetch_status {
+    FETCH_OK = 0,
+    FETCH_ERR_UPSTREAM,       /* bad status, malformed response, gave up retrying */
+    FETCH_ERR_TIMEOUT,        /* every attempt timed out */
+    FETCH_ERR_NOT_FOUND,      /* 404 or 410 */
+    FETCH_ERR_DENIED,         /* 401/403 upstream, or the URL policy refused an address/redirect */
+    FETCH_ERR_RANGE,          /* 416: offset at or past the end; total_size set when known */
+    FETCH_ERR_CHANGED,        /* the validator differs from expect_validator; validator holds the new one */
+    FETCH_ERR_CANCELLED,      /* the engine is shutting down */
+};
+
+struct fetch_result {
+    enum fetch_status status;
+    int http_status;             /* last HTTP status seen, 0 if none */
+    uint64_t offset;             /* as requested */
+    uint64_t length;             /* as requested */
+    uint8_t *data;               /* FETCH_OK: the body, data_len bytes; else NULL */
+    size_t data_len;             /* == length, or less when the file ends inside the range */
+    uint64_t total_size;         /* file size from Content-Range (or 200 body); UINT64_MAX if unknown */
+    char validator[H5CD_MAX_VALIDATOR_BYTES]; /* "etag:<ETag>" or "lm:<Last-Modified>" or "" */
+    unsigned attempts;
+    char error[H5CD_MAX_ERROR_MESSAGE]; /* a sentence for logs and clients when not OK */
+};
+
+/* Runs on the loop thread.  Takes ownership of res: free it with fetch_result_free(). */
+typedef void (*fetch_done_fn)(struct fetch_result *res, void *arg);
+
+/* Starts the loop thread.  Returns 0 or a negative errno. */
+int fetch_new(const struct fetch_config *cfg, struct fetch_engine **out);
+/* Fails everything pending with FETCH_ERR_CANCELLED (callbacks run), stops
+ * and joins the loop thread.  NULL is a no-op. */
+void fetch_free(struct fetch_engine *engine);
+
+/*
+ * Queues a GET of bytes [offset, offset+length) of url (1 <= length <=
+ * H5CD_MAX_FETCH_BYTES).  If expect_validator is non-empty and the response
+ * carries a different validator, the result is FETCH_ERR_CHANGED and no
+ * data is returned.  Thread-safe.  Returns 0 (done will be called exactly
+ * once, on the loop thread) or a negative errno (done is never called).
+ */
+int fetch_submit(struct fetch_engine *engine, const char *url, uint64_t offset, uint64_t length,
+                 const char *expect_validator, fetch_done_fn done, void *arg);
+
+void fetch_result_free(struct fetch_result *res);
+
+#endif

@@ -1,0 +1,19 @@
+# lib/: the engine, built once and linked by the daemon and every test.
+noinst_LIBRARIES += lib/libh5chunkd.a
+lib_libh5chunkd_a_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)
+lib_libh5chunkd_a_SOURCES = \
+	lib/h5cd_limits.h \
+	lib/log.c lib/log.h \
+	lib/errors.c lib/errors.h \
+	lib/stats.c lib/stats.h \
+	lib/config.c lib/config.h \
+	lib/coalesce.c lib/coalesce.h \
+	lib/urlpolicy.c lib/urlpolicy.h \
+	lib/blockcache.c lib/blockcache.h \
+	lib/fetch.c lib/fetch.h \
+	lib/httprange.c lib/httprange.h \
+	lib/h5meta.c lib/h5meta.h \
+	lib/remote.c lib/remote.h \
+	lib/chunkkey.c lib/chunkkey.h \
+	lib/h5vfd.c lib/h5vfd.h \
+	lib/h5index.c lib/h5index.h

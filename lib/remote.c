@@ -1,0 +1,1036 @@
+/*
+ * remote.c - reads of remote files through the block cache, with
+ * single-flight fetching of missing blocks.
+ *
+ * Owns the in-flight table: one entry per (file version, block) being
+ * fetched, keyed by the cache's file id and the block index.  The reader
+ * that creates an entry owns it: it submits the fetch, later writes the
+ * block to the cache and only then removes the entry, so a reader that
+ * finds neither a cached block nor an entry knows nobody has the block.
+ * Other readers join the entry and wait.  Fetch callbacks (on the fetch
+ * loop thread) only attach bytes to entries and broadcast; they never
+ * touch the disk.
+ *
+ * Called from client threads; never from the fetch loop thread.
+ */
+#include "remote.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "coalesce.h"
+#include "log.h"
+
+#define INFLIGHT_BUCKETS 4096
+#define DEFAULT_WAIT_TIMEOUT_MS (10u * 60u * 1000u)
+
+/* The body of one upstream response, shared by the entries it fills. */
+struct fetchbuf {
+    _Atomic unsigned refs;
+    uint8_t *data;
+    size_t len;
+};
+
+enum entry_state { ENTRY_PENDING, ENTRY_DONE, ENTRY_FAILED };
+
+struct entry {
+    struct entry *next; /* bucket chain */
+    int64_t file_id;
+    uint64_t index;
+    unsigned refs;  /* readers holding it (owner included); guarded by remote->lock */
+    const void *owner; /* the batch that created it (joins by it are not counted) */
+    bool in_table;  /* still findable by joiners */
+    bool abandoned; /* the owner gave up waiting: the callback removes it */
+    enum entry_state state;
+    struct fetchbuf *buf; /* ENTRY_DONE: the block is buf->data[buf_off .. buf_off+len) */
+    size_t buf_off;
+    size_t len;
+    struct h5cd_error error; /* ENTRY_FAILED */
+};
+
+/* An open of a file whose validator must be learnt from upstream. */
+struct probe {
+    struct probe *next;
+    char identity[H5CD_MAX_URL_BYTES + 1];
+    unsigned refs;
+    bool done;
+    int result;
+    struct remote_file file;
+    struct h5cd_error error;
+};
+
+struct remote {
+    struct remote_config cfg;
+    struct blockcache *cache;
+    struct fetch_engine *fetch;
+    const struct urlpolicy *policy;
+    struct h5cd_stats *stats;
+    uint32_t block_size;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* broadcast whenever an entry or probe completes */
+    struct entry *buckets[INFLIGHT_BUCKETS];
+    struct probe *probes;
+};
+
+/* One submitted upstream request and the owned entries it will fill. */
+struct fetchctx {
+    struct remote *remote;
+    uint64_t offset;
+    size_t nentries;
+    struct entry *entries[];
+};
+
+static void fetchbuf_release(struct fetchbuf *buf)
+{
+    if (buf != NULL && atomic_fetch_sub(&buf->refs, 1) == 1) {
+        free(buf->data);
+        free(buf);
+    }
+}
+
+static size_t bucket_of(int64_t file_id, uint64_t index)
+{
+    uint64_t h = (uint64_t)file_id * 0x9E3779B97F4A7C15ULL ^ index * 0xC2B2AE3D27D4EB4FULL;
+    return (size_t)((h ^ (h >> 29)) % INFLIGHT_BUCKETS);
+}
+
+/* Caller holds remote->lock. */
+static struct entry *table_find(struct remote *r, int64_t file_id, uint64_t index)
+{
+    for (struct entry *e = r->buckets[bucket_of(file_id, index)]; e != NULL; e = e->next)
+        if (e->file_id == file_id && e->index == index)
+            return e;
+    return NULL;
+}
+
+/* Caller holds remote->lock. */
+static void table_remove(struct remote *r, struct entry *entry)
+{
+    if (!entry->in_table)
+        return;
+    struct entry **link = &r->buckets[bucket_of(entry->file_id, entry->index)];
+    while (*link != entry)
+        link = &(*link)->next;
+    *link = entry->next;
+    entry->in_table = false;
+}
+
+/* Caller holds remote->lock. */
+static void entry_release_locked(struct entry *entry)
+{
+    if (--entry->refs > 0 || entry->in_table)
+        return;
+    fetchbuf_release(entry->buf);
+    free(entry);
+}
+
+static int errcode_for_fetch(const struct fetch_result *res)
+{
+    switch (res->status) {
+    case FETCH_OK:
+        return H5CD_OK;
+    case FETCH_ERR_TIMEOUT:
+        return H5CD_E_UPSTREAM_TIMEOUT;
+    case FETCH_ERR_NOT_FOUND:
+        return H5CD_E_NOT_FOUND;
+    case FETCH_ERR_DENIED:
+        /* Upstream's own 401/403 is its business; a refusal by our policy is ours. */
+        return res->http_status == 401 || res->http_status == 403 ? H5CD_E_UPSTREAM_ERROR
+                                                                   : H5CD_E_URL_NOT_ALLOWED;
+    case FETCH_ERR_RANGE:
+        return H5CD_E_RANGE_NOT_SATISFIABLE;
+    case FETCH_ERR_CHANGED:
+        return H5CD_E_UPSTREAM_CHANGED;
+    case FETCH_ERR_CANCELLED:
+        return H5CD_E_UNAVAILABLE;
+    case FETCH_ERR_UPSTREAM:
+        break;
+    }
+    return H5CD_E_UPSTREAM_ERROR;
+}
+
+static void set_fetch_error(struct h5cd_error *err, const struct fetch_result *res)
+{
+    h5cd_fail(err, errcode_for_fetch(res), "%s",
+              res->error[0] != '\0' ? res->error : "upstream fetch failed");
+}
+
+static struct timespec deadline_after_ms(unsigned ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+int remote_new(const struct remote_config *cfg, struct blockcache *cache,
+               struct fetch_engine *fetch, const struct urlpolicy *policy,
+               struct h5cd_stats *stats, struct remote **out)
+{
+    struct remote *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return -ENOMEM;
+    r->cfg = *cfg;
+    if (r->cfg.wait_timeout_ms == 0)
+        r->cfg.wait_timeout_ms = DEFAULT_WAIT_TIMEOUT_MS;
+    r->cache = cache;
+    r->fetch = fetch;
+    r->policy = policy;
+    r->stats = stats;
+    r->block_size = blockcache_block_size(cache);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&r->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc != 0 || pthread_mutex_init(&r->lock, NULL) != 0) {
+        if (rc == 0)
+            pthread_cond_destroy(&r->cond);
+        free(r);
+        return -ENOMEM;
+    }
+    *out = r;
+    return 0;
+}
+
+void remote_free(struct remote *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
+    free(r);
+}
+
+/* ---- synchronous fetch, used to probe a file ---- */
+
+struct sync_fetch {
+    struct remote *remote;
+    struct fetch_result *result;
+    bool done;
+};
+
+static void sync_fetch_done(struct fetch_result *res, void *arg)
+{
+    struct sync_fetch *sf = arg;
+    pthread_mutex_lock(&sf->remote->lock);
+    sf->result = res;
+    sf->done = true;
+    pthread_cond_broadcast(&sf->remote->cond);
+    pthread_mutex_unlock(&sf->remote->lock);
+}
+
+/* Returns the result (caller frees) or NULL with err set. */
+static struct fetch_result *fetch_sync(struct remote *r, const char *url, uint64_t offset,
+                                       uint64_t length, struct h5cd_error *err)
+{
+    struct sync_fetch *sf = calloc(1, sizeof(*sf));
+    if (sf == NULL) {
+        h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+        return NULL;
+    }
+    sf->remote = r;
+    int rc = fetch_submit(r->fetch, url, offset, length, "", sync_fetch_done, sf);
+    if (rc < 0) {
+        free(sf);
+        h5cd_fail(err, rc == -ESHUTDOWN ? H5CD_E_UNAVAILABLE : H5CD_E_INTERNAL,
+                  "cannot start upstream request: %s", strerror(-rc));
+        return NULL;
+    }
+    struct timespec deadline = deadline_after_ms(r->cfg.wait_timeout_ms);
+    pthread_mutex_lock(&r->lock);
+    while (!sf->done)
+        if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT)
+            break;
+    struct fetch_result *res = sf->result;
+    bool done = sf->done;
+    pthread_mutex_unlock(&r->lock);
+    if (!done) {
+        /* The callback still owns sf; leaking it is safer than a use after free. */
+        log_error("msg=\"upstream request never completed\" url_len=%zu", strlen(url));
+        h5cd_fail(err, H5CD_E_UPSTREAM_TIMEOUT, "upstream request did not complete in time");
+        return NULL;
+    }
+    free(sf);
+    return res;
+}
+
+/* ---- opening a file ---- */
+
+/* Fetches the first block to learn size and validator, records both, and caches the block. */
+/* Caches every whole block of a probe's body. */
+static void store_probe_blocks(struct remote *r, int64_t file_id, uint64_t size,
+                               const struct fetch_result *res)
+{
+    for (uint64_t index = 0; index * r->block_size < size; index++) {
+        uint64_t start = index * r->block_size;
+        uint64_t left = size - start;
+        size_t len = left < r->block_size ? (size_t)left : r->block_size;
+        if (start + len > res->data_len)
+            break;
+        if (blockcache_put(r->cache, file_id, index, res->data + start, len) < 0) {
+            STATS_INC(r->stats, cache_write_errors);
+            STATS_ADD(r->stats, passthrough_bytes, len);
+        }
+    }
+}
+
+/* Fetches the file's first probe_bytes (at least one block) to learn size and validator,
+ * records both, and caches the blocks. */
+static int probe_upstream(struct remote *r, const char *url, const char *identity,
+                          uint64_t probe_bytes, struct remote_file *file, struct h5cd_error *err)
+{
+    uint64_t want = probe_bytes < r->block_size ? r->block_size : probe_bytes;
+    want = (want + r->block_size - 1) / r->block_size * r->block_size;
+    if (want > H5CD_MAX_FETCH_BYTES)
+        want = H5CD_MAX_FETCH_BYTES / r->block_size * r->block_size;
+    struct fetch_result *res = fetch_sync(r, url, 0, want, err);
+    if (res == NULL)
+        return -1;
+    uint64_t size;
+    if (res->status == FETCH_OK) {
+        size = res->total_size;
+        if (size == UINT64_MAX && res->data_len < want)
+            size = res->data_len; /* the whole file fit in the probe */
+    } else if (res->status == FETCH_ERR_RANGE && res->total_size == 0) {
+        size = 0; /* an empty file answers any range with 416 */
+    } else {
+        set_fetch_error(err, res);
+        fetch_result_free(res);
+        return -1;
+    }
+    if (size == UINT64_MAX) {
+        fetch_result_free(res);
+        return h5cd_fail(err, H5CD_E_UPSTREAM_ERROR, "upstream did not report the file size");
+    }
+    struct blockcache_file row;
+    bool changed = false;
+    int rc = blockcache_file_put(r->cache, identity, res->validator, size, &row, &changed);
+    if (rc < 0) {
+        fetch_result_free(res);
+        return h5cd_fail(err, H5CD_E_INTERNAL, "cache index error: %s", strerror(-rc));
+    }
+    if (changed) {
+        STATS_INC(r->stats, validator_changes);
+        log_info("msg=\"remote file changed, cached blocks dropped\" validator=\"%s\"",
+                 res->validator);
+    }
+    if (res->status == FETCH_OK)
+        store_probe_blocks(r, row.id, size, res);
+    file->file_id = row.id;
+    file->size = size;
+    snprintf(file->validator, sizeof(file->validator), "%s", row.validator);
+    fetch_result_free(res);
+    return 0;
+}
+
+/* Caller holds remote->lock. */
+static struct probe *probe_find(struct remote *r, const char *identity)
+{
+    for (struct probe *p = r->probes; p != NULL; p = p->next)
+        if (strcmp(p->identity, identity) == 0)
+            return p;
+    return NULL;
+}
+
+/* Caller holds remote->lock. */
+static void probe_release_locked(struct remote *r, struct probe *probe)
+{
+    if (--probe->refs > 0)
+        return;
+    struct probe **link = &r->probes;
+    while (*link != NULL && *link != probe)
+        link = &(*link)->next;
+    if (*link == probe)
+        *link = probe->next;
+    free(probe);
+}
+
+/* Learns size and validator from upstream, sharing the probe with concurrent openers. */
+static int open_shared(struct remote *r, const char *url, const char *identity,
+                       uint64_t probe_bytes, struct remote_file *out, struct h5cd_error *err)
+{
+    pthread_mutex_lock(&r->lock);
+    struct probe *probe = probe_find(r, identity);
+    if (probe != NULL) {
+        probe->refs++;
+        STATS_INC(r->stats, inflight_joins);
+        struct timespec deadline = deadline_after_ms(r->cfg.wait_timeout_ms);
+        while (!probe->done)
+            if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT)
+                break;
+        int rc = probe->done ? probe->result : -1;
+        if (!probe->done)
+            h5cd_fail(err, H5CD_E_UPSTREAM_TIMEOUT, "timed out waiting for the file to open");
+        else if (rc == 0)
+            *out = probe->file;
+        else if (err != NULL)
+            *err = probe->error;
+        probe_release_locked(r, probe);
+        pthread_mutex_unlock(&r->lock);
+        return rc;
+    }
+    probe = calloc(1, sizeof(*probe));
+    if (probe == NULL) {
+        pthread_mutex_unlock(&r->lock);
+        return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+    }
+    snprintf(probe->identity, sizeof(probe->identity), "%s", identity);
+    probe->refs = 1;
+    probe->next = r->probes;
+    r->probes = probe;
+    pthread_mutex_unlock(&r->lock);
+
+    probe->file = *out;
+    int rc = probe_upstream(r, url, identity, probe_bytes, &probe->file, &probe->error);
+
+    pthread_mutex_lock(&r->lock);
+    probe->result = rc;
+    probe->done = true;
+    if (rc == 0)
+        *out = probe->file;
+    else if (err != NULL)
+        *err = probe->error;
+    /* Later openers find the cache row; only current waiters need the probe. */
+    struct probe **link = &r->probes;
+    while (*link != probe)
+        link = &(*link)->next;
+    *link = probe->next;
+    probe->next = NULL;
+    probe->refs--;
+    bool last = probe->refs == 0;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    if (last)
+        free(probe);
+    return rc;
+}
+
+int remote_open(struct remote *r, const char *url, uint64_t probe_bytes, struct remote_file *out,
+                struct h5cd_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (urlpolicy_check(r->policy, url, out->identity, sizeof(out->identity), err) < 0)
+        return -1;
+    snprintf(out->url, sizeof(out->url), "%s", url);
+    struct blockcache_file row;
+    if (blockcache_file_get(r->cache, out->identity, &row) == 0) {
+        int64_t age = (int64_t)time(NULL) - row.checked_at;
+        if (age >= 0 && age < (int64_t)r->cfg.revalidate_s) {
+            out->file_id = row.id;
+            out->size = row.size;
+            snprintf(out->validator, sizeof(out->validator), "%s", row.validator);
+            return 0;
+        }
+    }
+    return open_shared(r, url, out->identity, probe_bytes, out, err);
+}
+
+/* ---- reading: batches of ranges ---- */
+
+/* One block of one range that was not in the cache when the range was admitted. */
+struct slot {
+    struct entry *entry;
+    uint64_t index;
+    size_t range;
+    bool owned; /* this slot created the entry: it stores the block and unlists the entry */
+    bool done;
+};
+
+struct batch_range {
+    uint64_t offset;
+    uint64_t length;
+    uint8_t *dst;
+    bool own_dst;
+    void *tag;
+    size_t pending; /* slots not consumed yet */
+    bool failed;
+    struct h5cd_error error;
+};
+
+struct remote_batch {
+    struct remote *remote;
+    struct remote_file file;
+    uint64_t budget;         /* bytes of admitted, unreturned ranges allowed at once */
+    uint64_t admitted_bytes;
+    struct batch_range *ranges;
+    size_t nranges, rangecap;
+    size_t next_admit;       /* ranges before this index have been admitted */
+    struct slot *slots;
+    size_t nslots, slotcap;
+    size_t scan_from;        /* slots before this index are all consumed */
+    size_t *ready;           /* ranges complete and not yet returned: a FIFO */
+    size_t ready_head, ready_tail;
+    size_t returned;
+    size_t last;             /* the range handed out by the previous next(), or SIZE_MAX */
+    bool changed;            /* upstream reported another version of the file */
+    uint8_t *scratch;        /* one block, for cache reads */
+};
+
+static size_t block_length(const struct remote *r, const struct remote_file *f, uint64_t index)
+{
+    uint64_t start = index * r->block_size;
+    uint64_t left = f->size - start;
+    return left < r->block_size ? (size_t)left : r->block_size;
+}
+
+/* Copies the part of block `index` (bytes `block`) that overlaps the range into its buffer. */
+static void copy_block_part(const struct remote *r, uint64_t index, const uint8_t *block,
+                            size_t block_len, const struct batch_range *range)
+{
+    uint64_t bstart = index * r->block_size;
+    uint64_t from = range->offset > bstart ? range->offset : bstart;
+    uint64_t bend = bstart + block_len;
+    uint64_t rend = range->offset + range->length;
+    uint64_t to = rend < bend ? rend : bend;
+    if (to > from)
+        memcpy(range->dst + (from - range->offset), block + (from - bstart), (size_t)(to - from));
+}
+
+/* Serves one block of a range from the cache.  True on a verified hit. */
+static bool read_cached_block(struct remote_batch *b, uint64_t index, struct batch_range *range)
+{
+    struct remote *r = b->remote;
+    size_t want = block_length(r, &b->file, index);
+    size_t got = 0;
+    int rc = blockcache_get(r->cache, b->file.file_id, index, b->scratch, r->block_size, &got);
+    if (rc == -EBADMSG)
+        STATS_INC(r->stats, corrupt_blocks);
+    bool hit = rc == 0 && got == want;
+    if (hit)
+        copy_block_part(r, index, b->scratch, got, range);
+    if (hit)
+        STATS_INC(r->stats, cache_hits);
+    else
+        STATS_INC(r->stats, cache_misses);
+    return hit;
+}
+
+static void fetch_done(struct fetch_result *res, void *arg)
+{
+    struct fetchctx *ctx = arg;
+    struct remote *r = ctx->remote;
+    struct fetchbuf *buf = NULL;
+    if (res->status == FETCH_OK) {
+        buf = malloc(sizeof(*buf));
+        if (buf != NULL) {
+            atomic_init(&buf->refs, 1);
+            buf->data = res->data;
+            buf->len = res->data_len;
+            res->data = NULL;
+        }
+    }
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < ctx->nentries; i++) {
+        struct entry *e = ctx->entries[i];
+        uint64_t start = e->index * r->block_size - ctx->offset;
+        if (buf != NULL && start < buf->len) {
+            atomic_fetch_add(&buf->refs, 1);
+            e->buf = buf;
+            e->buf_off = (size_t)start;
+            size_t left = buf->len - (size_t)start;
+            e->len = left < r->block_size ? left : r->block_size;
+            e->state = ENTRY_DONE;
+        } else {
+            e->state = ENTRY_FAILED;
+            if (res->status == FETCH_OK && buf == NULL)
+                h5cd_fail(&e->error, H5CD_E_INTERNAL, "out of memory");
+            else if (res->status == FETCH_OK)
+                h5cd_fail(&e->error, H5CD_E_UPSTREAM_ERROR, "upstream body ended early");
+            else
+                set_fetch_error(&e->error, res);
+        }
+        if (e->abandoned) {
+            table_remove(r, e);
+            e->refs++;
+            entry_release_locked(e);
+        }
+    }
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    fetchbuf_release(buf);
+    fetch_result_free(res);
+    free(ctx);
+}
+
+static int slots_reserve(struct remote_batch *b, size_t more)
+{
+    if (b->nslots + more <= b->slotcap)
+        return 0;
+    size_t cap = b->slotcap ? b->slotcap : 64;
+    while (cap < b->nslots + more)
+        cap *= 2;
+    struct slot *bigger = realloc(b->slots, cap * sizeof(*bigger));
+    if (bigger == NULL)
+        return -ENOMEM;
+    b->slots = bigger;
+    b->slotcap = cap;
+    return 0;
+}
+
+static void ready_push(struct remote_batch *b, size_t range)
+{
+    b->ready[b->ready_tail++] = range;
+}
+
+/* Claims or joins the in-flight entry of every slot in [from, nslots).  Caller holds the lock. */
+static int claim_slots_locked(struct remote_batch *b, size_t from)
+{
+    struct remote *r = b->remote;
+    for (size_t i = from; i < b->nslots; i++) {
+        struct slot *s = &b->slots[i];
+        struct entry *e = table_find(r, b->file.file_id, s->index);
+        if (e != NULL) {
+            e->refs++;
+            s->entry = e;
+            if (e->owner != b)
+                STATS_INC(r->stats, inflight_joins);
+            continue;
+        }
+        e = calloc(1, sizeof(*e));
+        if (e == NULL)
+            return -ENOMEM;
+        e->file_id = b->file.file_id;
+        e->index = s->index;
+        e->owner = b;
+        e->refs = 1;
+        e->in_table = true;
+        e->state = ENTRY_PENDING;
+        size_t bucket = bucket_of(e->file_id, e->index);
+        e->next = r->buckets[bucket];
+        r->buckets[bucket] = e;
+        s->entry = e;
+        s->owned = true;
+    }
+    return 0;
+}
+
+/* Completes an owned entry whose block a previous owner cached meanwhile. */
+static void complete_from_cache(struct remote_batch *b, struct entry *e)
+{
+    struct remote *r = b->remote;
+    size_t want = block_length(r, &b->file, e->index);
+    struct fetchbuf *buf = malloc(sizeof(*buf));
+    uint8_t *data = malloc(r->block_size);
+    size_t got = 0;
+    if (buf == NULL || data == NULL ||
+        blockcache_get(r->cache, b->file.file_id, e->index, data, r->block_size, &got) < 0 ||
+        got != want) {
+        free(buf);
+        free(data);
+        return;
+    }
+    atomic_init(&buf->refs, 1);
+    buf->data = data;
+    buf->len = got;
+    pthread_mutex_lock(&r->lock);
+    e->buf = buf;
+    e->buf_off = 0;
+    e->len = got;
+    e->state = ENTRY_DONE;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void fail_entries(struct remote *r, struct entry **entries, size_t n,
+                         enum h5cd_errcode code, const char *message)
+{
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (entries[i]->state != ENTRY_PENDING)
+            continue;
+        entries[i]->state = ENTRY_FAILED;
+        h5cd_fail(&entries[i]->error, code, "%s", message);
+    }
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Submits one upstream request that fills `owned` (sorted blocks inside `range`). */
+static void submit_fetch(struct remote_batch *b, const struct coalesce_range *range,
+                         struct entry **owned, size_t nowned)
+{
+    struct remote *r = b->remote;
+    struct fetchctx *ctx = malloc(sizeof(*ctx) + nowned * sizeof(ctx->entries[0]));
+    if (ctx == NULL) {
+        fail_entries(r, owned, nowned, H5CD_E_INTERNAL, "out of memory");
+        return;
+    }
+    ctx->remote = r;
+    ctx->offset = range->offset;
+    ctx->nentries = nowned;
+    memcpy(ctx->entries, owned, nowned * sizeof(owned[0]));
+    int rc = fetch_submit(r->fetch, b->file.url, range->offset, range->length,
+                          b->file.validator, fetch_done, ctx);
+    if (rc < 0) {
+        free(ctx);
+        fail_entries(r, owned, nowned, rc == -ESHUTDOWN ? H5CD_E_UNAVAILABLE : H5CD_E_INTERNAL,
+                     "cannot start an upstream request");
+    }
+}
+
+static int cmp_entry_index(const void *a, const void *b)
+{
+    const struct entry *ea = *(struct entry *const *)a;
+    const struct entry *eb = *(struct entry *const *)b;
+    return ea->index < eb->index ? -1 : ea->index > eb->index;
+}
+
+/* Coalesces the pending entries owned by slots [from, nslots) and submits their fetches. */
+static void fetch_owned(struct remote_batch *b, size_t from)
+{
+    struct remote *r = b->remote;
+    size_t nowned = 0;
+    for (size_t i = from; i < b->nslots; i++)
+        nowned += b->slots[i].owned && b->slots[i].entry->state == ENTRY_PENDING;
+    if (nowned == 0)
+        return;
+    struct entry **owned = malloc(nowned * sizeof(*owned));
+    struct coalesce_range *ranges = malloc(nowned * sizeof(*ranges));
+    struct coalesce_plan plan = {0};
+    size_t k = 0;
+    for (size_t i = from; owned != NULL && i < b->nslots; i++)
+        if (b->slots[i].owned && b->slots[i].entry->state == ENTRY_PENDING)
+            owned[k++] = b->slots[i].entry;
+    if (owned == NULL || ranges == NULL) {
+        for (size_t i = from; i < b->nslots; i++)
+            if (b->slots[i].owned)
+                fail_entries(r, &b->slots[i].entry, 1, H5CD_E_INTERNAL, "out of memory");
+        goto done;
+    }
+    qsort(owned, nowned, sizeof(*owned), cmp_entry_index);
+    for (size_t i = 0; i < nowned; i++) {
+        ranges[i].offset = owned[i]->index * r->block_size;
+        ranges[i].length = block_length(r, &b->file, owned[i]->index);
+    }
+    if (coalesce_plan(ranges, nowned, r->cfg.coalesce_gap, r->cfg.coalesce_max, &plan) < 0) {
+        fail_entries(r, owned, nowned, H5CD_E_INTERNAL, "cannot plan upstream requests");
+        goto done;
+    }
+    /* Owned blocks are sorted and each lies in exactly one fetch (coalesce_max is a
+     * multiple of the block size), so one sweep assigns them. */
+    size_t next = 0;
+    for (size_t j = 0; j < plan.nfetches; j++) {
+        size_t begin = next;
+        uint64_t end = plan.fetches[j].offset + plan.fetches[j].length;
+        while (next < nowned && ranges[next].offset < end)
+            next++;
+        if (next > begin)
+            submit_fetch(b, &plan.fetches[j], owned + begin, next - begin);
+    }
+    fail_entries(r, owned + next, nowned - next, H5CD_E_INTERNAL, "fetch planning error");
+done:
+    coalesce_plan_free(&plan);
+    free(ranges);
+    free(owned);
+}
+
+/* Adds a slot for every block of the range that the cache did not have. */
+static int admit_one(struct remote_batch *b, size_t ri)
+{
+    struct remote *r = b->remote;
+    struct batch_range *range = &b->ranges[ri];
+    if (range->dst == NULL) {
+        range->dst = malloc(range->length);
+        if (range->dst == NULL)
+            return -ENOMEM;
+        range->own_dst = true;
+    }
+    uint64_t first = range->offset / r->block_size;
+    uint64_t last = (range->offset + range->length - 1) / r->block_size;
+    if (slots_reserve(b, (size_t)(last - first + 1)) < 0)
+        return -ENOMEM;
+    for (uint64_t index = first; index <= last; index++) {
+        if (read_cached_block(b, index, range))
+            continue;
+        b->slots[b->nslots++] = (struct slot){.index = index, .range = ri};
+        range->pending++;
+    }
+    return 0;
+}
+
+static void fail_range(struct batch_range *range, enum h5cd_errcode code, const char *message)
+{
+    if (!range->failed)
+        h5cd_fail(&range->error, code, "%s", message);
+    range->failed = true;
+}
+
+/* Admits ranges while the byte budget allows (always at least one), then fetches their misses. */
+static void admit_ranges(struct remote_batch *b)
+{
+    size_t slots_before = b->nslots;
+    while (b->next_admit < b->nranges) {
+        struct batch_range *range = &b->ranges[b->next_admit];
+        if (b->admitted_bytes > 0 && b->admitted_bytes + range->length > b->budget)
+            break;
+        size_t ri = b->next_admit++;
+        b->admitted_bytes += range->length;
+        size_t slots_mark = b->nslots;
+        if (admit_one(b, ri) < 0) {
+            b->nslots = slots_mark;
+            range->pending = 0;
+            fail_range(range, H5CD_E_INTERNAL, "out of memory");
+        }
+        if (range->pending == 0)
+            ready_push(b, ri);
+    }
+    if (b->nslots == slots_before)
+        return;
+    pthread_mutex_lock(&b->remote->lock);
+    int rc = claim_slots_locked(b, slots_before);
+    pthread_mutex_unlock(&b->remote->lock);
+    if (rc < 0) {
+        /* Slots that got no entry are failed now; the rest proceed. */
+        for (size_t i = slots_before; i < b->nslots; i++) {
+            struct slot *s = &b->slots[i];
+            if (s->entry != NULL)
+                continue;
+            s->done = true;
+            struct batch_range *range = &b->ranges[s->range];
+            fail_range(range, H5CD_E_INTERNAL, "out of memory");
+            if (--range->pending == 0)
+                ready_push(b, s->range);
+        }
+    }
+    /* A block cached between our lookup and our claim needs no fetch. */
+    for (size_t i = slots_before; i < b->nslots; i++)
+        if (b->slots[i].owned)
+            complete_from_cache(b, b->slots[i].entry);
+    fetch_owned(b, slots_before);
+}
+
+/* Uses a finished slot: copy its bytes, cache them if ours, let go of the entry. */
+static void consume_slot(struct remote_batch *b, struct slot *s)
+{
+    struct remote *r = b->remote;
+    struct entry *e = s->entry;
+    struct batch_range *range = &b->ranges[s->range];
+    if (e->state != ENTRY_DONE) {
+        if (e->error.code == H5CD_E_UPSTREAM_CHANGED)
+            b->changed = true;
+        if (!range->failed)
+            range->error = e->error;
+        range->failed = true;
+    } else if (e->len != block_length(r, &b->file, s->index)) {
+        fail_range(range, H5CD_E_UPSTREAM_ERROR, "upstream returned a short block");
+    } else {
+        const uint8_t *block = e->buf->data + e->buf_off;
+        copy_block_part(r, s->index, block, e->len, range);
+        if (s->owned &&
+            blockcache_put(r->cache, b->file.file_id, s->index, block, e->len) < 0) {
+            STATS_INC(r->stats, cache_write_errors);
+            STATS_ADD(r->stats, passthrough_bytes, e->len);
+        }
+    }
+    pthread_mutex_lock(&r->lock);
+    if (s->owned)
+        table_remove(r, e);
+    entry_release_locked(e);
+    pthread_mutex_unlock(&r->lock);
+    s->done = true;
+    if (--range->pending == 0)
+        ready_push(b, s->range);
+}
+
+/* Consumes every finished slot, waiting for at least one.  False if the wait timed out. */
+static bool progress(struct remote_batch *b)
+{
+    struct remote *r = b->remote;
+    struct timespec deadline = deadline_after_ms(r->cfg.wait_timeout_ms);
+    for (;;) {
+        while (b->scan_from < b->nslots && b->slots[b->scan_from].done)
+            b->scan_from++;
+        size_t finished = 0;
+        pthread_mutex_lock(&r->lock);
+        for (size_t i = b->scan_from; i < b->nslots; i++)
+            finished += !b->slots[i].done && b->slots[i].entry->state != ENTRY_PENDING;
+        if (finished == 0 &&
+            pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT) {
+            pthread_mutex_unlock(&r->lock);
+            return false;
+        }
+        pthread_mutex_unlock(&r->lock);
+        if (finished == 0)
+            continue;
+        /* The state of an entry only moves away from PENDING, so no lock is needed to
+         * re-read it once it was seen finished. */
+        for (size_t i = b->scan_from; i < b->nslots; i++) {
+            struct slot *s = &b->slots[i];
+            if (s->done)
+                continue;
+            pthread_mutex_lock(&r->lock);
+            bool ready = s->entry->state != ENTRY_PENDING;
+            pthread_mutex_unlock(&r->lock);
+            if (ready)
+                consume_slot(b, s);
+        }
+        return true;
+    }
+}
+
+/* Gives up on every unconsumed slot; entries we own are left for their callbacks to unlist. */
+static void abandon_slots(struct remote_batch *b, bool fail_ranges)
+{
+    struct remote *r = b->remote;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = b->scan_from; i < b->nslots; i++) {
+        struct slot *s = &b->slots[i];
+        if (s->done)
+            continue;
+        s->done = true;
+        if (s->owned) {
+            if (s->entry->state == ENTRY_PENDING)
+                s->entry->abandoned = true;
+            else
+                table_remove(r, s->entry);
+        }
+        entry_release_locked(s->entry);
+        if (fail_ranges) {
+            struct batch_range *range = &b->ranges[s->range];
+            fail_range(range, H5CD_E_UPSTREAM_TIMEOUT, "timed out waiting for upstream");
+            if (--range->pending == 0)
+                b->ready[b->ready_tail++] = s->range;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+int remote_batch_new(struct remote *r, const struct remote_file *file, uint64_t budget,
+                     struct remote_batch **out)
+{
+    struct remote_batch *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return -ENOMEM;
+    b->remote = r;
+    b->file = *file;
+    b->budget = budget > 0 ? budget : 1;
+    b->last = SIZE_MAX;
+    b->scratch = malloc(r->block_size);
+    if (b->scratch == NULL) {
+        free(b);
+        return -ENOMEM;
+    }
+    *out = b;
+    return 0;
+}
+
+int remote_batch_add(struct remote_batch *b, uint64_t offset, uint64_t length, uint8_t *dst,
+                     void *tag)
+{
+    if (b->next_admit > 0)
+        return -EBUSY; /* ranges are added before the first remote_batch_next() */
+    if (length == 0 || offset > b->file.size || length > b->file.size - offset)
+        return -ERANGE;
+    if (b->nranges == b->rangecap) {
+        size_t cap = b->rangecap ? b->rangecap * 2 : 16;
+        struct batch_range *bigger = realloc(b->ranges, cap * sizeof(*bigger));
+        if (bigger == NULL)
+            return -ENOMEM;
+        b->ranges = bigger;
+        b->rangecap = cap;
+    }
+    b->ranges[b->nranges++] = (struct batch_range){
+        .offset = offset, .length = length, .dst = dst, .tag = tag};
+    return 0;
+}
+
+/* Frees the buffer of the range handed out last and lets more ranges in. */
+static void retire_last(struct remote_batch *b)
+{
+    if (b->last == SIZE_MAX)
+        return;
+    struct batch_range *range = &b->ranges[b->last];
+    if (range->own_dst) {
+        free(range->dst);
+        range->dst = NULL;
+        range->own_dst = false;
+    }
+    b->admitted_bytes -= range->length;
+    b->last = SIZE_MAX;
+}
+
+int remote_batch_next(struct remote_batch *b, struct remote_batch_result *res)
+{
+    if (b->ready == NULL && b->nranges > 0) {
+        b->ready = malloc(b->nranges * sizeof(*b->ready));
+        if (b->ready == NULL)
+            return -ENOMEM;
+    }
+    retire_last(b);
+    if (b->returned == b->nranges)
+        return 0;
+    admit_ranges(b);
+    while (b->ready_head == b->ready_tail) {
+        if (!progress(b))
+            abandon_slots(b, true);
+        if (b->ready_head == b->ready_tail && b->scan_from >= b->nslots)
+            return -EIO; /* nothing pending and nothing ready: cannot happen */
+    }
+    if (b->changed) {
+        b->changed = false;
+        STATS_INC(b->remote->stats, validator_changes);
+        blockcache_file_drop(b->remote->cache, b->file.identity);
+        log_info("msg=\"remote file changed during a read, cached blocks dropped\"");
+    }
+    size_t ri = b->ready[b->ready_head++];
+    struct batch_range *range = &b->ranges[ri];
+    b->returned++;
+    b->last = ri;
+    res->tag = range->tag;
+    res->offset = range->offset;
+    res->length = range->length;
+    res->data = range->failed ? NULL : range->dst;
+    res->error = range->error;
+    if (!range->failed)
+        res->error.code = H5CD_OK;
+    return 1;
+}
+
+void remote_batch_free(struct remote_batch *b)
+{
+    if (b == NULL)
+        return;
+    abandon_slots(b, false);
+    for (size_t i = 0; i < b->nranges; i++)
+        if (b->ranges[i].own_dst)
+            free(b->ranges[i].dst);
+    free(b->ranges);
+    free(b->slots);
+    free(b->ready);
+    free(b->scratch);
+    free(b);
+}
+
+int remote_read(struct remote *r, const struct remote_file *f, uint64_t offset, uint64_t length,
+                uint8_t *dst, struct h5cd_error *err)
+{
+    if (length == 0)
+        return 0;
+    if (offset > f->size || length > f->size - offset)
+        return h5cd_fail(err, H5CD_E_RANGE_NOT_SATISFIABLE, "range outside the file");
+    struct remote_batch *b = NULL;
+    if (remote_batch_new(r, f, length, &b) < 0 ||
+        remote_batch_add(b, offset, length, dst, NULL) < 0) {
+        remote_batch_free(b);
+        return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+    }
+    struct remote_batch_result res;
+    int rc = remote_batch_next(b, &res);
+    if (rc < 0)
+        h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+    else if (res.data == NULL && err != NULL)
+        *err = res.error;
+    remote_batch_free(b);
+    return rc == 1 && res.data != NULL ? 0 : -1;
+}

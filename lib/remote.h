@@ -1,0 +1,107 @@
+/*
+ * remote.h - read byte ranges of remote files through the block cache.
+ *
+ * This is where the cache, the coalescer and the fetch engine meet.  A read
+ * is served block by block from the cache; the blocks it misses are
+ * coalesced into a few upstream range requests sent concurrently.  A block
+ * already being fetched for anyone is joined, never fetched twice
+ * (single-flight).  The thread that fetched a block writes it to the cache,
+ * so disk writes never run on the fetch loop.  If the cache refuses a block
+ * (full disk, unwritable directory) the bytes are still served.
+ *
+ * Calls block until their bytes are in: call them from client threads or
+ * workers, never from the fetch loop thread.
+ */
+#ifndef H5CD_REMOTE_H
+#define H5CD_REMOTE_H
+
+#include <stdint.h>
+
+#include "blockcache.h"
+#include "errors.h"
+#include "fetch.h"
+#include "h5cd_limits.h"
+#include "stats.h"
+#include "urlpolicy.h"
+
+struct remote;
+
+struct remote_config {
+    uint64_t coalesce_gap;  /* see config.h */
+    uint64_t coalesce_max;  /* a multiple of the cache block size */
+    unsigned revalidate_s;  /* how long a file's validator is trusted without asking upstream */
+    unsigned wait_timeout_ms; /* longest wait for a fetch before giving up; 0 = 10 minutes */
+};
+
+/* What is known about one version of a remote file. */
+struct remote_file {
+    char url[H5CD_MAX_URL_BYTES + 1];      /* the URL fetched, as the client gave it */
+    char identity[H5CD_MAX_URL_BYTES + 1]; /* its cache identity (see urlpolicy.h) */
+    int64_t file_id;                       /* the cache's id of this version */
+    uint64_t size;
+    char validator[H5CD_MAX_VALIDATOR_BYTES];
+};
+
+/* All pointers are borrowed and must outlive the remote.  0 or -ENOMEM. */
+int remote_new(const struct remote_config *cfg, struct blockcache *cache,
+               struct fetch_engine *fetch, const struct urlpolicy *policy,
+               struct h5cd_stats *stats, struct remote **out);
+/* Every read must have returned before this is called.  NULL is a no-op. */
+void remote_free(struct remote *remote);
+
+/*
+ * Checks url against the policy and learns the file's size and validator:
+ * from the cache when they were confirmed less than revalidate_s ago, else
+ * by fetching the file's first probe_bytes (rounded up to whole blocks, at
+ * least one; they are cached too, so a caller about to read a file's
+ * header pays one round trip for both).  Concurrent opens of one cold file
+ * share that fetch.  0, or -1 with err set.
+ */
+int remote_open(struct remote *remote, const char *url, uint64_t probe_bytes,
+                struct remote_file *out, struct h5cd_error *err);
+
+/*
+ * Reads bytes [offset, offset+length) of an opened file into dst.  The range
+ * must lie inside the file.  If upstream reports another version of the
+ * file, everything cached for it is dropped and the read fails with
+ * H5CD_E_UPSTREAM_CHANGED (no byte of two versions is ever returned): open
+ * the file again.  0, or -1 with err set.
+ */
+int remote_read(struct remote *remote, const struct remote_file *file, uint64_t offset,
+                uint64_t length, uint8_t *dst, struct h5cd_error *err);
+
+/*
+ * Batches: many ranges of one file read together.  Their missing blocks are
+ * coalesced into few concurrent upstream requests, and each range is handed
+ * back as soon as all its bytes are in (completion order, not the order of
+ * remote_batch_add).  At most `budget` bytes of ranges are admitted at
+ * once (at least one range), so memory stays bounded for any batch size.
+ * A batch belongs to one thread.
+ */
+struct remote_batch;
+
+struct remote_batch_result {
+    void *tag;             /* as given to remote_batch_add */
+    uint64_t offset;
+    uint64_t length;
+    const uint8_t *data;   /* the range's bytes, or NULL when it failed; valid until the
+                            * next remote_batch_next() or remote_batch_free() */
+    struct h5cd_error error; /* code H5CD_OK when data is set */
+};
+
+/* Starts an empty batch over an opened file.  0 or -ENOMEM. */
+int remote_batch_new(struct remote *remote, const struct remote_file *file, uint64_t budget,
+                     struct remote_batch **out);
+/* Adds a range (inside the file, length > 0).  dst, if not NULL, receives the bytes
+ * (and must stay valid until the range is returned); otherwise the batch allocates.
+ * Every range must be added before the first remote_batch_next().
+ * 0, -ERANGE, -EBUSY or -ENOMEM. */
+int remote_batch_add(struct remote_batch *batch, uint64_t offset, uint64_t length, uint8_t *dst,
+                     void *tag);
+/* Waits for the next finished range: 1 with *res filled, 0 when every range has been
+ * returned, or a negative errno. */
+int remote_batch_next(struct remote_batch *batch, struct remote_batch_result *res);
+/* Releases the batch; ranges not yet returned are abandoned.  NULL is a no-op. */
+void remote_batch_free(struct remote_batch *batch);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * stats.h - the daemon's counters, shared by every thread.
+ * Counters are C11 atomics updated with relaxed ordering: they are
+ * monotonic tallies for operators, never used to synchronise anything.
+ * Gauges that belong to another module (cache bytes, blocks) are filled
+ * in by the caller of stats_render_* at render time.
+ */
+#ifndef H5CD_STATS_H
+#define H5CD_STATS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* X-macro: name, help text.  Order is the order of /v1/stats and /metrics. */
+#define H5CD_COUNTERS(X)                                                       \
+    X(requests, "HTTP requests received")                                      \
+    X(chunks_served, "chunks returned to clients")                             \
+    X(cache_hits, "blocks served from the disk cache")                         \
+    X(cache_misses, "blocks not in the cache when asked for")                  \
+    X(upstream_requests, "upstream HTTP requests sent, retries included")      \
+    X(upstream_bytes, "payload bytes received from upstream")                  \
+    X(upstream_retries, "upstream requests retried after a failure")           \
+    X(upstream_errors, "upstream fetches that failed after all retries")       \
+    X(bytes_served, "payload bytes sent to clients")                           \
+    X(inflight_joins, "block reads that joined a fetch already under way")     \
+    X(corrupt_blocks, "cached blocks that failed their checksum and were dropped") \
+    X(cache_write_errors, "blocks that could not be written to the cache")    \
+    X(passthrough_bytes, "bytes served without being cached")                  \
+    X(validator_changes, "remote files whose ETag/Last-Modified changed")      \
+    X(h5_lookups, "chunk locations resolved through libhdf5")                  \
+    X(index_hits, "chunk locations answered from the persistent index")        \
+    X(errors, "client requests that ended in an error response")
+
+struct h5cd_stats {
+#define H5CD_STATS_FIELD(name, help) _Atomic uint64_t name;
+    H5CD_COUNTERS(H5CD_STATS_FIELD)
+#undef H5CD_STATS_FIELD
+};
+
+/* Gauges owned by the block cache, sampled when rendering. */
+struct h5cd_gauges {
+    uint64_t cache_bytes;
+    uint64_t cache_limit_bytes;
+    uint64_t cache_blocks;
+    uint64_t evictions; /* since start */
+    uint64_t uptime_seconds;
+};
+
+#define STATS_ADD(stats, field, n)                                             \
+    atomic_fetch_add_explicit(&(stats)->field, (uint64_t)(n), memory_order_relaxed)
+#define STATS_INC(stats, field) STATS_ADD(stats, field, 1)
+#define STATS_GET(stats, field) atomic_load_explicit(&(stats)->field, memory_order_relaxed)
+
+void stats_init(struct h5cd_stats *stats);
+/* Returns a malloc'd NUL-terminated JSON object, or NULL on allocation failure. */
+char *stats_render_json(const struct h5cd_stats *stats, const struct h5cd_gauges *gauges,
+                        const char *version);
+/* Returns a malloc'd Prometheus text exposition, or NULL on allocation failure. */
+char *stats_render_prometheus(const struct h5cd_stats *stats, const struct h5cd_gauges *gauges);
+
+#endif

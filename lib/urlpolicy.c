@@ -1,0 +1,431 @@
+/*
+ * urlpolicy.c - decides which upstream URLs and addresses h5chunkd may use,
+ * and computes a URL's cache identity.
+ *
+ * URLs are parsed by libcurl's URL API, the same parser the fetcher's
+ * libcurl uses, so that the URL we judge is the URL that gets fetched.
+ * The policy is immutable after urlpolicy_new(): any thread may use it.
+ * It must never resolve names or touch the network; addresses are judged
+ * only when the fetcher hands one over at connect time.
+ */
+#include "urlpolicy.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct urlpolicy {
+    bool allow_private;
+    struct strlist allow; /* normalized prefixes */
+    struct strlist deny;
+    struct strlist strip; /* query parameter names, compared case-sensitively */
+};
+
+/* ---- creation ---- */
+
+static void list_free(struct strlist *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->count = 0;
+}
+
+static int normalize(const struct urlpolicy *policy, const char *url, char *out, size_t cap,
+                     struct h5cd_error *err);
+
+/* Copies src into dst; with policy set, items that are valid URLs are
+ * replaced by their identity so that prefix and URL compare alike. */
+static int list_copy(struct strlist *dst, const struct strlist *src, const struct urlpolicy *policy)
+{
+    char id[H5CD_MAX_URL_BYTES + 1];
+    dst->items = NULL;
+    dst->count = 0;
+    if (src->count == 0)
+        return 0;
+    dst->items = calloc(src->count, sizeof(*dst->items));
+    if (dst->items == NULL)
+        return -1;
+    for (size_t i = 0; i < src->count; i++) {
+        const char *item = src->items[i];
+        if (policy != NULL && normalize(policy, item, id, sizeof(id), NULL) == 0)
+            item = id;
+        dst->items[i] = strdup(item);
+        if (dst->items[i] == NULL)
+            return -1;
+        dst->count++;
+    }
+    return 0;
+}
+
+struct urlpolicy *urlpolicy_new(const struct h5cd_config *cfg)
+{
+    struct urlpolicy *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->allow_private = cfg->allow_private_upstreams;
+    /* The strip list comes first: prefixes are normalized with it. */
+    if (list_copy(&p->strip, &cfg->strip_query_params, NULL) < 0 ||
+        list_copy(&p->allow, &cfg->allow_prefixes, p) < 0 ||
+        list_copy(&p->deny, &cfg->deny_prefixes, p) < 0)
+        goto fail;
+    return p;
+fail:
+    urlpolicy_free(p);
+    return NULL;
+}
+
+void urlpolicy_free(struct urlpolicy *policy)
+{
+    if (policy == NULL)
+        return;
+    list_free(&policy->allow);
+    list_free(&policy->deny);
+    list_free(&policy->strip);
+    free(policy);
+}
+
+/* ---- identity ---- */
+
+static bool stripped(const struct urlpolicy *policy, const char *param, size_t len)
+{
+    size_t name = 0;
+    while (name < len && param[name] != '=')
+        name++;
+    for (size_t i = 0; i < policy->strip.count; i++) {
+        const char *s = policy->strip.items[i];
+        if (strlen(s) == name && memcmp(s, param, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Appends to out the query without the stripped parameters (and without
+ * empty ones), keeping the order.  Returns the new length or -1 if full. */
+static int append_query(const struct urlpolicy *policy, const char *query, char *out, size_t pos,
+                        size_t cap)
+{
+    bool first = true;
+    for (const char *p = query; *p != '\0';) {
+        size_t len = strcspn(p, "&");
+        if (len > 0 && !stripped(policy, p, len)) {
+            if (pos + len + 1 >= cap)
+                return -1;
+            out[pos++] = first ? '?' : '&';
+            memcpy(out + pos, p, len);
+            pos += len;
+            first = false;
+        }
+        p += len;
+        if (*p == '&')
+            p++;
+    }
+    out[pos] = '\0';
+    return (int)pos;
+}
+
+struct parts {
+    char *scheme, *host, *port, *path, *query;
+};
+
+static void parts_free(struct parts *p)
+{
+    curl_free(p->scheme);
+    curl_free(p->host);
+    curl_free(p->port);
+    curl_free(p->path);
+    curl_free(p->query);
+}
+
+/* Splits url with libcurl and applies the checks that need its parts. */
+static int split_url(const char *url, struct parts *out, struct h5cd_error *err)
+{
+    int rc = -1;
+    char *user = NULL, *password = NULL, *zone = NULL;
+    CURLU *h = curl_url();
+    if (h == NULL)
+        return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+    CURLUcode uc = curl_url_set(h, CURLUPART_URL, url, 0);
+    if (uc == CURLUE_UNSUPPORTED_SCHEME) {
+        h5cd_fail(err, H5CD_E_URL_NOT_ALLOWED, "only http and https URLs are allowed");
+        goto fail;
+    }
+    if (uc != CURLUE_OK) {
+        h5cd_fail(err, H5CD_E_BAD_REQUEST, "malformed URL: %s", curl_url_strerror(uc));
+        goto fail;
+    }
+    if (curl_url_get(h, CURLUPART_SCHEME, &out->scheme, 0) != CURLUE_OK ||
+        (strcasecmp(out->scheme, "http") != 0 && strcasecmp(out->scheme, "https") != 0)) {
+        h5cd_fail(err, H5CD_E_URL_NOT_ALLOWED, "only http and https URLs are allowed");
+        goto fail;
+    }
+    if (curl_url_get(h, CURLUPART_HOST, &out->host, 0) != CURLUE_OK || out->host[0] == '\0') {
+        h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL has no host");
+        goto fail;
+    }
+    if (curl_url_get(h, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+        curl_url_get(h, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK) {
+        h5cd_fail(err, H5CD_E_URL_NOT_ALLOWED, "URLs with user credentials are not allowed");
+        goto fail;
+    }
+    if (curl_url_get(h, CURLUPART_ZONEID, &zone, 0) == CURLUE_OK) {
+        h5cd_fail(err, H5CD_E_BAD_REQUEST, "IPv6 zone identifiers are not allowed");
+        goto fail;
+    }
+    if (curl_url_get(h, CURLUPART_PORT, &out->port, 0) != CURLUE_OK)
+        out->port = NULL; /* no explicit port */
+    if (curl_url_get(h, CURLUPART_PATH, &out->path, 0) != CURLUE_OK) {
+        h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+        goto fail;
+    }
+    uc = curl_url_get(h, CURLUPART_QUERY, &out->query, 0);
+    if (uc == CURLUE_OUT_OF_MEMORY) {
+        h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+        goto fail;
+    }
+    if (uc != CURLUE_OK)
+        out->query = NULL; /* no query: nothing was allocated */
+    rc = 0;
+fail:
+    curl_free(user);
+    curl_free(password);
+    curl_free(zone);
+    curl_url_cleanup(h);
+    return rc;
+}
+
+/* Non-ASCII host names would need IDNA mapping to compare; ask for the
+ * punycode form instead.  A trailing dot names the same host. */
+static int host_ok(char *host, struct h5cd_error *err)
+{
+    size_t len = strlen(host);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)host[i];
+        if (c >= 0x80 || c == '%')
+            return h5cd_fail(err, H5CD_E_BAD_REQUEST,
+                             "host name must be ASCII (use the punycode form)");
+        if (c >= 'A' && c <= 'Z')
+            host[i] = (char)(c - 'A' + 'a');
+    }
+    if (len > 1 && host[len - 1] == '.' && host[0] != '[')
+        host[len - 1] = '\0';
+    return 0;
+}
+
+/* Validates url (syntax only, no prefix lists) and writes its identity. */
+static int normalize(const struct urlpolicy *policy, const char *url, char *out, size_t cap,
+                     struct h5cd_error *err)
+{
+    struct parts p = {0};
+    int rc = -1;
+    size_t len = strlen(url);
+    if (len > H5CD_MAX_URL_BYTES)
+        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL longer than %d bytes", H5CD_MAX_URL_BYTES);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)url[i] < 0x21 || (unsigned char)url[i] == 0x7f)
+            return h5cd_fail(err, H5CD_E_BAD_REQUEST,
+                             "URL contains a space or a control character");
+    if (split_url(url, &p, err) < 0)
+        goto fail;
+    if (host_ok(p.host, err) < 0)
+        goto fail;
+
+    bool https = strcasecmp(p.scheme, "https") == 0;
+    const char *port = p.port;
+    if (port != NULL) {
+        unsigned long v = strtoul(port, NULL, 10);
+        if (v == 0) {
+            h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL port 0 is not allowed");
+            goto fail;
+        }
+        if (v == (https ? 443UL : 80UL))
+            port = NULL;
+    }
+    int n = snprintf(out, cap, "%s://%s%s%s%s", https ? "https" : "http", p.host,
+                     port != NULL ? ":" : "", port != NULL ? port : "", p.path);
+    if (n < 0 || (size_t)n >= cap ||
+        (p.query != NULL && append_query(policy, p.query, out, (size_t)n, cap) < 0)) {
+        h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL identity longer than %zu bytes", cap - 1);
+        goto fail;
+    }
+    rc = 0;
+fail:
+    parts_free(&p);
+    return rc;
+}
+
+static bool has_prefix(const struct strlist *l, const char *s)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (strncmp(s, l->items[i], strlen(l->items[i])) == 0)
+            return true;
+    return false;
+}
+
+int urlpolicy_check(const struct urlpolicy *policy, const char *url, char *identity, size_t idcap,
+                    struct h5cd_error *err)
+{
+    if (policy == NULL || url == NULL || identity == NULL || idcap == 0)
+        return h5cd_fail(err, H5CD_E_INTERNAL, "bad arguments");
+    identity[0] = '\0';
+    if (normalize(policy, url, identity, idcap, err) < 0) {
+        identity[0] = '\0';
+        return -1;
+    }
+    if (has_prefix(&policy->deny, identity) ||
+        (policy->allow.count > 0 && !has_prefix(&policy->allow, identity))) {
+        identity[0] = '\0';
+        return h5cd_fail(err, H5CD_E_URL_NOT_ALLOWED, "URL is not allowed by the URL policy");
+    }
+    return 0;
+}
+
+/* ---- addresses ---- */
+
+static bool v4_in(uint32_t a, uint32_t net, unsigned bits)
+{
+    uint32_t mask = bits == 0 ? 0 : UINT32_MAX << (32 - bits);
+    return (a & mask) == net;
+}
+
+/* a in host byte order. */
+static bool v4_private(uint32_t a)
+{
+    static const struct {
+        uint32_t net;
+        unsigned bits;
+    } nets[] = {
+        {0x00000000, 8},  /* 0/8 "this network" */
+        {0x0a000000, 8},  /* 10/8 */
+        {0x64400000, 10}, /* 100.64/10 CGNAT */
+        {0x7f000000, 8},  /* 127/8 loopback */
+        {0xa9fe0000, 16}, /* 169.254/16 link-local (cloud metadata) */
+        {0xac100000, 12}, /* 172.16/12 */
+        {0xc0000000, 24}, /* 192.0.0/24 IETF protocol assignments */
+        {0xc0a80000, 16}, /* 192.168/16 */
+        {0xc6120000, 15}, /* 198.18/15 benchmarking */
+        {0xe0000000, 4},  /* 224/4 multicast */
+        {0xf0000000, 4},  /* 240/4 reserved, includes broadcast */
+    };
+    for (size_t i = 0; i < sizeof(nets) / sizeof(nets[0]); i++)
+        if (v4_in(a, nets[i].net, nets[i].bits))
+            return true;
+    return false;
+}
+
+static uint32_t v4_tail(const unsigned char *b)
+{
+    return (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15];
+}
+
+static bool v6_private(const struct in6_addr *a)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
+    const unsigned char *b = a->s6_addr;
+    if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0)
+        return v4_private(v4_tail(b));
+    if (IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a))
+        return true;
+    return (b[0] & 0xfe) == 0xfc                      /* fc00::/7 unique local */
+           || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) /* fe80::/10 link-local */
+           || b[0] == 0xff;                           /* ff00::/8 multicast */
+}
+
+bool urlpolicy_addr_allowed(const struct urlpolicy *policy, const struct sockaddr *addr,
+                            socklen_t len)
+{
+    if (policy == NULL || addr == NULL)
+        return false;
+    bool private;
+    if (addr->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        private = v4_private(ntohl(in->sin_addr.s_addr));
+    } else if (addr->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+        private = v6_private(&in6->sin6_addr);
+    } else {
+        return false; /* unix sockets and unknown families never */
+    }
+    return !private || policy->allow_private;
+}
+
+/* ---- Host header ---- */
+
+static bool port_suffix_ok(const char *s)
+{
+    if (*s == '\0')
+        return true;
+    if (*s != ':')
+        return false;
+    size_t n = strlen(++s);
+    if (n == 0 || n > 5 || strspn(s, "0123456789") != n)
+        return false;
+    return strtoul(s, NULL, 10) <= 65535;
+}
+
+static bool is_label_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+}
+
+/* "localhost" or NAME.localhost where NAME is dot-separated labels. */
+static bool is_localhost_name(const char *h, size_t len)
+{
+    static const char suffix[] = "localhost";
+    size_t slen = sizeof(suffix) - 1;
+    if (len < slen || strncasecmp(h + len - slen, suffix, slen) != 0)
+        return false;
+    if (len == slen)
+        return true;
+    if (len == slen + 1 || h[len - slen - 1] != '.')
+        return false;
+    size_t label = 0;
+    for (size_t i = 0; i < len - slen; i++) {
+        if (h[i] == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+        } else if (is_label_char(h[i])) {
+            label++;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool urlpolicy_host_is_loopback(const char *host)
+{
+    char buf[H5CD_MAX_HOST_HEADER_BYTES + 1];
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (host == NULL)
+        return false;
+    size_t total = strlen(host);
+    if (total == 0 || total > H5CD_MAX_HOST_HEADER_BYTES)
+        return false;
+    if (host[0] == '[') {
+        const char *close = strchr(host, ']');
+        if (close == NULL || !port_suffix_ok(close + 1))
+            return false;
+        size_t len = (size_t)(close - host - 1);
+        memcpy(buf, host + 1, len);
+        buf[len] = '\0';
+        return inet_pton(AF_INET6, buf, addr) == 1 &&
+               IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)addr);
+    }
+    size_t len = strcspn(host, ":");
+    if (len == 0 || !port_suffix_ok(host + len))
+        return false;
+    if (is_localhost_name(host, len))
+        return true;
+    memcpy(buf, host, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET, buf, addr) == 1 && addr[0] == 127;
+}

@@ -1,0 +1,10 @@
+# Integration tests (bash): each starts and cleans up its own processes
+# (nginx, tests/integration/fault_origin.py, h5chunkd) on free loopback ports.
+INTEGRATION_TESTS += \
+	tests/integration/test_cli.sh \
+	tests/integration/test_mirror.sh \
+	tests/integration/test_faults.sh \
+	tests/integration/test_singleflight.sh \
+	tests/integration/test_cap.sh \
+	tests/integration/test_kill9.sh \
+	tests/integration/test_security.sh

@@ -1,0 +1,48 @@
+# tests/: Check unit suites (tests/unit) and integration scripts against real peers.
+TEST_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS) $(CHECK_CFLAGS)
+TEST_LIBS = lib/libh5chunkd.a $(DEP_LIBS) $(CHECK_LIBS)
+
+check_PROGRAMS += tests/unit/check_coalesce tests/unit/check_config tests/unit/check_httprange \
+	tests/unit/check_chunkkey \
+	tests/unit/check_h5meta \
+	tests/unit/check_urlpolicy tests/unit/check_blockcache tests/unit/check_fetch
+tests_unit_check_coalesce_SOURCES = tests/unit/check_coalesce.c
+tests_unit_check_coalesce_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_coalesce_LDADD = $(TEST_LIBS)
+tests_unit_check_config_SOURCES = tests/unit/check_config.c
+tests_unit_check_config_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_config_LDADD = $(TEST_LIBS)
+tests_unit_check_httprange_SOURCES = tests/unit/check_httprange.c
+tests_unit_check_httprange_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_httprange_LDADD = $(TEST_LIBS)
+tests_unit_check_chunkkey_SOURCES = tests/unit/check_chunkkey.c
+tests_unit_check_chunkkey_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_chunkkey_LDADD = $(TEST_LIBS)
+tests_unit_check_urlpolicy_SOURCES = tests/unit/check_urlpolicy.c
+tests_unit_check_urlpolicy_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_urlpolicy_LDADD = $(TEST_LIBS)
+tests_unit_check_blockcache_SOURCES = tests/unit/check_blockcache.c
+tests_unit_check_blockcache_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_blockcache_LDADD = $(TEST_LIBS)
+tests_unit_check_fetch_SOURCES = tests/unit/check_fetch.c
+tests_unit_check_fetch_CFLAGS = $(TEST_CFLAGS) -DFAULT_ORIGIN='"$(abs_top_srcdir)/tests/integration/fault_origin.py"'
+tests_unit_check_fetch_LDADD = $(TEST_LIBS)
+tests_unit_check_h5meta_SOURCES = tests/unit/check_h5meta.c
+tests_unit_check_h5meta_CFLAGS = $(TEST_CFLAGS) \
+	-DMETA_FIXTURE_SCRIPT='"$(abs_top_srcdir)/tests/data/make_meta_fixture.py"' \
+	-DPYTHON_H5='"$(PYTHON_H5)"'
+tests_unit_check_h5meta_LDADD = $(TEST_LIBS)
+EXTRA_DIST += tests/data/make_meta_fixture.py
+
+TESTS += $(check_PROGRAMS)
+
+# Integration scripts start their own origin and daemon on free loopback ports.
+INTEGRATION_TESTS =
+include tests/integration/local.mk
+TESTS += $(INTEGRATION_TESTS)
+EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/fault_origin.py
+AM_TESTS_ENVIRONMENT = \
+	H5CHUNKD_BIN='$(abs_top_builddir)/daemon/h5chunkd'; \
+	NGINX='$(NGINX)'; PYTHON_H5='$(PYTHON_H5)'; \
+	TESTS_SRCDIR='$(abs_top_srcdir)/tests'; \
+	export H5CHUNKD_BIN NGINX PYTHON_H5 TESTS_SRCDIR;

@@ -1,0 +1,1025 @@
+/*
+ * check_blockcache.c - the disk block cache: round trips, LRU eviction
+ * between watermarks, corruption and crash recovery, version changes,
+ * persistence, the instance lock, degraded mode, limits and concurrent use.
+ *
+ * Each test works in its own directory under a per-TCase root in /tmp that
+ * the (unforked) parent creates and removes, so a failing test still
+ * leaves nothing behind.  The tests know the on-disk layout documented in
+ * lib/blockcache.c (blocks/<file_id>/<idx % 256 as %02x>/<idx>).
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blockcache.h"
+#include "log.h"
+
+#define BS            4096u
+#define MAX_DIR_BYTES 384 /* mirrors BLOCKCACHE_MAX_DIR_BYTES in lib/blockcache.c */
+#define THREADS       4
+#define ITERATIONS    300
+
+static char root[PATH_MAX];
+
+/*
+ * Fault injection: this definition takes the place of libc's for the
+ * whole test program, so while inject_errno is set the cache cannot
+ * create a temp file, as on a full disk.
+ */
+static int inject_errno;
+
+int mkostemp(char *tmpl, int flags)
+{
+    if (inject_errno != 0) {
+        errno = inject_errno;
+        return -1;
+    }
+    return mkostemps(tmpl, 0, flags);
+}
+
+static void root_setup(void)
+{
+    snprintf(root, sizeof(root), "/tmp/check_blockcache.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(root));
+    log_set_level(LOG_LEVEL_ERROR); /* the warnings under test would only clutter the output */
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void root_teardown(void)
+{
+    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* snprintf that fails the test instead of truncating. */
+static void pathf(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void pathf(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    ck_assert(n > 0 && (size_t)n < cap);
+}
+
+/* A fresh directory for one test (created inside the per-TCase root). */
+static void test_dir(char *out, size_t cap)
+{
+    ck_assert_int_lt(snprintf(out, cap, "%s/t.XXXXXX", root), (int)cap);
+    ck_assert_ptr_nonnull(mkdtemp(out));
+}
+
+static struct blockcache_config config(const char *dir, uint64_t cap, unsigned high, unsigned low)
+{
+    struct blockcache_config cfg = {.dir = dir,
+                                    .cap_bytes = cap,
+                                    .block_size = BS,
+                                    .high_watermark = high,
+                                    .low_watermark = low};
+    return cfg;
+}
+
+static struct blockcache *open_ok(const struct blockcache_config *cfg,
+                                  struct blockcache_report *rep)
+{
+    struct blockcache *bc = NULL;
+    ck_assert_int_eq(blockcache_open(cfg, &bc, rep), 0);
+    ck_assert_ptr_nonnull(bc);
+    return bc;
+}
+
+/* The bytes of block `index` of test file `seed`. */
+static void fill(uint8_t *buf, size_t len, unsigned seed, uint64_t index)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)(seed * 131u + index * 31u + i * 7u + (i >> 8));
+}
+
+static void put_block(struct blockcache *bc, int64_t id, uint64_t index, size_t len)
+{
+    uint8_t buf[BS];
+    fill(buf, len, (unsigned)id, index);
+    ck_assert_int_eq(blockcache_put(bc, id, index, buf, len), 0);
+}
+
+static void expect_block(struct blockcache *bc, int64_t id, uint64_t index, size_t len)
+{
+    uint8_t want[BS], got[BS];
+    size_t n = 0;
+    fill(want, len, (unsigned)id, index);
+    ck_assert_int_eq(blockcache_get(bc, id, index, got, sizeof(got), &n), 0);
+    ck_assert_uint_eq(n, len);
+    ck_assert_mem_eq(got, want, len);
+}
+
+static void expect_miss(struct blockcache *bc, int64_t id, uint64_t index, int rc)
+{
+    uint8_t got[BS];
+    size_t n = 0;
+    ck_assert_int_eq(blockcache_get(bc, id, index, got, sizeof(got), &n), rc);
+}
+
+static int64_t new_file(struct blockcache *bc, const char *identity, uint64_t size)
+{
+    struct blockcache_file f;
+    bool changed = true;
+    ck_assert_int_eq(blockcache_file_put(bc, identity, "\"v1\"", size, &f, &changed), 0);
+    ck_assert(!changed);
+    ck_assert_int_gt(f.id, 0);
+    return f.id;
+}
+
+static void path_of(char *out, size_t cap, const char *dir, int64_t id, uint64_t index)
+{
+    int n = snprintf(out, cap, "%s/blocks/%" PRId64 "/%02x/%" PRIu64, dir, id,
+                     (unsigned)(index & 0xff), index);
+    ck_assert(n > 0 && (size_t)n < cap);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs(text, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static struct blockcache_stats stats(struct blockcache *bc)
+{
+    struct blockcache_stats s;
+    blockcache_get_stats(bc, &s);
+    return s;
+}
+
+/* ---- core ---- */
+
+START_TEST(test_roundtrip)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 1024 * BS, 95, 85);
+    struct blockcache_report rep;
+    struct blockcache *bc = open_ok(&cfg, &rep);
+    ck_assert(!rep.degraded);
+    ck_assert_uint_eq(blockcache_block_size(bc), BS);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 3 * BS + 100);
+    for (uint64_t i = 0; i < 3; i++)
+        put_block(bc, id, i, BS);
+    put_block(bc, id, 3, 100); /* the short last block */
+    for (uint64_t i = 0; i < 3; i++)
+        expect_block(bc, id, i, BS);
+    expect_block(bc, id, 3, 100);
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.bytes, 3 * BS + 100);
+    ck_assert_uint_eq(s.blocks, 4);
+    ck_assert_uint_eq(s.cap_bytes, 1024 * BS);
+    ck_assert_uint_eq(s.evictions + s.corrupt + s.write_errors, 0);
+    ck_assert(!s.degraded);
+    /* Block and directory permissions stay private. */
+    char path[PATH_MAX];
+    struct stat st;
+    path_of(path, sizeof(path), dir, id, 3);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+    ck_assert_uint_eq(st.st_size, 100);
+    ck_assert_int_eq(stat(dir, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 077, 0);
+    blockcache_close(bc);
+    blockcache_close(NULL);
+}
+END_TEST
+
+START_TEST(test_miss)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    struct blockcache_file f;
+    ck_assert_int_eq(blockcache_file_get(bc, "https://example.org/none", &f), -ENOENT);
+    ck_assert_int_eq(blockcache_file_drop(bc, "https://example.org/none"), -ENOENT);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 2 * BS);
+    expect_miss(bc, id, 0, -ENOENT);
+    expect_miss(bc, id + 1, 0, -ENOENT);
+    put_block(bc, id, 0, BS);
+    expect_miss(bc, id, 1, -ENOENT);
+    ck_assert_int_eq(blockcache_put(bc, id + 1, 0, (const uint8_t *)"x", 1), -ENOENT);
+    ck_assert_int_eq(blockcache_file_get(bc, "https://example.org/a.h5", &f), 0);
+    ck_assert_int_eq(f.id, id);
+    ck_assert_uint_eq(f.size, 2 * BS);
+    ck_assert_str_eq(f.validator, "\"v1\"");
+    blockcache_close(bc);
+}
+END_TEST
+
+START_TEST(test_duplicate_put)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", BS);
+    put_block(bc, id, 0, BS);
+    put_block(bc, id, 0, BS);
+    uint8_t other[BS];
+    memset(other, 0xee, sizeof(other));
+    ck_assert_int_eq(blockcache_put(bc, id, 0, other, BS), 0); /* left as is */
+    expect_block(bc, id, 0, BS);
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.blocks, 1);
+    ck_assert_uint_eq(s.bytes, BS);
+    blockcache_close(bc);
+}
+END_TEST
+
+START_TEST(test_lru_order)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 10 * BS, 100, 90);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 64 * BS);
+    for (uint64_t i = 0; i < 10; i++)
+        put_block(bc, id, i, BS);
+    ck_assert_uint_eq(stats(bc).evictions, 0);
+    expect_block(bc, id, 0, BS); /* block 0 is now the most recently used but one */
+    put_block(bc, id, 10, BS);   /* 11 blocks > cap: down to 9 */
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.evictions, 2);
+    ck_assert_uint_eq(s.blocks, 9);
+    ck_assert_uint_eq(s.bytes, 9 * BS);
+    expect_block(bc, id, 0, BS);
+    expect_miss(bc, id, 1, -ENOENT);
+    expect_miss(bc, id, 2, -ENOENT);
+    for (uint64_t i = 3; i <= 10; i++)
+        expect_block(bc, id, i, BS);
+    char path[PATH_MAX];
+    path_of(path, sizeof(path), dir, id, 1);
+    ck_assert(!exists(path));
+    blockcache_close(bc);
+}
+END_TEST
+
+START_TEST(test_watermarks)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    /* high = 38912 bytes (9.5 blocks), low = 34816 (8.5 blocks). */
+    struct blockcache_config cfg = config(dir, 10 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 64 * BS);
+    for (uint64_t i = 0; i < 30; i++) {
+        put_block(bc, id, i, BS);
+        struct blockcache_stats s = stats(bc);
+        ck_assert_uint_le(s.bytes, 10 * BS);
+        ck_assert_uint_le(s.bytes, 38912);
+        ck_assert_uint_eq(s.bytes, s.blocks * BS);
+        if (i == 8)
+            ck_assert_uint_eq(s.blocks, 9); /* at 9 blocks, still under high */
+        if (i == 9)
+            ck_assert_uint_eq(s.blocks, 8); /* the 10th passed high: down under low */
+    }
+    /* Evictions at puts 10, 12, ..., 30: eleven rounds of two. */
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.evictions, 22);
+    ck_assert_uint_eq(s.blocks, 8);
+    for (uint64_t i = 0; i < 22; i++)
+        expect_miss(bc, id, i, -ENOENT);
+    for (uint64_t i = 22; i < 30; i++)
+        expect_block(bc, id, i, BS);
+    blockcache_close(bc);
+}
+END_TEST
+
+static void damage_test(bool truncate_it)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 2 * BS);
+    put_block(bc, id, 0, BS);
+    put_block(bc, id, 1, BS);
+    path_of(path, sizeof(path), dir, id, 0);
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    if (truncate_it) {
+        ck_assert_int_eq(ftruncate(fd, BS / 2), 0);
+    } else {
+        uint8_t b;
+        ck_assert_int_eq(pread(fd, &b, 1, 1000), 1);
+        b ^= 0x01;
+        ck_assert_int_eq(pwrite(fd, &b, 1, 1000), 1);
+    }
+    close(fd);
+    expect_miss(bc, id, 0, -EBADMSG);
+    expect_miss(bc, id, 0, -ENOENT);
+    ck_assert(!exists(path));
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.corrupt, 1);
+    ck_assert_uint_eq(s.blocks, 1);
+    ck_assert_uint_eq(s.bytes, BS);
+    expect_block(bc, id, 1, BS);
+    put_block(bc, id, 0, BS); /* refetched */
+    expect_block(bc, id, 0, BS);
+    blockcache_close(bc);
+}
+
+START_TEST(test_corrupt_block)
+{
+    damage_test(false);
+}
+END_TEST
+
+START_TEST(test_truncated_block)
+{
+    damage_test(true);
+}
+END_TEST
+
+START_TEST(test_vanished_block)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", BS);
+    put_block(bc, id, 0, BS);
+    path_of(path, sizeof(path), dir, id, 0);
+    ck_assert_int_eq(unlink(path), 0);
+    expect_miss(bc, id, 0, -ENOENT);
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.blocks, 0);
+    ck_assert_uint_eq(s.bytes, 0);
+    ck_assert_uint_eq(s.corrupt, 0);
+    put_block(bc, id, 0, BS);
+    expect_block(bc, id, 0, BS);
+    blockcache_close(bc);
+}
+END_TEST
+
+START_TEST(test_reconcile)
+{
+    char dir[PATH_MAX], path[PATH_MAX], orphan[PATH_MAX], p1[PATH_MAX], p2[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache_report rep;
+    struct blockcache *bc = open_ok(&cfg, &rep);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 4 * BS);
+    for (uint64_t i = 0; i < 4; i++)
+        put_block(bc, id, i, BS);
+    blockcache_close(bc);
+
+    /* What a crash (or a careless hand) leaves behind. */
+    pathf(path, sizeof(path), "%s/tmp/blk.leftover", dir);
+    write_file(path, "half a block");
+    path_of(orphan, sizeof(orphan), dir, id, 99); /* fan dir 63 does not exist yet */
+    pathf(p1, sizeof(p1), "%s/blocks/%" PRId64 "/63", dir, id);
+    ck_assert_int_eq(mkdir(p1, 0700), 0);
+    write_file(orphan, "no row");
+    pathf(p1, sizeof(p1), "%s/blocks/777", dir);
+    ck_assert_int_eq(mkdir(p1, 0700), 0);
+    pathf(p1, sizeof(p1), "%s/blocks/777/00", dir);
+    ck_assert_int_eq(mkdir(p1, 0700), 0);
+    pathf(p1, sizeof(p1), "%s/blocks/777/00/0", dir);
+    write_file(p1, "unknown file id");
+    pathf(p1, sizeof(p1), "%s/blocks/junk", dir);
+    write_file(p1, "junk");
+    path_of(p1, sizeof(p1), dir, id, 1);
+    ck_assert_int_eq(unlink(p1), 0); /* row without file */
+    path_of(p2, sizeof(p2), dir, id, 2);
+    ck_assert_int_eq(truncate(p2, 10), 0); /* row with a wrong-size file */
+
+    bc = open_ok(&cfg, &rep);
+    ck_assert(!rep.degraded);
+    ck_assert_uint_eq(rep.temp_files_removed, 1);
+    ck_assert_uint_eq(rep.orphan_files_removed, 3);
+    ck_assert_uint_eq(rep.rows_dropped, 2);
+    ck_assert(!exists(path));
+    ck_assert(!exists(orphan));
+    ck_assert(!exists(p2));
+    pathf(p1, sizeof(p1), "%s/blocks/777", dir);
+    ck_assert(!exists(p1));
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.blocks, 2);
+    ck_assert_uint_eq(s.bytes, 2 * BS);
+    expect_block(bc, id, 0, BS);
+    expect_block(bc, id, 3, BS);
+    expect_miss(bc, id, 1, -ENOENT);
+    expect_miss(bc, id, 2, -ENOENT);
+    blockcache_close(bc);
+
+    /* A clean reopen finds nothing to do. */
+    bc = open_ok(&cfg, &rep);
+    ck_assert_uint_eq(rep.temp_files_removed + rep.orphan_files_removed + rep.rows_dropped, 0);
+    ck_assert_uint_eq(stats(bc).blocks, 2);
+    blockcache_close(bc);
+}
+END_TEST
+
+START_TEST(test_validator_change)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    const char *url = "https://example.org/a.h5";
+    struct blockcache_file f;
+    bool changed = true;
+    int64_t id1 = new_file(bc, url, 2 * BS);
+    put_block(bc, id1, 0, BS);
+    put_block(bc, id1, 1, BS);
+
+    ck_assert_int_eq(blockcache_file_put(bc, url, "\"v1\"", 2 * BS, &f, &changed), 0);
+    ck_assert(!changed);
+    ck_assert_int_eq(f.id, id1);
+    ck_assert_int_gt(f.checked_at, 0);
+    expect_block(bc, id1, 0, BS);
+
+    ck_assert_int_eq(blockcache_file_put(bc, url, "\"v2\"", 2 * BS, &f, &changed), 0);
+    ck_assert(changed);
+    int64_t id2 = f.id;
+    ck_assert_int_ne(id2, id1);
+    ck_assert_str_eq(f.validator, "\"v2\"");
+    expect_miss(bc, id1, 0, -ENOENT);
+    ck_assert_int_eq(blockcache_put(bc, id1, 0, (const uint8_t *)"x", 1), -ENOENT);
+    pathf(path, sizeof(path), "%s/blocks/%" PRId64, dir, id1);
+    ck_assert(!exists(path));
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.blocks, 0);
+    ck_assert_uint_eq(s.bytes, 0);
+    ck_assert_uint_eq(s.write_errors, 0);
+    put_block(bc, id2, 0, BS);
+    expect_block(bc, id2, 0, BS);
+
+    /* Same validator, other size: a new version as well. */
+    ck_assert_int_eq(blockcache_file_put(bc, url, "\"v2\"", 3 * BS, &f, &changed), 0);
+    ck_assert(changed);
+    int64_t id3 = f.id;
+    ck_assert_int_gt(id3, id2);
+    expect_miss(bc, id2, 0, -ENOENT);
+    ck_assert_int_eq(blockcache_file_get(bc, url, &f), 0);
+    ck_assert_int_eq(f.id, id3);
+    ck_assert_uint_eq(f.size, 3 * BS);
+
+    /* Dropping and recreating never reuses an id, not even the largest. */
+    put_block(bc, id3, 2, BS);
+    ck_assert_int_eq(blockcache_file_drop(bc, url), 0);
+    ck_assert_int_eq(blockcache_file_get(bc, url, &f), -ENOENT);
+    ck_assert_uint_eq(stats(bc).blocks, 0);
+    pathf(path, sizeof(path), "%s/blocks/%" PRId64, dir, id3);
+    ck_assert(!exists(path));
+    ck_assert_int_eq(blockcache_put(bc, id3, 0, (const uint8_t *)"x", 1), -ENOENT);
+    ck_assert_int_gt(new_file(bc, url, BS), id3);
+    blockcache_close(bc);
+}
+END_TEST
+
+START_TEST(test_persistence)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    /* Three blocks fit; the fourth evicts down to 8232 bytes (two blocks). */
+    struct blockcache_config cfg = config(dir, 3 * BS, 100, 67);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 8 * BS);
+    for (uint64_t i = 0; i < 3; i++)
+        put_block(bc, id, i, BS);
+    expect_block(bc, id, 0, BS); /* an access time only buffered: close must keep it */
+    blockcache_close(bc);
+
+    struct blockcache_report rep;
+    bc = open_ok(&cfg, &rep);
+    ck_assert_uint_eq(rep.orphan_files_removed + rep.rows_dropped + rep.temp_files_removed, 0);
+    struct blockcache_file f;
+    ck_assert_int_eq(blockcache_file_get(bc, "https://example.org/a.h5", &f), 0);
+    ck_assert_int_eq(f.id, id);
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.blocks, 3);
+    ck_assert_uint_eq(s.bytes, 3 * BS);
+    ck_assert_uint_eq(s.evictions, 0);
+    put_block(bc, id, 3, BS);
+    ck_assert_uint_eq(stats(bc).evictions, 2);
+    expect_block(bc, id, 0, BS);
+    expect_miss(bc, id, 1, -ENOENT);
+    expect_miss(bc, id, 2, -ENOENT);
+    expect_block(bc, id, 3, BS);
+    blockcache_close(bc);
+}
+END_TEST
+
+/* A relative directory keeps working after the daemon changes directory. */
+START_TEST(test_relative_dir)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    ck_assert_int_eq(chdir(dir), 0);
+    struct blockcache_config cfg = config("parent/cache", 64 * BS, 95, 85);
+    struct blockcache_report rep;
+    struct blockcache *bc = open_ok(&cfg, &rep);
+    ck_assert(!rep.degraded);
+    ck_assert_int_eq(chdir("/"), 0);
+    int64_t id = new_file(bc, "https://example.org/a.h5", BS);
+    put_block(bc, id, 0, BS);
+    expect_block(bc, id, 0, BS);
+    pathf(path, sizeof(path), "%s/parent/cache/blocks/%" PRId64 "/00/0", dir, id);
+    ck_assert(exists(path));
+    blockcache_close(bc);
+}
+END_TEST
+
+START_TEST(test_busy)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *a = open_ok(&cfg, NULL);
+    int64_t id = new_file(a, "https://example.org/a.h5", BS);
+    put_block(a, id, 0, BS);
+    struct blockcache *b = (struct blockcache *)&b;
+    ck_assert_int_eq(blockcache_open(&cfg, &b, NULL), -EBUSY);
+    ck_assert_ptr_null(b);
+    expect_block(a, id, 0, BS); /* the refused open touched nothing */
+    blockcache_close(a);
+    b = open_ok(&cfg, NULL);
+    expect_block(b, id, 0, BS);
+    blockcache_close(b);
+}
+END_TEST
+
+START_TEST(test_block_size_change)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 2 * BS);
+    put_block(bc, id, 0, BS);
+    put_block(bc, id, 1, BS);
+    blockcache_close(bc);
+
+    cfg.block_size = 2 * BS;
+    struct blockcache_report rep;
+    bc = open_ok(&cfg, &rep);
+    ck_assert_uint_eq(blockcache_block_size(bc), 2 * BS);
+    struct blockcache_file f;
+    ck_assert_int_eq(blockcache_file_get(bc, "https://example.org/a.h5", &f), -ENOENT);
+    ck_assert_uint_eq(stats(bc).blocks, 0);
+    ck_assert_uint_eq(stats(bc).bytes, 0);
+    pathf(path, sizeof(path), "%s/blocks/%" PRId64, dir, id);
+    ck_assert(!exists(path));
+    int64_t id2 = new_file(bc, "https://example.org/a.h5", 2 * BS);
+    uint8_t buf[2 * BS], got[2 * BS];
+    size_t n = 0;
+    memset(buf, 0x5a, sizeof(buf));
+    ck_assert_int_eq(blockcache_put(bc, id2, 0, buf, sizeof(buf)), 0);
+    blockcache_close(bc);
+
+    /* The same size again keeps everything. */
+    bc = open_ok(&cfg, &rep);
+    ck_assert_int_eq(blockcache_get(bc, id2, 0, got, sizeof(got), &n), 0);
+    ck_assert_uint_eq(n, sizeof(buf));
+    ck_assert_mem_eq(got, buf, sizeof(buf));
+    blockcache_close(bc);
+}
+END_TEST
+
+START_TEST(test_degraded)
+{
+    char dir[PATH_MAX], file[PATH_MAX], cache[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    /* A path below a regular file cannot be created, even by root. */
+    pathf(file, sizeof(file), "%s/file", dir);
+    write_file(file, "not a directory");
+    pathf(cache, sizeof(cache), "%s/cache", file);
+    struct blockcache_config cfg = config(cache, 64 * BS, 95, 85);
+    struct blockcache_report rep;
+    struct blockcache *bc = open_ok(&cfg, &rep);
+    ck_assert(rep.degraded);
+    ck_assert_ptr_nonnull(strstr(rep.reason, cache));
+    ck_assert(stats(bc).degraded);
+    /* File rows still work, so callers can proceed pass-through. */
+    int64_t id = new_file(bc, "https://example.org/a.h5", BS);
+    struct blockcache_file f;
+    ck_assert_int_eq(blockcache_file_get(bc, "https://example.org/a.h5", &f), 0);
+    ck_assert_int_eq(f.id, id);
+    uint8_t buf[BS];
+    fill(buf, BS, 1, 0);
+    ck_assert_int_eq(blockcache_put(bc, id, 0, buf, BS), -EROFS);
+    expect_miss(bc, id, 0, -ENOENT);
+    bool changed = false;
+    ck_assert_int_eq(
+        blockcache_file_put(bc, "https://example.org/a.h5", "\"v2\"", BS, &f, &changed), 0);
+    ck_assert(changed);
+    ck_assert_int_eq(blockcache_file_drop(bc, "https://example.org/a.h5"), 0);
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.blocks, 0);
+    ck_assert_uint_eq(s.write_errors, 0);
+    blockcache_close(bc);
+}
+END_TEST
+
+START_TEST(test_corrupt_index)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 2 * BS);
+    put_block(bc, id, 0, BS);
+    put_block(bc, id, 1, BS);
+    blockcache_close(bc);
+    pathf(path, sizeof(path), "%s/index.sqlite", dir);
+    char junk[8192];
+    memset(junk, 'j', sizeof(junk) - 1);
+    junk[sizeof(junk) - 1] = '\0';
+    write_file(path, junk);
+    pathf(path, sizeof(path), "%s/index.sqlite-wal", dir);
+    unlink(path);
+    pathf(path, sizeof(path), "%s/index.sqlite-shm", dir);
+    unlink(path);
+
+    struct blockcache_report rep;
+    bc = open_ok(&cfg, &rep);
+    ck_assert(!rep.degraded);
+    ck_assert_uint_eq(rep.orphan_files_removed, 2);
+    struct blockcache_file f;
+    ck_assert_int_eq(blockcache_file_get(bc, "https://example.org/a.h5", &f), -ENOENT);
+    id = new_file(bc, "https://example.org/a.h5", BS);
+    put_block(bc, id, 0, BS);
+    expect_block(bc, id, 0, BS);
+    blockcache_close(bc);
+}
+END_TEST
+
+static unsigned dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    ck_assert_ptr_nonnull(d);
+    unsigned n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+START_TEST(test_disk_full)
+{
+    char dir[PATH_MAX], tmp[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    pathf(tmp, sizeof(tmp), "%s/tmp", dir);
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    cfg.enospc_cooldown_s = 1;
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 4 * BS);
+    uint8_t buf[BS];
+    fill(buf, BS, (unsigned)id, 0);
+
+    /* Any other write error fails that put only. */
+    inject_errno = EIO;
+    ck_assert_int_eq(blockcache_put(bc, id, 0, buf, BS), -EIO);
+    inject_errno = 0;
+    ck_assert_uint_eq(stats(bc).write_errors, 1);
+    put_block(bc, id, 0, BS);
+
+    /* A full disk (or quota) refuses puts for the cool-down, then lets them try again. */
+    inject_errno = EDQUOT;
+    ck_assert_int_eq(blockcache_put(bc, id, 1, buf, BS), -ENOSPC);
+    inject_errno = 0;
+    ck_assert_int_eq(blockcache_put(bc, id, 1, buf, BS), -ENOSPC);
+    ck_assert_uint_eq(stats(bc).write_errors, 2); /* refusals are not write errors */
+    expect_block(bc, id, 0, BS);                  /* reads go on */
+    expect_miss(bc, id, 1, -ENOENT);
+    int rc = -ENOSPC;
+    for (unsigned i = 0; i < 40 && rc == -ENOSPC; i++) {
+        usleep(50 * 1000);
+        rc = blockcache_put(bc, id, 1, buf, BS);
+    }
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(dir_entries(tmp), 0);
+    ck_assert_uint_eq(stats(bc).blocks, 2);
+
+    inject_errno = ENOSPC;
+    ck_assert_int_eq(blockcache_put(bc, id, 2, buf, BS), -ENOSPC);
+    inject_errno = 0;
+    ck_assert_uint_eq(stats(bc).write_errors, 3);
+    blockcache_close(bc);
+}
+END_TEST
+
+struct worker {
+    struct blockcache *bc;
+    int64_t id;
+    unsigned seed;
+    _Atomic unsigned *errors;
+    unsigned hits;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    uint8_t want[BS], got[BS];
+    for (unsigned i = 0; i < ITERATIONS; i++) {
+        uint64_t index = (uint64_t)(rand_r(&w->seed) % 16);
+        size_t n = 0;
+        fill(want, BS, (unsigned)w->id, index);
+        int rc = blockcache_get(w->bc, w->id, index, got, sizeof(got), &n);
+        if (rc == 0) {
+            w->hits++;
+            if (n != BS || memcmp(got, want, BS) != 0)
+                atomic_fetch_add(w->errors, 1);
+        } else if (rc != -ENOENT || blockcache_put(w->bc, w->id, index, want, BS) != 0) {
+            atomic_fetch_add(w->errors, 1);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    /* Eight of the sixteen blocks fit, so gets race with evictions. */
+    struct blockcache_config cfg = config(dir, 8 * BS, 95, 70);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 16 * BS);
+    _Atomic unsigned errors = 0;
+    struct worker w[THREADS];
+    pthread_t t[THREADS];
+    for (unsigned i = 0; i < THREADS; i++) {
+        w[i] = (struct worker){.bc = bc, .id = id, .seed = i + 1, .errors = &errors};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+    }
+    unsigned hits = 0;
+    for (unsigned i = 0; i < THREADS; i++) {
+        ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+        hits += w[i].hits;
+    }
+    ck_assert_uint_eq(atomic_load(&errors), 0);
+    ck_assert_uint_gt(hits, 0);
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.corrupt, 0);
+    ck_assert_uint_eq(s.write_errors, 0);
+    ck_assert_uint_gt(s.evictions, 0);
+    ck_assert_uint_le(s.bytes, 8 * BS);
+    ck_assert_uint_eq(s.bytes, s.blocks * BS);
+    blockcache_close(bc);
+
+    /* The totals kept in memory agree with what reconciliation finds. */
+    struct blockcache_report rep;
+    bc = open_ok(&cfg, &rep);
+    ck_assert_uint_eq(rep.orphan_files_removed + rep.rows_dropped + rep.temp_files_removed, 0);
+    ck_assert_uint_eq(stats(bc).blocks, s.blocks);
+    ck_assert_uint_eq(stats(bc).bytes, s.bytes);
+    blockcache_close(bc);
+}
+END_TEST
+
+/* ---- limits ---- */
+
+static int try_open(const struct blockcache_config *cfg)
+{
+    struct blockcache *bc = NULL;
+    int rc = blockcache_open(cfg, &bc, NULL);
+    ck_assert(rc == 0 ? bc != NULL : bc == NULL);
+    blockcache_close(bc);
+    return rc;
+}
+
+START_TEST(test_config_limits)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    static const struct {
+        uint32_t bs;
+        int rc;
+    } sizes[] = {
+        {0, -EINVAL},
+        {2048, -EINVAL},
+        {H5CD_MIN_BLOCK_BYTES - 1, -EINVAL},
+        {H5CD_MIN_BLOCK_BYTES, 0},
+        {H5CD_MIN_BLOCK_BYTES + 1, -EINVAL},
+        {3 * H5CD_MIN_BLOCK_BYTES, -EINVAL},
+        {H5CD_MAX_BLOCK_BYTES, 0},
+        {H5CD_MAX_BLOCK_BYTES + 1, -EINVAL},
+        {2 * H5CD_MAX_BLOCK_BYTES, -EINVAL},
+    };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        cfg.block_size = sizes[i].bs;
+        ck_assert_int_eq(try_open(&cfg), sizes[i].rc);
+    }
+    cfg.block_size = BS;
+    static const struct {
+        unsigned high, low;
+        int rc;
+    } marks[] = {
+        {100, 85, 0}, {101, 85, -EINVAL}, {95, 0, -EINVAL}, {1, 1, 0},
+        {50, 50, 0},  {50, 51, -EINVAL},  {0, 0, -EINVAL},
+    };
+    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+        cfg.high_watermark = marks[i].high;
+        cfg.low_watermark = marks[i].low;
+        ck_assert_int_eq(try_open(&cfg), marks[i].rc);
+    }
+    cfg.high_watermark = 95;
+    cfg.low_watermark = 85;
+    cfg.cap_bytes = 0;
+    ck_assert_int_eq(try_open(&cfg), -EINVAL);
+    cfg.cap_bytes = 1;
+    ck_assert_int_eq(try_open(&cfg), 0);
+    cfg.cap_bytes = UINT64_MAX; /* watermark arithmetic must not overflow */
+    ck_assert_int_eq(try_open(&cfg), 0);
+    cfg.dir = NULL;
+    ck_assert_int_eq(try_open(&cfg), -EINVAL);
+    cfg.dir = "";
+    ck_assert_int_eq(try_open(&cfg), -EINVAL);
+
+    /* The directory name at its limit and one past it. */
+    char longdir[MAX_DIR_BYTES + 2];
+    size_t n = strlen(dir);
+    ck_assert_uint_lt(n + 2, MAX_DIR_BYTES);
+    memcpy(longdir, dir, n);
+    for (size_t i = n; i < MAX_DIR_BYTES + 1; i++)
+        longdir[i] = (i - n) % 200 == 0 ? '/' : 'd';
+    longdir[MAX_DIR_BYTES + 1] = '\0';
+    cfg.dir = longdir;
+    cfg.cap_bytes = 64 * BS;
+    ck_assert_int_eq(try_open(&cfg), -EINVAL);
+    longdir[MAX_DIR_BYTES] = '\0';
+    struct blockcache_report rep;
+    struct blockcache *bc = open_ok(&cfg, &rep);
+    ck_assert(!rep.degraded);
+    int64_t id = new_file(bc, "https://example.org/a.h5", BS);
+    put_block(bc, id, 0, BS);
+    expect_block(bc, id, 0, BS);
+    blockcache_close(bc);
+}
+END_TEST
+
+START_TEST(test_io_limits)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    struct blockcache_file f;
+    int64_t id = new_file(bc, "https://example.org/a.h5", 2 * BS + 1);
+    uint8_t buf[BS + 1];
+    size_t n = 0;
+    fill(buf, sizeof(buf), (unsigned)id, 0);
+    ck_assert_int_eq(blockcache_put(bc, id, 0, buf, 0), -EINVAL);
+    ck_assert_int_eq(blockcache_put(bc, id, 0, NULL, BS), -EINVAL);
+    ck_assert_int_eq(blockcache_put(bc, id, 0, buf, BS + 1), -EINVAL);
+    ck_assert_int_eq(blockcache_put(bc, id, 0, buf, BS - 1), -EINVAL); /* not the last block */
+    ck_assert_int_eq(blockcache_put(bc, id, 0, buf, BS), 0);
+    /* The last block is exactly one byte; past the end nothing exists. */
+    ck_assert_int_eq(blockcache_put(bc, id, 2, buf, 2), -EINVAL);
+    ck_assert_int_eq(blockcache_put(bc, id, 3, buf, 1), -EINVAL);
+    ck_assert_int_eq(blockcache_put(bc, id, UINT64_MAX, buf, 1), -EINVAL);
+    put_block(bc, id, 2, 1);
+    expect_block(bc, id, 2, 1);
+    /* The read buffer must hold a whole block. */
+    ck_assert_int_eq(blockcache_get(bc, id, 0, buf, BS - 1, &n), -EINVAL);
+    ck_assert_int_eq(blockcache_get(bc, id, 0, buf, BS, &n), 0);
+    ck_assert_uint_eq(n, BS);
+    ck_assert_int_eq(blockcache_get(bc, id, UINT64_MAX, buf, BS, &n), -ENOENT);
+
+    /* Identity up to H5CD_MAX_URL_BYTES, validator below H5CD_MAX_VALIDATOR_BYTES. */
+    static char url[H5CD_MAX_URL_BYTES + 2], validator[H5CD_MAX_VALIDATOR_BYTES + 1];
+    memset(url, 'u', H5CD_MAX_URL_BYTES + 1);
+    memset(validator, 'v', H5CD_MAX_VALIDATOR_BYTES);
+    ck_assert_int_eq(blockcache_file_put(bc, url, "v", 1, &f, NULL), -EINVAL);
+    url[H5CD_MAX_URL_BYTES] = '\0';
+    ck_assert_int_eq(blockcache_file_put(bc, url, "v", 1, &f, NULL), 0);
+    ck_assert_int_eq(blockcache_file_put(bc, "", "v", 1, &f, NULL), -EINVAL);
+    ck_assert_int_eq(blockcache_file_put(bc, "https://x/b", validator, 1, &f, NULL), -EINVAL);
+    validator[H5CD_MAX_VALIDATOR_BYTES - 1] = '\0';
+    ck_assert_int_eq(blockcache_file_put(bc, "https://x/b", validator, 1, &f, NULL), 0);
+    ck_assert_int_eq(blockcache_file_get(bc, "https://x/b", &f), 0);
+    ck_assert_str_eq(f.validator, validator);
+    ck_assert_int_eq(blockcache_file_put(bc, "https://x/c", "", (uint64_t)INT64_MAX, &f, NULL), 0);
+    ck_assert_uint_eq(f.size, (uint64_t)INT64_MAX);
+    ck_assert_int_eq(blockcache_file_put(bc, "https://x/d", "", (uint64_t)INT64_MAX + 1, &f, NULL),
+                     -EINVAL);
+    blockcache_close(bc);
+}
+END_TEST
+
+START_TEST(test_block_over_watermark)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    uint8_t buf[BS];
+    fill(buf, BS, 1, 0);
+    /* high = 50% of 8191 = 4095 bytes: one block alone would pass it. */
+    struct blockcache_config cfg = config(dir, 2 * BS - 1, 50, 25);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", BS);
+    ck_assert_int_eq(blockcache_put(bc, id, 0, buf, BS), -EFBIG);
+    ck_assert_uint_eq(stats(bc).blocks, 0);
+    ck_assert_uint_eq(stats(bc).evictions, 0);
+    blockcache_close(bc);
+    cfg.cap_bytes = 2 * BS; /* high = 4096: exactly one block */
+    bc = open_ok(&cfg, NULL);
+    put_block(bc, id, 0, BS);
+    ck_assert_uint_eq(stats(bc).blocks, 1);
+    expect_block(bc, id, 0, BS);
+    blockcache_close(bc);
+}
+END_TEST
+
+/* More hits than the access-time buffer holds: the flush when full keeps LRU order. */
+START_TEST(test_touch_buffer_full)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 10 * BS, 100, 90);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 64 * BS);
+    for (uint64_t i = 0; i < 10; i++)
+        put_block(bc, id, i, BS);
+    expect_block(bc, id, 0, BS);
+    for (unsigned i = 0; i < 4100; i++)
+        expect_block(bc, id, 1, BS);
+    put_block(bc, id, 10, BS);
+    ck_assert_uint_eq(stats(bc).evictions, 2);
+    expect_block(bc, id, 0, BS);
+    expect_block(bc, id, 1, BS);
+    expect_miss(bc, id, 2, -ENOENT);
+    expect_miss(bc, id, 3, -ENOENT);
+    blockcache_close(bc);
+}
+END_TEST
+
+static Suite *blockcache_suite(void)
+{
+    Suite *s = suite_create("blockcache");
+    TCase *core = tcase_create("core");
+    tcase_add_unchecked_fixture(core, root_setup, root_teardown);
+    tcase_set_timeout(core, 30);
+    tcase_add_test(core, test_roundtrip);
+    tcase_add_test(core, test_miss);
+    tcase_add_test(core, test_duplicate_put);
+    tcase_add_test(core, test_lru_order);
+    tcase_add_test(core, test_watermarks);
+    tcase_add_test(core, test_corrupt_block);
+    tcase_add_test(core, test_truncated_block);
+    tcase_add_test(core, test_vanished_block);
+    tcase_add_test(core, test_reconcile);
+    tcase_add_test(core, test_validator_change);
+    tcase_add_test(core, test_persistence);
+    tcase_add_test(core, test_relative_dir);
+    tcase_add_test(core, test_busy);
+    tcase_add_test(core, test_block_size_change);
+    tcase_add_test(core, test_degraded);
+    tcase_add_test(core, test_corrupt_index);
+    tcase_add_test(core, test_disk_full);
+    tcase_add_test(core, test_concurrent);
+    suite_add_tcase(s, core);
+    TCase *limits = tcase_create("limits");
+    tcase_add_unchecked_fixture(limits, root_setup, root_teardown);
+    tcase_set_timeout(limits, 30);
+    tcase_add_test(limits, test_config_limits);
+    tcase_add_test(limits, test_io_limits);
+    tcase_add_test(limits, test_block_over_watermark);
+    tcase_add_test(limits, test_touch_buffer_full);
+    suite_add_tcase(s, limits);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(blockcache_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

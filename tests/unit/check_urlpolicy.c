@@ -1,0 +1,367 @@
+/*
+ * check_urlpolicy.c - unit tests of lib/urlpolicy: URL acceptance and cache
+ * identities, allow/deny prefixes, every refused address class (and its
+ * neighbours that must pass), and Host-header loopback names.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "urlpolicy.h"
+
+/* Builds a policy from config_set-style overrides, NULL-terminated pairs. */
+static struct urlpolicy *policy_with(const char *const *kv)
+{
+    struct h5cd_config cfg;
+    char err[256];
+    ck_assert_int_eq(config_init(&cfg), 0);
+    for (size_t i = 0; kv != NULL && kv[i] != NULL; i += 2)
+        ck_assert_msg(config_set(&cfg, kv[i], kv[i + 1], err, sizeof(err)) == 0, "%s", err);
+    struct urlpolicy *p = urlpolicy_new(&cfg);
+    config_free(&cfg); /* the policy keeps its own copies */
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static void url_ok(const struct urlpolicy *p, const char *url, const char *identity)
+{
+    char id[H5CD_MAX_URL_BYTES + 1];
+    struct h5cd_error err = {0};
+    ck_assert_msg(urlpolicy_check(p, url, id, sizeof(id), &err) == 0, "%s refused: %s", url,
+                  err.message);
+    ck_assert_str_eq(id, identity);
+}
+
+static void url_bad(const struct urlpolicy *p, const char *url, enum h5cd_errcode code)
+{
+    char id[H5CD_MAX_URL_BYTES + 1] = "junk";
+    struct h5cd_error err = {0};
+    ck_assert_msg(urlpolicy_check(p, url, id, sizeof(id), &err) == -1, "%s accepted as %s", url,
+                  id);
+    ck_assert_msg(err.code == code, "%s: code %s, want %s (%s)", url, h5cd_errcode_name(err.code),
+                  h5cd_errcode_name(code), err.message);
+    ck_assert_str_ne(err.message, "");
+    ck_assert_str_eq(id, "");
+}
+
+START_TEST(test_identity)
+{
+    struct urlpolicy *p = policy_with(NULL);
+    url_ok(p, "https://data.example.org/a/b.h5", "https://data.example.org/a/b.h5");
+    url_ok(p, "HTTPS://Data.Example.ORG:443/a/B.h5#frag", "https://data.example.org/a/B.h5");
+    url_ok(p, "HtTp://h.example:80/x", "http://h.example/x");
+    url_ok(p, "http://h.example:8080/x", "http://h.example:8080/x");
+    url_ok(p, "https://h.example:80/x", "https://h.example:80/x");
+    url_ok(p, "http://h.example:443/x", "http://h.example:443/x");
+    url_ok(p, "http://h.example", "http://h.example/");
+    url_ok(p, "http://h.example./x", "http://h.example/x");
+    url_ok(p, "http://h.example/a/../b/./c", "http://h.example/b/c");
+    url_ok(p, "http://h.example/p?", "http://h.example/p");
+    url_ok(p, "http://h.example/p?#f", "http://h.example/p");
+    url_ok(p, "http://[2001:DB8::1]:8080/x", "http://[2001:db8::1]:8080/x");
+    url_ok(p, "http://h.example/p%20q?a=%2F", "http://h.example/p%20q?a=%2F");
+    urlpolicy_free(p);
+    urlpolicy_free(NULL);
+}
+END_TEST
+
+START_TEST(test_signature_stripping)
+{
+    struct urlpolicy *p = policy_with(NULL);
+    url_ok(p,
+           "https://bucket.s3.amazonaws.com/k.h5?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+           "&X-Amz-Credential=AKIA%2F20240101&X-Amz-Date=20240101T000000Z&X-Amz-Expires=3600"
+           "&versionId=3&X-Amz-SignedHeaders=host&X-Amz-Signature=abcdef"
+           "&X-Amz-Security-Token=tok&x-amz-signature=kept&partNumber=1",
+           "https://bucket.s3.amazonaws.com/k.h5?versionId=3&x-amz-signature=kept&partNumber=1");
+    url_ok(p, "https://d.cloudfront.net/f.h5?Expires=1&Signature=s&Key-Pair-Id=k&Policy=p",
+           "https://d.cloudfront.net/f.h5");
+    url_ok(p, "https://h.example/f?a=1&&b&Signature&=x", "https://h.example/f?a=1&b&=x");
+    url_ok(p, "https://h.example/f?Signatures=1&XSignature=2",
+           "https://h.example/f?Signatures=1&XSignature=2");
+    urlpolicy_free(p);
+
+    const char *kv[] = {"strip_query_params", "token", NULL};
+    p = policy_with(kv);
+    url_ok(p, "https://h.example/f?token=1&Signature=2", "https://h.example/f?Signature=2");
+    urlpolicy_free(p);
+}
+END_TEST
+
+START_TEST(test_bad_urls)
+{
+    struct urlpolicy *p = policy_with(NULL);
+    url_bad(p, "ftp://h.example/f.h5", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "file:///etc/passwd", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "javascript:alert(1)", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "gopher://h.example/", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "http://user:pw@h.example/", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "http://user@h.example/", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "http://@h.example/", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "http://", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http:///", H5CD_E_BAD_REQUEST);
+    url_bad(p, "", H5CD_E_BAD_REQUEST);
+    url_bad(p, "/relative/f.h5", H5CD_E_BAD_REQUEST);
+    url_bad(p, "f.h5", H5CD_E_BAD_REQUEST);
+    url_bad(p, "h.example/f.h5", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example/a b", H5CD_E_BAD_REQUEST);
+    url_bad(p, " http://h.example/", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example/\r\nX-Injected: 1", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example/\n", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example/\t", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example/\x7f", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example/\x01", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example:0/", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example:65536/", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example:x/", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://[fe80::1%25eth0]/", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h\xc3\xa9.example/", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://[::1/", H5CD_E_BAD_REQUEST);
+    urlpolicy_free(p);
+}
+END_TEST
+
+START_TEST(test_prefixes)
+{
+    const char *kv[] = {"allow_prefixes", "HTTPS://Data.Example.ORG:443/pub/ https://example.com",
+                        "deny_prefixes", "https://data.example.org/pub/private/", NULL};
+    struct urlpolicy *p = policy_with(kv);
+    url_ok(p, "https://data.example.org/pub/x.h5", "https://data.example.org/pub/x.h5");
+    url_ok(p, "https://DATA.example.org:443/pub/x.h5", "https://data.example.org/pub/x.h5");
+    url_ok(p, "https://example.com/anything", "https://example.com/anything");
+    url_bad(p, "https://data.example.org/other/x.h5", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "http://data.example.org/pub/x.h5", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "https://data.example.org.evil.net/pub/x.h5", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "https://data.example.org:8443/pub/x.h5", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "https://example.com.evil.net/x", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "https://data.example.org/pub/private/x.h5", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "https://Data.Example.org/pub/private/x.h5", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "https://data.example.org/pub/a/../private/x.h5", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "https://data.example.org./pub/private/x.h5", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "https://data.example.org/pub/private/x.h5", H5CD_E_URL_NOT_ALLOWED);
+    urlpolicy_free(p);
+
+    /* A prefix that is not a whole URL is compared as written. */
+    const char *kv2[] = {"allow_prefixes", "https://", NULL};
+    p = policy_with(kv2);
+    url_ok(p, "https://any.example/x", "https://any.example/x");
+    url_bad(p, "http://any.example/x", H5CD_E_URL_NOT_ALLOWED);
+    urlpolicy_free(p);
+
+    const char *kv3[] = {"deny_prefixes", "http://", NULL};
+    p = policy_with(kv3);
+    url_ok(p, "https://any.example/x", "https://any.example/x");
+    url_bad(p, "HTTP://any.example/x", H5CD_E_URL_NOT_ALLOWED);
+    urlpolicy_free(p);
+}
+END_TEST
+
+/* ---- addresses ---- */
+
+static bool v4_allowed(const struct urlpolicy *p, const char *text)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(443)};
+    ck_assert_int_eq(inet_pton(AF_INET, text, &sa.sin_addr), 1);
+    return urlpolicy_addr_allowed(p, (const struct sockaddr *)&sa, sizeof(sa));
+}
+
+static bool v6_allowed(const struct urlpolicy *p, const char *text)
+{
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons(443)};
+    ck_assert_int_eq(inet_pton(AF_INET6, text, &sa.sin6_addr), 1);
+    return urlpolicy_addr_allowed(p, (const struct sockaddr *)&sa, sizeof(sa));
+}
+
+static const char *const refused_v4[] = {
+    "0.0.0.0",         "0.255.255.255",  "10.0.0.1",        "10.255.255.255",  "100.64.0.0",
+    "100.127.255.255", "127.0.0.1",      "127.255.255.254", "169.254.169.254", "172.16.0.0",
+    "172.31.255.255",  "192.0.0.0",      "192.0.0.255",     "192.168.0.1",     "192.168.255.255",
+    "198.18.0.0",      "198.19.255.255", "224.0.0.1",       "239.255.255.255", "240.0.0.1",
+    "255.255.255.255",
+};
+static const char *const public_v4[] = {
+    "1.1.1.1",        "8.8.8.8",         "9.255.255.255",   "11.0.0.0",        "100.63.255.255",
+    "100.128.0.0",    "126.255.255.255", "128.0.0.0",       "169.253.255.255", "169.255.0.0",
+    "172.15.255.255", "172.32.0.0",      "192.0.1.0",       "192.167.255.255", "192.169.0.0",
+    "198.17.255.255", "198.20.0.0",      "223.255.255.255", "93.184.216.34",
+};
+static const char *const refused_v6[] = {
+    "::",
+    "::1",
+    "fc00::1",
+    "fdff:ffff::1",
+    "fe80::1",
+    "febf::1",
+    "ff02::1",
+    "ff0e::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.1.2.3",
+    "::ffff:169.254.169.254",
+    "::ffff:0.0.0.0",
+    "64:ff9b::a00:1",
+    "64:ff9b::7f00:1",
+    "64:ff9b::a9fe:a9fe",
+};
+static const char *const public_v6[] = {
+    "2606:4700:4700::1111", "2001:db8::1",      "fbff::1", "fec0::1",
+    "::ffff:8.8.8.8",       "64:ff9b::808:808", "::2",     "2001:4860:4860::8888",
+};
+
+START_TEST(test_addresses_refused)
+{
+    struct urlpolicy *p = policy_with(NULL);
+    for (size_t i = 0; i < sizeof(refused_v4) / sizeof(refused_v4[0]); i++)
+        ck_assert_msg(!v4_allowed(p, refused_v4[i]), "%s allowed", refused_v4[i]);
+    for (size_t i = 0; i < sizeof(public_v4) / sizeof(public_v4[0]); i++)
+        ck_assert_msg(v4_allowed(p, public_v4[i]), "%s refused", public_v4[i]);
+    for (size_t i = 0; i < sizeof(refused_v6) / sizeof(refused_v6[0]); i++)
+        ck_assert_msg(!v6_allowed(p, refused_v6[i]), "%s allowed", refused_v6[i]);
+    for (size_t i = 0; i < sizeof(public_v6) / sizeof(public_v6[0]); i++)
+        ck_assert_msg(v6_allowed(p, public_v6[i]), "%s refused", public_v6[i]);
+    urlpolicy_free(p);
+}
+END_TEST
+
+START_TEST(test_addresses_allow_private)
+{
+    const char *kv[] = {"allow_private_upstreams", "true", NULL};
+    struct urlpolicy *p = policy_with(kv);
+    for (size_t i = 0; i < sizeof(refused_v4) / sizeof(refused_v4[0]); i++)
+        ck_assert_msg(v4_allowed(p, refused_v4[i]), "%s refused", refused_v4[i]);
+    for (size_t i = 0; i < sizeof(public_v4) / sizeof(public_v4[0]); i++)
+        ck_assert_msg(v4_allowed(p, public_v4[i]), "%s refused", public_v4[i]);
+    for (size_t i = 0; i < sizeof(refused_v6) / sizeof(refused_v6[0]); i++)
+        ck_assert_msg(v6_allowed(p, refused_v6[i]), "%s refused", refused_v6[i]);
+
+    /* Unix sockets, unknown families and short lengths: never. */
+    struct sockaddr_un un = {.sun_family = AF_UNIX, .sun_path = "/run/x"};
+    ck_assert(!urlpolicy_addr_allowed(p, (const struct sockaddr *)&un, sizeof(un)));
+    struct sockaddr_storage other = {.ss_family = AF_APPLETALK};
+    ck_assert(!urlpolicy_addr_allowed(p, (const struct sockaddr *)&other, sizeof(other)));
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "8.8.8.8", &sa.sin_addr);
+    ck_assert(urlpolicy_addr_allowed(p, (const struct sockaddr *)&sa, sizeof(sa)));
+    ck_assert(!urlpolicy_addr_allowed(p, (const struct sockaddr *)&sa, sizeof(sa) - 1));
+    ck_assert(!urlpolicy_addr_allowed(p, NULL, 0));
+    ck_assert(!urlpolicy_addr_allowed(NULL, (const struct sockaddr *)&sa, sizeof(sa)));
+    urlpolicy_free(p);
+}
+END_TEST
+
+START_TEST(test_host_is_loopback)
+{
+    const char *yes[] = {"localhost",      "LOCALHOST:80",      "localhost:7661",
+                         "x.localhost",    "a.b-c.Localhost:1", "127.0.0.1",
+                         "127.0.0.1:7661", "127.255.255.254",   "127.1.2.3:65535",
+                         "[::1]",          "[::1]:7661",        "[0:0:0:0:0:0:0:1]:80"};
+    const char *no[] = {"",
+                        "127.0.0.1.evil.com",
+                        "localhost.evil.com",
+                        "evil.com",
+                        "evillocalhost",
+                        ".localhost",
+                        "a..localhost",
+                        "x_y.localhost",
+                        "localhost.",
+                        "128.0.0.1",
+                        "0.0.0.0",
+                        "127.1",
+                        "2130706433",
+                        "0x7f.0.0.1",
+                        "127.000.0.1",
+                        "127.0.0.1:",
+                        "127.0.0.1:x",
+                        "127.0.0.1:80:80",
+                        "localhost:123456",
+                        "localhost:65536",
+                        "localhost :80",
+                        "::1",
+                        "[::1",
+                        "[::2]:80",
+                        "[::ffff:127.0.0.1]",
+                        "[::1]x",
+                        "[::1]:",
+                        "[]:80",
+                        "localhost\r\n"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        ck_assert_msg(urlpolicy_host_is_loopback(yes[i]), "'%s' not loopback", yes[i]);
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        ck_assert_msg(!urlpolicy_host_is_loopback(no[i]), "'%s' loopback", no[i]);
+    ck_assert(!urlpolicy_host_is_loopback(NULL));
+}
+END_TEST
+
+/* ---- limits ---- */
+
+START_TEST(test_url_length_limit)
+{
+    struct urlpolicy *p = policy_with(NULL);
+    const char *head = "https://h.example/";
+    char *url = malloc(H5CD_MAX_URL_BYTES + 2);
+    ck_assert_ptr_nonnull(url);
+    memset(url, 'a', H5CD_MAX_URL_BYTES + 1);
+    memcpy(url, head, strlen(head));
+    url[H5CD_MAX_URL_BYTES] = '\0';
+    url_ok(p, url, url); /* exactly the limit */
+    url[H5CD_MAX_URL_BYTES] = 'a';
+    url[H5CD_MAX_URL_BYTES + 1] = '\0';
+    url_bad(p, url, H5CD_E_BAD_REQUEST); /* one byte more */
+
+    /* The identity must fit the caller's buffer or the call fails. */
+    char small[32];
+    struct h5cd_error err = {0};
+    ck_assert_int_eq(urlpolicy_check(p, "https://h.example/0123456789", small, 29, &err), 0);
+    ck_assert_str_eq(small, "https://h.example/0123456789");
+    ck_assert_int_eq(urlpolicy_check(p, "https://h.example/0123456789", small, 28, &err), -1);
+    ck_assert_int_eq(err.code, H5CD_E_BAD_REQUEST);
+    /* Normalization may lengthen a URL: "http://1" names 0.0.0.1. */
+    ck_assert_int_eq(urlpolicy_check(p, "http://1", small, sizeof(small), &err), 0);
+    ck_assert_str_eq(small, "http://0.0.0.1/");
+    free(url);
+    urlpolicy_free(p);
+}
+END_TEST
+
+START_TEST(test_port_limits)
+{
+    struct urlpolicy *p = policy_with(NULL);
+    url_ok(p, "http://h.example:1/", "http://h.example:1/");
+    url_ok(p, "http://h.example:65535/", "http://h.example:65535/");
+    url_ok(p, "http://h.example:080/", "http://h.example/");
+    url_bad(p, "http://h.example:0/", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example:65536/", H5CD_E_BAD_REQUEST);
+    urlpolicy_free(p);
+}
+END_TEST
+
+static Suite *urlpolicy_suite(void)
+{
+    Suite *s = suite_create("urlpolicy");
+    TCase *core = tcase_create("core");
+    tcase_add_test(core, test_identity);
+    tcase_add_test(core, test_signature_stripping);
+    tcase_add_test(core, test_bad_urls);
+    tcase_add_test(core, test_prefixes);
+    tcase_add_test(core, test_addresses_refused);
+    tcase_add_test(core, test_addresses_allow_private);
+    tcase_add_test(core, test_host_is_loopback);
+    suite_add_tcase(s, core);
+
+    TCase *limits = tcase_create("limits");
+    tcase_add_test(limits, test_url_length_limit);
+    tcase_add_test(limits, test_port_limits);
+    suite_add_tcase(s, limits);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(urlpolicy_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
