@@ -3,7 +3,7 @@ bin_PROGRAMS += daemon/h5chunkd
 daemon_h5chunkd_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS) -DSYSCONFDIR='"$(sysconfdir)"'
 daemon_h5chunkd_SOURCES = \
 	daemon/main.c \
-	daemon/server.c daemon/server.h \
+	daemon/server.h \
 	daemon/http.c daemon/http.h \
 	daemon/routes_info.c \
 	daemon/routes_file.c \
