@@ -178,8 +178,19 @@ enum MHD_Result http_send_error(struct server *srv, struct MHD_Connection *conn,
                                 const struct h5cd_error *err)
 {
     STATS_INC(&srv->stats, errors);
-    json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", h5cd_errcode_name(err->code),
-                             "message", err->message);
+    /* Messages may quote file contents; JSON needs valid UTF-8. */
+    char message[sizeof(err->message)];
+    memcpy(message, err->message, sizeof(message));
+    message[sizeof(message) - 1] = '\0';
+    json_t *text_value = json_string(message);
+    if (text_value == NULL) {
+        for (char *p = message; *p != '\0'; p++)
+            if ((unsigned char)*p >= 0x80 || (unsigned char)*p < 0x20)
+                *p = '?';
+        text_value = json_string(message);
+    }
+    json_t *body = json_pack("{s:{s:s, s:o}}", "error", "code", h5cd_errcode_name(err->code),
+                             "message", text_value);
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text == NULL)
@@ -301,6 +312,7 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *conn,
     } simple[] = {
         {"/v1/health", route_health}, {"/v1/stats", route_stats}, {"/metrics", route_metrics},
         {"/v1/meta", route_meta},     {"/v1/chunk", route_chunk},
+        {"/v1/slice", route_slice},
     };
     for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
         if (strcmp(url, simple[i].path) != 0)

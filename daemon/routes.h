@@ -23,6 +23,9 @@ enum MHD_Result route_file(struct server *srv, struct MHD_Connection *conn, bool
 /* routes_chunks.c: the HDF5 endpoints */
 enum MHD_Result route_meta(struct server *srv, struct MHD_Connection *conn);
 enum MHD_Result route_chunk(struct server *srv, struct MHD_Connection *conn);
+/* routes_slice.c */
+enum MHD_Result route_slice(struct server *srv, struct MHD_Connection *conn);
+
 enum MHD_Result route_chunks(struct server *srv, struct MHD_Connection *conn, const char *body,
                              size_t len);
 

@@ -18,8 +18,10 @@
 #include <string.h>
 
 #include "chunkkey.h"
+#include "h5decode.h"
 #include "http.h"
 #include "log.h"
+#include "prefetch.h"
 #include "routes.h"
 
 #define FRAME_HEADER_BYTES 640 /* a frame's JSON line: key (<= 400) and a few numbers */
@@ -110,14 +112,66 @@ static int read_chunk(struct server *srv, const struct remote_file *file,
     return 0;
 }
 
+struct decode_call {
+    const struct h5dataset *ds;
+    const uint64_t *coords;
+    uint8_t *out;
+    size_t len;
+};
+
+static int decode_in_file(hid_t fid, void *arg, struct h5cd_error *err)
+{
+    struct decode_call *dc = arg;
+    return h5decode_chunk(fid, dc->ds, dc->coords, &dc->out, &dc->len, err);
+}
+
+/* Decodes one chunk with libhdf5; its stored bytes should already be cached. */
+static int decode_chunk(struct server *srv, const struct remote_file *file,
+                        const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
+                        size_t *len, struct h5cd_error *err)
+{
+    struct decode_call dc = {.ds = ds, .coords = coords};
+    if (h5index_with_file(srv->h5index, file, decode_in_file, &dc, err) < 0)
+        return -1;
+    *out = dc.out;
+    *len = dc.len;
+    return 0;
+}
+
+/* GET /v1/chunk with decode=1: fetch the stored bytes into the cache, then decode. */
+static enum MHD_Result send_decoded_chunk(struct server *srv, struct MHD_Connection *conn,
+                                          const struct remote_file *file,
+                                          const struct h5dataset *ds, const uint64_t *coords)
+{
+    struct prefetch_progress progress;
+    struct h5cd_error err = {0};
+    if (prefetch_chunks(srv->h5index, srv->remote, file, ds, coords, 1,
+                        srv->cfg->batch_inflight_bytes, NULL, NULL, &progress, &err) < 0)
+        return http_send_error(srv, conn, &err);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (decode_chunk(srv, file, ds, coords, &data, &len, &err) < 0)
+        return http_send_error(srv, conn, &err);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+    MHD_add_response_header(resp, "X-H5chunkd-Filter-Mask", "0");
+    STATS_INC(&srv->stats, chunks_served);
+    STATS_ADD(&srv->stats, bytes_served, len);
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 enum MHD_Result route_chunk(struct server *srv, struct MHD_Connection *conn)
 {
     const char *key = query(conn, "key");
     int decode = parse_flag(query(conn, "decode"));
     if (decode < 0)
         return http_fail(srv, conn, H5CD_E_BAD_REQUEST, "decode must be 0 or 1");
-    if (decode)
-        return http_fail(srv, conn, H5CD_E_UNSUPPORTED, "decoded chunks are not served yet");
     if (key == NULL)
         return http_fail(srv, conn, H5CD_E_BAD_REQUEST, "missing query parameter 'key'");
     struct remote_file file;
@@ -129,6 +183,8 @@ enum MHD_Result route_chunk(struct server *srv, struct MHD_Connection *conn)
     char why[128];
     if (chunkkey_parse(&ds.grid, key, coords, why, sizeof(why)) < 0)
         return http_fail(srv, conn, H5CD_E_BAD_KEY, "bad key '%.64s': %s", key, why);
+    if (decode)
+        return send_decoded_chunk(srv, conn, &file, &ds, coords);
     struct h5chunk_loc loc = {0};
     if (ds.layout != H5LAYOUT_COMPACT &&
         h5index_locate(srv->h5index, &file, &ds, coords, 1, &loc, &err) < 0)
@@ -172,6 +228,7 @@ struct chunks_stream {
     size_t next_immediate;     /* keys answered without the batch are emitted first */
     struct remote_batch *batch;
     bool batch_done;
+    bool decode;               /* frames carry decoded values instead of stored bytes */
     /* the frame being written */
     char header[FRAME_HEADER_BYTES];
     size_t header_len, header_pos;
@@ -218,6 +275,26 @@ static void frame_error(struct chunks_stream *cs, const struct batch_key *k,
     cs->payload_pos = 0;
 }
 
+/* Replaces the frame's payload by the key's decoded values (or an error frame). */
+static void frame_decoded(struct chunks_stream *cs, const struct batch_key *k)
+{
+    uint64_t coords[H5CD_MAX_RANK];
+    char why[8];
+    struct h5cd_error err = {0};
+    uint8_t *data = NULL;
+    size_t len = 0;
+    free(cs->owned_payload);
+    cs->owned_payload = NULL;
+    if (chunkkey_parse(&cs->ds.grid, k->key, coords, why, sizeof(why)) < 0 ||
+        decode_chunk(cs->srv, &cs->file, &cs->ds, coords, &data, &len, &err) < 0) {
+        STATS_INC(&cs->srv->stats, errors);
+        frame_error(cs, k, err.code != H5CD_OK ? err.code : H5CD_E_INTERNAL);
+        return;
+    }
+    cs->owned_payload = data;
+    frame_ok(cs, k, data, len);
+}
+
 /* True for keys answered without fetching: never written, or a compact dataset's chunk. */
 static bool is_immediate(const struct chunks_stream *cs, const struct batch_key *k)
 {
@@ -231,6 +308,10 @@ static bool next_immediate_frame(struct chunks_stream *cs)
         struct batch_key *k = &cs->keys[cs->next_immediate++];
         if (!is_immediate(cs, k))
             continue;
+        if (cs->decode) {
+            frame_decoded(cs, k);
+            return true;
+        }
         if (cs->ds.layout != H5LAYOUT_COMPACT) {
             if (k->loc.allocated)
                 frame_ok(cs, k, NULL, 0);
@@ -271,6 +352,8 @@ static bool next_batch_frame(struct chunks_stream *cs)
     if (res.data == NULL) {
         STATS_INC(&cs->srv->stats, errors);
         frame_error(cs, k, res.error.code);
+    } else if (cs->decode) {
+        frame_decoded(cs, k);
     } else {
         frame_ok(cs, k, res.data, (size_t)res.length);
     }
@@ -361,7 +444,7 @@ static int parse_keys(struct chunks_stream *cs, json_t *keys, struct h5cd_error 
 
 /* Validates the request document.  0 with the fields set, or -1 with err. */
 static int parse_request(struct server *srv, json_t *doc, const char **url, const char **path,
-                         json_t **keys, struct h5cd_error *err)
+                         json_t **keys, bool *decode_out, struct h5cd_error *err)
 {
     if (!json_is_object(doc))
         return h5cd_fail(err, H5CD_E_BAD_REQUEST, "the body must be a JSON object");
@@ -377,8 +460,7 @@ static int parse_request(struct server *srv, json_t *doc, const char **url, cons
         return h5cd_fail(err, H5CD_E_BAD_REQUEST, "'keys' must be an array of strings");
     if (decode != NULL && !json_is_boolean(decode))
         return h5cd_fail(err, H5CD_E_BAD_REQUEST, "'decode' must be true or false");
-    if (json_is_true(decode))
-        return h5cd_fail(err, H5CD_E_UNSUPPORTED, "decoded chunks are not served yet");
+    *decode_out = json_is_true(decode);
     if (json_array_size(*keys) > srv->cfg->max_keys)
         return h5cd_fail(err, H5CD_E_TOO_LARGE, "%zu keys; at most %u per request",
                          json_array_size(*keys), srv->cfg->max_keys);
@@ -415,7 +497,7 @@ static int prepare_stream(struct chunks_stream *cs, const char *body, size_t len
                          jerr.line, jerr.column, jerr.text);
     const char *url = NULL, *path = NULL;
     json_t *keys = NULL;
-    if (parse_request(cs->srv, cs->request, &url, &path, &keys, err) < 0)
+    if (parse_request(cs->srv, cs->request, &url, &path, &keys, &cs->decode, err) < 0)
         return -1;
     if (open_dataset(cs->srv, url, path, &cs->file, &cs->ds, err) < 0)
         return -1;

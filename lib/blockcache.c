@@ -132,14 +132,16 @@ struct blockcache {
     /* Immutable after open. */
     char *dir;
     uint32_t block_size;
-    uint64_t cap_bytes;
-    uint64_t high_bytes;
-    uint64_t low_bytes;
+    unsigned high_pct;
+    unsigned low_pct;
     unsigned cooldown_s;
     bool degraded;
     int lock_fd;
 
     pthread_mutex_t lock; /* guards everything below */
+    uint64_t cap_bytes;   /* changed at run time by blockcache_set_cap */
+    uint64_t high_bytes;
+    uint64_t low_bytes;
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     uint64_t bytes;
@@ -903,6 +905,8 @@ int blockcache_open(const struct blockcache_config *cfg, struct blockcache **out
         goto fail;
     }
     bc->block_size = cfg->block_size;
+    bc->high_pct = cfg->high_watermark;
+    bc->low_pct = cfg->low_watermark;
     bc->cap_bytes = cfg->cap_bytes;
     bc->high_bytes = percent_of(cfg->cap_bytes, cfg->high_watermark);
     bc->low_bytes = percent_of(cfg->cap_bytes, cfg->low_watermark);
@@ -1393,11 +1397,9 @@ int blockcache_put(struct blockcache *bc, int64_t file_id, uint64_t index, const
     char tmp[PATH_MAX];
     if (data == NULL || len == 0 || len > bc->block_size)
         return -EINVAL;
-    /* A block that alone passes the high watermark would only evict everything else. */
-    if (len > bc->high_bytes)
-        return -EFBIG;
     pthread_mutex_lock(&bc->lock);
-    int rc = put_admit(bc, file_id, index, len);
+    /* A block that alone passes the high watermark would only evict everything else. */
+    int rc = len > bc->high_bytes ? -EFBIG : put_admit(bc, file_id, index, len);
     pthread_mutex_unlock(&bc->lock);
     if (rc != 0)
         return rc < 0 ? rc : 0;
@@ -1416,6 +1418,21 @@ int blockcache_put(struct blockcache *bc, int64_t file_id, uint64_t index, const
     if (rc == 0 && over)
         evict(bc);
     return rc < 0 ? rc : 0;
+}
+
+int blockcache_set_cap(struct blockcache *bc, uint64_t cap_bytes)
+{
+    if (cap_bytes == 0)
+        return -EINVAL;
+    pthread_mutex_lock(&bc->lock);
+    bc->cap_bytes = cap_bytes;
+    bc->high_bytes = percent_of(cap_bytes, bc->high_pct);
+    bc->low_bytes = percent_of(cap_bytes, bc->low_pct);
+    bool over = bc->bytes > bc->high_bytes;
+    pthread_mutex_unlock(&bc->lock);
+    if (over)
+        evict(bc);
+    return 0;
 }
 
 void blockcache_get_stats(struct blockcache *bc, struct blockcache_stats *out)

@@ -119,6 +119,14 @@ int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8
 int blockcache_put(struct blockcache *bc, int64_t file_id, uint64_t index, const uint8_t *data,
                    size_t len);
 
+/*
+ * Changes the size cap (the watermarks stay the same percentages).  When
+ * the cache is above the new high watermark, least recently used blocks
+ * are evicted down to the new low watermark before this returns.  0, or
+ * -EINVAL for a zero cap.
+ */
+int blockcache_set_cap(struct blockcache *bc, uint64_t cap_bytes);
+
 void blockcache_get_stats(struct blockcache *bc, struct blockcache_stats *out);
 
 #endif

@@ -34,7 +34,7 @@
 #define PRINT_LINE_BYTES   160  /* a list longer than this prints one item per line */
 #define HOSTNAME_MAX_BYTES 253
 
-enum opt_type { OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_STRING, OPT_LIST, OPT_LOGLEVEL };
+enum opt_type { OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_STRING, OPT_LIST, OPT_LOGLEVEL, OPT_MODE };
 
 /* Extra per-row checks beyond type and range. */
 #define F_POW2     0x1  /* a size that must be a power of two */
@@ -42,6 +42,9 @@ enum opt_type { OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_STRING, OPT_LIST, OPT_LOGLEVEL
 #define F_ABSPATH  0x4  /* an absolute path: the daemon chdirs to / when it detaches */
 #define F_LISTEN   0x8  /* HOST:PORT, [V6]:PORT or unix:/PATH */
 #define F_DYNDEF   0x10 /* default computed at run time (def is NULL) */
+#define F_RELOAD   0x20 /* SIGHUP applies a new value to the running daemon */
+#define F_OPTPATH  0x40 /* empty, or an absolute path */
+#define F_SCOPE    0x80 /* "admin" or "all" */
 
 struct option {
     const char *name;
@@ -64,19 +67,29 @@ static const struct option options[] = {
      "address to listen on: HOST:PORT, [V6]:PORT or unix:/PATH"},
     {"allow_remote_clients", OPT_BOOL, OFF(allow_remote_clients), 0, 1, 0, "false",
      "permit a listen address that is not loopback"},
-    {"server_names", OPT_LIST, OFF(server_names), 0, 0, 0, "",
+    {"server_names", OPT_LIST, OFF(server_names), 0, 0, F_RELOAD, "",
      "Host header names accepted besides the loopback names"},
     {"max_connections", OPT_UINT, OFF(max_connections), 1, 4096, 0, "256",
      "concurrent client connections"},
     {"client_timeout_s", OPT_UINT, OFF(client_timeout_s), 1, 3600, 0, "60",
      "seconds an idle client connection is kept"},
-    {"max_request_body", OPT_SIZE, OFF(max_request_body), K, G, 0, "16M",
+    {"max_request_body", OPT_SIZE, OFF(max_request_body), K, G, F_RELOAD, "16M",
      "largest accepted POST body"},
+    {"unix_socket_mode", OPT_MODE, OFF(unix_socket_mode), 0, 0777, 0, "0660",
+     "permissions of a unix:/PATH listen socket (octal)"},
+    {"unix_socket_group", OPT_STRING, OFF(unix_socket_group), 0, 0, 0, "",
+     "group given a unix:/PATH listen socket; empty keeps the daemon's"},
+
+    /* Access control. */
+    {"token_file", OPT_STRING, OFF(token_file), 0, 0, F_OPTPATH | F_RELOAD, "",
+     "file holding the bearer token clients must send; empty: no token"},
+    {"token_scope", OPT_STRING, OFF(token_scope), 0, 0, F_SCOPE | F_RELOAD, "admin",
+     "endpoints that need the token: admin or all (all but /v1/health)"},
 
     /* Cache. */
     {"cache_dir", OPT_STRING, OFF(cache_dir), 0, 0, F_NONEMPTY | F_ABSPATH | F_DYNDEF, NULL,
      "cache directory (absolute path)"},
-    {"cache_size", OPT_SIZE, OFF(cache_size), M, 1024 * 1024 * G, 0, "10G",
+    {"cache_size", OPT_SIZE, OFF(cache_size), M, 1024 * 1024 * G, F_RELOAD, "10G",
      "cap on the bytes kept in the cache"},
     {"block_size", OPT_SIZE, OFF(block_size), H5CD_MIN_BLOCK_BYTES, H5CD_MAX_BLOCK_BYTES, F_POW2,
      "256K", "cache block size, a power of two"},
@@ -84,7 +97,7 @@ static const struct option options[] = {
      "percent of cache_size at which eviction starts"},
     {"cache_low_watermark", OPT_UINT, OFF(cache_low_watermark), 1, 100, 0, "85",
      "percent of cache_size at which eviction stops"},
-    {"revalidate_s", OPT_UINT, OFF(revalidate_s), 0, 86400, 0, "60",
+    {"revalidate_s", OPT_UINT, OFF(revalidate_s), 0, 86400, F_RELOAD, "60",
      "seconds a remote file's validator is trusted without asking again"},
 
     /* Coalescing. */
@@ -92,16 +105,19 @@ static const struct option options[] = {
      "merge missing ranges separated by at most this many bytes"},
     {"coalesce_max", OPT_SIZE, OFF(coalesce_max), H5CD_MIN_BLOCK_BYTES, H5CD_MAX_FETCH_BYTES, 0,
      "8M", "largest single upstream request (a multiple of block_size)"},
-    {"read_window", OPT_SIZE, OFF(read_window), 64 * K, 256 * M, 0, "16M",
+    {"read_window", OPT_SIZE, OFF(read_window), 64 * K, 256 * M, F_RELOAD, "16M",
      "bytes one client request reads ahead"},
 
     /* HDF5 chunk service. */
-    {"h5_prefix_bytes", OPT_SIZE, OFF(h5_prefix_bytes), 0, H5CD_MAX_FETCH_BYTES, 0, "4M",
+    {"h5_prefix_bytes", OPT_SIZE, OFF(h5_prefix_bytes), 0, H5CD_MAX_FETCH_BYTES, F_RELOAD,
+     "4M",
      "bytes read from the start of a file when it is first opened"},
-    {"max_keys", OPT_UINT, OFF(max_keys), 1, 1000000, 0, "100000",
+    {"max_keys", OPT_UINT, OFF(max_keys), 1, 1000000, F_RELOAD, "100000",
      "chunk keys in one batch request"},
-    {"batch_inflight_bytes", OPT_SIZE, OFF(batch_inflight_bytes), M, 16 * G, 0, "64M",
+    {"batch_inflight_bytes", OPT_SIZE, OFF(batch_inflight_bytes), M, 16 * G, F_RELOAD, "64M",
      "chunk bytes one batch request holds in memory"},
+    {"max_slice_bytes", OPT_SIZE, OFF(max_slice_bytes), K, 16 * G, 0, "256M",
+     "decoded bytes one /v1/slice request may return (413 beyond)"},
 
     /* Upstream fetch engine. */
     {"upstream_max_per_host", OPT_UINT, OFF(upstream_max_per_host), 1, 256, 0, "8",
@@ -118,13 +134,13 @@ static const struct option options[] = {
      "first retry backoff; doubles with jitter"},
     {"upstream_retry_budget_ms", OPT_UINT, OFF(upstream_retry_budget_ms), 0, 3600000, 0, "30000",
      "stop retrying after this much time"},
-    {"allow_private_upstreams", OPT_BOOL, OFF(allow_private_upstreams), 0, 1, 0, "false",
+    {"allow_private_upstreams", OPT_BOOL, OFF(allow_private_upstreams), 0, 1, F_RELOAD, "false",
      "permit upstreams on loopback, private and link-local addresses"},
-    {"allow_prefixes", OPT_LIST, OFF(allow_prefixes), 0, 0, 0, "",
+    {"allow_prefixes", OPT_LIST, OFF(allow_prefixes), 0, 0, F_RELOAD, "",
      "if set, a URL must start with one of these prefixes"},
-    {"deny_prefixes", OPT_LIST, OFF(deny_prefixes), 0, 0, 0, "",
+    {"deny_prefixes", OPT_LIST, OFF(deny_prefixes), 0, 0, F_RELOAD, "",
      "a URL starting with one of these prefixes is refused"},
-    {"strip_query_params", OPT_LIST, OFF(strip_query_params), 0, 0, 0,
+    {"strip_query_params", OPT_LIST, OFF(strip_query_params), 0, 0, F_RELOAD,
      "X-Amz-Algorithm,X-Amz-Credential,X-Amz-Date,X-Amz-Expires,X-Amz-SignedHeaders,"
      "X-Amz-Signature,X-Amz-Security-Token,Signature,Expires,Key-Pair-Id,Policy",
      "query parameters left out of a URL's cache identity"},
@@ -133,7 +149,10 @@ static const struct option options[] = {
 
     /* Process. */
     {"foreground", OPT_BOOL, OFF(foreground), 0, 1, 0, "false", "do not detach"},
-    {"log_level", OPT_LOGLEVEL, OFF(log_level), 0, 0, 0, "info", "error, warn, info or debug"},
+    {"log_level", OPT_LOGLEVEL, OFF(log_level), 0, 0, F_RELOAD, "info",
+     "error, warn, info or debug"},
+    {"access_log", OPT_STRING, OFF(access_log), 0, 0, F_OPTPATH | F_RELOAD, "",
+     "file that gets one line per finished request; empty: off"},
 };
 
 #undef K
@@ -471,6 +490,25 @@ static int set_number(struct h5cd_config *cfg, const struct option *o, const cha
     return 0;
 }
 
+/* An octal file mode: digits 0-7 only, a leading 0 optional ("0660", "660"). */
+static int set_mode(struct h5cd_config *cfg, const struct option *o, const char *value, char *err,
+                    size_t errlen)
+{
+    char v[VALUE_ECHO_BYTES + 4];
+    uint64_t n = 0;
+    size_t i = 0;
+    for (; value[i] >= '0' && value[i] <= '7' && i < 8; i++)
+        n = n * 8 + (uint64_t)(value[i] - '0');
+    if (i == 0 || value[i] != '\0')
+        return errf(err, errlen, "%s: '%s' is not an octal mode (e.g. 0660)", o->name,
+                    echo(value, v, sizeof(v)));
+    if (n < o->min || n > o->max)
+        return errf(err, errlen, "%s: '%s' is out of range (0..0777)", o->name,
+                    echo(value, v, sizeof(v)));
+    *(unsigned *)field(cfg, o) = (unsigned)n;
+    return 0;
+}
+
 static int set_string(struct h5cd_config *cfg, const struct option *o, const char *value, char *err,
                       size_t errlen)
 {
@@ -483,6 +521,12 @@ static int set_string(struct h5cd_config *cfg, const struct option *o, const cha
         return errf(err, errlen, "%s: must not be empty", o->name);
     if ((o->flags & F_ABSPATH) && value[0] != '/')
         return errf(err, errlen, "%s: '%s' is not an absolute path", o->name,
+                    echo(value, v, sizeof(v)));
+    if ((o->flags & F_OPTPATH) && value[0] != '\0' && value[0] != '/')
+        return errf(err, errlen, "%s: '%s' is not an absolute path (or empty)", o->name,
+                    echo(value, v, sizeof(v)));
+    if ((o->flags & F_SCOPE) && strcmp(value, "admin") != 0 && strcmp(value, "all") != 0)
+        return errf(err, errlen, "%s: '%s' is not one of admin, all", o->name,
                     echo(value, v, sizeof(v)));
     bool loopback;
     if ((o->flags & F_LISTEN) && parse_listen(value, &loopback, err, errlen) < 0)
@@ -529,6 +573,8 @@ static int set_option(struct h5cd_config *cfg, const struct option *o, const cha
     case OPT_UINT:
     case OPT_SIZE:
         return set_number(cfg, o, value, err, errlen);
+    case OPT_MODE:
+        return set_mode(cfg, o, value, err, errlen);
     case OPT_STRING:
     case OPT_LOGLEVEL:
         return set_string(cfg, o, value, err, errlen);
@@ -851,13 +897,19 @@ void config_print(const struct h5cd_config *cfg, FILE *fp)
         case OPT_UINT:
             fprintf(fp, "%s = %u\n", o->name, *(const unsigned *)p);
             break;
+        case OPT_MODE:
+            fprintf(fp, "%s = %04o\n", o->name, *(const unsigned *)p);
+            break;
         case OPT_SIZE:
             fprintf(fp, "%s = %s\n", o->name, format_size(*(const uint64_t *)p, buf, sizeof(buf)));
             break;
         case OPT_STRING:
         case OPT_LOGLEVEL: {
             const char *s = *(char *const *)p;
-            fprintf(fp, "%s = %s\n", o->name, s != NULL ? s : "");
+            if (s == NULL || s[0] == '\0')
+                fprintf(fp, "%s =\n", o->name); /* no trailing blank to copy into a file */
+            else
+                fprintf(fp, "%s = %s\n", o->name, s);
             break;
         }
         case OPT_LIST:
@@ -865,4 +917,107 @@ void config_print(const struct h5cd_config *cfg, FILE *fp)
             break;
         }
     }
+}
+
+/* ---- comparing and copying (SIGHUP) ---- */
+
+static bool strlist_equal(const struct strlist *a, const struct strlist *b)
+{
+    if (a->count != b->count)
+        return false;
+    for (size_t i = 0; i < a->count; i++)
+        if (strcmp(a->items[i], b->items[i]) != 0)
+            return false;
+    return true;
+}
+
+static bool option_equal(const struct h5cd_config *a, const struct h5cd_config *b,
+                         const struct option *o)
+{
+    const void *pa = cfield(a, o), *pb = cfield(b, o);
+    switch (o->type) {
+    case OPT_BOOL:
+        return *(const bool *)pa == *(const bool *)pb;
+    case OPT_UINT:
+    case OPT_MODE:
+        return *(const unsigned *)pa == *(const unsigned *)pb;
+    case OPT_SIZE:
+        return *(const uint64_t *)pa == *(const uint64_t *)pb;
+    case OPT_STRING:
+    case OPT_LOGLEVEL: {
+        const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
+        return strcmp(sa != NULL ? sa : "", sb != NULL ? sb : "") == 0;
+    }
+    case OPT_LIST:
+        return strlist_equal(pa, pb);
+    }
+    return false;
+}
+
+size_t config_diff(const struct h5cd_config *a, const struct h5cd_config *b, config_diff_fn fn,
+                   void *arg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (option_equal(a, b, &options[i]))
+            continue;
+        n++;
+        if (fn != NULL)
+            fn(options[i].name, (options[i].flags & F_RELOAD) != 0, arg);
+    }
+    return n;
+}
+
+static int strlist_copy(struct strlist *dst, const struct strlist *src)
+{
+    struct strlist fresh = {NULL, 0};
+    if (src->count > 0) {
+        fresh.items = calloc(src->count, sizeof(*fresh.items));
+        if (fresh.items == NULL)
+            return -ENOMEM;
+        for (; fresh.count < src->count; fresh.count++) {
+            fresh.items[fresh.count] = strdup(src->items[fresh.count]);
+            if (fresh.items[fresh.count] == NULL) {
+                strlist_clear(&fresh);
+                return -ENOMEM;
+            }
+        }
+    }
+    strlist_clear(dst);
+    *dst = fresh;
+    return 0;
+}
+
+int config_copy_option(struct h5cd_config *dst, const struct h5cd_config *src, const char *name)
+{
+    const struct option *o = find_option(name);
+    if (o == NULL)
+        return -ENOENT;
+    void *pd = field(dst, o);
+    const void *ps = cfield(src, o);
+    switch (o->type) {
+    case OPT_BOOL:
+        *(bool *)pd = *(const bool *)ps;
+        return 0;
+    case OPT_UINT:
+    case OPT_MODE:
+        *(unsigned *)pd = *(const unsigned *)ps;
+        return 0;
+    case OPT_SIZE:
+        *(uint64_t *)pd = *(const uint64_t *)ps;
+        return 0;
+    case OPT_STRING:
+    case OPT_LOGLEVEL: {
+        const char *from = *(char *const *)ps;
+        char *copy = from != NULL ? strdup(from) : NULL;
+        if (from != NULL && copy == NULL)
+            return -ENOMEM;
+        free(*(char **)pd);
+        *(char **)pd = copy;
+        return 0;
+    }
+    case OPT_LIST:
+        return strlist_copy(pd, ps);
+    }
+    return -ENOENT;
 }

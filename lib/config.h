@@ -6,7 +6,8 @@
  * Every option is one row of a table in config.c: name, type, bounds and
  * default.  Values are range-checked when set; a bad value is an error
  * with a one-line message, never silently clamped.  Runs on the main
- * thread at start-up (and on SIGHUP); the struct is read-only afterwards.
+ * thread at start-up (and on SIGHUP, which builds a new struct); a struct
+ * is read-only once the daemon uses it.
  */
 #ifndef H5CD_CONFIG_H
 #define H5CD_CONFIG_H
@@ -31,6 +32,12 @@ struct h5cd_config {
     unsigned max_connections;   /* concurrent client connections; default 256 */
     unsigned client_timeout_s;  /* idle client connection timeout; default 60 */
     uint64_t max_request_body;  /* bytes of a POST body; default 16M */
+    unsigned unix_socket_mode;  /* permissions of a unix: listen socket; default 0660 */
+    char *unix_socket_group;    /* group of a unix: listen socket; "" keeps the daemon's */
+
+    /* Access control. */
+    char *token_file;           /* file holding the bearer token; "" = no token */
+    char *token_scope;          /* "admin" (default) or "all": which endpoints need it */
 
     /* Cache. */
     char *cache_dir;            /* default $XDG_CACHE_HOME/h5chunkd or ~/.cache/h5chunkd */
@@ -49,6 +56,7 @@ struct h5cd_config {
     uint64_t h5_prefix_bytes;   /* read when a file is first opened; default 4M */
     unsigned max_keys;          /* chunk keys in one batch request; default 100000 */
     uint64_t batch_inflight_bytes; /* chunk bytes one batch holds in memory; default 64M */
+    uint64_t max_slice_bytes;   /* decoded bytes one /v1/slice may return; default 256M */
 
     /* Upstream fetch engine. */
     unsigned upstream_max_per_host;  /* concurrent connections per host; default 8 */
@@ -67,6 +75,7 @@ struct h5cd_config {
     /* Process. */
     bool foreground;            /* do not detach; default false */
     char *log_level;            /* error|warn|info|debug; default info */
+    char *access_log;           /* one line per finished request; "" = off */
 };
 
 /* Fills cfg with the built-in defaults.  Returns 0 or -ENOMEM. */
@@ -89,6 +98,19 @@ int config_validate(const struct h5cd_config *cfg, char *err, size_t errlen);
 /* "10G" -> 10737418240; suffixes K M G T (powers of 1024), optional "B"/"iB".
  * Returns 0, or -1 for malformed or overflowing input. */
 int config_parse_size(const char *text, uint64_t *out);
+
+/* Called by config_diff for each option whose value differs; `reloadable`
+ * says whether SIGHUP can apply the new value to a running daemon. */
+typedef void (*config_diff_fn)(const char *name, bool reloadable, void *arg);
+
+/* Compares every option of a and b in table order, calling fn (may be NULL)
+ * for each that differs.  Returns how many differ. */
+size_t config_diff(const struct h5cd_config *a, const struct h5cd_config *b, config_diff_fn fn,
+                   void *arg);
+
+/* Copies the value of option `name` from src into dst (strings and lists
+ * deeply).  0, -ENOENT for an unknown name, or -ENOMEM. */
+int config_copy_option(struct h5cd_config *dst, const struct h5cd_config *src, const char *name);
 
 /* Writes every option with its current value as an INI file to fp
  * (used by `h5chunkd --print-config` and tests). */

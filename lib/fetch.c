@@ -100,7 +100,8 @@ struct fetch_engine {
     pthread_t thread;
     uint64_t rng;           /* loop thread */
     struct request *active; /* loop thread: accepted, not yet finished */
-    pthread_mutex_t lock;   /* guards the three below */
+    pthread_mutex_t lock;   /* guards the four below */
+    const struct urlpolicy *policy; /* replaces cfg.policy: fetch_set_policy swaps it */
     struct request *queue_head;
     struct request *queue_tail;
     bool shutdown;
@@ -334,10 +335,19 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
     return len;
 }
 
+/* The policy in force; the lock orders this read after fetch_set_policy's write. */
+static const struct urlpolicy *current_policy(struct fetch_engine *engine)
+{
+    pthread_mutex_lock(&engine->lock);
+    const struct urlpolicy *policy = engine->policy;
+    pthread_mutex_unlock(&engine->lock);
+    return policy;
+}
+
 static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
     struct request *req = userp;
-    const struct urlpolicy *policy = req->engine->cfg.policy;
+    const struct urlpolicy *policy = current_policy(req->engine);
     (void)purpose;
     if (policy != NULL && !urlpolicy_addr_allowed(policy, &addr->addr, addr->addrlen)) {
         req->policy_refused = true;
@@ -574,18 +584,19 @@ static enum verdict judge_http(struct request *req, long status, enum fetch_stat
     return fail_because(req, FETCH_ERR_UPSTREAM, out, msg);
 }
 
-static bool redirect_allowed(const struct fetch_engine *engine, CURL *easy)
+static bool redirect_allowed(struct fetch_engine *engine, CURL *easy)
 {
     long redirects = 0;
     char *url = NULL;
-    if (engine->cfg.policy == NULL ||
+    const struct urlpolicy *policy = current_policy(engine);
+    if (policy == NULL ||
         curl_easy_getinfo(easy, CURLINFO_REDIRECT_COUNT, &redirects) != CURLE_OK || redirects == 0)
         return true;
     if (curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || url == NULL)
         return false;
     char identity[H5CD_MAX_URL_BYTES + 1];
     struct h5cd_error err;
-    return urlpolicy_check(engine->cfg.policy, url, identity, sizeof(identity), &err) == 0;
+    return urlpolicy_check(policy, url, identity, sizeof(identity), &err) == 0;
 }
 
 static void start_or_fail(struct request *req);
@@ -962,6 +973,7 @@ int fetch_new(const struct fetch_config *cfg, struct fetch_engine **out)
     if (engine == NULL)
         return -ENOMEM;
     engine->cfg = *cfg;
+    engine->policy = cfg->policy;
     engine->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)engine ^ 0x9E3779B97F4A7C15ULL;
     if (pthread_mutex_init(&engine->lock, NULL) != 0) {
         free(engine);
@@ -1086,4 +1098,11 @@ void fetch_result_free(struct fetch_result *res)
         return;
     free(res->data);
     free(res);
+}
+
+void fetch_set_policy(struct fetch_engine *engine, const struct urlpolicy *policy)
+{
+    pthread_mutex_lock(&engine->lock);
+    engine->policy = policy;
+    pthread_mutex_unlock(&engine->lock);
 }

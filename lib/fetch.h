@@ -40,7 +40,8 @@ struct fetch_config {
     unsigned retry_base_ms;     /* first backoff delay */
     unsigned retry_budget_ms;   /* no new attempt starts after this much time */
     const char *user_agent;
-    const struct urlpolicy *policy; /* borrowed; checks addresses and redirect targets */
+    const struct urlpolicy *policy; /* borrowed; checks addresses and redirect targets;
+                                     * fetch_set_policy replaces it */
     struct h5cd_stats *stats;   /* borrowed; upstream_* counters, may be NULL */
 };
 
@@ -88,5 +89,12 @@ int fetch_submit(struct fetch_engine *engine, const char *url, uint64_t offset, 
                  const char *expect_validator, fetch_done_fn done, void *arg);
 
 void fetch_result_free(struct fetch_result *res);
+
+/*
+ * Replaces the URL policy used for connections and redirects opened from
+ * now on (SIGHUP).  The old policy may still be read by attempts already
+ * under way: free it only after fetch_free.  Any thread.
+ */
+void fetch_set_policy(struct fetch_engine *engine, const struct urlpolicy *policy);
 
 #endif

@@ -29,5 +29,6 @@
 #define H5CD_MAX_BLOCK_BYTES (16 * H5CD_MIB)
 #define H5CD_MAX_ERROR_MESSAGE 256 /* a human-readable error sentence */
 #define H5CD_MAX_LIST_ITEMS 64     /* entries of a configured list */
+#define H5CD_MAX_JSON_ELEMENTS 100000 /* values in a format=json slice */
 
 #endif

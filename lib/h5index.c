@@ -336,8 +336,10 @@ int h5index_canonical_path(const char *path, char *out, size_t outlen)
     return 0;
 }
 
-/* Layout facts a batch needs, derived from the /v1/meta document and libhdf5. */
-static json_t *index_facts(hid_t fid, const char *path)
+/* Layout facts a batch needs, derived from the /v1/meta document and libhdf5.
+ * Only contiguous data needs its address: asking a chunked dataset for its
+ * storage size would walk its whole chunk index. */
+static json_t *index_facts(hid_t fid, const char *path, bool contiguous)
 {
     hid_t dset = H5Dopen2(fid, path, H5P_DEFAULT);
     if (dset < 0)
@@ -346,8 +348,8 @@ static json_t *index_facts(hid_t fid, const char *path)
     size_t elem = type >= 0 ? H5Tget_size(type) : 0;
     if (type >= 0)
         H5Tclose(type);
-    haddr_t addr = H5Dget_offset(dset);
-    hsize_t storage = H5Dget_storage_size(dset);
+    haddr_t addr = contiguous ? H5Dget_offset(dset) : HADDR_UNDEF;
+    hsize_t storage = contiguous ? H5Dget_storage_size(dset) : 0;
     H5Dclose(dset);
     json_t *facts = json_object();
     json_object_set_new(facts, "elem_size", json_integer((json_int_t)elem));
@@ -427,7 +429,9 @@ static json_t *object_doc(struct h5index *idx, const struct remote_file *file, c
     doc = json_pack("{s:o}", "meta", meta);
     const char *kind = json_string_value(json_object_get(meta, "kind"));
     if (doc != NULL && kind != NULL && strcmp(kind, "dataset") == 0) {
-        json_t *facts = index_facts(fid, path);
+        const char *layout = json_string_value(json_object_get(meta, "layout"));
+        json_t *facts =
+            index_facts(fid, path, layout != NULL && strcmp(layout, "contiguous") == 0);
         if (facts == NULL) {
             json_decref(doc);
             release_file(idx, fid);
@@ -573,6 +577,52 @@ static void store_locations(struct h5index *idx, const struct h5dataset *ds,
     pthread_mutex_unlock(&idx->lock);
 }
 
+/* A reusable buffer for H5Dread_chunk's (zero-filled, never fetched) output. */
+struct scratch {
+    uint8_t *data;
+    size_t cap;
+};
+
+/*
+ * Finds a chunk in O(log n) index reads: H5Dget_chunk_storage_size gives its
+ * stored size (0: never written), and H5Dread_chunk under an h5vfd capture
+ * gives its address without reading its bytes.  -1 when that did not work
+ * (the caller falls back to H5Dget_chunk_info_by_coord).
+ */
+static int locate_fast(hid_t dset, const hsize_t *offset, struct scratch *scratch,
+                       unsigned *mask, haddr_t *addr, hsize_t *size)
+{
+    hsize_t nbytes = 0;
+    if (H5Dget_chunk_storage_size(dset, offset, &nbytes) < 0)
+        return -1;
+    if (nbytes == 0) {
+        *addr = HADDR_UNDEF;
+        *size = 0;
+        *mask = 0;
+        return 0;
+    }
+    if (nbytes > scratch->cap) {
+        if (nbytes > 1024ULL * 1024 * 1024)
+            return -1;
+        uint8_t *bigger = realloc(scratch->data, (size_t)nbytes);
+        if (bigger == NULL)
+            return -1;
+        scratch->data = bigger;
+        scratch->cap = (size_t)nbytes;
+    }
+    uint32_t filters = 0;
+    uint64_t at = 0, len = 0;
+    h5vfd_capture_begin();
+    herr_t rc = H5Dread_chunk(dset, H5P_DEFAULT, offset, &filters, scratch->data);
+    bool seen = h5vfd_capture_end(&at, &len);
+    if (rc < 0 || !seen || len != nbytes)
+        return -1;
+    *addr = (haddr_t)at;
+    *size = nbytes;
+    *mask = filters;
+    return 0;
+}
+
 /* Resolves the unknown chunks of a chunked dataset with libhdf5, in one pass. */
 static int resolve_with_hdf5(struct h5index *idx, const struct remote_file *file,
                              const struct h5dataset *ds, const uint64_t *coords, size_t n,
@@ -591,6 +641,7 @@ static int resolve_with_hdf5(struct h5index *idx, const struct remote_file *file
     }
     int rank = ds->grid.rank;
     uint64_t lookups = 0;
+    struct scratch scratch = {0};
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (known[i])
             continue;
@@ -600,7 +651,8 @@ static int resolve_with_hdf5(struct h5index *idx, const struct remote_file *file
         unsigned mask = 0;
         haddr_t addr = HADDR_UNDEF;
         hsize_t size = 0;
-        if (H5Dget_chunk_info_by_coord(dset, offset, &mask, &addr, &size) < 0) {
+        if (locate_fast(dset, offset, &scratch, &mask, &addr, &size) < 0 &&
+            H5Dget_chunk_info_by_coord(dset, offset, &mask, &addr, &size) < 0) {
             if (!h5vfd_take_error(err))
                 h5cd_fail(err, H5CD_E_INTERNAL, "libhdf5 could not locate a chunk of %s",
                           ds->path);
@@ -613,6 +665,7 @@ static int resolve_with_hdf5(struct h5index *idx, const struct remote_file *file
         locs[i].size = locs[i].allocated ? (uint64_t)size : 0;
         locs[i].filter_mask = mask;
     }
+    free(scratch.data);
     H5Dclose(dset);
     release_file(idx, fid);
     STATS_ADD(idx->stats, h5_lookups, lookups);
@@ -727,4 +780,49 @@ int h5index_compact_bytes(struct h5index *idx, const struct remote_file *file,
     sqlite3_reset(s);
     pthread_mutex_unlock(&idx->lock);
     return 0;
+}
+
+int h5index_with_file(struct h5index *idx, const struct remote_file *file,
+                      int (*fn)(hid_t fid, void *arg, struct h5cd_error *err), void *arg,
+                      struct h5cd_error *err)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t fid = acquire_file(idx, file, err);
+    if (fid < 0)
+        return -1;
+    h5vfd_take_error(NULL);
+    int rc = fn(fid, arg, err);
+    if (rc < 0)
+        h5vfd_take_error(err); /* an upstream failure explains it better */
+    release_file(idx, fid);
+    return rc;
+}
+
+char *h5index_get_doc(struct h5index *idx, const struct remote_file *file, const char *name)
+{
+    char *text = NULL;
+    pthread_mutex_lock(&idx->lock);
+    sync_version_locked(idx, file);
+    sqlite3_stmt *s = stmt(idx, ST_OBJECT_GET);
+    sqlite3_bind_int64(s, 1, file->file_id);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        text = strdup((const char *)sqlite3_column_text(s, 1));
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&idx->lock);
+    return text;
+}
+
+void h5index_put_doc(struct h5index *idx, const struct remote_file *file, const char *name,
+                     const char *text)
+{
+    pthread_mutex_lock(&idx->lock);
+    sqlite3_stmt *s = stmt(idx, ST_OBJECT_PUT);
+    sqlite3_bind_int64(s, 1, file->file_id);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, text, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        log_warn("msg=\"cannot store document\" reason=\"%s\"", sqlite3_errmsg(idx->db));
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&idx->lock);
 }

@@ -18,6 +18,7 @@
 #ifndef H5CD_H5INDEX_H
 #define H5CD_H5INDEX_H
 
+#include <hdf5.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -84,6 +85,19 @@ int h5index_locate(struct h5index *index, const struct remote_file *file,
 int h5index_compact_bytes(struct h5index *index, const struct remote_file *file,
                           const struct h5dataset *ds, uint8_t **data, size_t *len,
                           struct h5cd_error *err);
+
+/* Runs fn with a libhdf5 handle of the file (opened through the cache, shared
+ * with other threads).  Returns fn's result, or -1 with err if the file
+ * cannot be opened.  fn must not keep the handle. */
+int h5index_with_file(struct h5index *index, const struct remote_file *file,
+                      int (*fn)(hid_t fid, void *arg, struct h5cd_error *err), void *arg,
+                      struct h5cd_error *err);
+
+/* A derived document cached with the file's version (e.g. Zarr's .zmetadata):
+ * malloc'd text, or NULL if none is stored.  `name` must not start with '/'. */
+char *h5index_get_doc(struct h5index *index, const struct remote_file *file, const char *name);
+void h5index_put_doc(struct h5index *index, const struct remote_file *file, const char *name,
+                     const char *text);
 
 /* Canonical form of a client path ("a/b/" -> "/a/b").  0, or -1 if too long or malformed. */
 int h5index_canonical_path(const char *path, char *out, size_t outlen);

@@ -514,10 +514,10 @@ static int attr_value(hid_t attr, struct attr_walk *w, json_t **out)
     buf = calloc(npoints > 0 ? npoints : 1, esize);
     if (buf == NULL)
         goto oom;
+    reclaim = v.how == H_VSTR; /* also after a failed read: it may have allocated */
     if (H5Aread(attr, mem, buf) < 0)
         goto hdf5_fail;
     v.buf = buf;
-    reclaim = v.how == H_VSTR;
     if (reclaim) {
         bytes = sat_add(bytes, vstr_bytes(&v, npoints));
         if (bytes > H5META_MAX_ATTR_BYTES || bytes > H5META_MAX_OBJ_ATTR_BYTES - w->bytes)
@@ -660,8 +660,8 @@ static int normalize(const char *path, char *out, size_t outlen, struct h5cd_err
 }
 
 /* The target of the external link name in group g, for the error message. */
-static hid_t refuse_external(hid_t g, const char *name, size_t size, const char *path,
-                             struct h5cd_error *err)
+static void refuse_external(hid_t g, const char *name, size_t size, const char *path,
+                            struct h5cd_error *err)
 {
     const char *file = NULL, *obj = NULL;
     unsigned flags;
@@ -675,7 +675,6 @@ static hid_t refuse_external(hid_t g, const char *name, size_t size, const char 
     else
         h5cd_fail(err, H5CD_E_UNSUPPORTED, "%.200s: external links are not followed", path);
     free(val);
-    return -1;
 }
 
 /*

@@ -33,4 +33,16 @@ int h5vfd_set_fapl(hid_t fapl, struct remote *remote, const struct remote_file *
  * when no read failed (then the file itself was not readable HDF5). */
 bool h5vfd_take_error(struct h5cd_error *err);
 
+/*
+ * Chunk-location capture.  libhdf5 1.10 has no fast public call for where a
+ * chunk is (H5Dget_chunk_info_by_coord walks the whole chunk index), but
+ * H5Dread_chunk finds a chunk in O(log n) and then reads its bytes in one
+ * raw-data read.  Between these two calls, raw-data reads on this thread are
+ * not performed: the first one's address and size are recorded and zeros
+ * returned, so a lookup costs only index reads.
+ */
+void h5vfd_capture_begin(void);
+/* Ends the capture; true with the recorded read when there was one. */
+bool h5vfd_capture_end(uint64_t *addr, uint64_t *size);
+
 #endif

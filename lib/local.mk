@@ -7,6 +7,9 @@ lib_libh5chunkd_a_SOURCES = \
 	lib/errors.c lib/errors.h \
 	lib/stats.c lib/stats.h \
 	lib/config.c lib/config.h \
+	lib/reload.c lib/reload.h \
+	lib/authtoken.c lib/authtoken.h \
+	lib/accesslog.c lib/accesslog.h \
 	lib/coalesce.c lib/coalesce.h \
 	lib/urlpolicy.c lib/urlpolicy.h \
 	lib/blockcache.c lib/blockcache.h \
@@ -16,4 +19,8 @@ lib_libh5chunkd_a_SOURCES = \
 	lib/remote.c lib/remote.h \
 	lib/chunkkey.c lib/chunkkey.h \
 	lib/h5vfd.c lib/h5vfd.h \
-	lib/h5index.c lib/h5index.h
+	lib/h5index.c lib/h5index.h \
+	lib/h5decode.c lib/h5decode.h \
+	lib/selection.c lib/selection.h \
+	lib/prefetch.c lib/prefetch.h \
+	lib/zarrmeta.c lib/zarrmeta.h

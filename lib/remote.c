@@ -357,8 +357,31 @@ static void probe_release_locked(struct remote *r, struct probe *probe)
 }
 
 /* Learns size and validator from upstream, sharing the probe with concurrent openers. */
+/* True (and *out filled) when the cache knows the file and confirmed it recently. */
+static bool fresh_in_cache(struct remote *r, const char *identity, unsigned revalidate_s,
+                           struct remote_file *out)
+{
+    struct blockcache_file row;
+    if (blockcache_file_get(r->cache, identity, &row) != 0)
+        return false;
+    int64_t age = (int64_t)time(NULL) - row.checked_at;
+    if (age < 0 || age >= (int64_t)revalidate_s)
+        return false;
+    out->file_id = row.id;
+    out->size = row.size;
+    snprintf(out->validator, sizeof(out->validator), "%s", row.validator);
+    return true;
+}
+
+/*
+ * Learns size and validator, sharing one probe between concurrent openers.
+ * A probe stays listed until its blocks are cached, and the cache row is
+ * checked under the same lock, so an opener either joins the probe or finds
+ * the row with its blocks: the file's first bytes are fetched once.
+ */
 static int open_shared(struct remote *r, const char *url, const char *identity,
-                       uint64_t probe_bytes, struct remote_file *out, struct h5cd_error *err)
+                       uint64_t probe_bytes, unsigned revalidate_s, struct remote_file *out,
+                       struct h5cd_error *err)
 {
     pthread_mutex_lock(&r->lock);
     struct probe *probe = probe_find(r, identity);
@@ -379,6 +402,10 @@ static int open_shared(struct remote *r, const char *url, const char *identity,
         probe_release_locked(r, probe);
         pthread_mutex_unlock(&r->lock);
         return rc;
+    }
+    if (fresh_in_cache(r, identity, revalidate_s, out)) {
+        pthread_mutex_unlock(&r->lock);
+        return 0;
     }
     probe = calloc(1, sizeof(*probe));
     if (probe == NULL) {
@@ -416,33 +443,38 @@ static int open_shared(struct remote *r, const char *url, const char *identity,
     return rc;
 }
 
+void remote_reconfigure(struct remote *r, const struct urlpolicy *policy, unsigned revalidate_s)
+{
+    pthread_mutex_lock(&r->lock);
+    r->policy = policy;
+    r->cfg.revalidate_s = revalidate_s;
+    pthread_mutex_unlock(&r->lock);
+}
+
 int remote_open(struct remote *r, const char *url, uint64_t probe_bytes, struct remote_file *out,
                 struct h5cd_error *err)
 {
     memset(out, 0, sizeof(*out));
-    if (urlpolicy_check(r->policy, url, out->identity, sizeof(out->identity), err) < 0)
+    /* remote_reconfigure may swap these; the lock orders the reads after it. */
+    pthread_mutex_lock(&r->lock);
+    const struct urlpolicy *policy = r->policy;
+    unsigned revalidate_s = r->cfg.revalidate_s;
+    pthread_mutex_unlock(&r->lock);
+    if (urlpolicy_check(policy, url, out->identity, sizeof(out->identity), err) < 0)
         return -1;
     snprintf(out->url, sizeof(out->url), "%s", url);
-    struct blockcache_file row;
-    if (blockcache_file_get(r->cache, out->identity, &row) == 0) {
-        int64_t age = (int64_t)time(NULL) - row.checked_at;
-        if (age >= 0 && age < (int64_t)r->cfg.revalidate_s) {
-            out->file_id = row.id;
-            out->size = row.size;
-            snprintf(out->validator, sizeof(out->validator), "%s", row.validator);
-            return 0;
-        }
-    }
-    return open_shared(r, url, out->identity, probe_bytes, out, err);
+    return open_shared(r, url, out->identity, probe_bytes, revalidate_s, out, err);
 }
 
 /* ---- reading: batches of ranges ---- */
+
+#define GAP_SLOT SIZE_MAX /* a slot that fills a gap between wanted blocks: no range */
 
 /* One block of one range that was not in the cache when the range was admitted. */
 struct slot {
     struct entry *entry;
     uint64_t index;
-    size_t range;
+    size_t range; /* or GAP_SLOT */
     bool owned; /* this slot created the entry: it stores the block and unlists the entry */
     bool done;
 };
@@ -713,7 +745,8 @@ static void fetch_owned(struct remote_batch *b, size_t from)
         ranges[i].offset = owned[i]->index * r->block_size;
         ranges[i].length = block_length(r, &b->file, owned[i]->index);
     }
-    if (coalesce_plan(ranges, nowned, r->cfg.coalesce_gap, r->cfg.coalesce_max, &plan) < 0) {
+    /* Gaps were filled by claiming their blocks (claim_gaps): merge only neighbours. */
+    if (coalesce_plan(ranges, nowned, 0, r->cfg.coalesce_max, &plan) < 0) {
         fail_entries(r, owned, nowned, H5CD_E_INTERNAL, "cannot plan upstream requests");
         goto done;
     }
@@ -766,6 +799,56 @@ static void fail_range(struct batch_range *range, enum h5cd_errcode code, const 
     range->failed = true;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * Claims the free blocks in small gaps between the blocks this batch will
+ * fetch (slots [from, nslots)), so that one request can cover them: a gap
+ * is worth a few blocks of transfer rather than another round trip.  A gap
+ * block that is cached or being fetched by anyone else is left alone, so no
+ * byte is fetched twice.  Caller holds the lock.
+ */
+static void claim_gaps_locked(struct remote_batch *b, size_t from)
+{
+    struct remote *r = b->remote;
+    uint64_t max_gap = r->cfg.coalesce_gap / r->block_size;
+    size_t n = b->nslots - from;
+    if (max_gap == 0 || n < 2)
+        return;
+    uint64_t *wanted = malloc(n * sizeof(*wanted));
+    if (wanted == NULL)
+        return;
+    size_t k = 0;
+    for (size_t i = from; i < b->nslots; i++)
+        if (b->slots[i].owned)
+            wanted[k++] = b->slots[i].index;
+    qsort(wanted, k, sizeof(*wanted), cmp_u64);
+    for (size_t i = 0; i + 1 < k; i++) {
+        uint64_t gap = wanted[i + 1] - wanted[i] - 1;
+        if (gap == 0 || gap > max_gap || slots_reserve(b, (size_t)gap) < 0)
+            continue;
+        for (uint64_t g = wanted[i] + 1; g < wanted[i + 1]; g++) {
+            if (table_find(r, b->file.file_id, g) != NULL)
+                continue;
+            struct entry *e = calloc(1, sizeof(*e));
+            if (e == NULL)
+                break;
+            *e = (struct entry){.file_id = b->file.file_id, .index = g, .owner = b, .refs = 1,
+                                .in_table = true, .state = ENTRY_PENDING};
+            size_t bucket = bucket_of(e->file_id, g);
+            e->next = r->buckets[bucket];
+            r->buckets[bucket] = e;
+            b->slots[b->nslots++] =
+                (struct slot){.entry = e, .index = g, .range = GAP_SLOT, .owned = true};
+        }
+    }
+    free(wanted);
+}
+
 /* Admits ranges while the byte budget allows (always at least one), then fetches their misses. */
 static void admit_ranges(struct remote_batch *b)
 {
@@ -789,6 +872,8 @@ static void admit_ranges(struct remote_batch *b)
         return;
     pthread_mutex_lock(&b->remote->lock);
     int rc = claim_slots_locked(b, slots_before);
+    if (rc == 0)
+        claim_gaps_locked(b, slots_before);
     pthread_mutex_unlock(&b->remote->lock);
     if (rc < 0) {
         /* Slots that got no entry are failed now; the rest proceed. */
@@ -815,6 +900,18 @@ static void consume_slot(struct remote_batch *b, struct slot *s)
 {
     struct remote *r = b->remote;
     struct entry *e = s->entry;
+    if (s->range == GAP_SLOT) {
+        if (e->state == ENTRY_DONE && e->len == block_length(r, &b->file, s->index) &&
+            blockcache_put(r->cache, b->file.file_id, s->index, e->buf->data + e->buf_off,
+                           e->len) < 0)
+            STATS_INC(r->stats, cache_write_errors);
+        pthread_mutex_lock(&r->lock);
+        table_remove(r, e);
+        entry_release_locked(e);
+        pthread_mutex_unlock(&r->lock);
+        s->done = true;
+        return;
+    }
     struct batch_range *range = &b->ranges[s->range];
     if (e->state != ENTRY_DONE) {
         if (e->error.code == H5CD_E_UPSTREAM_CHANGED)
@@ -896,7 +993,7 @@ static void abandon_slots(struct remote_batch *b, bool fail_ranges)
                 table_remove(r, s->entry);
         }
         entry_release_locked(s->entry);
-        if (fail_ranges) {
+        if (fail_ranges && s->range != GAP_SLOT) {
             struct batch_range *range = &b->ranges[s->range];
             fail_range(range, H5CD_E_UPSTREAM_TIMEOUT, "timed out waiting for upstream");
             if (--range->pending == 0)

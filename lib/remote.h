@@ -49,6 +49,12 @@ int remote_new(const struct remote_config *cfg, struct blockcache *cache,
 /* Every read must have returned before this is called.  NULL is a no-op. */
 void remote_free(struct remote *remote);
 
+/* Replaces the URL policy and revalidate_s for opens from now on (SIGHUP).
+ * Opens under way may still use the old policy: keep it until remote_free.
+ * Any thread. */
+void remote_reconfigure(struct remote *remote, const struct urlpolicy *policy,
+                        unsigned revalidate_s);
+
 /*
  * Checks url against the policy and learns the file's size and validator:
  * from the cache when they were confirmed less than revalidate_s ago, else

@@ -11,6 +11,7 @@
 #include "urlpolicy.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -39,6 +40,7 @@ static void list_free(struct strlist *l)
 
 static int normalize(const struct urlpolicy *policy, const char *url, char *out, size_t cap,
                      struct h5cd_error *err);
+static void comparison_form(const char *identity, char *out, size_t cap);
 
 /* Copies src into dst; with policy set, items that are valid URLs are
  * replaced by their identity so that prefix and URL compare alike. */
@@ -54,8 +56,11 @@ static int list_copy(struct strlist *dst, const struct strlist *src, const struc
         return -1;
     for (size_t i = 0; i < src->count; i++) {
         const char *item = src->items[i];
-        if (policy != NULL && normalize(policy, item, id, sizeof(id), NULL) == 0)
-            item = id;
+        char cmp[H5CD_MAX_URL_BYTES + 1];
+        if (policy != NULL && normalize(policy, item, id, sizeof(id), NULL) == 0) {
+            comparison_form(id, cmp, sizeof(cmp));
+            item = cmp;
+        }
         dst->items[i] = strdup(item);
         if (dst->items[i] == NULL)
             return -1;
@@ -218,6 +223,90 @@ static int host_ok(char *host, struct h5cd_error *err)
     return 0;
 }
 
+/* RFC 3986 6.2.2: decode escapes of unreserved characters and upper-case the
+ * hex of the others, in place.  An encoded '/' or '\\' is refused: servers
+ * disagree on whether it separates segments, so no prefix rule could be trusted. */
+static int normalize_escapes(char *path, struct h5cd_error *err)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *w = path;
+    for (const char *r = path; *r != '\0'; r++) {
+        if (*r == '\\')
+            return h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL path contains a backslash");
+        if (*r != '%') {
+            *w++ = *r;
+            continue;
+        }
+        const char *h1 = strchr(hex, toupper((unsigned char)r[1]));
+        const char *h2 = r[1] != '\0' ? strchr(hex, toupper((unsigned char)r[2])) : NULL;
+        if (r[1] == '\0' || r[2] == '\0' || h1 == NULL || h2 == NULL)
+            return h5cd_fail(err, H5CD_E_BAD_REQUEST, "malformed percent-escape in URL path");
+        int c = (int)((h1 - hex) * 16 + (h2 - hex));
+        if (c == '/' || c == '\\')
+            return h5cd_fail(err, H5CD_E_BAD_REQUEST,
+                             "URL path contains an encoded '/' or '\\'");
+        if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            *w++ = (char)c;
+        } else {
+            *w++ = '%';
+            *w++ = *h1;
+            *w++ = *h2;
+        }
+        r += 2;
+    }
+    *w = '\0';
+    return 0;
+}
+
+/* RFC 3986 5.2.4: removes "." and ".." segments of an absolute path, in place. */
+static void remove_dot_segments(char *path)
+{
+    char *out = path; /* output so far: path[0 .. out) */
+    const char *in = path;
+    while (*in != '\0') {
+        if (strncmp(in, "/./", 3) == 0) {
+            in += 2;
+        } else if (strcmp(in, "/.") == 0) {
+            in += 1;
+            *out++ = '/';
+            break;
+        } else if (strncmp(in, "/../", 4) == 0 || strcmp(in, "/..") == 0) {
+            bool last = in[3] == '\0';
+            in += 3;
+            while (out > path && *--out != '/')
+                ;
+            if (last) {
+                *out++ = '/';
+                break;
+            }
+        } else {
+            do
+                *out++ = *in++;
+            while (*in != '\0' && *in != '/');
+        }
+    }
+    if (out == path)
+        *out++ = '/';
+    *out = '\0';
+}
+
+/* The form prefixes are compared in: runs of '/' in the path count as one,
+ * since many servers (nginx by default) merge them. */
+static void comparison_form(const char *identity, char *out, size_t cap)
+{
+    const char *path = strstr(identity, "://");
+    path = path != NULL ? strchr(path + 3, '/') : NULL;
+    size_t w = 0;
+    for (const char *r = identity; *r != '\0' && w + 1 < cap; r++) {
+        if (*r == '?')
+            path = NULL; /* stop merging at the query */
+        if (path != NULL && r > path && *r == '/' && r[-1] == '/')
+            continue;
+        out[w++] = *r;
+    }
+    out[w] = '\0';
+}
+
 /* Validates url (syntax only, no prefix lists) and writes its identity. */
 static int normalize(const struct urlpolicy *policy, const char *url, char *out, size_t cap,
                      struct h5cd_error *err)
@@ -233,8 +322,9 @@ static int normalize(const struct urlpolicy *policy, const char *url, char *out,
                              "URL contains a space or a control character");
     if (split_url(url, &p, err) < 0)
         goto fail;
-    if (host_ok(p.host, err) < 0)
+    if (host_ok(p.host, err) < 0 || normalize_escapes(p.path, err) < 0)
         goto fail;
+    remove_dot_segments(p.path);
 
     bool https = strcasecmp(p.scheme, "https") == 0;
     const char *port = p.port;
@@ -278,8 +368,10 @@ int urlpolicy_check(const struct urlpolicy *policy, const char *url, char *ident
         identity[0] = '\0';
         return -1;
     }
-    if (has_prefix(&policy->deny, identity) ||
-        (policy->allow.count > 0 && !has_prefix(&policy->allow, identity))) {
+    char compare[H5CD_MAX_URL_BYTES + 1];
+    comparison_form(identity, compare, sizeof(compare));
+    if (has_prefix(&policy->deny, compare) ||
+        (policy->allow.count > 0 && !has_prefix(&policy->allow, compare))) {
         identity[0] = '\0';
         return h5cd_fail(err, H5CD_E_URL_NOT_ALLOWED, "URL is not allowed by the URL policy");
     }

@@ -34,6 +34,18 @@ tests_unit_check_h5meta_CFLAGS = $(TEST_CFLAGS) \
 tests_unit_check_h5meta_LDADD = $(TEST_LIBS)
 EXTRA_DIST += tests/data/make_meta_fixture.py
 
+# Operations: SIGHUP reload plan, bearer token, access log.
+check_PROGRAMS += tests/unit/check_reload tests/unit/check_authtoken tests/unit/check_accesslog
+tests_unit_check_reload_SOURCES = tests/unit/check_reload.c
+tests_unit_check_reload_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_reload_LDADD = $(TEST_LIBS)
+tests_unit_check_authtoken_SOURCES = tests/unit/check_authtoken.c
+tests_unit_check_authtoken_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_authtoken_LDADD = $(TEST_LIBS)
+tests_unit_check_accesslog_SOURCES = tests/unit/check_accesslog.c
+tests_unit_check_accesslog_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_accesslog_LDADD = $(TEST_LIBS)
+
 TESTS += $(check_PROGRAMS)
 
 # Integration scripts start their own origin and daemon on free loopback ports.
@@ -41,6 +53,7 @@ INTEGRATION_TESTS =
 include tests/integration/local.mk
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/fault_origin.py
+EXTRA_DIST += tests/data/make_h5_testset.py tests/integration/test_h5chunks.py
 AM_TESTS_ENVIRONMENT = \
 	H5CHUNKD_BIN='$(abs_top_builddir)/daemon/h5chunkd'; \
 	NGINX='$(NGINX)'; PYTHON_H5='$(PYTHON_H5)'; \

@@ -28,6 +28,8 @@ Files written into OUTDIR:
                      1.. lie back to back; its fixed-array chunk index sits
                      in the file's first 32 KB and chunks 1400.. lie past
                      4 MiB (the daemon's default first read).
+  btree_chunks.h5    the same with a v1 B-tree chunk index, whose nodes lie
+                     scattered among the chunks (every ~60 chunks).
   overlap.h5         int16 (4096, 2048), chunks (128, 128), shuffle+gzip:
                      the dataset many clients read at once.
   not_hdf5.bin       256 KiB of random bytes.
@@ -117,7 +119,6 @@ def make_compact(grp, name, data):
 
 
 def write_testset(path):
-    manifest = []
     with h5py.File(path, "w", libver="earliest") as f:
         add_attrs(f, "root")
         ints = f.create_group("ints")
@@ -261,6 +262,17 @@ def write_small_chunks(path):
             d[start:start + 150000] = vals[start:start + 150000]
 
 
+def write_btree_chunks(path):
+    # The same data with h5py's default v1 B-tree: its nodes are written as the
+    # tree grows, one every ~60 chunks, scattered through the file.
+    with h5py.File(path, "w", libver="earliest") as f:
+        n = 3000 * 1500
+        vals = (np.arange(n, dtype=np.int64) * 7 % 65521 - 32000).astype("<i2")
+        d = f.create_dataset("data", shape=(n,), dtype="<i2", chunks=(1500,))
+        for start in range(0, n, 150000):
+            d[start:start + 150000] = vals[start:start + 150000]
+
+
 def write_overlap(path):
     with h5py.File(path, "w") as f:
         chunked(f, "data", smooth((4096, 2048), "<i2", "overlap"), (128, 128),
@@ -279,6 +291,7 @@ def main():
         "big_contig.h5": write_big_contig,
         "many_chunks.h5": write_many_chunks,
         "small_chunks.h5": write_small_chunks,
+        "btree_chunks.h5": write_btree_chunks,
         "overlap.h5": write_overlap,
     }
     for name, fn in files.items():

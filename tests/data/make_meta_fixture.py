@@ -57,6 +57,11 @@ def add_attrs(obj, f):
     a["refs"] = np.array([f["ints"].ref, f["floats/f8_be"].ref], dtype=h5py.ref_dtype)
     a["empty"] = h5py.Empty("f8")
     a["compound"] = np.array((1, 2.0), dtype=[("a", "i4"), ("b", "f8")])
+    # binary16 specials: infinities, NaN, smallest normal, a subnormal, largest finite.
+    a["halfs"] = np.array([np.inf, -np.inf, np.nan, 2.0**-14, 2.0**-24 * 3, 65504, -0.0],
+                          dtype=">f2")
+    a.create("enum", data=np.int16(2), dtype=h5py.enum_dtype({"A": 0, "B": 2}, basetype="<i2"))
+    a["opaque"] = np.void(b"\x01\x02")
 
 
 def make_ext(path):

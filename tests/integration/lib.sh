@@ -354,7 +354,7 @@ start_nginx() { # ROOT
             echo "    server_name localhost;"
             echo "    root $root;"
             echo "    location / { }"
-            echo "    location = /_ready { access_log off; return 200 \"ok\\n\"; }"
+            echo "    location = /_ready { access_log off; return 200 ok; }"
             echo "  }"
             echo "}"
         } >"$dir/nginx.conf"

@@ -8,3 +8,5 @@ INTEGRATION_TESTS += \
 	tests/integration/test_cap.sh \
 	tests/integration/test_kill9.sh \
 	tests/integration/test_security.sh
+INTEGRATION_TESTS += tests/integration/test_h5chunks.sh
+INTEGRATION_TESTS += tests/integration/test_systemd.sh

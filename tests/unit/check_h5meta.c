@@ -340,6 +340,11 @@ START_TEST(test_attrs)
     assert_field(a, "refs", "[\"/ints\", \"/floats/f8_be\"]");
     assert_field(a, "empty", "null");
     assert_field(a, "compound", "null");
+    assert_field(a, "halfs",
+                 "[\"Infinity\", \"-Infinity\", \"NaN\", 6.103515625e-05, 1.78813934326171875e-07,"
+                 " 65504.0, -0.0]");
+    assert_field(a, "enum", "2");
+    assert_field(a, "opaque", "null");
     json_decref(d);
 
     hid_t root = H5Oopen(f, "/", H5P_DEFAULT);
@@ -769,7 +774,7 @@ static int make_fixture(void)
     pid_t pid;
     int status;
 
-    if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0) {
+    if (posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ) != 0) {
         fprintf(stderr, "cannot run %s\n", argv[0]);
         return -1;
     }

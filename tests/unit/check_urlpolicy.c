@@ -210,6 +210,32 @@ static const char *const public_v6[] = {
     "::ffff:8.8.8.8",       "64:ff9b::808:808", "::2",     "2001:4860:4860::8888",
 };
 
+/* Escapes, dot segments and doubled slashes must not carry a URL past the lists. */
+START_TEST(test_prefix_evasion)
+{
+    const char *kv[] = {"allow_prefixes", "http://h.example/pub/", "deny_prefixes",
+                        "http://h.example/pub/secret/", NULL};
+    struct urlpolicy *p = policy_with(kv);
+    url_bad(p, "http://h.example/pub/%73ecret/s.bin", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "http://h.example/pub/secre%74/s.bin", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "http://h.example/pub/%2e%2e/other/b.bin", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "http://h.example/pub/%2E/secret/s.bin", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "http://h.example/pub//secret/s.bin", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "http://h.example//pub/secret/s.bin", H5CD_E_URL_NOT_ALLOWED);
+    url_bad(p, "http://h.example/pub%2Fsecret/s.bin", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example/pub/%5Csecret/s.bin", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example/pub/%zz", H5CD_E_BAD_REQUEST);
+    url_bad(p, "http://h.example/pub/%4", H5CD_E_BAD_REQUEST);
+    /* Unreserved escapes are decoded in the identity; others keep upper-case hex. */
+    url_ok(p, "http://h.example/pub/%61%2d%7e", "http://h.example/pub/a-~");
+    url_ok(p, "http://h.example/pub/a%20b%3f", "http://h.example/pub/a%20b%3F");
+    url_ok(p, "http://h.example/pub/x/./y/../z", "http://h.example/pub/x/z");
+    /* Doubled slashes are kept in the identity (distinct S3 keys) but compared merged. */
+    url_ok(p, "http://h.example/pub//x", "http://h.example/pub//x");
+    urlpolicy_free(p);
+}
+END_TEST
+
 START_TEST(test_addresses_refused)
 {
     struct urlpolicy *p = policy_with(NULL);
@@ -345,6 +371,7 @@ static Suite *urlpolicy_suite(void)
     tcase_add_test(core, test_signature_stripping);
     tcase_add_test(core, test_bad_urls);
     tcase_add_test(core, test_prefixes);
+    tcase_add_test(core, test_prefix_evasion);
     tcase_add_test(core, test_addresses_refused);
     tcase_add_test(core, test_addresses_allow_private);
     tcase_add_test(core, test_host_is_loopback);

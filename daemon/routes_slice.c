@@ -1,0 +1,315 @@
+/*
+ * routes_slice.c - GET /v1/slice?url=U&path=P&select=S&format=npy|raw|json:
+ * decoded values of a NumPy-like selection, for people and scripts.
+ *
+ * The chunks the selection touches are fetched first as one coalesced,
+ * concurrent batch (lib/prefetch), then libhdf5 decodes the selection from
+ * the cache.  The result is bounded by max_slice_bytes (413 beyond); JSON
+ * by H5CD_MAX_JSON_ELEMENTS values.  Runs on the connection's thread.
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5decode.h"
+#include "http.h"
+#include "prefetch.h"
+#include "routes.h"
+
+#define NPY_HEADER_MAX 4096
+#define MAX_SLICE_PREFETCH_CHUNKS 100000
+
+struct slice_call {
+    const struct h5dataset *ds;
+    const struct selection *sel;
+    uint64_t max_bytes;
+    uint8_t *out;
+    size_t len;
+    enum h5decode_format format;
+    size_t elem_size;
+};
+
+static int slice_in_file(hid_t fid, void *arg, struct h5cd_error *err)
+{
+    struct slice_call *sc = arg;
+    if (h5decode_format_of(fid, sc->ds, &sc->format, &sc->elem_size, err) < 0)
+        return -1;
+    return h5decode_slice(fid, sc->ds, sc->sel, sc->max_bytes, &sc->out, &sc->len, err);
+}
+
+/* "(3, 4)", "(5,)" or "()" */
+static void shape_tuple(const uint64_t *shape, int rank, char *out, size_t cap)
+{
+    size_t w = (size_t)snprintf(out, cap, "(");
+    for (int d = 0; d < rank && w < cap; d++)
+        w += (size_t)snprintf(out + w, cap - w, d == 0 ? "%" PRIu64 : ", %" PRIu64, shape[d]);
+    if (w < cap)
+        snprintf(out + w, cap - w, rank == 1 ? ",)" : ")");
+}
+
+/* Builds a NumPy .npy (format 1.0) file around the values. */
+static uint8_t *npy_wrap(const char *dtype, const uint64_t *shape, int rank, const uint8_t *data,
+                         size_t len, size_t *outlen)
+{
+    char tuple[1024], header[NPY_HEADER_MAX];
+    shape_tuple(shape, rank, tuple, sizeof(tuple));
+    int n = snprintf(header, sizeof(header),
+                     "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", dtype, tuple);
+    if (n < 0 || (size_t)n >= sizeof(header) - 64)
+        return NULL;
+    /* Magic (6) + version (2) + length (2) + header + padding + '\n': a multiple of 64. */
+    size_t hlen = (size_t)n + 1;
+    size_t pad = (64 - (10 + hlen) % 64) % 64;
+    hlen += pad;
+    uint8_t *out = malloc(10 + hlen + len);
+    if (out == NULL)
+        return NULL;
+    memcpy(out, "\x93NUMPY\x01\x00", 8);
+    out[8] = (uint8_t)(hlen & 0xff);
+    out[9] = (uint8_t)(hlen >> 8);
+    memcpy(out + 10, header, (size_t)n);
+    memset(out + 10 + n, ' ', pad);
+    out[10 + hlen - 1] = '\n';
+    if (len > 0)
+        memcpy(out + 10 + hlen, data, len);
+    *outlen = 10 + hlen + len;
+    return out;
+}
+
+/* IEEE 754 binary16 to double. */
+static double half_to_double(uint16_t h)
+{
+    int exponent = (h >> 10) & 0x1f;
+    double mantissa = h & 0x3ff;
+    double sign = (h & 0x8000) ? -1.0 : 1.0;
+    if (exponent == 0)
+        return sign * ldexp(mantissa, -24);
+    if (exponent == 31)
+        return mantissa != 0 ? NAN : sign * INFINITY;
+    return sign * ldexp(mantissa + 1024, exponent - 25);
+}
+
+/* One value of a simple dtype ("<i2", ">f8", "|u1", "|b1", "|S8") as JSON. */
+static json_t *json_value(const char *dtype, const uint8_t *p, size_t size)
+{
+    char kind = dtype[1];
+    bool big = dtype[0] == '>';
+    uint8_t v[16] = {0};
+    if (size > sizeof(v) && kind != 'S')
+        return json_null();
+    if (kind != 'S')
+        for (size_t i = 0; i < size; i++)
+            v[i] = p[big ? size - 1 - i : i]; /* to little-endian */
+    uint64_t u = 0;
+    for (size_t i = 0; i < size && i < 8; i++)
+        u |= (uint64_t)v[i] << (8 * i);
+    switch (kind) {
+    case 'b':
+        return json_boolean(u != 0);
+    case 'u':
+        return u <= INT64_MAX ? json_integer((json_int_t)u) : json_real((double)u);
+    case 'i': {
+        int64_t s = size < 8 && (u >> (8 * size - 1)) & 1 ? (int64_t)(u | (~0ULL << (8 * size)))
+                                                          : (int64_t)u;
+        return json_integer(s);
+    }
+    case 'f': {
+        double d;
+        if (size == 4) {
+            float f;
+            uint32_t w = (uint32_t)u;
+            memcpy(&f, &w, 4);
+            d = f;
+        } else if (size == 8) {
+            memcpy(&d, &u, 8);
+        } else if (size == 2) {
+            d = half_to_double((uint16_t)u);
+        } else {
+            return json_null();
+        }
+        if (isnan(d))
+            return json_string("NaN");
+        if (isinf(d))
+            return json_string(d > 0 ? "Infinity" : "-Infinity");
+        return json_real(d);
+    }
+    case 'S': {
+        size_t n = strnlen((const char *)p, size);
+        json_t *s = json_stringn((const char *)p, n);
+        return s != NULL ? s : json_null();
+    }
+    default:
+        return json_null();
+    }
+}
+
+/* Nests values[first..] along the result's dimensions. */
+static json_t *json_nest(json_t *flat, const uint64_t *shape, int rank, int d, size_t *next)
+{
+    if (d == rank)
+        return json_incref(json_array_get(flat, (*next)++));
+    json_t *arr = json_array();
+    for (uint64_t i = 0; i < shape[d]; i++)
+        json_array_append_new(arr, json_nest(flat, shape, rank, d + 1, next));
+    return arr;
+}
+
+/* Decodes numcodecs VLenUTF8 into a JSON array of strings. */
+static json_t *json_strings(const uint8_t *p, size_t len)
+{
+    json_t *arr = json_array();
+    if (len < 4)
+        return arr;
+    uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                 (uint32_t)p[3] << 24;
+    size_t pos = 4;
+    for (uint32_t i = 0; i < n && pos + 4 <= len; i++) {
+        uint32_t sl = (uint32_t)p[pos] | (uint32_t)p[pos + 1] << 8 |
+                      (uint32_t)p[pos + 2] << 16 | (uint32_t)p[pos + 3] << 24;
+        pos += 4;
+        if (sl > len - pos)
+            break;
+        json_t *s = json_stringn((const char *)p + pos, sl);
+        json_array_append_new(arr, s != NULL ? s : json_null());
+        pos += sl;
+    }
+    return arr;
+}
+
+static char *json_document(const char *dtype, const struct slice_call *sc, const uint64_t *shape,
+                           int rank)
+{
+    json_t *flat;
+    if (sc->format == H5DECODE_VLEN_UTF8) {
+        flat = json_strings(sc->out, sc->len);
+    } else {
+        flat = json_array();
+        size_t n = sc->elem_size > 0 ? sc->len / sc->elem_size : 0;
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(flat, json_value(dtype, sc->out + i * sc->elem_size,
+                                                   sc->elem_size));
+    }
+    size_t next = 0;
+    json_t *values = rank == 0 ? json_incref(json_array_get(flat, 0))
+                               : json_nest(flat, shape, rank, 0, &next);
+    json_decref(flat);
+    json_t *shape_json = json_array();
+    for (int d = 0; d < rank; d++)
+        json_array_append_new(shape_json, json_integer((json_int_t)shape[d]));
+    json_t *doc = json_pack("{s:s, s:o, s:o}", "dtype", dtype, "shape", shape_json, "data",
+                            values != NULL ? values : json_null());
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(doc);
+    return text;
+}
+
+static enum MHD_Result send_bytes(struct server *srv, struct MHD_Connection *conn, uint8_t *data,
+                                  size_t len, const char *type, const char *dtype,
+                                  const uint64_t *shape, int rank)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(data);
+        return MHD_NO;
+    }
+    char tuple[1024];
+    size_t w = 0;
+    tuple[0] = '\0';
+    for (int d = 0; d < rank && w < sizeof(tuple); d++)
+        w += (size_t)snprintf(tuple + w, sizeof(tuple) - w, d == 0 ? "%" PRIu64 : ",%" PRIu64,
+                              shape[d]);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, "X-H5chunkd-Dtype", dtype);
+    MHD_add_response_header(resp, "X-H5chunkd-Shape", tuple);
+    STATS_ADD(&srv->stats, bytes_served, len);
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Fetches the stored bytes of every chunk the selection needs, as one batch. */
+static int warm_selection(struct server *srv, const struct remote_file *file,
+                          const struct h5dataset *ds, const struct selection *sel,
+                          struct h5cd_error *err)
+{
+    uint64_t *coords = NULL;
+    size_t n = 0;
+    struct h5cd_error ignored = {0};
+    /* Too many chunks to list: libhdf5 then reads them through the cache one by one. */
+    if (prefetch_selection_chunks(ds, sel, MAX_SLICE_PREFETCH_CHUNKS, &coords, &n, &ignored) < 0)
+        return 0;
+    struct prefetch_progress progress;
+    int rc = prefetch_chunks(srv->h5index, srv->remote, file, ds, coords, n,
+                             srv->cfg->batch_inflight_bytes, NULL, NULL, &progress, err);
+    free(coords);
+    return rc;
+}
+
+enum MHD_Result route_slice(struct server *srv, struct MHD_Connection *conn)
+{
+    const char *url = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "url");
+    const char *path = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "path");
+    const char *select = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "select");
+    const char *format = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
+    if (format == NULL)
+        format = "npy";
+    if (strcmp(format, "npy") != 0 && strcmp(format, "raw") != 0 && strcmp(format, "json") != 0)
+        return http_fail(srv, conn, H5CD_E_BAD_REQUEST, "format must be npy, raw or json");
+    if (url == NULL || url[0] == '\0' || path == NULL)
+        return http_fail(srv, conn, H5CD_E_BAD_REQUEST, "missing query parameter 'url' or 'path'");
+    struct remote_file file;
+    struct h5cd_error err = {0};
+    if (remote_open(srv->remote, url, srv->cfg->h5_prefix_bytes, &file, &err) < 0)
+        return http_send_error(srv, conn, &err);
+    json_t *meta = h5index_meta(srv->h5index, &file, path, &err);
+    if (meta == NULL)
+        return http_send_error(srv, conn, &err);
+    const char *dtype_value = json_string_value(json_object_get(meta, "dtype"));
+    char dtype[64];
+    snprintf(dtype, sizeof(dtype), "%s", dtype_value != NULL ? dtype_value : "|O");
+    bool has_dtype = dtype_value != NULL;
+    json_decref(meta);
+    struct h5dataset ds;
+    if (h5index_dataset(srv->h5index, &file, path, &ds, &err) < 0)
+        return http_send_error(srv, conn, &err);
+    struct selection sel;
+    char why[128];
+    if (selection_parse(select, ds.grid.rank, ds.grid.shape, &sel, why, sizeof(why)) < 0)
+        return http_fail(srv, conn, H5CD_E_BAD_REQUEST, "bad select: %s", why);
+    bool json = strcmp(format, "json") == 0;
+    if (json && selection_elements(&sel) > H5CD_MAX_JSON_ELEMENTS)
+        return http_fail(srv, conn, H5CD_E_TOO_LARGE,
+                         "JSON is for small selections: at most %d values (use format=npy)",
+                         H5CD_MAX_JSON_ELEMENTS);
+    if (warm_selection(srv, &file, &ds, &sel, &err) < 0)
+        return http_send_error(srv, conn, &err);
+    struct slice_call sc = {.ds = &ds, .sel = &sel, .max_bytes = srv->cfg->max_slice_bytes};
+    if (h5index_with_file(srv->h5index, &file, slice_in_file, &sc, &err) < 0)
+        return http_send_error(srv, conn, &err);
+    uint64_t shape[H5CD_MAX_RANK];
+    int rank = selection_shape(&sel, shape);
+    if (json) {
+        char *text = json_document(dtype, &sc, shape, rank);
+        free(sc.out);
+        if (text == NULL)
+            return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
+        return http_send_text(srv, conn, MHD_HTTP_OK, text, "application/json");
+    }
+    if (sc.format != H5DECODE_FIXED || !has_dtype) {
+        free(sc.out);
+        return http_fail(srv, conn, H5CD_E_UNSUPPORTED,
+                         "variable-length values have no fixed-size layout: use format=json");
+    }
+    if (strcmp(format, "raw") == 0)
+        return send_bytes(srv, conn, sc.out, sc.len, "application/octet-stream", dtype, shape,
+                          rank);
+    size_t npy_len = 0;
+    uint8_t *npy = npy_wrap(dtype, shape, rank, sc.out, sc.len, &npy_len);
+    free(sc.out);
+    if (npy == NULL)
+        return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
+    return send_bytes(srv, conn, npy, npy_len, "application/x-npy", dtype, shape, rank);
+}
