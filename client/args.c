@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,13 +288,13 @@ static int find_command(const struct scan *s, enum h5c_command *cmd, size_t *use
     return 0;
 }
 
-/* Checks the count of operands: between lo and hi (hi 0: no upper bound). */
+/* Checks the count of operands: between lo and hi (SIZE_MAX: no upper bound). */
 static int want(const char *cmd, size_t n, size_t lo, size_t hi, const char *usage, char *err,
                 size_t errlen)
 {
     if (n < lo)
         return errf(err, errlen, "%s: missing arguments (usage: h5chunk %s %s)", cmd, cmd, usage);
-    if (hi != 0 && n > hi)
+    if (n > hi)
         return errf(err, errlen, "%s: too many arguments (usage: h5chunk %s %s)", cmd, cmd,
                     usage);
     return 0;
@@ -308,7 +309,7 @@ static int take_operands(struct h5c_args *a, const char **op, size_t n, char *er
         rc = want(name, n, 2, 2, "URL PATH", err, errlen);
         break;
     case H5C_CMD_GET:
-        rc = want(name, n, 3, 0, "URL PATH KEY... [-o DIR]", err, errlen);
+        rc = want(name, n, 3, SIZE_MAX, "URL PATH KEY... [-o DIR]", err, errlen);
         if (rc == 0) {
             a->keys = op + 2;
             a->nkeys = n - 2;

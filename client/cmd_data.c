@@ -130,8 +130,18 @@ static void print_filters(json_t *filters)
         else
             snprintf(name, sizeof(name), "filter %lld",
                      (long long)json_integer_value(json_object_get(f, "id")));
-        int n = snprintf(line + used, sizeof(line) - used, "%s%s%s", i > 0 ? ", " : "", name,
-                         json_array_size(params) > 0 ? show_value(params, v, sizeof(v)) : "");
+        /* "deflate(4)": the parameters as a call's arguments */
+        if (json_array_size(params) > 0) {
+            show_value(params, v, sizeof(v));
+            size_t vl = strlen(v);
+            if (vl >= 2 && v[0] == '[' && v[vl - 1] == ']') {
+                v[0] = '(';
+                v[vl - 1] = ')';
+            }
+        } else {
+            v[0] = '\0';
+        }
+        int n = snprintf(line + used, sizeof(line) - used, "%s%s%s", i > 0 ? ", " : "", name, v);
         if (n < 0 || (size_t)n >= sizeof(line) - used)
             break;
         used += (size_t)n;
@@ -187,7 +197,10 @@ static void print_meta(json_t *doc, const char *path)
         print_field("shape", show_dims(shape, buf, sizeof(buf)));
         print_field("chunks", show_dims(chunks, buf, sizeof(buf)));
         print_grid(shape, chunks);
-        print_field("dtype", show_value(json_object_get(doc, "dtype"), buf, sizeof(buf)));
+        json_t *dtype = json_object_get(doc, "dtype");
+        print_field("dtype", json_is_string(dtype)
+                                 ? h5c_sanitize(buf, sizeof(buf), json_string_value(dtype))
+                                 : show_value(dtype, buf, sizeof(buf)));
         const char *layout = json_string_value(json_object_get(doc, "layout"));
         print_field("layout", h5c_sanitize(buf, sizeof(buf), layout != NULL ? layout : "?"));
         print_filters(json_object_get(doc, "filters"));

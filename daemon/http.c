@@ -1,18 +1,25 @@
 /*
- * http.c - the HTTP front end: the listening socket, libmicrohttpd in
- * thread-per-connection mode, request admission and routing.
+ * http.c - the HTTP front end: the listening sockets (bound here, or passed
+ * by systemd's socket activation), libmicrohttpd in thread-per-connection
+ * mode (one MHD daemon per socket: libmicrohttpd takes one listening
+ * socket each), request admission, routing and the access log.
  *
  * Why one thread per connection: a request that misses the cache waits
  * for upstream bytes, and a plain blocking wait on the connection's own
  * thread keeps every route simple and streaming.  Concurrency is bounded
  * by max_connections.  Admission refuses, before any route runs, requests
  * whose Host is not a loopback name or a configured server name (DNS
- * rebinding), and bodies larger than max_request_body.
+ * rebinding), requests without the bearer token where one is configured,
+ * and bodies larger than max_request_body.  Everything a request needs for
+ * its access-log line lives in its request_ctx; the routes' content
+ * readers reach it through a thread-local pointer, which is sound because
+ * a connection's handler, readers and completion all run on its thread.
  */
 #include "http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <jansson.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -24,13 +31,18 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "accesslog.h"
+#include "authtoken.h"
 #include "log.h"
 #include "routes.h"
 
 #define LISTEN_BACKLOG 128
 #define MHD_MEMORY_PER_CONNECTION (64 * 1024)
+#define GROUP_BUFFER_BYTES 16384 /* getgrnam_r's scratch space: member lists can be long */
 
 /* Splits "HOST:PORT" / "[V6]:PORT" into host and port strings. */
 static int split_host_port(const char *listen, char *host, size_t hostcap, char *port,
@@ -61,8 +73,61 @@ static int split_host_port(const char *listen, char *host, size_t hostcap, char 
     return 0;
 }
 
-/* Listens on a Unix socket path, replacing a stale socket left by a previous run. */
-static int listen_unix(const char *path, char *err, size_t errlen)
+/* True when a process accepts connections on the unix socket at sun. */
+static bool unix_socket_live(const struct sockaddr_un *sun)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool live = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
+    close(fd);
+    return live;
+}
+
+static int group_id(const char *name, gid_t *gid, char *err, size_t errlen)
+{
+    struct group gr, *found = NULL;
+    char *buf = malloc(GROUP_BUFFER_BYTES);
+    if (buf == NULL) {
+        snprintf(err, errlen, "unix_socket_group: out of memory");
+        return -1;
+    }
+    int rc = getgrnam_r(name, &gr, buf, GROUP_BUFFER_BYTES, &found);
+    if (rc == 0 && found != NULL)
+        *gid = found->gr_gid;
+    free(buf);
+    if (rc != 0 || found == NULL) {
+        snprintf(err, errlen, "unix_socket_group: no group named '%s'", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Gives the bound socket at path its group and mode: connecting needs write permission. */
+static int unix_socket_access(const char *path, unsigned mode, gid_t gid, const char *group,
+                              char *err, size_t errlen)
+{
+    if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) {
+        snprintf(err, errlen, "unix_socket_group: cannot give %s to group %s: %s", path, group,
+                 strerror(errno));
+        return -1;
+    }
+    if (chmod(path, (mode_t)mode) < 0) {
+        snprintf(err, errlen, "unix_socket_mode: cannot chmod %s to %04o: %s", path, mode,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Listens on a Unix socket path, replacing a stale socket left by a
+ * previous run (but never one another process still serves on).  The
+ * socket is bound under umask 0777, so nobody can connect before it has
+ * its group and mode.  The parent directory must exist.
+ */
+static int listen_unix(const char *path, unsigned mode, const char *group, char *err,
+                       size_t errlen)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     if (path[0] != '/' || strlen(path) >= sizeof(sun.sun_path)) {
@@ -71,10 +136,17 @@ static int listen_unix(const char *path, char *err, size_t errlen)
         return -1;
     }
     memcpy(sun.sun_path, path, strlen(path) + 1);
+    gid_t gid = (gid_t)-1;
+    if (group != NULL && group[0] != '\0' && group_id(group, &gid, err, errlen) < 0)
+        return -1;
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
             snprintf(err, errlen, "%s exists and is not a socket", path);
+            return -1;
+        }
+        if (unix_socket_live(&sun)) {
+            snprintf(err, errlen, "%s is in use by another process", path);
             return -1;
         }
         unlink(path);
@@ -84,18 +156,33 @@ static int listen_unix(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -1;
     }
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+    mode_t old_umask = umask(0777);
+    int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+    int bind_errno = errno;
+    umask(old_umask);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(bind_errno));
         close(fd);
         return -1;
     }
+    if (unix_socket_access(path, mode, gid, group, err, errlen) < 0)
+        goto fail;
+    if (listen(fd, LISTEN_BACKLOG) < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+        goto fail;
+    }
     return fd;
+fail:
+    close(fd);
+    unlink(path);
+    return -1;
 }
 
-int http_listen(const char *address, char *err, size_t errlen)
+int http_listen(const char *address, unsigned unix_mode, const char *unix_group, char *err,
+                size_t errlen)
 {
     if (strncmp(address, "unix:", 5) == 0)
-        return listen_unix(address + 5, err, errlen);
+        return listen_unix(address + 5, unix_mode, unix_group, err, errlen);
     char host[256], port[16];
     if (split_host_port(address, host, sizeof(host), port, sizeof(port)) < 0) {
         snprintf(err, errlen, "listen address '%s' is not HOST:PORT", address);
@@ -155,23 +242,133 @@ void http_describe_socket(int fd, char *out, size_t outlen)
     snprintf(out, outlen, "%s:%u", host, port);
 }
 
-enum MHD_Result http_send_text(struct server *srv, struct MHD_Connection *conn, unsigned status,
-                               char *body, const char *content_type)
+/* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+static bool sockaddr_is_loopback(const struct sockaddr_storage *ss)
 {
-    (void)srv;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+        return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* A socket systemd passed must listen, stream, and be loopback unless allowed. */
+static int check_passed_socket(int fd, bool allow_remote, char *err, size_t errlen)
+{
+    if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+        snprintf(err, errlen,
+                 "socket activation: descriptor %d is not a listening stream socket "
+                 "(the socket unit needs ListenStream=)",
+                 fd);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+        snprintf(err, errlen, "socket activation: descriptor %d: %s", fd, strerror(errno));
+        return -1;
+    }
+    if (ss.ss_family == AF_UNIX)
+        return 0;
+    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) {
+        snprintf(err, errlen, "socket activation: descriptor %d has address family %d", fd,
+                 (int)ss.ss_family);
+        return -1;
+    }
+    if (!allow_remote && !sockaddr_is_loopback(&ss)) {
+        char addr[128];
+        http_describe_socket(fd, addr, sizeof(addr));
+        snprintf(err, errlen,
+                 "socket activation: %s is not a loopback address; set allow_remote_clients = "
+                 "true to accept clients from other machines",
+                 addr);
+        return -1;
+    }
+    return 0;
+}
+
+int http_adopt_sockets(struct server *srv, bool allow_remote, char *err, size_t errlen)
+{
+    int n = sd_listen_fds(1); /* 1: unset LISTEN_* so that no child inherits them */
+    if (n < 0) {
+        snprintf(err, errlen, "socket activation: %s", strerror(-n));
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int fd = SD_LISTEN_FDS_START + i;
+        if (srv->nlisten >= H5CD_MAX_LISTEN_SOCKETS) {
+            close(fd);
+            continue;
+        }
+        if (check_passed_socket(fd, allow_remote, err, errlen) < 0)
+            return -1;
+        srv->listen_fd[srv->nlisten++] = fd;
+    }
+    if ((size_t)n > srv->nlisten)
+        log_warn("msg=\"systemd passed more listening sockets than are served; the rest are "
+                 "closed\" passed=%d served=%zu",
+                 n, srv->nlisten);
+    srv->socket_activated = n > 0;
+    return (int)srv->nlisten;
+}
+
+/* Per-request state: the body as it arrives, bounded by max_request_body,
+ * and what the access log needs once the request is over. */
+struct request_ctx {
+    char *body;
+    size_t len;
+    size_t cap;
+    bool too_large;
+    struct timespec start; /* CLOCK_MONOTONIC */
+    unsigned status;       /* of the queued response; 0 if none */
+    uint64_t bytes;        /* payload bytes handed to the client */
+    bool logged;           /* the access log was on when the request began */
+    char method[ACCESSLOG_METHOD_BYTES + 1];
+    struct accesslog_target target;
+};
+
+/* The request this connection thread serves (see the comment at the top). */
+static _Thread_local struct request_ctx *current_request;
+
+void http_count_sent(struct server *srv, uint64_t n)
+{
+    STATS_ADD(&srv->stats, bytes_served, n);
+    if (current_request != NULL)
+        current_request->bytes += n;
+}
+
+/* Queues body with status, content type and at most one extra header. */
+static enum MHD_Result send_body(struct MHD_Connection *conn, unsigned status, char *body,
+                                 const char *content_type, const char *hname, const char *hvalue)
+{
     if (body == NULL)
         return MHD_NO;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    size_t len = strlen(body);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (resp == NULL) {
         free(body);
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (hname != NULL)
+        MHD_add_response_header(resp, hname, hvalue);
     enum MHD_Result ret = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
+    if (ret == MHD_YES && current_request != NULL)
+        current_request->bytes += len;
     return ret;
+}
+
+enum MHD_Result http_send_text(struct server *srv, struct MHD_Connection *conn, unsigned status,
+                               char *body, const char *content_type)
+{
+    (void)srv;
+    return send_body(conn, status, body, content_type, NULL, NULL);
 }
 
 enum MHD_Result http_send_error(struct server *srv, struct MHD_Connection *conn,
@@ -239,24 +436,125 @@ static bool host_allowed(const struct server *srv, struct MHD_Connection *conn)
     return false;
 }
 
-/* Per-request state: the body as it arrives, bounded by max_request_body. */
-struct request_ctx {
-    char *body;
-    size_t len;
-    size_t cap;
-    bool too_large;
-};
+/* ---- bearer token ---- */
+
+/* path is prefix itself or lies below it. */
+static bool path_under(const char *path, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* Admin endpoints change or reveal the daemon's state; with scope "all"
+ * everything but the liveness probe needs the token. */
+static bool needs_token(const struct h5cd_config *cfg, const char *url)
+{
+    if (strcmp(cfg->token_scope, "all") == 0)
+        return strcmp(url, "/v1/health") != 0;
+    return path_under(url, "/v1/cache") || path_under(url, "/v1/jobs") ||
+           path_under(url, "/v1/prefetch");
+}
+
+static bool authorized(struct server *srv, struct MHD_Connection *conn, const char *url)
+{
+    const char *token = srv->token;
+    if (token == NULL || !needs_token(srv->cfg, url))
+        return true;
+    const char *header =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    return authtoken_check(token, header);
+}
+
+static enum MHD_Result send_unauthorized(struct server *srv, struct MHD_Connection *conn)
+{
+    STATS_INC(&srv->stats, errors);
+    char *body = strdup("{\"error\":{\"code\":\"unauthorized\",\"message\":\"this endpoint "
+                        "needs the header Authorization: Bearer <token>\"}}\n");
+    return send_body(conn, MHD_HTTP_UNAUTHORIZED, body, "application/json",
+                     MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"h5chunkd\"");
+}
+
+/* ---- access log ---- */
+
+static enum MHD_Result add_target_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    accesslog_target_arg(cls, key, value);
+    return MHD_YES;
+}
+
+/* "127.0.0.1", "::1", or "unix" for a unix socket peer. */
+static void client_name(struct MHD_Connection *conn, char *out, size_t cap)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+    snprintf(out, cap, "unix");
+    if (sa != NULL && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
+    else if (sa != NULL && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)cap);
+}
+
+static uint64_t ms_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t ms = (int64_t)(now.tv_sec - start->tv_sec) * 1000 +
+                 (now.tv_nsec - start->tv_nsec) / 1000000;
+    return ms > 0 ? (uint64_t)ms : 0;
+}
+
+static void log_request(struct server *srv, struct MHD_Connection *conn,
+                        const struct request_ctx *ctx)
+{
+    char client[INET6_ADDRSTRLEN];
+    client_name(conn, client, sizeof(client));
+    struct accesslog_entry e = {
+        .client = client,
+        .method = ctx->method,
+        .target = ctx->target.text,
+        .status = ctx->status,
+        .bytes = ctx->bytes,
+        .duration_ms = ms_since(&ctx->start),
+    };
+    clock_gettime(CLOCK_REALTIME, &e.when);
+    accesslog_write(srv->access_log, &e);
+}
 
 static void request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                               enum MHD_RequestTerminationCode toe)
 {
-    (void)cls, (void)conn, (void)toe;
+    (void)toe;
     struct request_ctx *ctx = *req_cls;
-    if (ctx != NULL) {
-        free(ctx->body);
-        free(ctx);
-        *req_cls = NULL;
+    if (ctx == NULL)
+        return;
+    if (ctx->logged)
+        log_request(cls, conn, ctx);
+    if (current_request == ctx)
+        current_request = NULL;
+    free(ctx->body);
+    free(ctx);
+    *req_cls = NULL;
+}
+
+/* A new request's context; NULL when out of memory. */
+static struct request_ctx *request_begin(struct server *srv, struct MHD_Connection *conn,
+                                         const char *url, const char *method)
+{
+    struct request_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL)
+        return NULL;
+    clock_gettime(CLOCK_MONOTONIC, &ctx->start);
+    current_request = ctx;
+    if (accesslog_enabled(srv->access_log)) {
+        ctx->logged = true;
+        snprintf(ctx->method, sizeof(ctx->method), "%s", method);
+        accesslog_target_init(&ctx->target, url);
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_target_arg, &ctx->target);
     }
+    return ctx;
 }
 
 /* Appends a piece of the body; past the limit, remembers that instead. */
@@ -306,13 +604,18 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *conn,
                              (unsigned long long)srv->cfg->max_request_body);
         return route_chunks(srv, conn, ctx->body != NULL ? ctx->body : "", ctx->len);
     }
+    if (strncmp(url, "/zarr/v2/", 9) == 0) {
+        if (!get && !head)
+            return http_fail(srv, conn, H5CD_E_METHOD_NOT_ALLOWED, "use GET");
+        return route_zarr(srv, conn, url);
+    }
     static const struct {
         const char *path;
         get_route handler;
     } simple[] = {
         {"/v1/health", route_health}, {"/v1/stats", route_stats}, {"/metrics", route_metrics},
         {"/v1/meta", route_meta},     {"/v1/chunk", route_chunk},
-        {"/v1/slice", route_slice},
+        {"/v1/slice", route_slice},   {"/v1/zarr", route_zarr_base},
     };
     for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
         if (strcmp(url, simple[i].path) != 0)
@@ -324,16 +627,14 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *conn,
     return http_fail(srv, conn, H5CD_E_NOT_FOUND, "no such endpoint: %s", url);
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+static enum MHD_Result handle_request(struct server *srv, struct MHD_Connection *conn,
+                                      const char *url, const char *method,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls)
 {
-    (void)version;
-    struct server *srv = cls;
     struct request_ctx *ctx = *req_cls;
     if (ctx == NULL) {
-        ctx = calloc(1, sizeof(*ctx));
+        ctx = request_begin(srv, conn, url, method);
         if (ctx == NULL)
             return MHD_NO;
         *req_cls = ctx;
@@ -341,6 +642,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!host_allowed(srv, conn))
             return http_fail(srv, conn, H5CD_E_HOST_NOT_ALLOWED,
                              "the Host header does not name this daemon");
+        /* Before the body: an unauthorised client uploads nothing. */
+        if (!authorized(srv, conn, url))
+            return send_unauthorized(srv, conn);
         const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                        MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (clen != NULL && strtoull(clen, NULL, 10) > srv->cfg->max_request_body)
@@ -356,6 +660,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return dispatch(srv, conn, method, url, ctx);
 }
 
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    (void)version;
+    enum MHD_Result ret =
+        handle_request(cls, conn, url, method, upload_data, upload_data_size, req_cls);
+    /* Routes queue responses in many ways; libmicrohttpd knows the status of each. */
+    struct request_ctx *ctx = *req_cls;
+    if (ctx != NULL && ctx->status == 0) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (ci != NULL)
+            ctx->status = ci->http_status;
+    }
+    return ret;
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -369,31 +692,45 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_warn("source=libmicrohttpd msg=\"%s\"", line);
 }
 
+/* libmicrohttpd takes one listening socket per daemon, so each socket gets
+ * its own; max_connections and the timeout apply to each. */
 int http_start(struct server *srv, char *err, size_t errlen)
 {
+    const struct h5cd_config *cfg = srv->cfg;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG;
-    srv->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
-        MHD_OPTION_CONNECTION_LIMIT, srv->cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        srv->cfg->client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)MHD_MEMORY_PER_CONNECTION, MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL, MHD_OPTION_END);
-    if (srv->mhd == NULL) {
-        snprintf(err, errlen, "cannot start the HTTP server");
-        return -1;
+    for (size_t i = 0; i < srv->nlisten; i++) {
+        srv->mhd[i] = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+            MHD_OPTION_LISTEN_SOCKET, srv->listen_fd[i], MHD_OPTION_CONNECTION_LIMIT,
+            cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->client_timeout_s,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MHD_MEMORY_PER_CONNECTION,
+            MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_END);
+        if (srv->mhd[i] == NULL) {
+            char addr[128];
+            http_describe_socket(srv->listen_fd[i], addr, sizeof(addr));
+            snprintf(err, errlen, "cannot start the HTTP server on %s", addr);
+            return -1;
+        }
     }
     return 0;
 }
 
 void http_stop(struct server *srv)
 {
-    if (srv->mhd == NULL)
-        return;
-    int fd = (int)MHD_quiesce_daemon(srv->mhd);
-    MHD_stop_daemon(srv->mhd);
-    srv->mhd = NULL;
-    if (fd >= 0)
-        close(fd);
-    srv->listen_fd = -1;
+    int quiet[H5CD_MAX_LISTEN_SOCKETS];
+    /* Stop accepting on every socket first, then let each daemon finish. */
+    for (size_t i = 0; i < srv->nlisten; i++)
+        quiet[i] = srv->mhd[i] != NULL ? (int)MHD_quiesce_daemon(srv->mhd[i]) : -1;
+    for (size_t i = 0; i < srv->nlisten; i++) {
+        if (srv->mhd[i] != NULL)
+            MHD_stop_daemon(srv->mhd[i]);
+        else
+            close(srv->listen_fd[i]);
+        if (quiet[i] >= 0)
+            close(quiet[i]);
+        srv->mhd[i] = NULL;
+        srv->listen_fd[i] = -1;
+    }
+    srv->nlisten = 0;
 }

@@ -1,14 +1,17 @@
 /*
  * main.c - h5chunkd's process lifecycle: command line, configuration,
- * detaching, start-up in dependency order, signals, and shutdown in the
- * reverse order.
+ * detaching, start-up in dependency order, signals, SIGHUP reloads, the
+ * systemd notify protocol, and shutdown in the reverse order.
  *
  * Start-up errors (bad flag, bad config, address in use, cache held by
- * another daemon) end the process with one line on stderr and exit status
- * 1, also when detaching: the parent waits on a pipe until the child is
- * serving or has failed, and reports for it.  Signals are taken
- * synchronously with sigwait() on the main thread, so no handler ever runs
- * in another thread's context.
+ * another daemon, unusable token file) end the process with one line on
+ * stderr and exit status 1, also when detaching: the parent waits on a
+ * pipe until the child is serving or has failed, and reports for it.
+ * Under systemd (NOTIFY_SOCKET set) the daemon never detaches and reports
+ * READY/RELOADING/STOPPING and a STATUS line instead.  Signals are taken
+ * synchronously with sigtimedwait() on the main thread, so no handler ever
+ * runs in another thread's context, and a reload runs on the main thread
+ * while connection threads keep serving with the configuration they hold.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,10 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "accesslog.h"
+#include "authtoken.h"
 #include "http.h"
 #include "log.h"
+#include "reload.h"
 #include "server.h"
 
 #ifndef PACKAGE_VERSION
@@ -31,15 +39,14 @@
 #endif
 
 #define ERR_LINE 512
+#define STATUS_INTERVAL_S 30 /* systemd STATUS= refresh while idle */
+#define STATUS_BYTES 512
 
-/* Command-line values, applied over the config file's. */
+/* Command-line values, applied over the config file's (at start and on SIGHUP). */
 struct cli {
     const char *config_path;
     bool check_only;
-    struct {
-        const char *key;
-        const char *value;
-    } overrides[16];
+    struct reload_override overrides[16];
     size_t noverrides;
 };
 
@@ -111,27 +118,6 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
         return -1;
     }
     return 0;
-}
-
-/* Defaults, then the config file, then the command line. */
-static int build_config(const struct cli *cli, struct h5cd_config *cfg, char *err, size_t len)
-{
-    if (config_init(cfg) < 0) {
-        snprintf(err, len, "out of memory");
-        return -1;
-    }
-    if (cli->config_path != NULL && config_load_file(cfg, cli->config_path, err, len) < 0)
-        return -1;
-    for (size_t i = 0; i < cli->noverrides; i++) {
-        char why[ERR_LINE - 16];
-        if (config_set(cfg, cli->overrides[i].key, cli->overrides[i].value, why,
-                       sizeof(why)) < 0) {
-            int n = snprintf(err, len, "command line: %s", why);
-            (void)n; /* a longer reason is cut; the line stays a line */
-            return -1;
-        }
-    }
-    return config_validate(cfg, err, len);
 }
 
 /* ---- detaching ---- */
@@ -221,6 +207,107 @@ static void die(const char *fmt, ...)
 
 /* ---- components ---- */
 
+/* ---- what SIGHUP swaps ---- */
+
+/*
+ * One published configuration and what was built from it.  Routes read
+ * srv->cfg and srv->token without a lock, so a generation is never freed
+ * while the daemon runs: a reload pushes a new one and exit frees them all
+ * once every thread has been joined.  Reloads are rare and a generation is
+ * a few kilobytes; a reload that changes nothing publishes nothing.
+ */
+struct generation {
+    struct h5cd_config cfg;
+    char *token;              /* NULL: no token_file */
+    struct urlpolicy *policy; /* NULL: an older generation's policy still applies */
+    struct generation *older;
+};
+
+struct daemon {
+    struct server srv;
+    struct cli cli;
+    struct generation *gen;         /* newest first; gen->cfg is srv.cfg */
+    const struct urlpolicy *policy; /* the policy in force */
+    bool notify;                    /* NOTIFY_SOCKET is set: systemd listens */
+};
+
+static void generation_free(struct generation *g)
+{
+    while (g != NULL) {
+        struct generation *older = g->older;
+        config_free(&g->cfg);
+        authtoken_free(g->token);
+        urlpolicy_free(g->policy);
+        free(g);
+        g = older;
+    }
+}
+
+/* Reads token_file, if one is configured.  0, or -1 with a reason. */
+static int load_token(const struct h5cd_config *cfg, char **token, char *err, size_t errlen)
+{
+    *token = NULL;
+    if (cfg->token_file[0] == '\0')
+        return 0;
+    if (authtoken_load(cfg->token_file, token, err, errlen) < 0)
+        return -1;
+    if (strlen(*token) < AUTHTOKEN_MIN_BYTES)
+        log_warn("msg=\"the bearer token is short: use at least %d random characters\" "
+                 "token_file=%s",
+                 AUTHTOKEN_MIN_BYTES, cfg->token_file);
+    return 0;
+}
+
+/* ---- systemd ---- */
+
+/* "1.5 GiB"-style sizes for STATUS= lines. */
+static void human_size(uint64_t bytes, char *out, size_t cap)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)bytes;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, cap, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+}
+
+/* One line for systemctl status: where we listen, the cache, and the traffic so far. */
+static void status_line(struct server *srv, char *out, size_t cap)
+{
+    char addrs[STATUS_BYTES / 2] = "", one[128], used[32], limit[32];
+    size_t len = 0;
+    for (size_t i = 0; i < srv->nlisten; i++) {
+        http_describe_socket(srv->listen_fd[i], one, sizeof(one));
+        int n = snprintf(addrs + len, sizeof(addrs) - len, "%s%s", i > 0 ? ", " : "", one);
+        if (n < 0 || (size_t)n >= sizeof(addrs) - len)
+            break; /* a cut list of addresses is still a useful status */
+        len += (size_t)n;
+    }
+    struct h5cd_gauges g;
+    server_gauges(srv, &g);
+    human_size(g.cache_bytes, used, sizeof(used));
+    human_size(g.cache_limit_bytes, limit, sizeof(limit));
+    uint64_t hits = STATS_GET(&srv->stats, cache_hits);
+    uint64_t misses = STATS_GET(&srv->stats, cache_misses);
+    double ratio = hits + misses > 0 ? 100.0 * (double)hits / (double)(hits + misses) : 0.0;
+    snprintf(out, cap, "Serving on %s; cache %s of %s; %llu requests, block hit ratio %.1f%%",
+             addrs, used, limit, (unsigned long long)STATS_GET(&srv->stats, requests), ratio);
+}
+
+/* Sends state (READY=1, ...) plus a fresh STATUS= line to systemd, if it listens. */
+static void notify(struct daemon *d, const char *state)
+{
+    if (!d->notify)
+        return;
+    char status[STATUS_BYTES];
+    status_line(&d->srv, status, sizeof(status));
+    int rc = sd_notifyf(0, "%s%sSTATUS=%s", state, state[0] != '\0' ? "\n" : "", status);
+    if (rc < 0)
+        log_warn("msg=\"cannot notify systemd\" err=\"%s\"", strerror(-rc));
+}
+
 static void start_cache(struct server *srv)
 {
     const struct h5cd_config *cfg = srv->cfg;
@@ -284,14 +371,112 @@ static void start_engine(struct server *srv)
         die("cannot open the HDF5 index: %s", strerror(-rc));
 }
 
-static void stop_all(struct server *srv)
+/* Reverse order of start-up; every thread is joined before the generations go. */
+static void stop_all(struct daemon *d)
 {
+    struct server *srv = &d->srv;
     http_stop(srv);
     h5index_close(srv->h5index);
     fetch_free(srv->fetch);
     remote_free(srv->remote);
     blockcache_close(srv->cache);
-    urlpolicy_free(srv->policy);
+    accesslog_free(srv->access_log);
+    generation_free(d->gen);
+    d->gen = NULL;
+}
+
+/* ---- SIGHUP ---- */
+
+/* Makes next the configuration in effect.  Fallible steps are done already. */
+static void publish(struct daemon *d, struct generation *next, const struct reload_plan *plan)
+{
+    struct server *srv = &d->srv;
+    if (plan->log_level)
+        log_set_level((enum log_level)log_level_parse(next->cfg.log_level));
+    if (plan->cache_size)
+        blockcache_set_cap(srv->cache, next->cfg.cache_size);
+    if (next->policy != NULL) {
+        d->policy = next->policy;
+        fetch_set_policy(srv->fetch, d->policy);
+    }
+    if (next->policy != NULL || plan->revalidate)
+        remote_reconfigure(srv->remote, d->policy, next->cfg.revalidate_s);
+    atomic_store(&srv->token, next->token);
+    atomic_store(&srv->cfg, &next->cfg);
+    next->older = d->gen;
+    d->gen = next;
+}
+
+static bool same_token(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Builds the new generation; NULL (logged) when the running one must stay. */
+static struct generation *prepare(struct daemon *d, struct reload_plan *plan)
+{
+    char err[ERR_LINE];
+    struct generation *next = calloc(1, sizeof(*next));
+    if (next == NULL) {
+        log_error("msg=\"reload failed: out of memory; keeping the running configuration\"");
+        return NULL;
+    }
+    if (reload_build(&next->cfg, d->cli.config_path, d->cli.overrides, d->cli.noverrides, err,
+                     sizeof(err)) < 0)
+        goto fail;
+    if (reload_plan(&d->gen->cfg, &next->cfg, plan) < 0) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    if (load_token(&next->cfg, &next->token, err, sizeof(err)) < 0)
+        goto fail;
+    if (plan->policy && (next->policy = urlpolicy_new(&next->cfg)) == NULL) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    return next;
+fail:
+    log_error("msg=\"reload failed: keeping the running configuration\" reason=\"%s\"", err);
+    generation_free(next);
+    return NULL;
+}
+
+/*
+ * Re-reads the same config file with the same command-line overrides.
+ * Options that can change at run time take effect; others are logged as
+ * needing a restart.  The access log is reopened either way (logrotate).
+ */
+static void reload(struct daemon *d)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    char state[96];
+    snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000);
+    notify(d, state);
+    log_info("msg=\"SIGHUP: reloading the configuration\" config=%s",
+             d->cli.config_path != NULL ? d->cli.config_path : "(none)");
+    struct reload_plan plan;
+    struct generation *next = prepare(d, &plan);
+    if (next != NULL) {
+        if (plan.nrestart > 0)
+            log_warn("msg=\"changed options need a restart to take effect\" options=%s",
+                     plan.restart);
+        if (plan.napply > 0 || !same_token(next->token, d->gen->token)) {
+            publish(d, next, &plan);
+            log_info("msg=\"configuration reloaded\" applied=%s",
+                     plan.napply > 0 ? plan.apply : "token");
+        } else {
+            generation_free(next);
+            log_info("msg=\"configuration reloaded: nothing changed\"");
+        }
+    }
+    char err[ERR_LINE];
+    const struct h5cd_config *cfg = d->srv.cfg;
+    if (accesslog_set_path(d->srv.access_log, cfg->access_log, err, sizeof(err)) < 0)
+        log_error("msg=\"cannot reopen the access log: it keeps its previous file\" reason=\"%s\"",
+                  err);
+    notify(d, "READY=1");
 }
 
 /* Blocks the signals we handle in every thread; returns the set for sigwait. */
@@ -307,15 +492,18 @@ static sigset_t block_signals(void)
     return set;
 }
 
-static void serve_until_signal(const sigset_t *set)
+static void serve_until_signal(struct daemon *d, const sigset_t *set)
 {
     for (;;) {
-        int sig = 0;
-        if (sigwait(set, &sig) != 0)
+        struct timespec wait = {.tv_sec = STATUS_INTERVAL_S};
+        int sig = sigtimedwait(set, NULL, &wait);
+        if (sig < 0) {
+            if (errno == EAGAIN)
+                notify(d, ""); /* a fresh STATUS= line every STATUS_INTERVAL_S */
             continue;
+        }
         if (sig == SIGHUP) {
-            log_info("msg=\"SIGHUP received: configuration is read at start-up only, restart "
-                     "to apply changes\"");
+            reload(d);
             continue;
         }
         log_info("msg=\"shutting down\" signal=%s", sig == SIGTERM ? "TERM" : "INT");
@@ -323,49 +511,111 @@ static void serve_until_signal(const sigset_t *set)
     }
 }
 
+/* Binds `listen`, unless systemd passed the sockets. */
+static void open_sockets(struct server *srv)
+{
+    const struct h5cd_config *cfg = srv->cfg;
+    char err[ERR_LINE];
+    int n = http_adopt_sockets(srv, cfg->allow_remote_clients, err, sizeof(err));
+    if (n < 0)
+        die("%s", err);
+    if (n > 0)
+        return;
+    int fd = http_listen(cfg->listen, cfg->unix_socket_mode, cfg->unix_socket_group, err,
+                         sizeof(err));
+    if (fd < 0)
+        die("%s", err);
+    srv->listen_fd[0] = fd;
+    srv->nlisten = 1;
+}
+
+static void log_listening(struct daemon *d)
+{
+    struct server *srv = &d->srv;
+    const struct h5cd_config *cfg = srv->cfg;
+    char addr[128];
+    http_describe_socket(srv->listen_fd[0], addr, sizeof(addr));
+    log_info("msg=\"h5chunkd %s listening\" addr=%s cache_dir=%s cache_size=%llu sockets=%zu "
+             "socket_activation=%s token=%s access_log=%s",
+             PACKAGE_VERSION, addr, cfg->cache_dir, (unsigned long long)cfg->cache_size,
+             srv->nlisten, srv->socket_activated ? "yes" : "no",
+             srv->token != NULL ? cfg->token_scope : "none",
+             cfg->access_log[0] != '\0' ? cfg->access_log : "off");
+    for (size_t i = 1; i < srv->nlisten; i++) {
+        http_describe_socket(srv->listen_fd[i], addr, sizeof(addr));
+        log_info("msg=\"also listening\" addr=%s", addr);
+    }
+}
+
+/* Everything that can fail because of the configuration, before detaching. */
+static void prepare_start(struct daemon *d)
+{
+    struct server *srv = &d->srv;
+    const struct h5cd_config *cfg = srv->cfg;
+    char err[ERR_LINE];
+    if (load_token(cfg, &d->gen->token, err, sizeof(err)) < 0)
+        die("%s", err);
+    srv->token = d->gen->token;
+    if (accesslog_new(&srv->access_log) < 0)
+        die("out of memory");
+    if (accesslog_set_path(srv->access_log, cfg->access_log, err, sizeof(err)) < 0)
+        die("%s", err);
+    open_sockets(srv);
+}
+
 int main(int argc, char **argv)
 {
-    struct cli cli = {0};
-    int rc = parse_cli(argc, argv, &cli);
+    static struct daemon d; /* zeroed; lives as long as the process */
+    int rc = parse_cli(argc, argv, &d.cli);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
-    struct h5cd_config cfg;
     char err[ERR_LINE];
-    if (build_config(&cli, &cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "h5chunkd: %s\n", err);
-        config_free(&cfg);
+    d.gen = calloc(1, sizeof(*d.gen));
+    if (d.gen == NULL) {
+        fprintf(stderr, "h5chunkd: out of memory\n");
         return 1;
     }
-    if (cli.check_only) {
+    struct h5cd_config *cfg = &d.gen->cfg;
+    if (reload_build(cfg, d.cli.config_path, d.cli.overrides, d.cli.noverrides, err,
+                     sizeof(err)) < 0) {
+        fprintf(stderr, "h5chunkd: %s\n", err);
+        generation_free(d.gen);
+        return 1;
+    }
+    if (d.cli.check_only) {
         printf("h5chunkd: configuration OK\n");
-        config_free(&cfg);
+        generation_free(d.gen);
         return 0;
     }
-    log_set_level((enum log_level)log_level_parse(cfg.log_level));
+    log_set_level((enum log_level)log_level_parse(cfg->log_level));
+    const char *notify_socket = getenv("NOTIFY_SOCKET");
+    d.notify = notify_socket != NULL && notify_socket[0] != '\0';
 
-    struct server srv = {.cfg = &cfg, .listen_fd = -1, .started = time(NULL)};
-    stats_init(&srv.stats);
-    srv.listen_fd = http_listen(cfg.listen, err, sizeof(err));
-    if (srv.listen_fd < 0)
+    struct server *srv = &d.srv;
+    srv->cfg = cfg;
+    srv->started = time(NULL);
+    stats_init(&srv->stats);
+    prepare_start(&d);
+    if (!cfg->foreground && !d.notify && detach(err, sizeof(err)) < 0)
         die("%s", err);
-    if (!cfg.foreground && detach(err, sizeof(err)) < 0)
-        die("%s", err);
+    if (!cfg->foreground && d.notify)
+        log_info("msg=\"NOTIFY_SOCKET is set: staying in the foreground for systemd\"");
     sigset_t signals = block_signals();
-    srv.policy = urlpolicy_new(&cfg);
-    if (srv.policy == NULL)
+    d.gen->policy = urlpolicy_new(cfg);
+    if (d.gen->policy == NULL)
         die("out of memory");
-    start_cache(&srv);
-    start_engine(&srv);
-    if (http_start(&srv, err, sizeof(err)) < 0)
+    srv->policy = d.gen->policy;
+    d.policy = d.gen->policy;
+    start_cache(srv);
+    start_engine(srv);
+    if (http_start(srv, err, sizeof(err)) < 0)
         die("%s", err);
-    char addr[128];
-    http_describe_socket(srv.listen_fd, addr, sizeof(addr));
-    log_info("msg=\"h5chunkd %s listening\" addr=%s cache_dir=%s cache_size=%llu", PACKAGE_VERSION,
-             addr, cfg.cache_dir, (unsigned long long)cfg.cache_size);
+    log_listening(&d);
     announce_ready();
-    serve_until_signal(&signals);
-    stop_all(&srv);
+    notify(&d, "READY=1");
+    serve_until_signal(&d, &signals);
+    notify(&d, "STOPPING=1");
+    stop_all(&d);
     log_info("msg=\"stopped\"");
-    config_free(&cfg);
     return 0;
 }

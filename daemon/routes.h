@@ -23,6 +23,10 @@ enum MHD_Result route_file(struct server *srv, struct MHD_Connection *conn, bool
 /* routes_chunks.c: the HDF5 endpoints */
 enum MHD_Result route_meta(struct server *srv, struct MHD_Connection *conn);
 enum MHD_Result route_chunk(struct server *srv, struct MHD_Connection *conn);
+/* routes_zarr.c: GET /v1/zarr and GET /zarr/v2/{id}/{key} */
+enum MHD_Result route_zarr_base(struct server *srv, struct MHD_Connection *conn);
+enum MHD_Result route_zarr(struct server *srv, struct MHD_Connection *conn, const char *target);
+
 /* routes_slice.c */
 enum MHD_Result route_slice(struct server *srv, struct MHD_Connection *conn);
 

@@ -160,7 +160,7 @@ static enum MHD_Result send_decoded_chunk(struct server *srv, struct MHD_Connect
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
     MHD_add_response_header(resp, "X-H5chunkd-Filter-Mask", "0");
     STATS_INC(&srv->stats, chunks_served);
-    STATS_ADD(&srv->stats, bytes_served, len);
+    http_count_sent(srv, len);
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -203,7 +203,7 @@ enum MHD_Result route_chunk(struct server *srv, struct MHD_Connection *conn)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
     MHD_add_response_header(resp, "X-H5chunkd-Filter-Mask", mask);
     STATS_INC(&srv->stats, chunks_served);
-    STATS_ADD(&srv->stats, bytes_served, len);
+    http_count_sent(srv, len);
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -259,7 +259,7 @@ static void frame_ok(struct chunks_stream *cs, const struct batch_key *k, const 
     cs->payload_len = len;
     cs->payload_pos = 0;
     STATS_INC(&cs->srv->stats, chunks_served);
-    STATS_ADD(&cs->srv->stats, bytes_served, len);
+    http_count_sent(cs->srv, len);
 }
 
 static void frame_error(struct chunks_stream *cs, const struct batch_key *k,

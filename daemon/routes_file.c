@@ -70,7 +70,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     size_t off = (size_t)(pos - fs->win_pos);
     size_t n = fs->win_len - off < max ? fs->win_len - off : max;
     memcpy(buf, fs->window + off, n);
-    STATS_ADD(&fs->srv->stats, bytes_served, n);
+    http_count_sent(fs->srv, n);
     return (ssize_t)n;
 }
 

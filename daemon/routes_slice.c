@@ -40,6 +40,52 @@ static int slice_in_file(hid_t fid, void *arg, struct h5cd_error *err)
     return h5decode_slice(fid, sc->ds, sc->sel, sc->max_bytes, &sc->out, &sc->len, err);
 }
 
+/* A structured dtype (Zarr's [["name", "<i4"], ["v", "<f8", [3]]]) as an .npy descr:
+ * [('name', '<i4'), ('v', '<f8', (3,))].  0, or -1 if it does not fit. */
+static int structured_descr(json_t *fields, char *out, size_t cap)
+{
+    size_t w = 0;
+    int n = snprintf(out, cap, "[");
+    if (n < 0 || (size_t)n >= cap)
+        return -1;
+    w = (size_t)n;
+    size_t i;
+    json_t *field;
+    json_array_foreach(fields, i, field)
+    {
+        const char *name = json_string_value(json_array_get(field, 0));
+        json_t *type = json_array_get(field, 1);
+        json_t *shape = json_array_get(field, 2);
+        char inner[1024];
+        if (name == NULL || strchr(name, '\'') != NULL || strchr(name, '\\') != NULL)
+            return -1;
+        if (json_is_string(type))
+            snprintf(inner, sizeof(inner), "'%s'", json_string_value(type));
+        else if (!json_is_array(type) || structured_descr(type, inner, sizeof(inner)) < 0)
+            return -1;
+        char dims[256] = "";
+        if (json_is_array(shape)) {
+            size_t dw = (size_t)snprintf(dims, sizeof(dims), ", (");
+            size_t j;
+            json_t *dim;
+            json_array_foreach(shape, j, dim)
+                dw += (size_t)snprintf(dims + dw, sizeof(dims) - (dw < sizeof(dims) ? dw : 0),
+                                       "%lld,", (long long)json_integer_value(dim));
+            if (dw + 2 >= sizeof(dims))
+                return -1;
+            memcpy(dims + dw, ")", 2);
+        }
+        n = snprintf(out + w, cap - w, "%s('%s', %s%s)", i > 0 ? ", " : "", name, inner, dims);
+        if (n < 0 || (size_t)n >= cap - w)
+            return -1;
+        w += (size_t)n;
+    }
+    if (w + 2 > cap)
+        return -1;
+    memcpy(out + w, "]", 2);
+    return 0;
+}
+
 /* "(3, 4)", "(5,)" or "()" */
 static void shape_tuple(const uint64_t *shape, int rank, char *out, size_t cap)
 {
@@ -51,13 +97,15 @@ static void shape_tuple(const uint64_t *shape, int rank, char *out, size_t cap)
 }
 
 /* Builds a NumPy .npy (format 1.0) file around the values. */
-static uint8_t *npy_wrap(const char *dtype, const uint64_t *shape, int rank, const uint8_t *data,
-                         size_t len, size_t *outlen)
+static uint8_t *npy_wrap(const char *dtype, bool structured, const uint64_t *shape, int rank,
+                         const uint8_t *data, size_t len, size_t *outlen)
 {
     char tuple[1024], header[NPY_HEADER_MAX];
     shape_tuple(shape, rank, tuple, sizeof(tuple));
     int n = snprintf(header, sizeof(header),
-                     "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", dtype, tuple);
+                     structured ? "{'descr': %s, 'fortran_order': False, 'shape': %s, }"
+                                : "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
+                     dtype, tuple);
     if (n < 0 || (size_t)n >= sizeof(header) - 64)
         return NULL;
     /* Magic (6) + version (2) + length (2) + header + padding + '\n': a multiple of 64. */
@@ -224,7 +272,7 @@ static enum MHD_Result send_bytes(struct server *srv, struct MHD_Connection *con
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(resp, "X-H5chunkd-Dtype", dtype);
     MHD_add_response_header(resp, "X-H5chunkd-Shape", tuple);
-    STATS_ADD(&srv->stats, bytes_served, len);
+    http_count_sent(srv, len);
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -267,10 +315,14 @@ enum MHD_Result route_slice(struct server *srv, struct MHD_Connection *conn)
     json_t *meta = h5index_meta(srv->h5index, &file, path, &err);
     if (meta == NULL)
         return http_send_error(srv, conn, &err);
-    const char *dtype_value = json_string_value(json_object_get(meta, "dtype"));
-    char dtype[64];
+    json_t *dtype_json = json_object_get(meta, "dtype");
+    const char *dtype_value = json_string_value(dtype_json);
+    char dtype[2048];
     snprintf(dtype, sizeof(dtype), "%s", dtype_value != NULL ? dtype_value : "|O");
     bool has_dtype = dtype_value != NULL;
+    bool structured = json_is_array(dtype_json);
+    if (structured)
+        has_dtype = structured_descr(dtype_json, dtype, sizeof(dtype)) == 0;
     json_decref(meta);
     struct h5dataset ds;
     if (h5index_dataset(srv->h5index, &file, path, &ds, &err) < 0)
@@ -280,6 +332,9 @@ enum MHD_Result route_slice(struct server *srv, struct MHD_Connection *conn)
     if (selection_parse(select, ds.grid.rank, ds.grid.shape, &sel, why, sizeof(why)) < 0)
         return http_fail(srv, conn, H5CD_E_BAD_REQUEST, "bad select: %s", why);
     bool json = strcmp(format, "json") == 0;
+    if (json && structured)
+        return http_fail(srv, conn, H5CD_E_UNSUPPORTED,
+                         "structured values have no JSON form here: use format=npy");
     if (json && selection_elements(&sel) > H5CD_MAX_JSON_ELEMENTS)
         return http_fail(srv, conn, H5CD_E_TOO_LARGE,
                          "JSON is for small selections: at most %d values (use format=npy)",
@@ -307,7 +362,7 @@ enum MHD_Result route_slice(struct server *srv, struct MHD_Connection *conn)
         return send_bytes(srv, conn, sc.out, sc.len, "application/octet-stream", dtype, shape,
                           rank);
     size_t npy_len = 0;
-    uint8_t *npy = npy_wrap(dtype, shape, rank, sc.out, sc.len, &npy_len);
+    uint8_t *npy = npy_wrap(dtype, structured, shape, rank, sc.out, sc.len, &npy_len);
     free(sc.out);
     if (npy == NULL)
         return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");

@@ -109,8 +109,7 @@ static const struct option options[] = {
      "bytes one client request reads ahead"},
 
     /* HDF5 chunk service. */
-    {"h5_prefix_bytes", OPT_SIZE, OFF(h5_prefix_bytes), 0, H5CD_MAX_FETCH_BYTES, F_RELOAD,
-     "4M",
+    {"h5_prefix_bytes", OPT_SIZE, OFF(h5_prefix_bytes), 0, H5CD_MAX_FETCH_BYTES, 0, "4M",
      "bytes read from the start of a file when it is first opened"},
     {"max_keys", OPT_UINT, OFF(max_keys), 1, 1000000, F_RELOAD, "100000",
      "chunk keys in one batch request"},

@@ -930,12 +930,104 @@ static const char *layout_name(H5D_layout_t layout)
     }
 }
 
+static json_t *compound_dtype(hid_t type, int depth);
+
+/* A member's NumPy type: a simple string or a nested structure; for a
+ * fixed-size array member, its element type with *shape set to the array's
+ * dimensions.  NULL if it has no NumPy spelling. */
+static json_t *member_dtype(hid_t type, int depth, json_t **shape)
+{
+    char simple[32];
+    *shape = NULL;
+    if (h5meta_dtype(type, simple, sizeof(simple)) == 0)
+        return json_string(simple);
+    H5T_class_t cls = H5Tget_class(type);
+    if (cls == H5T_COMPOUND)
+        return compound_dtype(type, depth + 1);
+    if (cls != H5T_ARRAY)
+        return NULL;
+    hsize_t dims[H5S_MAX_RANK];
+    int rank = H5Tget_array_ndims(type);
+    hid_t base = H5Tget_super(type);
+    json_t *inner = NULL, *inner_shape = NULL;
+    if (rank > 0 && rank <= H5S_MAX_RANK && H5Tget_array_dims2(type, dims) == rank && base >= 0)
+        inner = member_dtype(base, depth, &inner_shape);
+    if (base >= 0)
+        H5Tclose(base);
+    if (inner_shape != NULL) { /* arrays of arrays have no structured spelling */
+        json_decref(inner_shape);
+        json_decref(inner);
+        return NULL;
+    }
+    if (inner != NULL)
+        *shape = dims_json(rank, dims);
+    return inner;
+}
+
+/* Members ordered by their offset in the type. */
+struct member_order {
+    unsigned index;
+    size_t offset;
+};
+
+static int cmp_member(const void *a, const void *b)
+{
+    const struct member_order *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/*
+ * A compound type as a NumPy structured dtype in Zarr v2's spelling,
+ * [["name", "<i4"], ["pos", "<f8", [3]], ...], fields in offset order.
+ * Values are served packed (no padding), which is what this dtype means.
+ * NULL when a field has no fixed-size NumPy type (e.g. a vlen string).
+ */
+static json_t *compound_dtype(hid_t type, int depth)
+{
+    int n = H5Tget_nmembers(type);
+    if (depth > 8 || n <= 0 || n > 1024)
+        return NULL;
+    struct member_order order[1024];
+    for (int i = 0; i < n; i++) {
+        order[i].index = (unsigned)i;
+        order[i].offset = H5Tget_member_offset(type, (unsigned)i);
+    }
+    qsort(order, (size_t)n, sizeof(order[0]), cmp_member);
+    json_t *fields = json_array();
+    for (int i = 0; i < n && fields != NULL; i++) {
+        char *name = H5Tget_member_name(type, order[i].index);
+        hid_t mtype = H5Tget_member_type(type, order[i].index);
+        json_t *shape = NULL;
+        json_t *mdtype = mtype >= 0 ? member_dtype(mtype, depth, &shape) : NULL;
+        json_t *field = NULL;
+        if (name != NULL && mdtype != NULL && is_utf8(name))
+            field = shape != NULL ? json_pack("[s, O, O]", name, mdtype, shape)
+                                  : json_pack("[s, O]", name, mdtype);
+        json_decref(mdtype);
+        json_decref(shape);
+        if (mtype >= 0)
+            H5Tclose(mtype);
+        H5free_memory(name);
+        if (field == NULL) {
+            json_decref(fields);
+            return NULL;
+        }
+        json_array_append_new(fields, field);
+    }
+    return fields;
+}
+
 /* Adds "dtype" (and "h5type" when dtype is null). */
 static int put_dtype(json_t *o, hid_t type)
 {
     char dtype[32];
     if (h5meta_dtype(type, dtype, sizeof(dtype)) == 0)
         return put(o, "dtype", json_string(dtype));
+    if (H5Tget_class(type) == H5T_COMPOUND) {
+        json_t *structured = compound_dtype(type, 0);
+        if (structured != NULL)
+            return put(o, "dtype", structured);
+    }
     if (put(o, "dtype", json_null()) < 0)
         return -1;
     return put(o, "h5type", json_string(h5type_name(type)));

@@ -46,6 +46,12 @@ tests_unit_check_accesslog_SOURCES = tests/unit/check_accesslog.c
 tests_unit_check_accesslog_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_accesslog_LDADD = $(TEST_LIBS)
 
+check_PROGRAMS += tests/unit/check_h5chunk_args
+tests_unit_check_h5chunk_args_SOURCES = tests/unit/check_h5chunk_args.c \
+	client/args.c client/util.c client/frames.c client/h5chunk.h
+tests_unit_check_h5chunk_args_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/client $(JANSSON_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_check_h5chunk_args_LDADD = $(JANSSON_LIBS) $(CHECK_LIBS)
+
 TESTS += $(check_PROGRAMS)
 
 # Integration scripts start their own origin and daemon on free loopback ports.

@@ -232,6 +232,21 @@ def h5type(tid):
     return CLASSES.get(cls, "unknown")
 
 
+def structured(dt):
+    """A compound dtype in Zarr's list spelling, fields in offset order (as h5meta gives it)."""
+    fields = sorted(dt.fields.items(), key=lambda kv: kv[1][1])
+    out = []
+    for name, (fdt, _offset) in fields:
+        if fdt.subdtype is not None:
+            base, shape = fdt.subdtype
+            out.append([name, base.str, list(shape)])
+        elif fdt.fields is not None:
+            out.append([name, structured(fdt)])
+        else:
+            out.append([name, fdt.str])
+    return out
+
+
 def contiguous_chunks(shape, itemsize):
     if len(shape) == 0:
         return []
@@ -263,10 +278,11 @@ def describe_dataset(name, d, f):
             entry["params_truncated_by_h5py"] = True
         filters.append(entry)
     out = {"path": name, "kind": "dataset", "shape": shape, "chunks": chunks,
-           "dtype": None if htype else d.dtype.str, "layout": layout, "filters": filters,
+           "dtype": (structured(d.dtype) if htype == "compound" else None) if htype
+           else d.dtype.str, "layout": layout, "filters": filters,
            "fill_value": None if htype or d.dtype.kind == "V" else jsonable(d.fillvalue, f),
            "attrs": {k: jsonable(d.attrs[k], f) for k in d.attrs}}
-    if htype:
+    if htype and out["dtype"] is None:
         out["h5type"] = htype
     return out
 

@@ -10,3 +10,4 @@ INTEGRATION_TESTS += \
 	tests/integration/test_security.sh
 INTEGRATION_TESTS += tests/integration/test_h5chunks.sh
 INTEGRATION_TESTS += tests/integration/test_systemd.sh
+INTEGRATION_TESTS += tests/integration/test_client.sh tests/integration/test_man.sh
