@@ -35,6 +35,8 @@ import sys
 
 READ_SIZE = 256 * 1024  # bytes read per step; at 100 MB/s about 400 steps/s
 EOF = None
+BURST_BYTES = 256 * 1024
+BURST_SECONDS = 0.002
 
 
 class Pipe:
@@ -44,13 +46,18 @@ class Pipe:
         self.bw = float(bw)
         self.next_free = 0.0
         self.bytes = 0
+        # A token bucket's depth: time lost to a late timer wake-up is made
+        # up by letting this much through at once, or the cap would not be
+        # reached.
+        self.burst = max(BURST_BYTES, self.bw * BURST_SECONDS) / self.bw
 
     def reserve(self, loop, n):
         """Returns when the last of n bytes entered the far end of the pipe."""
-        start = max(loop.time(), self.next_free)
+        now = loop.time()
+        start = max(now - self.burst, self.next_free)
         self.next_free = start + n / self.bw
         self.bytes += n
-        return self.next_free
+        return max(now, self.next_free)
 
 
 class Link:

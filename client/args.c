@@ -79,15 +79,24 @@ static const char *echo(const char *s, char *buf, size_t cap)
 const char *h5c_command_name(enum h5c_command cmd)
 {
     switch (cmd) {
-    case H5C_CMD_META: return "meta";
-    case H5C_CMD_GET: return "get";
-    case H5C_CMD_SLICE: return "slice";
-    case H5C_CMD_PREFETCH: return "prefetch";
-    case H5C_CMD_STATS: return "stats";
-    case H5C_CMD_CACHE_LS: return "cache ls";
-    case H5C_CMD_CACHE_PURGE: return "cache purge";
-    case H5C_CMD_ZARR_URL: return "zarr-url";
-    case H5C_CMD_NONE: break;
+    case H5C_CMD_META:
+        return "meta";
+    case H5C_CMD_GET:
+        return "get";
+    case H5C_CMD_SLICE:
+        return "slice";
+    case H5C_CMD_PREFETCH:
+        return "prefetch";
+    case H5C_CMD_STATS:
+        return "stats";
+    case H5C_CMD_CACHE_LS:
+        return "cache ls";
+    case H5C_CMD_CACHE_PURGE:
+        return "cache purge";
+    case H5C_CMD_ZARR_URL:
+        return "zarr-url";
+    case H5C_CMD_NONE:
+        break;
     }
     return "";
 }
@@ -175,7 +184,7 @@ static const struct opt *find_short(char c)
 struct scan {
     const char **pos; /* positional arguments, in order */
     size_t npos;
-    const char *values[NOPTS]; /* option values (or "" for flags) by opt_id; NULL if unseen */
+    const char *values[NOPTS];  /* option values (or "" for flags) by opt_id; NULL if unseen */
     const char *spelled[NOPTS]; /* how each option was written, for messages */
 };
 
@@ -258,7 +267,7 @@ static int find_command(const struct scan *s, enum h5c_command *cmd, size_t *use
         const char *name;
         enum h5c_command cmd;
     } simple[] = {
-        {"meta", H5C_CMD_META},   {"get", H5C_CMD_GET},         {"slice", H5C_CMD_SLICE},
+        {"meta", H5C_CMD_META},         {"get", H5C_CMD_GET},     {"slice", H5C_CMD_SLICE},
         {"prefetch", H5C_CMD_PREFETCH}, {"stats", H5C_CMD_STATS}, {"zarr-url", H5C_CMD_ZARR_URL},
     };
     const char *name = s->pos[0];
@@ -295,8 +304,7 @@ static int want(const char *cmd, size_t n, size_t lo, size_t hi, const char *usa
     if (n < lo)
         return errf(err, errlen, "%s: missing arguments (usage: h5chunk %s %s)", cmd, cmd, usage);
     if (n > hi)
-        return errf(err, errlen, "%s: too many arguments (usage: h5chunk %s %s)", cmd, cmd,
-                    usage);
+        return errf(err, errlen, "%s: too many arguments (usage: h5chunk %s %s)", cmd, cmd, usage);
     return 0;
 }
 
@@ -366,14 +374,13 @@ static int check_operands(const struct h5c_args *a, char *err, size_t errlen)
     for (size_t i = 0; i < a->nkeys; i++)
         if (!h5c_key_valid(a->keys[i]))
             return errf(err, errlen,
-                        "%s: invalid chunk key '%s' (chunk indices joined by dots, e.g. 0.3)",
-                        name, echo(a->keys[i], e, sizeof(e)));
+                        "%s: invalid chunk key '%s' (chunk indices joined by dots, e.g. 0.3)", name,
+                        echo(a->keys[i], e, sizeof(e)));
     return 0;
 }
 
 /* Options given to a command they do not apply to are usage errors, not silently ignored. */
-static int check_option_scope(const struct scan *s, enum h5c_command cmd, char *err,
-                              size_t errlen)
+static int check_option_scope(const struct scan *s, enum h5c_command cmd, char *err, size_t errlen)
 {
     for (size_t i = 0; i < NOPTS; i++) {
         if (s->values[opts[i].id] == NULL || (opts[i].commands & BIT(cmd)) != 0)
@@ -399,7 +406,8 @@ static int apply_options(const struct scan *s, const char *env_daemon, const cha
     if (a->token_file == NULL && env_token != NULL && env_token[0] != '\0')
         a->token_file = env_token;
     a->timeout_ms = H5C_DEFAULT_TIMEOUT_MS;
-    if (s->values[O_TIMEOUT] != NULL && h5c_parse_duration(s->values[O_TIMEOUT], &a->timeout_ms) < 0)
+    if (s->values[O_TIMEOUT] != NULL &&
+        h5c_parse_duration(s->values[O_TIMEOUT], &a->timeout_ms) < 0)
         return errf(err, errlen,
                     "--timeout: expected a duration such as 30, 90s, 10m or 2h (at most 7 days)");
 

@@ -15,8 +15,8 @@
 #define ZARR_PREFIX "/zarr/v2/"
 
 /* GET target; prints the raw JSON with --json, else hands the document over. */
-static int fetch_json(struct h5c_http *h, const char *what, const char *method,
-                      const char *target, bool raw_out, json_t **doc)
+static int fetch_json(struct h5c_http *h, const char *what, const char *method, const char *target,
+                      bool raw_out, json_t **doc)
 {
     struct h5c_failure fail;
     char *raw = NULL;
@@ -116,7 +116,11 @@ static json_t *cache_entries(json_t *doc)
     if (json_is_array(v))
         return v;
     const char *k;
-    json_object_foreach(doc, k, v) if (json_is_array(v)) return v;
+    json_object_foreach(doc, k, v)
+    {
+        if (json_is_array(v))
+            return v;
+    }
     return NULL;
 }
 
@@ -140,11 +144,10 @@ static const char *show_time(json_t *v, char *buf, size_t cap)
 static void print_entry(json_t *e)
 {
     static const char *const url_names[] = {"url", NULL};
-    static const char *const byte_names[] = {"bytes", "bytes_cached", "cached_bytes", "size",
-                                             NULL};
+    static const char *const byte_names[] = {"bytes", "bytes_cached", "cached_bytes", "size", NULL};
     static const char *const hit_names[] = {"hits", "cache_hits", NULL};
-    static const char *const time_names[] = {"last_access", "last_access_s", "atime",
-                                             "last_used", NULL};
+    static const char *const time_names[] = {"last_access", "last_access_s", "atime", "last_used",
+                                             NULL};
     static const char *const val_names[] = {"validator", "etag", "last_modified", NULL};
     char url[4200], bytes[32], when[64], validator[80], hits[32];
     json_t *b = any_of(e, byte_names), *n = any_of(e, hit_names), *u = any_of(e, url_names);
@@ -186,8 +189,7 @@ int h5c_cmd_cache_ls(struct h5c_http *h, const struct h5c_args *a)
             free(text);
         }
     } else if (!a->json) {
-        printf("%10s  %8s  %-19s  %-24s  %s\n", "BYTES", "HITS", "LAST ACCESS", "VALIDATOR",
-               "URL");
+        printf("%10s  %8s  %-19s  %-24s  %s\n", "BYTES", "HITS", "LAST ACCESS", "VALIDATOR", "URL");
         json_array_foreach(entries, i, e)
         {
             const char *u = json_string_value(json_object_get(e, "url"));
@@ -222,15 +224,15 @@ int h5c_cmd_cache_purge(struct h5c_http *h, const struct h5c_args *a)
         /* "purged: blocks=12 bytes=3145728", from whatever counts the daemon reports */
         const char *k;
         json_t *v;
-        char name[64];
-        printf("purged %s", a->url != NULL ? "" : "the whole cache");
-        if (a->url != NULL) {
-            char url[4200];
-            printf("%s", h5c_sanitize(url, sizeof(url), a->url));
+        char name[64], url[4200];
+        printf("purged %s",
+               a->url != NULL ? h5c_sanitize(url, sizeof(url), a->url) : "the whole cache");
+        json_object_foreach(doc, k, v)
+        {
+            if (json_is_integer(v))
+                printf(" %s=%lld", h5c_sanitize(name, sizeof(name), k),
+                       (long long)json_integer_value(v));
         }
-        json_object_foreach(doc, k, v) if (json_is_integer(v))
-            printf(" %s=%lld", h5c_sanitize(name, sizeof(name), k),
-                   (long long)json_integer_value(v));
         printf("\n");
     }
     json_decref(doc);

@@ -17,9 +17,9 @@
 
 #include "h5chunk.h"
 
-#define LABEL_WIDTH 8
-#define VALUE_SHOWN 160 /* bytes of an attribute or fill value shown */
-#define NPY_MAGIC   "\x93NUMPY"
+#define LABEL_WIDTH     8
+#define VALUE_SHOWN     160 /* bytes of an attribute or fill value shown */
+#define NPY_MAGIC       "\x93NUMPY"
 #define NPY_MAGIC_BYTES 6
 
 static int write_all(int fd, const uint8_t *p, size_t len)
@@ -178,9 +178,10 @@ static void print_members(json_t *members)
         return;
     }
     json_array_foreach(members, i, m)
-        print_field(i == 0 ? "members" : "",
-                    h5c_sanitize(name, sizeof(name),
-                                 json_is_string(m) ? json_string_value(m) : "?"));
+    {
+        const char *text = json_is_string(m) ? json_string_value(m) : "?";
+        print_field(i == 0 ? "members" : "", h5c_sanitize(name, sizeof(name), text));
+    }
 }
 
 static void print_meta(json_t *doc, const char *path)
@@ -188,8 +189,8 @@ static void print_meta(json_t *doc, const char *path)
     char buf[512];
     json_t *p = json_object_get(doc, "path");
     const char *kind = json_string_value(json_object_get(doc, "kind"));
-    print_field("path", h5c_sanitize(buf, sizeof(buf), json_is_string(p) ? json_string_value(p)
-                                                                           : path));
+    print_field("path",
+                h5c_sanitize(buf, sizeof(buf), json_is_string(p) ? json_string_value(p) : path));
     print_field("kind", h5c_sanitize(buf, sizeof(buf), kind != NULL ? kind : "?"));
     if (kind != NULL && strcmp(kind, "dataset") == 0) {
         json_t *shape = json_object_get(doc, "shape");
@@ -341,8 +342,7 @@ static int get_data(void *ud, const struct h5c_frame *f, const uint8_t *bytes, s
     int rc = write_all(g->fd, bytes, len);
     if (rc < 0) {
         g->nfailed++;
-        h5c_errorf("get: chunk %s: cannot write %s/%s: %s", f->key, g->dir, g->tmp,
-                   strerror(-rc));
+        h5c_errorf("get: chunk %s: cannot write %s/%s: %s", f->key, g->dir, g->tmp, strerror(-rc));
         drop_tmp(g);
     }
     return 0;
@@ -357,8 +357,7 @@ static int get_end(void *ud, const struct h5c_frame *f)
     g->fd = -1;
     if (close(fd) < 0 || renameat(g->dirfd, g->tmp, g->dirfd, f->key) < 0) {
         g->nfailed++;
-        h5c_errorf("get: chunk %s: cannot save %s/%s: %s", f->key, g->dir, f->key,
-                   strerror(errno));
+        h5c_errorf("get: chunk %s: cannot save %s/%s: %s", f->key, g->dir, f->key, strerror(errno));
         unlinkat(g->dirfd, g->tmp, 0);
         return 0;
     }
@@ -393,8 +392,8 @@ static char *get_body(struct get_ctx *g, const struct h5c_args *a)
             keys = NULL;
         }
     json_t *body = keys == NULL ? NULL
-                                : json_pack("{s:s, s:s, s:o, s:b}", "url", a->url, "path",
-                                            a->path, "keys", keys, "decode", a->decode);
+                                : json_pack("{s:s, s:s, s:o, s:b}", "url", a->url, "path", a->path,
+                                            "keys", keys, "decode", a->decode);
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     return text;
@@ -522,8 +521,8 @@ static int open_temp(const char *path, char *tmp, size_t cap)
 
 int h5c_cmd_slice(struct h5c_http *h, const struct h5c_args *a)
 {
-    const char *params[] = {"url", a->url, "path", a->path, "select", a->select,
-                            "format", "npy", NULL};
+    const char *params[] = {"url",     a->url,   "path", a->path, "select",
+                            a->select, "format", "npy",  NULL};
     bool to_stdout = a->out == NULL || strcmp(a->out, "-") == 0;
     struct slice_ctx s = {.fd = -1, .name = to_stdout ? "stdout" : a->out};
     struct h5c_failure fail;

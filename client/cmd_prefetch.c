@@ -16,7 +16,7 @@
 
 #include "h5chunk.h"
 
-#define MAX_JOB_ID_BYTES 128
+#define MAX_JOB_ID_BYTES  128
 #define POLL_TIMEOUT_MS   30000 /* one status request */
 #define CANCEL_TIMEOUT_MS 5000
 #define DEFAULT_COLUMNS   80
@@ -126,8 +126,7 @@ static char *job_target(struct h5c_http *h, const struct job *j)
 }
 
 /* One status request.  0, or -1 with fail set. */
-static int poll_job(struct h5c_http *h, const char *target, struct job *j,
-                    struct h5c_failure *fail)
+static int poll_job(struct h5c_http *h, const char *target, struct job *j, struct h5c_failure *fail)
 {
     json_t *doc = NULL;
     uint64_t left = h5c_http_remaining_ms(h);
@@ -138,8 +137,8 @@ static int poll_job(struct h5c_http *h, const char *target, struct job *j,
         snprintf(fail->message, sizeof(fail->message), "timed out");
         return -1;
     }
-    if (h5c_http_json(h, "GET", target, NULL, &doc, &j->raw, left < POLL_TIMEOUT_MS ? left : POLL_TIMEOUT_MS,
-                      fail) < 0)
+    if (h5c_http_json(h, "GET", target, NULL, &doc, &j->raw,
+                      left < POLL_TIMEOUT_MS ? left : POLL_TIMEOUT_MS, fail) < 0)
         return -1;
     take_status(j, doc);
     json_decref(doc);

@@ -150,15 +150,24 @@ static void catch_signals(void)
 static int run(struct h5c_http *h, const struct h5c_args *a)
 {
     switch (a->cmd) {
-    case H5C_CMD_META: return h5c_cmd_meta(h, a);
-    case H5C_CMD_GET: return h5c_cmd_get(h, a);
-    case H5C_CMD_SLICE: return h5c_cmd_slice(h, a);
-    case H5C_CMD_PREFETCH: return h5c_cmd_prefetch(h, a);
-    case H5C_CMD_STATS: return h5c_cmd_stats(h, a);
-    case H5C_CMD_CACHE_LS: return h5c_cmd_cache_ls(h, a);
-    case H5C_CMD_CACHE_PURGE: return h5c_cmd_cache_purge(h, a);
-    case H5C_CMD_ZARR_URL: return h5c_cmd_zarr_url(h, a);
-    case H5C_CMD_NONE: break;
+    case H5C_CMD_META:
+        return h5c_cmd_meta(h, a);
+    case H5C_CMD_GET:
+        return h5c_cmd_get(h, a);
+    case H5C_CMD_SLICE:
+        return h5c_cmd_slice(h, a);
+    case H5C_CMD_PREFETCH:
+        return h5c_cmd_prefetch(h, a);
+    case H5C_CMD_STATS:
+        return h5c_cmd_stats(h, a);
+    case H5C_CMD_CACHE_LS:
+        return h5c_cmd_cache_ls(h, a);
+    case H5C_CMD_CACHE_PURGE:
+        return h5c_cmd_cache_purge(h, a);
+    case H5C_CMD_ZARR_URL:
+        return h5c_cmd_zarr_url(h, a);
+    case H5C_CMD_NONE:
+        break;
     }
     return H5C_EXIT_USAGE;
 }

@@ -16,19 +16,19 @@
 #define H5C_UNIX_BASE      "http://localhost" /* the Host a Unix-socket daemon sees */
 
 /* Limits, with their units.  Everything the daemon sends is bounded by them. */
-#define H5C_MAX_DAEMON_BYTES  1024               /* a --daemon / H5CHUNKD_URL value */
-#define H5C_MAX_UNIX_PATH     107                /* sockaddr_un.sun_path minus the NUL */
-#define H5C_MAX_KEY_BYTES     400                /* a chunk key (the daemon's own limit) */
-#define H5C_MAX_JSON_BODY     (64u * 1024 * 1024) /* a JSON response */
-#define H5C_MAX_ERROR_BODY    (64u * 1024)       /* an error body read from a binary endpoint */
-#define H5C_MAX_FRAME_HEADER  4096               /* one frame header line, newline included */
-#define H5C_MAX_FRAME_PAYLOAD 0xFFFFFFFFull      /* HDF5 chunks are smaller than 4 GiB */
-#define H5C_MAX_TOKEN_BYTES   4096               /* a bearer token file */
-#define H5C_MAX_TIMEOUT_MS    (7ull * 24 * 3600 * 1000) /* --timeout: one week */
-#define H5C_DEFAULT_TIMEOUT_MS (3600ull * 1000)         /* --timeout: one hour */
+#define H5C_MAX_DAEMON_BYTES   1024                /* a --daemon / H5CHUNKD_URL value */
+#define H5C_MAX_UNIX_PATH      107                 /* sockaddr_un.sun_path minus the NUL */
+#define H5C_MAX_KEY_BYTES      400                 /* a chunk key (the daemon's own limit) */
+#define H5C_MAX_JSON_BODY      (64u * 1024 * 1024) /* a JSON response */
+#define H5C_MAX_ERROR_BODY     (64u * 1024)        /* an error body read from a binary endpoint */
+#define H5C_MAX_FRAME_HEADER   4096                /* one frame header line, newline included */
+#define H5C_MAX_FRAME_PAYLOAD  0xFFFFFFFFull       /* HDF5 chunks are smaller than 4 GiB */
+#define H5C_MAX_TOKEN_BYTES    4096                /* a bearer token file */
+#define H5C_MAX_TIMEOUT_MS     (7ull * 24 * 3600 * 1000) /* --timeout: one week */
+#define H5C_DEFAULT_TIMEOUT_MS (3600ull * 1000)          /* --timeout: one hour */
 #define H5C_CONNECT_TIMEOUT_MS 10000
-#define H5C_POLL_INTERVAL_MS  200 /* prefetch: job status polls */
-#define H5C_MESSAGE_BYTES     512 /* one error line */
+#define H5C_POLL_INTERVAL_MS   200 /* prefetch: job status polls */
+#define H5C_MESSAGE_BYTES      512 /* one error line */
 
 /* Exit statuses. */
 #define H5C_EXIT_OK        0
@@ -50,24 +50,24 @@ enum h5c_command {
 
 /* Where the daemon is: a base URL, and a Unix socket path when it listens on one. */
 struct h5c_daemon {
-    char base[H5C_MAX_DAEMON_BYTES + 1]; /* no trailing '/' */
+    char base[H5C_MAX_DAEMON_BYTES + 1];   /* no trailing '/' */
     char unix_path[H5C_MAX_UNIX_PATH + 1]; /* "" for TCP */
 };
 
 /* The command line.  String pointers point into argv. */
 struct h5c_args {
     enum h5c_command cmd;
-    bool help;    /* --help: print the (command's) help and exit 0 */
-    bool version; /* --version */
-    bool json;    /* --json: raw JSON for scripts */
-    bool decode;  /* get --decode */
-    bool all;     /* cache purge --all */
+    bool help;              /* --help: print the (command's) help and exit 0 */
+    bool version;           /* --version */
+    bool json;              /* --json: raw JSON for scripts */
+    bool decode;            /* get --decode */
+    bool all;               /* cache purge --all */
     const char *token_file; /* --token, else $H5CHUNKD_TOKEN_FILE; NULL for none */
     const char *url;
     const char *path;
-    const char *select;      /* slice, prefetch; NULL when absent */
-    const char *out;         /* -o: a directory (get) or a file (slice); NULL when absent */
-    const char **keys;       /* get: the KEY operands (strings in argv) */
+    const char *select; /* slice, prefetch; NULL when absent */
+    const char *out;    /* -o: a directory (get) or a file (slice); NULL when absent */
+    const char **keys;  /* get: the KEY operands (strings in argv) */
     size_t nkeys;
     const char **positional; /* internal: the malloc'd array keys points into */
     uint64_t timeout_ms;     /* --timeout: bound on the whole command */
@@ -186,16 +186,15 @@ struct h5c_http;
 
 /* A failed request: either no HTTP answer (status 0) or the daemon's error. */
 struct h5c_failure {
-    long status;          /* HTTP status, 0 when there was none */
-    char code[64];        /* the daemon's error code, "" when it gave none */
+    long status;   /* HTTP status, 0 when there was none */
+    char code[64]; /* the daemon's error code, "" when it gave none */
     char message[H5C_MESSAGE_BYTES];
-    bool interrupted;     /* stopped by SIGINT */
+    bool interrupted; /* stopped by SIGINT */
 };
 
 /* Where a 2xx body goes when it is not collected: return 0, or -1 to abort
  * (the sink's own message goes in why). */
-typedef int (*h5c_sink_fn)(void *ud, const uint8_t *bytes, size_t len, char *why,
-                           size_t whylen);
+typedef int (*h5c_sink_fn)(void *ud, const uint8_t *bytes, size_t len, char *why, size_t whylen);
 
 int h5c_http_new(const struct h5c_args *args, struct h5c_http **out, char *err, size_t errlen);
 void h5c_http_free(struct h5c_http *h);
@@ -218,9 +217,9 @@ uint64_t h5c_http_remaining_ms(const struct h5c_http *h);
  * fail from its JSON error.  timeout_ms 0 means what is left of --timeout.
  * Returns the 2xx status, or -1 with fail set.
  */
-long h5c_http_request(struct h5c_http *h, const char *method, const char *target,
-                      const char *body, h5c_sink_fn sink, void *sink_ud, char **resp,
-                      size_t *resp_len, uint64_t timeout_ms, struct h5c_failure *fail);
+long h5c_http_request(struct h5c_http *h, const char *method, const char *target, const char *body,
+                      h5c_sink_fn sink, void *sink_ud, char **resp, size_t *resp_len,
+                      uint64_t timeout_ms, struct h5c_failure *fail);
 
 /* Like h5c_http_request with a collected body, parsed as JSON into *doc (an
  * empty body gives an empty object).  With raw not NULL the body text is

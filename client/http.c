@@ -56,7 +56,8 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void failf(struct h5c_failure *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void failf(struct h5c_failure *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void failf(struct h5c_failure *f, const char *fmt, ...)
 {
@@ -405,9 +406,9 @@ static void take_curl_error(struct h5c_http *h, CURLcode rc, const struct xfer *
     }
 }
 
-long h5c_http_request(struct h5c_http *h, const char *method, const char *target,
-                      const char *body, h5c_sink_fn sink, void *sink_ud, char **resp,
-                      size_t *resp_len, uint64_t timeout_ms, struct h5c_failure *fail)
+long h5c_http_request(struct h5c_http *h, const char *method, const char *target, const char *body,
+                      h5c_sink_fn sink, void *sink_ud, char **resp, size_t *resp_len,
+                      uint64_t timeout_ms, struct h5c_failure *fail)
 {
     struct xfer x = {.h = h, .sink = sink, .sink_ud = sink_ud};
     memset(fail, 0, sizeof(*fail));

@@ -160,7 +160,8 @@ const char *h5c_progress_line(const struct h5c_progress *p, unsigned width, char
         return buf;
     buf[0] = '\0';
     text[0] = '\0';
-    n = pct < 0 ? snprintf(part, sizeof(part), "  ?%%") : snprintf(part, sizeof(part), "%3d%%", pct);
+    n = pct < 0 ? snprintf(part, sizeof(part), "  ?%%")
+                : snprintf(part, sizeof(part), "%3d%%", pct);
     if (n > 0)
         append(text, sizeof(text), &used, part);
     if (p->bytes_total > 0)

@@ -604,6 +604,17 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *conn,
                              (unsigned long long)srv->cfg->max_request_body);
         return route_chunks(srv, conn, ctx->body != NULL ? ctx->body : "", ctx->len);
     }
+    if (strcmp(url, "/v1/cache") == 0)
+        return route_cache(srv, conn, method);
+    if (strcmp(url, "/v1/jobs") == 0 || strncmp(url, "/v1/jobs/", 9) == 0)
+        return route_jobs(srv, conn, method, url);
+    if (strcmp(url, "/v1/prefetch") == 0) {
+        if (!post)
+            return http_fail(srv, conn, H5CD_E_METHOD_NOT_ALLOWED, "use POST");
+        if (ctx->too_large)
+            return http_fail(srv, conn, H5CD_E_TOO_LARGE, "request body too large");
+        return route_prefetch(srv, conn, ctx->body != NULL ? ctx->body : "", ctx->len);
+    }
     if (strncmp(url, "/zarr/v2/", 9) == 0) {
         if (!get && !head)
             return http_fail(srv, conn, H5CD_E_METHOD_NOT_ALLOWED, "use GET");

@@ -10,5 +10,6 @@ daemon_h5chunkd_SOURCES = \
 	daemon/routes_chunks.c \
 	daemon/routes_slice.c \
 	daemon/routes_zarr.c \
+	daemon/routes_admin.c \
 	daemon/routes.h
 daemon_h5chunkd_LDADD = lib/libh5chunkd.a $(DEP_LIBS)

@@ -39,6 +39,8 @@
 #endif
 
 #define ERR_LINE 512
+#define MAX_RUNNING_JOBS 4 /* prefetch jobs running at once */
+#define MAX_KEPT_JOBS 256  /* finished jobs remembered for GET /v1/jobs */
 #define STATUS_INTERVAL_S 30 /* systemd STATUS= refresh while idle */
 #define STATUS_BYTES 512
 
@@ -369,6 +371,8 @@ static void start_engine(struct server *srv)
     rc = h5index_open(&icfg, srv->remote, &srv->stats, &srv->h5index);
     if (rc < 0)
         die("cannot open the HDF5 index: %s", strerror(-rc));
+    if (jobs_new(MAX_RUNNING_JOBS, MAX_KEPT_JOBS, &srv->jobs) < 0)
+        die("out of memory");
 }
 
 /* Reverse order of start-up; every thread is joined before the generations go. */
@@ -376,6 +380,7 @@ static void stop_all(struct daemon *d)
 {
     struct server *srv = &d->srv;
     http_stop(srv);
+    jobs_free(srv->jobs); /* cancels prefetches; they need the engine until they end */
     h5index_close(srv->h5index);
     fetch_free(srv->fetch);
     remote_free(srv->remote);

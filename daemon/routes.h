@@ -27,6 +27,13 @@ enum MHD_Result route_chunk(struct server *srv, struct MHD_Connection *conn);
 enum MHD_Result route_zarr_base(struct server *srv, struct MHD_Connection *conn);
 enum MHD_Result route_zarr(struct server *srv, struct MHD_Connection *conn, const char *target);
 
+/* routes_admin.c: the cache and prefetch jobs */
+enum MHD_Result route_cache(struct server *srv, struct MHD_Connection *conn, const char *method);
+enum MHD_Result route_prefetch(struct server *srv, struct MHD_Connection *conn, const char *body,
+                               size_t len);
+enum MHD_Result route_jobs(struct server *srv, struct MHD_Connection *conn, const char *method,
+                           const char *url);
+
 /* routes_slice.c */
 enum MHD_Result route_slice(struct server *srv, struct MHD_Connection *conn);
 

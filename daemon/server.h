@@ -17,6 +17,7 @@
 #include "config.h"
 #include "fetch.h"
 #include "h5index.h"
+#include "jobs.h"
 #include "remote.h"
 #include "stats.h"
 #include "urlpolicy.h"
@@ -35,6 +36,7 @@ struct server {
     struct fetch_engine *fetch;
     struct remote *remote;
     struct h5index *h5index;
+    struct jobs *jobs;                 /* background prefetch jobs */
     struct MHD_Daemon *mhd[H5CD_MAX_LISTEN_SOCKETS]; /* one per listening socket */
     int listen_fd[H5CD_MAX_LISTEN_SOCKETS];
     size_t nlisten;

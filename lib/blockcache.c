@@ -50,7 +50,7 @@
 
 #include "log.h"
 
-#define SCHEMA_VERSION            1
+#define SCHEMA_VERSION            2 /* 2: files.hits */
 #define BUSY_TIMEOUT_MS           5000
 #define DEFAULT_ENOSPC_COOLDOWN_S 30
 /* Access times buffered before one transaction writes them all. */
@@ -81,6 +81,8 @@ enum stmt_id {
     ST_BLOCK_DELETE,
     ST_BLOCK_TOUCH,
     ST_LRU,
+    ST_FILE_HIT,
+    ST_LIST,
     ST_COUNT
 };
 
@@ -103,6 +105,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BLOCK_TOUCH] = "UPDATE blocks SET last_access = ?3 "
                        "WHERE file_id = ?1 AND idx = ?2 AND last_access < ?3",
     [ST_LRU] = "SELECT file_id, idx, size FROM blocks ORDER BY last_access, file_id, idx LIMIT ?1",
+    [ST_FILE_HIT] = "UPDATE files SET hits = hits + 1 WHERE id = ?1",
+    [ST_LIST] = "SELECT f.identity, f.validator, f.size, f.hits, f.checked_at,"
+                " COALESCE(SUM(b.size), 0), COUNT(b.idx), COALESCE(MAX(b.last_access), 0)"
+                " FROM files f LEFT JOIN blocks b ON b.file_id = f.id"
+                " GROUP BY f.id ORDER BY f.identity",
 };
 
 /* The blocks table is WITHOUT ROWID: its primary key is the only lookup. */
@@ -110,7 +117,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS files ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT, identity TEXT NOT NULL UNIQUE,"
     " validator TEXT NOT NULL, size INTEGER NOT NULL, checked_at INTEGER NOT NULL,"
-    " created_at INTEGER NOT NULL);"
+    " created_at INTEGER NOT NULL, hits INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS blocks ("
     " file_id INTEGER NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,"
     " checksum INTEGER NOT NULL, last_access INTEGER NOT NULL,"
@@ -410,6 +417,10 @@ static int touches_flush(struct blockcache *bc)
         sqlite3_bind_int64(s, 2, (int64_t)bc->touches[i].index);
         sqlite3_bind_int64(s, 3, bc->touches[i].at);
         rc = run(bc, ST_BLOCK_TOUCH);
+        if (rc == 0) {
+            sqlite3_bind_int64(bc->st[ST_FILE_HIT], 1, bc->touches[i].file_id);
+            rc = run(bc, ST_FILE_HIT);
+        }
     }
     /* Access times are a hint: on failure they are dropped, not retried forever. */
     bc->ntouches = 0;
@@ -1446,4 +1457,44 @@ void blockcache_get_stats(struct blockcache *bc, struct blockcache_stats *out)
     out->write_errors = bc->write_errors;
     out->degraded = bc->degraded;
     pthread_mutex_unlock(&bc->lock);
+}
+
+int blockcache_list(struct blockcache *bc, blockcache_list_fn fn, void *arg)
+{
+    pthread_mutex_lock(&bc->lock);
+    touches_flush_tx(bc); /* so hits and last access are current */
+    sqlite3_stmt *s = bc->st[ST_LIST];
+    int rc, n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct blockcache_file_info info = {0};
+        snprintf(info.identity, sizeof(info.identity), "%s",
+                 (const char *)sqlite3_column_text(s, 0));
+        snprintf(info.validator, sizeof(info.validator), "%s",
+                 (const char *)sqlite3_column_text(s, 1));
+        info.size = (uint64_t)sqlite3_column_int64(s, 2);
+        info.hits = (uint64_t)sqlite3_column_int64(s, 3);
+        info.checked_at = sqlite3_column_int64(s, 4);
+        info.bytes_cached = (uint64_t)sqlite3_column_int64(s, 5);
+        info.blocks = (uint64_t)sqlite3_column_int64(s, 6);
+        info.last_access_us = sqlite3_column_int64(s, 7);
+        n++;
+        if (fn(&info, arg) != 0)
+            break;
+    }
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&bc->lock);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? n : -EIO;
+}
+
+int blockcache_drop_all(struct blockcache *bc)
+{
+    pthread_mutex_lock(&bc->lock);
+    bc->ntouches = 0;
+    int rc = bc->degraded ? db_exec(bc->db, "DELETE FROM blocks; DELETE FROM files;") : wipe(bc);
+    if (rc == 0) {
+        bc->bytes = 0;
+        bc->blocks = 0;
+    }
+    pthread_mutex_unlock(&bc->lock);
+    return rc;
 }

@@ -129,4 +129,26 @@ int blockcache_set_cap(struct blockcache *bc, uint64_t cap_bytes);
 
 void blockcache_get_stats(struct blockcache *bc, struct blockcache_stats *out);
 
+/* One remote file as the admin API lists it. */
+struct blockcache_file_info {
+    char identity[H5CD_MAX_URL_BYTES + 1];
+    char validator[H5CD_MAX_VALIDATOR_BYTES];
+    uint64_t size;          /* remote file size */
+    uint64_t bytes_cached;
+    uint64_t blocks;
+    uint64_t hits;          /* cached block reads */
+    int64_t checked_at;     /* unix seconds the validator was last confirmed */
+    int64_t last_access_us; /* unix microseconds of the last block access, 0 if none */
+};
+
+/* Return non-zero to stop the listing. */
+typedef int (*blockcache_list_fn)(const struct blockcache_file_info *info, void *arg);
+
+/* Calls fn for every known remote file, in identity order, under the cache's lock
+ * (fn must not call back into the cache).  Returns the count, or -EIO. */
+int blockcache_list(struct blockcache *bc, blockcache_list_fn fn, void *arg);
+
+/* Drops every file and block.  0 or a negative errno. */
+int blockcache_drop_all(struct blockcache *bc);
+
 #endif

@@ -826,3 +826,46 @@ void h5index_put_doc(struct h5index *idx, const struct remote_file *file, const 
     sqlite3_reset(s);
     pthread_mutex_unlock(&idx->lock);
 }
+
+/* Forgets one file (identity) or, with identity NULL, every file. */
+int h5index_forget(struct h5index *idx, const char *identity)
+{
+    hid_t to_close[MAX_OPEN_FILES + 1];
+    pthread_mutex_lock(&idx->lock);
+    int64_t file_id = -1;
+    if (identity != NULL) {
+        sqlite3_stmt *s = stmt(idx, ST_FILE_GET);
+        sqlite3_bind_text(s, 1, identity, -1, SQLITE_STATIC);
+        if (sqlite3_step(s) == SQLITE_ROW)
+            file_id = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+    }
+    int rc = 0;
+    sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
+    if (identity == NULL) {
+        rc = sqlite3_exec(idx->db, "DELETE FROM chunks; DELETE FROM objects; DELETE FROM files;",
+                          NULL, NULL, NULL) == SQLITE_OK
+                 ? 0
+                 : -EIO;
+    } else if (file_id >= 0) {
+        for (enum stmt_id id = ST_FILE_DROP_CHUNKS; id <= ST_FILE_DROP_OBJECTS; id++) {
+            sqlite3_stmt *s = stmt(idx, id);
+            sqlite3_bind_int64(s, 1, file_id);
+            if (sqlite3_step(s) != SQLITE_DONE)
+                rc = -EIO;
+            sqlite3_reset(s);
+        }
+        char *sql = sqlite3_mprintf("DELETE FROM files WHERE identity = %Q", identity);
+        if (sql == NULL || sqlite3_exec(idx->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+            rc = -EIO;
+        sqlite3_free(sql);
+    }
+    sqlite3_exec(idx->db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    for (size_t i = 0; i < idx->nfiles; i++)
+        if (identity == NULL || idx->files[i].file_id == file_id)
+            idx->files[i].stale = true;
+    size_t nclose = prune_locked(idx, to_close, false);
+    pthread_mutex_unlock(&idx->lock);
+    close_all(to_close, nclose);
+    return rc;
+}

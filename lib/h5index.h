@@ -99,6 +99,10 @@ char *h5index_get_doc(struct h5index *index, const struct remote_file *file, con
 void h5index_put_doc(struct h5index *index, const struct remote_file *file, const char *name,
                      const char *text);
 
+/* Forgets everything known about one remote file (by identity), or about every
+ * file when identity is NULL.  0 or -EIO. */
+int h5index_forget(struct h5index *index, const char *identity);
+
 /* Canonical form of a client path ("a/b/" -> "/a/b").  0, or -1 if too long or malformed. */
 int h5index_canonical_path(const char *path, char *out, size_t outlen);
 

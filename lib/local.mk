@@ -23,4 +23,5 @@ lib_libh5chunkd_a_SOURCES = \
 	lib/h5decode.c lib/h5decode.h \
 	lib/selection.c lib/selection.h \
 	lib/prefetch.c lib/prefetch.h \
-	lib/zarrmeta.c lib/zarrmeta.h
+	lib/zarrmeta.c lib/zarrmeta.h \
+	lib/jobs.c lib/jobs.h

@@ -1131,3 +1131,12 @@ int remote_read(struct remote *r, const struct remote_file *f, uint64_t offset, 
     remote_batch_free(b);
     return rc == 1 && res.data != NULL ? 0 : -1;
 }
+
+int remote_identity(struct remote *r, const char *url, char *identity, size_t cap,
+                    struct h5cd_error *err)
+{
+    pthread_mutex_lock(&r->lock);
+    const struct urlpolicy *policy = r->policy;
+    pthread_mutex_unlock(&r->lock);
+    return urlpolicy_check(policy, url, identity, cap, err);
+}

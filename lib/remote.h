@@ -66,6 +66,10 @@ void remote_reconfigure(struct remote *remote, const struct urlpolicy *policy,
 int remote_open(struct remote *remote, const char *url, uint64_t probe_bytes,
                 struct remote_file *out, struct h5cd_error *err);
 
+/* Checks url against the current policy and writes its cache identity.  0, or -1 with err. */
+int remote_identity(struct remote *remote, const char *url, char *identity, size_t cap,
+                    struct h5cd_error *err);
+
 /*
  * Reads bytes [offset, offset+length) of an opened file into dst.  The range
  * must lie inside the file.  If upstream reports another version of the

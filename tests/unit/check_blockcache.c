@@ -979,6 +979,46 @@ START_TEST(test_touch_buffer_full)
 }
 END_TEST
 
+/* blockcache_set_cap (SIGHUP): shrinking evicts at once; a cap of exactly
+ * the cached bytes (N) evicts nothing, one byte less (N-1) evicts. */
+START_TEST(test_set_cap)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 20 * BS, 100, 50);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 64 * BS);
+    for (uint64_t i = 0; i < 16; i++)
+        put_block(bc, id, i, BS);
+    ck_assert_uint_eq(stats(bc).blocks, 16);
+    ck_assert_int_eq(blockcache_set_cap(bc, 0), -EINVAL);
+    ck_assert_uint_eq(stats(bc).cap_bytes, 20 * BS);
+    /* high = 10 blocks, low = 5: 16 blocks are evicted down to the 5 newest. */
+    ck_assert_int_eq(blockcache_set_cap(bc, 10 * BS), 0);
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.cap_bytes, 10 * BS);
+    ck_assert_uint_eq(s.blocks, 5);
+    ck_assert_uint_eq(s.evictions, 11);
+    expect_miss(bc, id, 10, -ENOENT);
+    expect_block(bc, id, 11, BS);
+    ck_assert_int_eq(blockcache_set_cap(bc, 5 * BS), 0); /* high == bytes: nothing to do */
+    ck_assert_uint_eq(stats(bc).blocks, 5);
+    ck_assert_int_eq(blockcache_set_cap(bc, 5 * BS - 1), 0); /* low = 10239 bytes */
+    s = stats(bc);
+    ck_assert_uint_eq(s.blocks, 2);
+    ck_assert_uint_eq(s.evictions, 14);
+    /* Later puts keep to the new cap; growing it again evicts nothing. */
+    put_block(bc, id, 20, BS);
+    put_block(bc, id, 21, BS);
+    ck_assert_uint_le(stats(bc).bytes, 5 * BS - 1);
+    ck_assert_int_eq(blockcache_set_cap(bc, 100 * BS), 0);
+    for (uint64_t i = 30; i < 40; i++)
+        put_block(bc, id, i, BS);
+    ck_assert_uint_eq(stats(bc).blocks, 14);
+    blockcache_close(bc);
+}
+END_TEST
+
 static Suite *blockcache_suite(void)
 {
     Suite *s = suite_create("blockcache");
@@ -1011,6 +1051,7 @@ static Suite *blockcache_suite(void)
     tcase_add_test(limits, test_io_limits);
     tcase_add_test(limits, test_block_over_watermark);
     tcase_add_test(limits, test_touch_buffer_full);
+    tcase_add_test(limits, test_set_cap);
     suite_add_tcase(s, limits);
     return s;
 }

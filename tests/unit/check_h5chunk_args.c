@@ -169,9 +169,9 @@ START_TEST(test_daemon_precedence)
     ck_assert_int_eq(parse_env("unix:/run/h5chunkd.sock", NULL, "stats", (const char *)NULL), 0);
     ck_assert_str_eq(A.daemon.unix_path, "/run/h5chunkd.sock");
     ck_assert_str_eq(A.daemon.base, H5C_UNIX_BASE);
-    ck_assert_int_eq(parse_env("unix:/run/a.sock", NULL, "--daemon=127.0.0.1:7000", "stats",
-                               (const char *)NULL),
-                     0);
+    ck_assert_int_eq(
+        parse_env("unix:/run/a.sock", NULL, "--daemon=127.0.0.1:7000", "stats", (const char *)NULL),
+        0);
     ck_assert_str_eq(A.daemon.base, "http://127.0.0.1:7000");
     ck_assert_str_eq(A.daemon.unix_path, "");
     /* a bad environment value is named in the error */
@@ -186,9 +186,8 @@ START_TEST(test_token_precedence)
 {
     ck_assert_int_eq(parse_env(NULL, "/env/tok", "stats", (const char *)NULL), 0);
     ck_assert_str_eq(A.token_file, "/env/tok");
-    ck_assert_int_eq(parse_env(NULL, "/env/tok", "--token", "/flag/tok", "stats",
-                               (const char *)NULL),
-                     0);
+    ck_assert_int_eq(
+        parse_env(NULL, "/env/tok", "--token", "/flag/tok", "stats", (const char *)NULL), 0);
     ck_assert_str_eq(A.token_file, "/flag/tok");
     ck_assert_int_eq(parse_env(NULL, "", "stats", (const char *)NULL), 0);
     ck_assert_ptr_null(A.token_file);
@@ -208,8 +207,9 @@ START_TEST(test_daemon_parse)
     ck_assert_int_eq(h5c_daemon_parse("unix:/tmp/x.sock", &d, err, sizeof(err)), 0);
     ck_assert_str_eq(d.unix_path, "/tmp/x.sock");
     ck_assert_str_eq(d.base, "http://localhost");
-    const char *bad[] = {"", "ftp://h", "http://", "http:///x", "http://h/?q=1", "http://u@h",
-                         "http://h x", "unix:", "unix:x.sock", "http://h\n", ":80", NULL};
+    const char *bad[] = {"",           "ftp://h",    "http://", "http:///x",   "http://h/?q=1",
+                         "http://u@h", "http://h x", "unix:",   "unix:x.sock", "http://h\n",
+                         ":80",        NULL};
     for (size_t i = 0; bad[i] != NULL; i++)
         ck_assert_msg(h5c_daemon_parse(bad[i], &d, err, sizeof(err)) == -EINVAL, "accepted '%s'",
                       bad[i]);
@@ -267,8 +267,8 @@ END_TEST
 
 START_TEST(test_invalid_keys)
 {
-    const char *bad[] = {"../x", "..", ".", "", "1..2", "1.", ".1", "-1", "1/2", "a", "0x1",
-                         "1 ", "1.2/", NULL};
+    const char *bad[] = {"../x", "..",  ".", "",    "1..2", "1.",   ".1",
+                         "-1",   "1/2", "a", "0x1", "1 ",   "1.2/", NULL};
     for (size_t i = 0; bad[i] != NULL; i++) {
         ck_assert_msg(parse("get", "u", "p", "0.0", bad[i]) == -EINVAL, "accepted key '%s'",
                       bad[i]);
@@ -304,7 +304,7 @@ START_TEST(test_base64url_vectors)
     /* RFC 4648 section 10, without padding */
     static const struct {
         const char *in, *out;
-    } v[] = {{"", ""},         {"f", "Zg"},         {"fo", "Zm8"},       {"foo", "Zm9v"},
+    } v[] = {{"", ""},           {"f", "Zg"},          {"fo", "Zm8"},         {"foo", "Zm9v"},
              {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}};
     char out[128];
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
@@ -346,7 +346,8 @@ START_TEST(test_durations)
     ck_assert_uint_eq(ms, 7200000);
     ck_assert_int_eq(h5c_parse_duration("250ms", &ms), 0);
     ck_assert_uint_eq(ms, 250);
-    const char *bad[] = {"", "0", "-1", "+5", "1d", "s", "1.5", "1 s", "99999999999999999999", NULL};
+    const char *bad[] = {"",  "0", "-1", "+5", "1d", "s", "1.5", "1 s", "99999999999999999999",
+                         NULL};
     for (size_t i = 0; bad[i] != NULL; i++)
         ck_assert_msg(h5c_parse_duration(bad[i], &ms) == -EINVAL, "accepted '%s'", bad[i]);
     /* the upper bound, one week: N and N + 1 */
@@ -372,8 +373,8 @@ END_TEST
 
 START_TEST(test_progress)
 {
-    struct h5c_progress p = {.bytes_done = 50, .bytes_total = 200, .chunks_done = 3,
-                             .chunks_total = 30};
+    struct h5c_progress p = {
+        .bytes_done = 50, .bytes_total = 200, .chunks_done = 3, .chunks_total = 30};
     char line[256];
     ck_assert_int_eq(h5c_progress_percent(&p), 25);
     ck_assert_str_eq(h5c_progress_line(&p, 0, line, sizeof(line)),

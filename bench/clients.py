@@ -1,0 +1,275 @@
+"""clients.py - the benchmark's clients: one function per peer, run in a
+worker process (a fresh interpreter, like an analysis process).
+
+Each run starts from nothing but imported modules: a new connection, a new
+file handle, no metadata.  The timed region covers opening the file and
+reading the workload into NumPy values; the answer is then checked against
+the reference digest (h5py on the local file) outside the timed region.
+
+Peers:
+  h5chunkd  the daemon's batch API: GET /v1/meta for the dataset (dtype,
+            chunk shape, fill value), then one POST /v1/chunks with every
+            key and "decode": true, frames decoded with NumPy.  Listing:
+            the Zarr view's consolidated metadata (/zarr/v2/{id}/.zmetadata,
+            one request) when the daemon serves it, else a walk of /v1/meta.
+  ros3      h5py with libhdf5's ROS3 driver straight to the URL.
+  fsspec    h5py over fsspec's HTTP file (defaults: 5 MiB "bytes" cache),
+            used for the origin, the daemon's /v1/file mirror and the nginx
+            slice cache alike.
+"""
+import base64
+import http.client
+import json
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+import workloads
+
+HTTP_TIMEOUT = 300
+META_WALK_THREADS = 8
+
+_manifest = None
+
+
+def init_worker(manifest):
+    """Pool initializer: imports now, so no run pays for them."""
+    global _manifest
+    _manifest = manifest
+    import fsspec  # noqa: F401
+    import fsspec.implementations.http  # noqa: F401
+    import h5py  # noqa: F401
+
+
+def ping(secs):
+    time.sleep(secs)
+    return True
+
+
+# ------------------------------------------------------------------ h5chunkd
+
+class Daemon:
+    """A keep-alive HTTP/1.1 connection to the daemon."""
+
+    def __init__(self, base):
+        u = urllib.parse.urlsplit(base)
+        self.host, self.port = u.hostname, u.port
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=HTTP_TIMEOUT)
+
+    def close(self):
+        self.conn.close()
+
+    def get(self, target):
+        self.conn.request("GET", target)
+        r = self.conn.getresponse()
+        body = r.read()
+        return r.status, body
+
+    def get_json(self, target):
+        st, body = self.get(target)
+        if st != 200:
+            raise RuntimeError("GET %s: HTTP %d %s" % (target, st, body[:300]))
+        return json.loads(body)
+
+    def meta(self, url, path):
+        q = urllib.parse.urlencode({"url": url, "path": path})
+        return self.get_json("/v1/meta?" + q)
+
+    def chunks(self, url, path, keys, decode):
+        """Returns {key: (status, payload)} for a batch."""
+        body = json.dumps({"url": url, "path": path, "keys": keys, "decode": decode})
+        self.conn.request("POST", "/v1/chunks", body=body,
+                          headers={"Content-Type": "application/json"})
+        r = self.conn.getresponse()
+        if r.status != 200:
+            raise RuntimeError("POST /v1/chunks: HTTP %d %s" % (r.status, r.read()[:300]))
+        out = {}
+        for _ in range(len(keys)):
+            line = r.readline()
+            if not line:
+                break
+            hdr = json.loads(line)
+            n = hdr["length"]
+            payload = r.read(n) if n else b""
+            if len(payload) != n:
+                raise RuntimeError("short frame for key %s" % hdr["key"])
+            out[hdr["key"]] = (hdr["status"], payload, hdr.get("error"))
+        rest = r.read()
+        if rest:
+            raise RuntimeError("%d bytes after the last frame" % len(rest))
+        return out
+
+
+def _fill(meta, dtype):
+    fv = meta.get("fill_value")
+    if fv is None:
+        return 0
+    return np.array(fv).astype(dtype)
+
+
+def _batch(d, url, spec, keyfn):
+    meta = d.meta(url, spec["path"])
+    dtype = np.dtype(meta["dtype"])
+    cshape = tuple(meta["chunks"])
+    keys = [keyfn(c, len(cshape)) for c in spec["chunks"]]
+    frames = d.chunks(url, spec["path"], keys, True)
+    out = []
+    for k in keys:
+        st, payload, err = frames.get(k, (None, None, "missing frame"))
+        if st == 200:
+            out.append(np.frombuffer(payload, dtype=dtype).reshape(cshape))
+        elif st == 404 and err == "chunk_not_allocated":
+            out.append(np.full(cshape, _fill(meta, dtype), dtype=dtype))
+        else:
+            raise RuntimeError("key %s: status %s error %s" % (k, st, err))
+    return meta, out
+
+
+def _key(c, ndim):
+    return ".".join([str(c)] + ["0"] * (ndim - 1))
+
+
+def h5chunkd_read(base, url, wl, spec):
+    d = Daemon(base)
+    try:
+        if wl == "listing":
+            return h5chunkd_list(d, url)
+        meta, parts = _batch(d, url, spec, _key)
+        if wl == "scattered":
+            return parts
+        if wl == "slab" or wl == "small":
+            return np.concatenate(parts, axis=0)
+        if wl == "frames":
+            return np.concatenate(parts, axis=0)
+        raise ValueError(wl)
+    finally:
+        d.close()
+
+
+def zarr_base(d, url):
+    """The Zarr view's base path, or None when the daemon does not serve it."""
+    st, body = d.get("/v1/zarr?" + urllib.parse.urlencode({"url": url}))
+    if st != 200:
+        return None
+    try:
+        return json.loads(body)["base"]
+    except (ValueError, KeyError):
+        return None
+
+
+LISTING_MODE = {"mode": None}  # "zmetadata" or "meta-walk", decided per worker
+
+
+def h5chunkd_list(d, url):
+    mode = LISTING_MODE["mode"]
+    if mode in (None, "zmetadata"):
+        enc = base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+        st, body = d.get("/zarr/v2/%s/.zmetadata" % enc)
+        if st == 200:
+            LISTING_MODE["mode"] = "zmetadata"
+            md = json.loads(body)["metadata"]
+            out = {}
+            for k, v in md.items():
+                if k.endswith(".zarray"):
+                    p = "/" + k[:-len(".zarray")].rstrip("/")
+                    out[p] = list(v["shape"])
+            return out
+        LISTING_MODE["mode"] = "meta-walk"
+    return meta_walk(d, url)
+
+
+def meta_walk(d, url):
+    """Lists every dataset by walking /v1/meta breadth-first, a level's
+    members asked for concurrently over a few connections."""
+    out = {}
+    local = threading.local()
+    conns = []
+    lock = threading.Lock()
+
+    def meta(path):
+        c = getattr(local, "d", None)
+        if c is None:
+            c = Daemon("http://%s:%d" % (d.host, d.port))
+            local.d = c
+            with lock:
+                conns.append(c)
+        return path, c.meta(url, path)
+
+    level = ["/"]
+    try:
+        with ThreadPoolExecutor(META_WALK_THREADS) as ex:
+            for _depth in range(64):
+                if not level:
+                    break
+                nxt = []
+                for path, m in ex.map(meta, level):
+                    if m["kind"] == "dataset":
+                        out[path] = list(m["shape"])
+                    elif m["kind"] == "group":
+                        base = path.rstrip("/")
+                        nxt.extend(base + "/" + name for name in m["members"])
+                level = nxt
+    finally:
+        for c in conns:
+            c.close()
+    return out
+
+
+# ------------------------------------------------------------ h5py peers
+
+def ros3_read(url, wl, spec):
+    import h5py
+    with h5py.File(url, "r", driver="ros3") as f:
+        return workloads.read_h5py(f, wl, spec)
+
+
+def fsspec_read(url, wl, spec):
+    import fsspec
+    import h5py
+    fs = fsspec.filesystem("http", skip_instance_cache=True)
+    try:
+        with fs.open(url, "rb") as fh, h5py.File(fh, "r") as f:
+            return workloads.read_h5py(f, wl, spec)
+    finally:
+        s = getattr(fs, "_session", None)
+        if s is not None:
+            fs.close_session(fs.loop, s)
+
+
+# ------------------------------------------------------------------- runs
+
+def run_task(task):
+    """One client's run.  task: peer, wl, url, daemon (base URL), t0 (a
+    time.monotonic() to start at, shared by concurrent clients).  Returns
+    start/end times, the digest check and the listing mode used."""
+    spec = _manifest["workloads"][task["wl"]]
+    wl, peer, url = task["wl"], task["peer"], task["url"]
+    t0 = task.get("t0")
+    if t0 is not None:
+        wait = t0 - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+    res = {"peer": peer, "wl": wl, "ok": False, "error": None, "mode": None}
+    start = time.monotonic()
+    try:
+        if peer == "h5chunkd":
+            value = h5chunkd_read(task["daemon"], url, wl, spec)
+            if wl == "listing":
+                res["mode"] = LISTING_MODE["mode"]
+        elif peer == "ros3":
+            value = ros3_read(url, wl, spec)
+        else:
+            value = fsspec_read(url, wl, spec)
+        end = time.monotonic()
+        got = workloads.digest(value)
+        res["ok"] = got == spec["digest"]
+        if not res["ok"]:
+            res["error"] = "wrong values: digest %s, expected %s" % (got, spec["digest"])
+    except Exception as e:  # reported in the results, never hidden
+        end = time.monotonic()
+        res["error"] = "%s: %s" % (type(e).__name__, str(e)[:400])
+    res["start"], res["end"] = start, end
+    return res
