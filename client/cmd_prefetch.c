@@ -24,6 +24,7 @@
 struct job {
     char id[MAX_JOB_ID_BYTES + 1];
     struct h5c_progress progress;
+    uint64_t errors; /* chunks the job could not read */
     char state[32];
     char error[H5C_MESSAGE_BYTES];
     char *raw; /* the last status document, for --json */
@@ -65,6 +66,7 @@ static void take_status(struct job *j, json_t *doc)
     j->progress.bytes_total = count_of(doc, "bytes_total");
     j->progress.chunks_done = count_of(doc, "chunks_done");
     j->progress.chunks_total = count_of(doc, "chunks_total");
+    j->errors = count_of(doc, "errors");
     const char *state = json_string_value(json_object_get(doc, "state"));
     h5c_sanitize(j->state, sizeof(j->state), state != NULL ? state : "");
     json_t *e = json_object_get(doc, "error");
@@ -239,12 +241,18 @@ static int follow(struct h5c_http *h, const struct h5c_args *a, struct job *j, c
         show(&v, &j->progress);
         if (strcmp(j->state, "done") == 0) {
             end_view(&v);
-            if (a->json)
-                return h5c_print_raw(j->raw) < 0 ? H5C_EXIT_FAIL : H5C_EXIT_OK;
-            printf("prefetch: job %s done: %llu chunks, %s\n", j->id,
-                   (unsigned long long)j->progress.chunks_done,
-                   h5c_format_bytes(j->progress.bytes_done, size, sizeof(size)));
-            return H5C_EXIT_OK;
+            if (a->json && h5c_print_raw(j->raw) < 0)
+                return H5C_EXIT_FAIL;
+            if (!a->json)
+                printf("prefetch: job %s done: %llu chunks, %s\n", j->id,
+                       (unsigned long long)j->progress.chunks_done,
+                       h5c_format_bytes(j->progress.bytes_done, size, sizeof(size)));
+            if (j->errors == 0)
+                return H5C_EXIT_OK;
+            /* the job ended, but the cache is not warm: a script must know */
+            h5c_errorf("prefetch: job %s could not read %llu chunks (see the daemon's log)", j->id,
+                       (unsigned long long)j->errors);
+            return H5C_EXIT_FAIL;
         }
         if (strcmp(j->state, "failed") == 0 || strcmp(j->state, "cancelled") == 0) {
             end_view(&v);

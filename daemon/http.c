@@ -40,9 +40,9 @@
 #include "log.h"
 #include "routes.h"
 
-#define LISTEN_BACKLOG 128
+#define LISTEN_BACKLOG            128
 #define MHD_MEMORY_PER_CONNECTION (64 * 1024)
-#define GROUP_BUFFER_BYTES 16384 /* getgrnam_r's scratch space: member lists can be long */
+#define GROUP_BUFFER_BYTES        16384 /* getgrnam_r's scratch space: member lists can be long */
 
 /* Splits "HOST:PORT" / "[V6]:PORT" into host and port strings. */
 static int split_host_port(const char *listen, char *host, size_t hostcap, char *port,
@@ -126,8 +126,7 @@ static int unix_socket_access(const char *path, unsigned mode, gid_t gid, const 
  * socket is bound under umask 0777, so nobody can connect before it has
  * its group and mode.  The parent directory must exist.
  */
-static int listen_unix(const char *path, unsigned mode, const char *group, char *err,
-                       size_t errlen)
+static int listen_unix(const char *path, unsigned mode, const char *group, char *err, size_t errlen)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     if (path[0] != '/' || strlen(path) >= sizeof(sun.sun_path)) {
@@ -501,8 +500,8 @@ static uint64_t ms_since(const struct timespec *start)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t ms = (int64_t)(now.tv_sec - start->tv_sec) * 1000 +
-                 (now.tv_nsec - start->tv_nsec) / 1000000;
+    int64_t ms =
+        (int64_t)(now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
     return ms > 0 ? (uint64_t)ms : 0;
 }
 
@@ -639,9 +638,8 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *conn,
 }
 
 static enum MHD_Result handle_request(struct server *srv, struct MHD_Connection *conn,
-                                      const char *url, const char *method,
-                                      const char *upload_data, size_t *upload_data_size,
-                                      void **req_cls)
+                                      const char *url, const char *method, const char *upload_data,
+                                      size_t *upload_data_size, void **req_cls)
 {
     struct request_ctx *ctx = *req_cls;
     if (ctx == NULL) {

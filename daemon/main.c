@@ -526,8 +526,8 @@ static void open_sockets(struct server *srv)
         die("%s", err);
     if (n > 0)
         return;
-    int fd = http_listen(cfg->listen, cfg->unix_socket_mode, cfg->unix_socket_group, err,
-                         sizeof(err));
+    int fd =
+        http_listen(cfg->listen, cfg->unix_socket_mode, cfg->unix_socket_group, err, sizeof(err));
     if (fd < 0)
         die("%s", err);
     srv->listen_fd[0] = fd;
@@ -581,8 +581,8 @@ int main(int argc, char **argv)
         return 1;
     }
     struct h5cd_config *cfg = &d.gen->cfg;
-    if (reload_build(cfg, d.cli.config_path, d.cli.overrides, d.cli.noverrides, err,
-                     sizeof(err)) < 0) {
+    rc = reload_build(cfg, d.cli.config_path, d.cli.overrides, d.cli.noverrides, err, sizeof(err));
+    if (rc < 0) {
         fprintf(stderr, "h5chunkd: %s\n", err);
         generation_free(d.gen);
         return 1;

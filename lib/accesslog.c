@@ -107,10 +107,10 @@ size_t accesslog_format(const struct accesslog_entry *e, char *buf, size_t cap)
     int n = snprintf(buf, cap,
                      "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ client=%s method=%s target=\"%s\" "
                      "status=%u bytes=%llu ms=%llu\n",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, e->when.tv_nsec / 1000000, e->client != NULL ? e->client : "-",
-                     method, e->target != NULL ? e->target : "", e->status,
-                     (unsigned long long)e->bytes, (unsigned long long)e->duration_ms);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     e->when.tv_nsec / 1000000, e->client != NULL ? e->client : "-", method,
+                     e->target != NULL ? e->target : "", e->status, (unsigned long long)e->bytes,
+                     (unsigned long long)e->duration_ms);
     if (n < 0)
         return 0;
     if ((size_t)n >= cap) {
@@ -191,8 +191,8 @@ int accesslog_set_path(struct accesslog *log, const char *path, char *err, size_
     char *copy = strdup(path);
     if (copy == NULL)
         return errf(err, errlen, "access_log %s: out of memory", path);
-    int newfd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY,
-                     ACCESSLOG_FILE_MODE);
+    int newfd =
+        open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, ACCESSLOG_FILE_MODE);
     if (newfd < 0) {
         int e = errno;
         free(copy);

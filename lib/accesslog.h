@@ -3,7 +3,8 @@
  * request, appended to a file that logrotate may move away (SIGHUP
  * reopens it by name).
  *
- *   2024-05-01T12:00:00.123Z client=127.0.0.1 method=GET target="/v1/health" status=200 bytes=35 ms=0
+ *   2024-05-01T12:00:00.123Z client=127.0.0.1 method=GET target="/v1/health"
+ *   status=200 bytes=35 ms=0           (one line in the file)
  *
  * Lines are written with one write(2) on an O_APPEND descriptor, so lines
  * from concurrent requests never interleave.  The descriptor a writer uses
@@ -21,8 +22,8 @@
 
 #define ACCESSLOG_TARGET_BYTES 512 /* of a request target, as logged; longer ends in "..." */
 #define ACCESSLOG_METHOD_BYTES 16
-#define ACCESSLOG_LINE_BYTES 1024  /* a whole line: the target plus a few short fields */
-#define ACCESSLOG_FILE_MODE 0600   /* targets may hold presigned URLs */
+#define ACCESSLOG_LINE_BYTES   1024 /* a whole line: the target plus a few short fields */
+#define ACCESSLOG_FILE_MODE    0600 /* targets may hold presigned URLs */
 
 struct accesslog;
 

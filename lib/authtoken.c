@@ -95,8 +95,7 @@ int authtoken_load(const char *path, char **out, char *err, size_t errlen)
         goto done;
     }
     if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-        errf(err, errlen,
-             "token_file %s: group or others may access it (mode %04o); chmod 600 it",
+        errf(err, errlen, "token_file %s: group or others may access it (mode %04o); chmod 600 it",
              path, (unsigned)(st.st_mode & 07777));
         goto done;
     }

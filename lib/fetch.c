@@ -98,9 +98,9 @@ struct fetch_engine {
     uv_timer_t curl_timer;
     CURLM *multi;
     pthread_t thread;
-    uint64_t rng;           /* loop thread */
-    struct request *active; /* loop thread: accepted, not yet finished */
-    pthread_mutex_t lock;   /* guards the four below */
+    uint64_t rng;                   /* loop thread */
+    struct request *active;         /* loop thread: accepted, not yet finished */
+    pthread_mutex_t lock;           /* guards the four below */
     const struct urlpolicy *policy; /* replaces cfg.policy: fetch_set_policy swaps it */
     struct request *queue_head;
     struct request *queue_tail;

@@ -6,8 +6,11 @@
  * (file offset, stored size, filter mask).  Everything learnt is stored in
  * sqlite (<cache dir>/h5index.sqlite), so a warm request makes no libhdf5
  * call at all; misses are resolved with libhdf5 through lib/h5vfd.c, for a
- * whole batch in one pass, with H5Dget_chunk_info_by_coord (O(log n) per
- * chunk; never the by-index call, which is O(n) per chunk in 1.10).
+ * whole batch in one pass.  In libhdf5 1.10 both H5Dget_chunk_info calls
+ * walk the whole chunk index per call, so a chunk is found with
+ * H5Dget_chunk_storage_size and H5Dread_chunk under an h5vfd capture
+ * (O(log n) index reads, no data read); H5Dget_chunk_info_by_coord is the
+ * fallback.
  * When a file's version (its cache file id) changes, everything known
  * about the old version is dropped.
  *

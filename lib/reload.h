@@ -36,9 +36,9 @@ int reload_build(struct h5cd_config *cfg, const char *path, const struct reload_
                  size_t nov, char *err, size_t errlen);
 
 struct reload_plan {
-    size_t napply;   /* changed options that take effect */
-    size_t nrestart; /* changed options that need a restart */
-    char apply[RELOAD_NAMES_BYTES];   /* their names, "a,b,c" ("" if none) */
+    size_t napply;                  /* changed options that take effect */
+    size_t nrestart;                /* changed options that need a restart */
+    char apply[RELOAD_NAMES_BYTES]; /* their names, "a,b,c" ("" if none) */
     char restart[RELOAD_NAMES_BYTES];
     /* What the daemon must redo for the options that take effect. */
     bool log_level;

@@ -507,6 +507,8 @@ struct remote_batch {
     size_t last;             /* the range handed out by the previous next(), or SIZE_MAX */
     bool changed;            /* upstream reported another version of the file */
     uint8_t *scratch;        /* one block, for cache reads */
+    uint64_t scratch_index;  /* the block scratch holds (verified), or UINT64_MAX */
+    size_t scratch_len;
 };
 
 static size_t block_length(const struct remote *r, const struct remote_file *f, uint64_t index)
@@ -534,11 +536,19 @@ static bool read_cached_block(struct remote_batch *b, uint64_t index, struct bat
 {
     struct remote *r = b->remote;
     size_t want = block_length(r, &b->file, index);
+    if (b->scratch_index == index && b->scratch_len == want) {
+        /* Neighbouring small chunks share blocks: read and verify each block once. */
+        copy_block_part(r, index, b->scratch, want, range);
+        STATS_INC(r->stats, cache_hits);
+        return true;
+    }
     size_t got = 0;
     int rc = blockcache_get(r->cache, b->file.file_id, index, b->scratch, r->block_size, &got);
     if (rc == -EBADMSG)
         STATS_INC(r->stats, corrupt_blocks);
     bool hit = rc == 0 && got == want;
+    b->scratch_index = hit ? index : UINT64_MAX;
+    b->scratch_len = hit ? got : 0;
     if (hit)
         copy_block_part(r, index, b->scratch, got, range);
     if (hit)
@@ -1013,6 +1023,7 @@ int remote_batch_new(struct remote *r, const struct remote_file *file, uint64_t 
     b->file = *file;
     b->budget = budget > 0 ? budget : 1;
     b->last = SIZE_MAX;
+    b->scratch_index = UINT64_MAX;
     b->scratch = malloc(r->block_size);
     if (b->scratch == NULL) {
         free(b);

@@ -45,6 +45,8 @@ Layout of session.nwb (what the docs' examples may rely on):
   /units/spike_times_index            uint32 (10,); attr "target": reference to spike_times
   /units/id                           int64 (10,) contiguous
   /units/waveform_mean                >f8 (10, 40) contiguous (big-endian)
+  /units/uint64_ids                   uint64 (12,), chunks (4,), fill 2^64-1, values
+                                      above 2^63, chunks 1 and 2 never written
   /intervals/trials/{start_time,stop_time}  float64 (25,) contiguous
   /intervals/trials/correct           bool (5000,), chunks (1000,)
   /intervals/trials/tags              vlen str (25,) contiguous
@@ -314,6 +316,8 @@ def write_session(path):
     sti.attrs["target"] = st.ref
     dset(units, "id", data=np.arange(10, dtype="i8"))
     dset(units, "waveform_mean", data=rng.normal(0, 1, (10, 40)).astype(">f8"))
+    ids = dset(units, "uint64_ids", shape=(12,), dtype="<u8", chunks=(4,), fillvalue=2**64 - 1)
+    ids[:4] = np.array([0, 1, 2**63 + 5, 2**64 - 2], dtype="<u8")
 
     # -- /intervals/trials
     intervals = group(root, "intervals")

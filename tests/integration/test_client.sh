@@ -54,6 +54,12 @@ with h5py.File(path, "w") as f:
     d.attrs["units"] = "mV"
     d.attrs["rate"] = 30000.0
     f.create_dataset("plain", data=np.arange(50, dtype="<i2"), chunks=(10,))
+rng = np.random.default_rng(7)
+with h5py.File(os.path.join(os.path.dirname(path), "big.h5"), "w") as f:
+    # two 8 MB datasets of 40 chunks each, for prefetch jobs slow enough to interrupt
+    for name in ("big1", "big2"):
+        f.create_dataset(name, data=rng.integers(-30000, 30000, size=(4000, 1000), dtype="<i2"),
+                         chunks=(100, 1000))
 with h5py.File(path, "r") as f:
     d = f["grp/data"]
     for i in range(10):
@@ -64,6 +70,9 @@ with h5py.File(path, "r") as f:
                 continue  # never written
             with open(os.path.join(exp, "%d.%d" % (i, j)), "wb") as out:
                 out.write(data)
+            block = d[i * 10:(i + 1) * 10, j * 20:(j + 1) * 20]
+            with open(os.path.join(exp, "%d.%d.decoded" % (i, j)), "wb") as out:
+                out.write(np.ascontiguousarray(block, dtype="<i2").tobytes())
 EOF
 [[ -s "$T/expect/0.0" && ! -e "$T/expect/9.0" ]] || fail "test file: unexpected chunk layout"
 
@@ -140,6 +149,13 @@ for k in 0.0 1.2 8.1; do
     assert_file_eq "$T/expect/$k" "$T/got/$k" "chunk $k"
 done
 [[ -z "$(find "$T/got" -name '*.part' -o -name '*.XXXXXX')" ]] || fail "get left temp files"
+
+check "get --decode: the plain array bytes of the chunk"
+hc "${D[@]}" get --decode "$U" /grp/data 8.1 0.2 -o "$T/dec"
+assert_rc 0 "get --decode"
+for k in 8.1 0.2; do
+    assert_file_eq "$T/expect/$k.decoded" "$T/dec/$k" "decoded chunk $k"
+done
 
 check "get: an unallocated chunk is reported, the others saved, exit 1"
 rm -rf "$T/got"
@@ -311,7 +327,7 @@ if serves "/v1/prefetch" -X POST -H 'Content-Type: application/json' --data-bina
     [[ "$(grep -c $'\r' "$T/out" || true)" == 0 ]] || fail "prefetch drew a bar into a pipe"
     hc "${D[@]}" prefetch --json "$U" /grp/data "0:20"
     assert_rc 0 "prefetch --json"
-    assert_eq done "$(json_get "$T/out" state)" "prefetch --json state"
+    assert_eq "done" "$(json_get "$T/out" state)" "prefetch --json state"
     hc "${D[@]}" prefetch "$U" /no/such/dataset
     assert_rc 1 "prefetch of a missing dataset"
 else
@@ -321,7 +337,10 @@ else
     assert_one_line "$T/err" "prefetch error without the endpoint"
 fi
 
+serves_admin() { [[ "$ADMIN" == 1 ]]; }
+ADMIN=0
 if serves "/v1/cache"; then
+    ADMIN=1
     check "cache ls / purge"
     hc "${D[@]}" cache ls
     assert_rc 0 "cache ls"
@@ -346,4 +365,95 @@ fi
 
 # The daemon survived all of it.
 stop_daemon
+
+# ---- a daemon that wants a bearer token for its admin endpoints ----
+
+if serves_admin; then
+    check "--token / H5CHUNKD_TOKEN_FILE against token_file"
+    printf '%s\n' "h5chunk-test-token-0123456789abcdef" >"$T/daemon.token"
+    chmod 600 "$T/daemon.token"
+    cp "$T/daemon.token" "$T/client.token"
+    write_config "$T/token.conf" "token_file = $T/daemon.token"
+    CACHE_DIR="$T/cache-token"
+    start_daemon --config "$T/token.conf"
+    D=(--daemon "$DAEMON_URL")
+    hc "${D[@]}" cache ls
+    assert_rc 1 "cache ls without the token"
+    assert_one_line "$T/err" "unauthorized error"
+    assert_contains "$T/err" "h5chunk: cache ls: unauthorized: " "unauthorized message"
+    hc "${D[@]}" --token "$T/client.token" cache ls
+    assert_rc 0 "cache ls with --token"
+    RC=0
+    H5CHUNKD_TOKEN_FILE="$T/client.token" timeout -k 5 "$CMD_TIMEOUT" "$H5CHUNK_BIN" "${D[@]}" \
+        prefetch "$U" /grp/data >"$T/out" 2>"$T/err" || RC=$?
+    assert_rc 0 "prefetch with H5CHUNKD_TOKEN_FILE"
+    printf 'wrong-token-wrong-token\n' >"$T/bad.token"
+    hc "${D[@]}" --token "$T/bad.token" cache purge --all
+    assert_rc 1 "cache purge with a wrong token"
+    assert_contains "$T/err" "unauthorized" "wrong token message"
+    hc "${D[@]}" meta "$U" /grp/data # token_scope = admin: data endpoints stay open
+    assert_rc 0 "meta without a token (token_scope admin)"
+    stop_daemon
+else
+    log "SKIP part: token (the daemon has no admin endpoints yet)"
+fi
+
+# ---- prefetch jobs given up on: --timeout and Ctrl-C cancel them ----
+
+# Waits (at most 30 s) until job ID of the current daemon is in STATE.
+wait_job_state() { # ID STATE
+    local i st=""
+    for ((i = 0; i < 300; i++)); do
+        http_get "$DAEMON_URL/v1/jobs/$1" "$T/job.json" >/dev/null
+        st=$(json_get "$T/job.json" state)
+        [[ "$st" == "$2" ]] && return 0
+        sleep 0.1
+    done
+    fail "job $1: state '$st' after 30 s, expected '$2': $(head -c 400 "$T/job.json")"
+}
+
+if serves_admin; then
+    check "prefetch --timeout and Ctrl-C cancel the job"
+    start_fault_origin "$T/www"
+    # every chunk block its own slow upstream request: a job of several seconds
+    write_config "$T/slow.conf" "h5_prefix_bytes = 64K" "coalesce_gap = 0" "coalesce_max = 256K"
+    CACHE_DIR="$T/cache-slow"
+    start_daemon --config "$T/slow.conf"
+    FU="$FAULT_URL/big.h5"
+    hc --daemon "$DAEMON_URL" meta "$FU" /big1 # metadata cached while upstream is fast
+    assert_rc 0 "meta of big.h5"
+    fault_control '{"mode": "delay", "ms": 1500}'
+
+    hc --daemon "$DAEMON_URL" --timeout 2 prefetch "$FU" /big1
+    assert_rc 1 "prefetch past --timeout"
+    assert_contains "$T/err" "not done within --timeout" "timeout message"
+    job=$(grep -oE 'job [0-9]+' "$T/err" | head -n 1 | cut -d' ' -f2)
+    [[ -n "$job" ]] || fail "no job id in: $(cat "$T/err")"
+    wait_job_state "$job" cancelled
+
+    "$H5CHUNK_BIN" --daemon "$DAEMON_URL" prefetch "$FU" /big2 >"$T/out" 2>"$T/err" </dev/null &
+    cpid=$!
+    track_pid "$cpid"
+    for ((i = 0; i < 200; i++)); do
+        grep -q '^prefetch: ' "$T/out" && break
+        kill -0 "$cpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q '^prefetch: ' "$T/out" || { RC=0; wait "$cpid" || RC=$?; fail "prefetch printed no progress within 20 s (exit $RC): $(cat "$T/err")"; }
+    kill -INT "$cpid"
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$cpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$cpid" 2>/dev/null && fail "prefetch still running 20 s after SIGINT"
+    RC=0
+    wait "$cpid" || RC=$?
+    untrack_pid "$cpid"
+    assert_rc 130 "prefetch after SIGINT"
+    assert_contains "$T/err" "interrupted; job" "SIGINT message"
+    job=$(grep -oE 'job [0-9]+' "$T/err" | head -n 1 | cut -d' ' -f2)
+    wait_job_state "$job" cancelled
+    fault_control '{"mode": "reset_all"}'
+    stop_daemon
+fi
 finish_test

@@ -151,8 +151,8 @@ START_TEST(test_on_off_reopen)
     char bad[200];
     snprintf(bad, sizeof(bad), "%s/no/such/dir/access.log", tmpdir);
     ck_assert_int_eq(accesslog_set_path(log, bad, err, sizeof(err)), -1);
-    ck_assert_msg(strstr(err, "access_log") != NULL && strstr(err, "No such file") != NULL,
-                  "%s", err);
+    ck_assert_msg(strstr(err, "access_log") != NULL && strstr(err, "No such file") != NULL, "%s",
+                  err);
     e.target = "/four";
     ck_assert_int_eq(accesslog_write(log, &e), 0);
 
@@ -175,7 +175,7 @@ START_TEST(test_on_off_reopen)
 }
 END_TEST
 
-#define WRITERS 8
+#define WRITERS    8
 #define LINES_EACH 500
 
 static void *writer(void *arg)
