@@ -157,8 +157,13 @@ static json_t *json_value(const char *dtype, const uint8_t *p, size_t size)
     switch (kind) {
     case 'b':
         return json_boolean(u != 0);
-    case 'u':
-        return u <= INT64_MAX ? json_integer((json_int_t)u) : json_real((double)u);
+    case 'u': {
+        if (u <= INT64_MAX)
+            return json_integer((json_int_t)u);
+        char digits[24]; /* beyond JSON integers: a decimal string, as /v1/meta writes it */
+        snprintf(digits, sizeof(digits), "%llu", (unsigned long long)u);
+        return json_string(digits);
+    }
     case 'i': {
         int64_t s = size < 8 && (u >> (8 * size - 1)) & 1 ? (int64_t)(u | (~0ULL << (8 * size)))
                                                           : (int64_t)u;

@@ -31,7 +31,10 @@
 static enum MHD_Result send_json_doc(struct server *srv, struct MHD_Connection *conn,
                                      json_t *doc)
 {
-    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    /* zarr-python 2 decodes metadata as ASCII: escape everything else. */
+    char *text = doc != NULL
+                     ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII)
+                     : NULL;
     json_decref(doc);
     if (text == NULL)
         return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
@@ -80,9 +83,13 @@ static void walk(struct server *srv, const struct remote_file *file, const char 
     const char *sep = rel[0] != '\0' ? "/" : "";
     const char *kind = json_string_value(json_object_get(meta, "kind"));
     json_t *attrs = json_object_get(meta, "attrs");
-    snprintf(key, sizeof(key), "%s%s.zattrs", rel, sep);
-    json_object_set(md, key, attrs != NULL ? attrs : json_object());
+    if (attrs == NULL)
+        attrs = json_object();
+    else
+        json_incref(attrs);
     if (kind != NULL && strcmp(kind, "group") == 0) {
+        snprintf(key, sizeof(key), "%s%s.zattrs", rel, sep);
+        json_object_set(md, key, attrs);
         snprintf(key, sizeof(key), "%s%s.zgroup", rel, sep);
         json_object_set_new(md, key, zarrmeta_zgroup());
         size_t i;
@@ -101,11 +108,15 @@ static void walk(struct server *srv, const struct remote_file *file, const char 
         enum zarr_chunks mode;
         json_t *zarray = zarrmeta_zarray(meta, &mode);
         snprintf(key, sizeof(key), "%s%s.zarray", rel, sep);
-        if (zarray != NULL)
+        if (zarray != NULL) {
             json_object_set_new(md, key, zarray);
-        else
+            snprintf(key, sizeof(key), "%s%s.zattrs", rel, sep);
+            json_object_set(md, key, attrs);
+        } else {
             log_info("msg=\"dataset has no Zarr form\" path=\"%s\"", path);
+        }
     }
+    json_decref(attrs);
     json_decref(meta);
 }
 
@@ -118,7 +129,8 @@ static enum MHD_Result send_zmetadata(struct server *srv, struct MHD_Connection 
         size_t budget = MAX_WALK_OBJECTS;
         walk(srv, file, "/", md, &budget);
         json_t *doc = json_pack("{s:i, s:o}", "zarr_consolidated_format", 1, "metadata", md);
-        text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
+                           : NULL;
         json_decref(doc);
         if (text == NULL)
             return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");

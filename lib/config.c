@@ -115,7 +115,7 @@ static const struct option options[] = {
      "chunk keys in one batch request"},
     {"batch_inflight_bytes", OPT_SIZE, OFF(batch_inflight_bytes), M, 16 * G, F_RELOAD, "64M",
      "chunk bytes one batch request holds in memory"},
-    {"max_slice_bytes", OPT_SIZE, OFF(max_slice_bytes), K, 16 * G, 0, "256M",
+    {"max_slice_bytes", OPT_SIZE, OFF(max_slice_bytes), K, 16 * G, F_RELOAD, "256M",
      "decoded bytes one /v1/slice request may return (413 beyond)"},
 
     /* Upstream fetch engine. */

@@ -56,6 +56,33 @@ static bool has_pointers(hid_t type)
     return false;
 }
 
+/* The full-width standard integer type of the same size, sign and byte order:
+ * libhdf5 widens n-bit and padded integers into it (with sign extension). */
+static hid_t full_width_int(hid_t ftype)
+{
+    static const struct {
+        size_t size;
+        bool is_signed, big;
+        hid_t *type;
+    } table[] = {
+        {1, true, false, &H5T_STD_I8LE_g},   {1, false, false, &H5T_STD_U8LE_g},
+        {2, true, false, &H5T_STD_I16LE_g},  {2, false, false, &H5T_STD_U16LE_g},
+        {4, true, false, &H5T_STD_I32LE_g},  {4, false, false, &H5T_STD_U32LE_g},
+        {8, true, false, &H5T_STD_I64LE_g},  {8, false, false, &H5T_STD_U64LE_g},
+        {1, true, true, &H5T_STD_I8BE_g},    {1, false, true, &H5T_STD_U8BE_g},
+        {2, true, true, &H5T_STD_I16BE_g},   {2, false, true, &H5T_STD_U16BE_g},
+        {4, true, true, &H5T_STD_I32BE_g},   {4, false, true, &H5T_STD_U32BE_g},
+        {8, true, true, &H5T_STD_I64BE_g},   {8, false, true, &H5T_STD_U64BE_g},
+    };
+    size_t size = H5Tget_size(ftype);
+    bool is_signed = H5Tget_sign(ftype) == H5T_SGN_2;
+    bool big = H5Tget_order(ftype) == H5T_ORDER_BE;
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        if (table[i].size == size && table[i].is_signed == is_signed && table[i].big == big)
+            return H5Tcopy(*table[i].type);
+    return -1;
+}
+
 static int memtype_for(hid_t ftype, struct memtype *mt, struct h5cd_error *err)
 {
     memset(mt, 0, sizeof(*mt));
@@ -82,7 +109,7 @@ static int memtype_for(hid_t ftype, struct memtype *mt, struct h5cd_error *err)
     if (cls == H5T_VLEN || has_pointers(ftype))
         return h5cd_fail(err, H5CD_E_UNSUPPORTED,
                          "variable-length sequences cannot be served as fixed-size values");
-    mt->type = H5Tcopy(ftype);
+    mt->type = cls == H5T_INTEGER ? full_width_int(ftype) : H5Tcopy(ftype);
     if (mt->type < 0 || (cls == H5T_COMPOUND && H5Tpack(mt->type) < 0))
         goto fail;
     mt->format = H5DECODE_FIXED;

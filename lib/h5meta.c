@@ -122,12 +122,16 @@ static int byte_order(hid_t type, bool *big)
     return 0;
 }
 
-/* Only whole-byte integers: NumPy has no spelling for padded ones. */
+/* Integers of 1, 2, 4 or 8 bytes.  One with fewer significant bits (n-bit
+ * data) is spelt by its size, as h5py reads it: decoding converts it to the
+ * full width (see "raw_matches_dtype"). */
 static int classify_int(hid_t type, size_t size, struct scalar *sc)
 {
     if (size != 1 && size != 2 && size != 4 && size != 8)
         return -1;
-    if (H5Tget_precision(type) != 8 * size || H5Tget_offset(type) != 0)
+    size_t precision = H5Tget_precision(type);
+    int offset = H5Tget_offset(type);
+    if (precision == 0 || offset < 0 || precision + (size_t)offset > 8 * size)
         return -1;
     H5T_sign_t sign = H5Tget_sign(type);
     if (sign != H5T_SGN_NONE && sign != H5T_SGN_2)
@@ -277,7 +281,7 @@ static const char *h5type_name(hid_t type)
     case H5T_COMPOUND:
         return "compound";
     case H5T_REFERENCE:
-        return "reference";
+        return H5Tequal(type, H5T_STD_REF_OBJ) > 0 ? "reference" : "region reference";
     case H5T_ARRAY:
         return "array";
     case H5T_VLEN:
@@ -1021,8 +1025,15 @@ static json_t *compound_dtype(hid_t type, int depth)
 static int put_dtype(json_t *o, hid_t type)
 {
     char dtype[32];
-    if (h5meta_dtype(type, dtype, sizeof(dtype)) == 0)
+    if (h5meta_dtype(type, dtype, sizeof(dtype)) == 0) {
+        /* Stored integers with padding bits are not their dtype's bytes: only decoded
+         * values are (clients must not read raw chunks as the dtype). */
+        if (H5Tget_class(type) == H5T_INTEGER &&
+            (H5Tget_precision(type) != 8 * H5Tget_size(type) || H5Tget_offset(type) != 0) &&
+            put(o, "raw_matches_dtype", json_false()) < 0)
+            return -1;
         return put(o, "dtype", json_string(dtype));
+    }
     if (H5Tget_class(type) == H5T_COMPOUND) {
         json_t *structured = compound_dtype(type, 0);
         if (structured != NULL)

@@ -118,6 +118,7 @@ json_t *zarrmeta_zarray(json_t *meta, enum zarr_chunks *chunks)
     if (!json_is_array(shape) || !json_is_array(chunk_shape) || layout == NULL)
         return NULL;
     json_t *filters = json_array();
+    /* Object references read as the paths they point to; region references cannot. */
     bool vlen = json_is_null(dtype) && h5type != NULL &&
                 (strcmp(h5type, "vlen string") == 0 || strcmp(h5type, "reference") == 0);
     if (vlen) {
@@ -128,8 +129,9 @@ json_t *zarrmeta_zarray(json_t *meta, enum zarr_chunks *chunks)
         json_incref(dtype);
         /* Contiguous and compact data are decoded so edge chunks come padded. */
         *chunks = strcmp(layout, "chunked") == 0 ? ZARR_CHUNKS_RAW : ZARR_CHUNKS_DECODED;
-        /* Compounds are stored with the file's field offsets; decoding packs them. */
-        if (json_is_array(dtype))
+        /* Compounds are stored with the file's field offsets (decoding packs them), and
+         * padded integers need widening: both are served decoded. */
+        if (json_is_array(dtype) || json_is_false(json_object_get(meta, "raw_matches_dtype")))
             *chunks = ZARR_CHUNKS_DECODED;
         json_int_t elem = dtype_size(json_string_value(dtype));
         size_t i;

@@ -11,3 +11,5 @@ INTEGRATION_TESTS += \
 INTEGRATION_TESTS += tests/integration/test_h5chunks.sh
 INTEGRATION_TESTS += tests/integration/test_systemd.sh
 INTEGRATION_TESTS += tests/integration/test_client.sh tests/integration/test_man.sh
+INTEGRATION_TESTS += tests/integration/test_clients.sh tests/integration/test_docs_curl.sh
+INTEGRATION_TESTS += tests/integration/test_admin.sh

@@ -431,6 +431,7 @@ if serves_admin; then
     [[ -n "$job" ]] || fail "no job id in: $(cat "$T/err")"
     wait_job_state "$job" cancelled
 
+    : >"$T/out" # no stale progress line from the run above
     "$H5CHUNK_BIN" --daemon "$DAEMON_URL" prefetch "$FU" /big2 >"$T/out" 2>"$T/err" </dev/null &
     cpid=$!
     track_pid "$cpid"
@@ -439,7 +440,7 @@ if serves_admin; then
         kill -0 "$cpid" 2>/dev/null || break
         sleep 0.1
     done
-    grep -q '^prefetch: ' "$T/out" || { RC=0; wait "$cpid" || RC=$?; fail "prefetch printed no progress within 20 s (exit $RC): $(cat "$T/err")"; }
+    grep -q '^prefetch: ' "$T/out" || fail "prefetch printed no progress within 20 s: $(cat "$T/err")"
     kill -INT "$cpid"
     for ((i = 0; i < 200; i++)); do
         kill -0 "$cpid" 2>/dev/null || break

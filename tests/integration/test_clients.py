@@ -238,14 +238,12 @@ class Model:
 
     def __init__(self, local):
         import h5py
-        import numpy as np
         self.local = local
         self.objects = {}
         self.f = h5py.File(local, "r")
         self._walk(self.f, "/")
         self.datasets = {p: o for p, o in self.objects.items() if o.kind == "dataset"}
         self.groups = {p: o for p, o in self.objects.items() if o.kind == "group"}
-        self.np = np
 
     def _walk(self, g, path):
         import h5py
@@ -319,7 +317,7 @@ class Model:
 
     def padded_chunk(self, o, region):
         """The chunk's values over its full shape, cells outside filled."""
-        np = self.np
+        import numpy as np
         if len(o.shape) == 0:
             return np.asarray(o.values)
         if o.vkind in ("vstr", "ref"):
@@ -396,9 +394,19 @@ class AccessLog:
         except OSError:
             return 0
 
+    def sync(self, d):
+        """Waits (bounded) until the lines of every request answered so far
+        are in the log: a line is written once its answer is out, so a
+        marker request's line comes after theirs."""
+        self.seq = getattr(self, "seq", 0) + 1
+        tag = "/v1/health?sync=%d" % self.seq
+        d.get("/v1/health", sync=str(self.seq))
+        check(self.since(0, tag, 1), "access log: no line for %s within 5 s" % tag)
+        time.sleep(0.2)  # lines of other connections finishing at the same moment
+
     def since(self, mark, prefix, expect_at_least=0):
         """(target, status) of every logged request whose target starts with
-        prefix, after byte mark; waits (bounded) for late lines."""
+        prefix, after byte mark; waits (bounded) for at least that many."""
         deadline = time.monotonic() + 5
         while True:
             out = []
@@ -454,7 +462,7 @@ def probe_hierarchy(where, model, root):
     return seen
 
 
-def zarr_pass(where, model, root, alog, mark, prefix, consolidated):
+def zarr_pass(where, d, model, root, alog, mark, prefix, consolidated):
     """Every object h5py knows against what zarr reads from root."""
     import numpy as np
     if consolidated:
@@ -463,6 +471,8 @@ def zarr_pass(where, model, root, alog, mark, prefix, consolidated):
         seen = probe_hierarchy(where, model, root)
     want = {p: ("group" if o.kind == "group" else "array")
             for p, o in model.objects.items() if p not in NO_ZARR_FORM}
+    log("%s: objects without a Zarr form: %s (expected %s)"
+        % (where, sorted(set(model.objects) - set(seen)), sorted(NO_ZARR_FORM)))
     missing = sorted(set(want) - set(seen))
     extra = sorted(set(seen) - set(want))
     check(not missing, "%s: objects with a Zarr form that zarr does not see: %s"
@@ -512,6 +522,7 @@ def zarr_pass(where, model, root, alog, mark, prefix, consolidated):
               % (where, p, brief(o.values), brief(got)))
     log("%s: %d objects, %d arrays compared" % (where, len(seen), narrays))
 
+    alog.sync(d)
     reqs = alog.since(mark, prefix)
     keys = [(t[len(prefix):], st) for t, st in reqs]
     meta = [(k, st) for k, st in keys if k.split("/")[-1].startswith(".")]
@@ -613,6 +624,7 @@ def zarr_checks(d, model, url, alog):
          lambda: zarr.open_group(fsspec.get_mapper(httpbase, **storage_options()), mode="r")),
     )
     for where, consolidated, opener in opens:
+        alog.sync(d)
         mark = alog.mark()
         try:
             root = opener()
@@ -620,6 +632,7 @@ def zarr_checks(d, model, url, alog):
         except Exception as e:  # noqa: BLE001
             check(False, "%s: zarr cannot open the daemon's Zarr view: %s: %s"
                   % (where, type(e).__name__, e))
+            alog.sync(d)
             mark = alog.mark()
             # Go on through a store that makes metadata ASCII (zarr 2 decodes
             # it as ASCII), so that the other checks still report.
@@ -628,7 +641,7 @@ def zarr_checks(d, model, url, alog):
             root = (zarr.open_consolidated(store, mode="r") if consolidated
                     else zarr.open_group(store, mode="r"))
             where += " [ASCII workaround]"
-        zarr_pass(where, model, root, alog, mark, prefix, consolidated)
+        zarr_pass(where, d, model, root, alog, mark, prefix, consolidated)
 
     # The objects without a Zarr form, asked for directly: no metadata, no data.
     for p, why in sorted(NO_ZARR_FORM.items()):
@@ -675,6 +688,7 @@ def slice_checks(d, model, url):
             if p not in model.objects:
                 log("slice: %s not in the file (left out by make_nwb_like.py)" % p)
             continue
+        log("slice %s: %s" % (p, " | ".join(repr(x) for x in sels)))
         for sel in sels:
             nsel += 1
             want = np.asarray(o.values[numpy_index(sel, len(o.shape))])
@@ -865,6 +879,10 @@ def decode_checks(d, model, url):
                       % (p, st, body[:150]))
             continue
         keys = model.chunk_keys(o)
+        log("decode %s (%s, %s, %s): %d chunks, %d never written"
+            % (p, o.layout, o.pdtype if o.pdtype is not None else "|O",
+               ",".join(f for f in o.ds._filters) or "no filter", len(keys),
+               len(o.unallocated)))
         expect = {}
         for key, region in keys:
             expect[key] = model.padded_chunk(o, region)
@@ -1089,8 +1107,8 @@ def main():
         rc = 1
         for f in sorted(os.listdir(tmp)):
             if f.endswith(".log") and f != "access.log":
-                print("%s: ---- last lines of %s ----\n%s" % (NAME, f, h5.tail(os.path.join(tmp, f))),
-                      file=sys.stderr)
+                print("%s: ---- last lines of %s ----\n%s"
+                      % (NAME, f, h5.tail(os.path.join(tmp, f))), file=sys.stderr)
     log("%d checks, %d failed, %.1f s" % (h5._checks, len(h5._failures), time.monotonic() - t0))
     if keep:
         log("temp dir kept: %s" % tmp)

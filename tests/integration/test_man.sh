@@ -53,6 +53,20 @@ done <"$T/opts"
 ((${#missing[@]} == 0)) || fail "h5chunkd.conf.5 lacks an entry (.B NAME) for: ${missing[*]}"
 log "h5chunkd.conf.5 documents all $(wc -l <"$T/opts") options"
 
+check "h5chunkd.conf.5 marks exactly the options SIGHUP applies as reloadable"
+# Rows flagged F_RELOAD in config.c, against entries (.TP / .B NAME ... up to the
+# next .TP, .SS or .SH) that say "reloadable".
+grep -oE '\{"[a-z0-9_]+", [^}]*F_RELOAD' "$config_c" | sed -E 's/^\{"([a-z0-9_]+)".*/\1/' |
+    sort -u >"$T/reload.c"
+awk 'prev == ".TP" && /^\.B [a-z0-9_]+$/ { name = $2 }
+     /^\.(TP|SS|SH)/ { name = "" }
+     name != "" && /reloadable/ { print name }
+     { prev = $0 }' "$MAN_DIR/h5chunkd.conf.5" | sort -u >"$T/reload.man"
+assert_ge "$(wc -l <"$T/reload.c")" 1 "F_RELOAD options in lib/config.c"
+if ! diff "$T/reload.c" "$T/reload.man" >"$T/reload.diff"; then
+    fail "reloadable options differ (< config.c, > h5chunkd.conf.5): $(tr '\n' ' ' <"$T/reload.diff")"
+fi
+
 # ---- every flag in the pages of the programs ----
 
 # Checks that each --flag that PROGRAM --help prints appears in PAGE (as \-\-flag).
