@@ -682,6 +682,11 @@ class Bench:
         self.pool = ctx.Pool(nproc, initializer=clients.init_worker, initargs=(self.manifest,))
         # Every worker up and its imports done before any timing.
         self.pool.map(clients.ping, [0.3] * nproc, chunksize=1)
+        _el, errs, _late, _out = self.measure(
+            [{"peer": "prime", "wl": None, "daemon": self.daemon.base,
+              "url": "http://127.0.0.1:%d/many.nwb" % self.origin_port} for _ in range(nproc)])
+        if errs:
+            raise SystemExit("bench: a client cannot run: %s" % errs[0])
         log("%d client processes ready in %.1f s" % (nproc, time.monotonic() - t))
 
     def finish(self, t_start):

@@ -63,6 +63,6 @@ EXTRA_DIST += tests/data/make_h5_testset.py tests/integration/test_h5chunks.py
 EXTRA_DIST += tests/data/make_nwb_like.py tests/integration/test_clients.py
 AM_TESTS_ENVIRONMENT = \
 	H5CHUNKD_BIN='$(abs_top_builddir)/daemon/h5chunkd'; \
-	NGINX='$(NGINX)'; PYTHON_H5='$(PYTHON_H5)'; \
+	NGINX_BIN='$(NGINX)'; PYTHON_H5='$(PYTHON_H5)'; \
 	TESTS_SRCDIR='$(abs_top_srcdir)/tests'; \
-	export H5CHUNKD_BIN NGINX PYTHON_H5 TESTS_SRCDIR;
+	export H5CHUNKD_BIN NGINX_BIN PYTHON_H5 TESTS_SRCDIR;

@@ -12,7 +12,7 @@
 #   H5CHUNKD_BIN  the daemon     (default: $BUILD_DIR/daemon/h5chunkd, BUILD_DIR
 #                                 defaulting to the current directory, else
 #                                 h5chunkd on PATH)
-#   NGINX         nginx binary   (default: nginx on PATH, else /usr/sbin/nginx)
+#   NGINX_BIN         nginx binary   (default: nginx on PATH, else /usr/sbin/nginx)
 #   PYTHON_H5     python3 (stdlib is enough here; default /usr/bin/python3)
 #   TESTS_SRCDIR  the source tree's tests/ (default: derived from this file)
 #   KEEP_TMP=1    keep the temp dir (logs, cache) for a post-mortem
@@ -26,8 +26,8 @@ set -euo pipefail
 LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${TESTS_SRCDIR:=$(cd "$LIB_DIR/.." && pwd)}"
 : "${PYTHON_H5:=/usr/bin/python3}"
-if [[ -z "${NGINX:-}" ]]; then
-    NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+if [[ -z "${NGINX_BIN:-}" ]]; then
+    NGINX_BIN=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 fi
 if [[ -z "${H5CHUNKD_BIN:-}" ]]; then
     if [[ -x "${BUILD_DIR:-$PWD}/daemon/h5chunkd" ]]; then
@@ -326,7 +326,7 @@ NGINX_PID=""
 # Serves ROOT over HTTP with byte ranges on a free loopback port; sets ORIGIN_URL.
 start_nginx() { # ROOT
     local root=$1 dir="$T/nginx" attempt port
-    [[ -x "$NGINX" ]] || skip "nginx not found (NGINX=$NGINX)"
+    [[ -x "$NGINX_BIN" ]] || skip "nginx not found (NGINX_BIN=$NGINX_BIN)"
     mkdir -p "$dir/logs" "$dir/tmp"
     for ((attempt = 0; attempt < 5; attempt++)); do
         port=$(free_port)
@@ -358,7 +358,7 @@ start_nginx() { # ROOT
             echo "  }"
             echo "}"
         } >"$dir/nginx.conf"
-        "$NGINX" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" >>"$dir/stdout.log" 2>&1 &
+        "$NGINX_BIN" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" >>"$dir/stdout.log" 2>&1 &
         NGINX_PID=$!
         track_pid "$NGINX_PID"
         if wait_http "http://127.0.0.1:$port/_ready" 10 "$NGINX_PID"; then

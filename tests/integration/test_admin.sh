@@ -243,7 +243,7 @@ prefetch_and_check() { # SELECT WHAT
     id=$(start_job "$body" "$what")
     state=$(wait_job "$id" "$JOB_WAIT_S")
     j="$T/job.$id.json"
-    [[ "$state" == done ]] || fail "$what: job $id ended '$state' (not done) within ${JOB_WAIT_S}s: $(head -c 600 "$j")"
+    [[ "$state" == "done" ]] || fail "$what: job $id ended '$state' (not done) within ${JOB_WAIT_S}s: $(head -c 600 "$j")"
     assert_eq "$id" "$(json_get "$j" id)" "$what: id"
     assert_eq "$total" "$(json_get "$j" chunks_total)" "$what: chunks_total"
     assert_eq "$total" "$(json_get "$j" chunks_done)" "$what: chunks_done"
@@ -293,7 +293,7 @@ assert_eq "-3:" "$(pyj "$T/jobs.json" 'd["jobs"][0]["select"]')" "the newest job
 check "DELETE of a finished job leaves it done"
 st=$(http_get "$DAEMON_URL/v1/jobs/1" "$T/del1.json" -X DELETE)
 assert_eq 200 "$st" "DELETE /v1/jobs/1 (finished)"
-assert_eq done "$(json_get "$T/del1.json" state)" "state of a finished job after DELETE"
+assert_eq "done" "$(json_get "$T/del1.json" state)" "state of a finished job after DELETE"
 
 # ======== 4. errors (same daemon) ========
 

@@ -30,7 +30,7 @@ cache dir with an access log.  Checks:
          target.
 
 Exit status: 0 pass, 1 fail, 77 skip (no h5py/numpy/zarr/fsspec/aiohttp or
-nginx).  Environment: as test_h5chunks.py (H5CHUNKD_BIN, NGINX,
+nginx).  Environment: as test_h5chunks.py (H5CHUNKD_BIN, NGINX_BIN,
 TESTS_SRCDIR, KEEP_TMP=1), whose harness (Nginx, Daemon, check) this reuses.
 By hand, from a VPATH build dir:
   H5CHUNKD_BIN=$PWD/daemon/h5chunkd /usr/bin/python3 .../tests/integration/test_clients.py
@@ -1019,7 +1019,7 @@ def run(args, tmp):
     daemon_bin = h5.find_daemon(args.daemon)
     if not os.access(daemon_bin, os.X_OK):
         raise Fatal("daemon not built: %s" % daemon_bin)
-    nginx_bin = args.nginx or os.environ.get("NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
+    nginx_bin = args.nginx or os.environ.get("NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.access(nginx_bin, os.X_OK):
         raise Skip("nginx not found (%s)" % nginx_bin)
     srcdir = os.environ.get("TESTS_SRCDIR") or os.path.dirname(HERE)
@@ -1083,7 +1083,7 @@ def run(args, tmp):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--daemon", help="h5chunkd binary (default $H5CHUNKD_BIN)")
-    ap.add_argument("--nginx", help="nginx binary (default $NGINX)")
+    ap.add_argument("--nginx", help="nginx binary (default $NGINX_BIN)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="h5cd-%s." % NAME)

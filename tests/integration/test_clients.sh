@@ -8,7 +8,7 @@
 # Environment (set by `make check`; defaults for a run by hand):
 #   PYTHON_H5     python3 with h5py, numpy, zarr, fsspec, aiohttp (default /usr/bin/python3)
 #   H5CHUNKD_BIN  the daemon (default: ./daemon/h5chunkd of the build dir)
-#   NGINX         nginx binary (default: nginx on PATH, else /usr/sbin/nginx)
+#   NGINX_BIN         nginx binary (default: nginx on PATH, else /usr/sbin/nginx)
 #   TESTS_SRCDIR  the source tree's tests/ (default: derived from this file)
 #   KEEP_TMP=1    keep the temp dir (logs, access log, caches, test file)
 # Exit status: 0 pass, 1 fail, 77 skip (a client library or nginx missing).
@@ -20,18 +20,18 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [[ -z "${H5CHUNKD_BIN:-}" && -x "$PWD/daemon/h5chunkd" ]]; then
     H5CHUNKD_BIN="$PWD/daemon/h5chunkd"
 fi
-if [[ -z "${NGINX:-}" ]]; then
-    NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+if [[ -z "${NGINX_BIN:-}" ]]; then
+    NGINX_BIN=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 fi
-export PYTHON_H5 TESTS_SRCDIR NGINX
+export PYTHON_H5 TESTS_SRCDIR NGINX_BIN
 if [[ -n "${H5CHUNKD_BIN:-}" ]]; then export H5CHUNKD_BIN; fi
 
 if ! "$PYTHON_H5" -c 'import h5py, numpy, zarr, fsspec, aiohttp' >/dev/null 2>&1; then
     echo "test_clients: SKIP: $PYTHON_H5 cannot import h5py, numpy, zarr, fsspec and aiohttp"
     exit 77
 fi
-if [[ ! -x "$NGINX" ]]; then
-    echo "test_clients: SKIP: nginx not found (NGINX=$NGINX)"
+if [[ ! -x "$NGINX_BIN" ]]; then
+    echo "test_clients: SKIP: nginx not found (NGINX_BIN=$NGINX_BIN)"
     exit 77
 fi
 # Every wait inside is bounded; this bounds the whole run as well.

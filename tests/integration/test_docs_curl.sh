@@ -52,7 +52,7 @@
 #      "dtype": "<i2", "attrs": "..."}
 #     ```
 #
-# Environment: as lib.sh (H5CHUNKD_BIN, NGINX, PYTHON_H5, TESTS_SRCDIR,
+# Environment: as lib.sh (H5CHUNKD_BIN, NGINX_BIN, PYTHON_H5, TESTS_SRCDIR,
 # KEEP_TMP=1); DOCS_MD=FILE checks another Markdown file than docs/api.md.
 # Exit status: 0 pass, 1 fail, 77 skip (no h5py for the test file, no nginx).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

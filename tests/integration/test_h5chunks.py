@@ -21,7 +21,7 @@ input gets its documented error and the daemon keeps serving.
 
 Exit status: 0 pass, 1 fail, 77 skip (automake).
 Environment: H5CHUNKD_BIN (default ./daemon/h5chunkd from the build dir),
-NGINX (default nginx on PATH, else /usr/sbin/nginx), TESTS_SRCDIR (the
+NGINX_BIN (default nginx on PATH, else /usr/sbin/nginx), TESTS_SRCDIR (the
 source tree's tests/), KEEP_TMP=1 keeps the temp dir.
 Run by hand from a VPATH build dir:
   H5CHUNKD_BIN=$PWD/daemon/h5chunkd /usr/bin/python3 .../tests/integration/test_h5chunks.py
@@ -972,7 +972,7 @@ def run(args, tmp):
     daemon_bin = find_daemon(args.daemon)
     if not os.access(daemon_bin, os.X_OK):
         raise Fatal("daemon not built: %s" % daemon_bin)
-    nginx_bin = args.nginx or os.environ.get("NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
+    nginx_bin = args.nginx or os.environ.get("NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.access(nginx_bin, os.X_OK):
         raise Skip("nginx not found (%s)" % nginx_bin)
     srcdir = os.environ.get("TESTS_SRCDIR") or os.path.dirname(
@@ -1073,7 +1073,7 @@ def run(args, tmp):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--daemon", help="h5chunkd binary (default $H5CHUNKD_BIN)")
-    ap.add_argument("--nginx", help="nginx binary (default $NGINX)")
+    ap.add_argument("--nginx", help="nginx binary (default $NGINX_BIN)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="h5cd-test_h5chunks.")

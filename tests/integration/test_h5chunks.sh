@@ -6,7 +6,7 @@
 # Environment (set by `make check`; defaults for a run by hand):
 #   PYTHON_H5     python3 with h5py and numpy (default /usr/bin/python3)
 #   H5CHUNKD_BIN  the daemon (default: ./daemon/h5chunkd of the build dir)
-#   NGINX         nginx binary (default: nginx on PATH, else /usr/sbin/nginx)
+#   NGINX_BIN         nginx binary (default: nginx on PATH, else /usr/sbin/nginx)
 #   TESTS_SRCDIR  the source tree's tests/ (default: derived from this file)
 #   KEEP_TMP=1    keep the temp dir (logs, caches, test files)
 # Exit status: 0 pass, 1 fail, 77 skip (no h5py/numpy, no nginx).
@@ -20,7 +20,7 @@ if [[ -z "${H5CHUNKD_BIN:-}" && -x "$PWD/daemon/h5chunkd" ]]; then
 fi
 export PYTHON_H5 TESTS_SRCDIR
 if [[ -n "${H5CHUNKD_BIN:-}" ]]; then export H5CHUNKD_BIN; fi
-if [[ -n "${NGINX:-}" ]]; then export NGINX; fi
+if [[ -n "${NGINX_BIN:-}" ]]; then export NGINX_BIN; fi
 
 if ! "$PYTHON_H5" -c 'import h5py, numpy' >/dev/null 2>&1; then
     echo "test_h5chunks: SKIP: $PYTHON_H5 cannot import h5py and numpy"
