@@ -631,6 +631,7 @@ class Bench:
 
     def setup(self):
         a = self.args
+        self.load_start = os.getloadavg()[0]
         self.work = a.workdir or tempfile.mkdtemp(prefix="h5cd-bench.")
         if not a.workdir and not a.keep:
             _tmp_dirs.append(self.work)
@@ -703,6 +704,8 @@ class Bench:
             "wrk": {"threads": a.wrk_threads, "conns": a.wrk_conns, "secs": a.wrk_secs},
             "command": a.command}
         self.results["machine"] = machine_info(a)
+        self.results["machine"]["loadavg_start"] = self.load_start
+        self.results["machine"]["loadavg_end"] = os.getloadavg()[0]
         self.results["elapsed_s"] = round(time.monotonic() - t_start, 1)
         _stop(self.daemon.proc, 15)
         self.results["daemon_exit"] = self.daemon.proc.returncode

@@ -193,8 +193,7 @@ int http_listen(const char *address, unsigned unix_mode, const char *unix_group,
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve listen address '%s': %s", address,
-                 gai_strerror(rc));
+        snprintf(err, errlen, "cannot resolve listen address '%s': %s", address, gai_strerror(rc));
         return -1;
     }
     int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
@@ -403,8 +402,8 @@ enum MHD_Result http_send_error(struct server *srv, struct MHD_Connection *conn,
                           "application/json");
 }
 
-enum MHD_Result http_fail(struct server *srv, struct MHD_Connection *conn,
-                          enum h5cd_errcode code, const char *fmt, ...)
+enum MHD_Result http_fail(struct server *srv, struct MHD_Connection *conn, enum h5cd_errcode code,
+                          const char *fmt, ...)
 {
     struct h5cd_error err = {.code = code};
     va_list ap;
@@ -584,8 +583,8 @@ static void body_append(struct request_ctx *ctx, const char *data, size_t n, uin
 
 typedef enum MHD_Result (*get_route)(struct server *, struct MHD_Connection *);
 
-static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *conn,
-                                const char *method, const char *url, struct request_ctx *ctx)
+static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *conn, const char *method,
+                                const char *url, struct request_ctx *ctx)
 {
     bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
     bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
@@ -623,9 +622,9 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *conn,
         const char *path;
         get_route handler;
     } simple[] = {
-        {"/v1/health", route_health}, {"/v1/stats", route_stats}, {"/metrics", route_metrics},
-        {"/v1/meta", route_meta},     {"/v1/chunk", route_chunk},
-        {"/v1/slice", route_slice},   {"/v1/zarr", route_zarr_base},
+        {"/v1/health", route_health},  {"/v1/stats", route_stats}, {"/metrics", route_metrics},
+        {"/v1/meta", route_meta},      {"/v1/chunk", route_chunk}, {"/v1/slice", route_slice},
+        {"/v1/zarr", route_zarr_base},
     };
     for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
         if (strcmp(url, simple[i].path) != 0)
@@ -654,8 +653,8 @@ static enum MHD_Result handle_request(struct server *srv, struct MHD_Connection 
         /* Before the body: an unauthorised client uploads nothing. */
         if (!authorized(srv, conn, url))
             return send_unauthorized(srv, conn);
-        const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                       MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *clen =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (clen != NULL && strtoull(clen, NULL, 10) > srv->cfg->max_request_body)
             return http_fail(srv, conn, H5CD_E_TOO_LARGE, "request body larger than %llu bytes",
                              (unsigned long long)srv->cfg->max_request_body);
@@ -670,9 +669,8 @@ static enum MHD_Result handle_request(struct server *srv, struct MHD_Connection 
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     (void)version;
     enum MHD_Result ret =

@@ -38,9 +38,8 @@ void http_stop(struct server *srv);
 enum MHD_Result http_send_error(struct server *srv, struct MHD_Connection *conn,
                                 const struct h5cd_error *err);
 /* Shorthand: build the error, then send it. */
-enum MHD_Result http_fail(struct server *srv, struct MHD_Connection *conn,
-                          enum h5cd_errcode code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+enum MHD_Result http_fail(struct server *srv, struct MHD_Connection *conn, enum h5cd_errcode code,
+                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Queues `body` (malloc'd, ownership taken) with the given status and type. */
 enum MHD_Result http_send_text(struct server *srv, struct MHD_Connection *conn, unsigned status,
                                char *body, const char *content_type);

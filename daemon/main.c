@@ -38,11 +38,11 @@
 #define PACKAGE_VERSION "0.0.0"
 #endif
 
-#define ERR_LINE 512
-#define MAX_RUNNING_JOBS 4 /* prefetch jobs running at once */
-#define MAX_KEPT_JOBS 256  /* finished jobs remembered for GET /v1/jobs */
-#define STATUS_INTERVAL_S 30 /* systemd STATUS= refresh while idle */
-#define STATUS_BYTES 512
+#define ERR_LINE          512
+#define MAX_RUNNING_JOBS  4   /* prefetch jobs running at once */
+#define MAX_KEPT_JOBS     256 /* finished jobs remembered for GET /v1/jobs */
+#define STATUS_INTERVAL_S 30  /* systemd STATUS= refresh while idle */
+#define STATUS_BYTES      512
 
 /* Command-line values, applied over the config file's (at start and on SIGHUP). */
 struct cli {
@@ -75,8 +75,14 @@ static int add_override(struct cli *cli, const char *key, const char *value)
 /* Returns 0 to run, 1 to exit successfully (help/version), -1 on a bad flag. */
 static int parse_cli(int argc, char **argv, struct cli *cli)
 {
-    enum { OPT_LISTEN = 256, OPT_CACHE_DIR, OPT_CACHE_SIZE, OPT_ALLOW_PRIVATE, OPT_LOG_LEVEL,
-           OPT_CHECK };
+    enum {
+        OPT_LISTEN = 256,
+        OPT_CACHE_DIR,
+        OPT_CACHE_SIZE,
+        OPT_ALLOW_PRIVATE,
+        OPT_LOG_LEVEL,
+        OPT_CHECK
+    };
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -95,16 +101,36 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
     int rc = 0;
     while (rc == 0 && (opt = getopt_long(argc, argv, "c:fhV", options, NULL)) != -1) {
         switch (opt) {
-        case 'c': cli->config_path = optarg; break;
-        case 'f': rc = add_override(cli, "foreground", "true"); break;
-        case OPT_LISTEN: rc = add_override(cli, "listen", optarg); break;
-        case OPT_CACHE_DIR: rc = add_override(cli, "cache_dir", optarg); break;
-        case OPT_CACHE_SIZE: rc = add_override(cli, "cache_size", optarg); break;
-        case OPT_ALLOW_PRIVATE: rc = add_override(cli, "allow_private_upstreams", "true"); break;
-        case OPT_LOG_LEVEL: rc = add_override(cli, "log_level", optarg); break;
-        case OPT_CHECK: cli->check_only = true; break;
-        case 'h': usage(stdout); return 1;
-        case 'V': printf("h5chunkd %s\n", PACKAGE_VERSION); return 1;
+        case 'c':
+            cli->config_path = optarg;
+            break;
+        case 'f':
+            rc = add_override(cli, "foreground", "true");
+            break;
+        case OPT_LISTEN:
+            rc = add_override(cli, "listen", optarg);
+            break;
+        case OPT_CACHE_DIR:
+            rc = add_override(cli, "cache_dir", optarg);
+            break;
+        case OPT_CACHE_SIZE:
+            rc = add_override(cli, "cache_size", optarg);
+            break;
+        case OPT_ALLOW_PRIVATE:
+            rc = add_override(cli, "allow_private_upstreams", "true");
+            break;
+        case OPT_LOG_LEVEL:
+            rc = add_override(cli, "log_level", optarg);
+            break;
+        case OPT_CHECK:
+            cli->check_only = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
+        case 'V':
+            printf("h5chunkd %s\n", PACKAGE_VERSION);
+            return 1;
         default:
             fprintf(stderr, "h5chunkd: unknown or incomplete option '%s' (try --help)\n",
                     argv[optind - 1]);
@@ -359,6 +385,7 @@ static void start_engine(struct server *srv)
         .coalesce_gap = cfg->coalesce_gap,
         .coalesce_max = cfg->coalesce_max,
         .revalidate_s = cfg->revalidate_s,
+        .max_fetches_per_batch = cfg->upstream_max_per_host,
     };
     if (remote_new(&rcfg, srv->cache, srv->fetch, srv->policy, &srv->stats, &srv->remote) < 0)
         die("out of memory");

@@ -36,12 +36,12 @@ static enum MHD_Result send_doc(struct server *srv, struct MHD_Connection *conn,
 static int list_one(const struct blockcache_file_info *info, void *arg)
 {
     json_t *files = arg;
-    json_t *entry = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:I, s:I}", "url", info->identity,
-                              "size", (json_int_t)info->size, "bytes_cached",
-                              (json_int_t)info->bytes_cached, "blocks", (json_int_t)info->blocks,
-                              "hits", (json_int_t)info->hits, "validator", info->validator,
-                              "last_access", (json_int_t)(info->last_access_us / 1000000),
-                              "checked_at", (json_int_t)info->checked_at);
+    json_t *entry =
+        json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:I, s:I}", "url", info->identity, "size",
+                  (json_int_t)info->size, "bytes_cached", (json_int_t)info->bytes_cached, "blocks",
+                  (json_int_t)info->blocks, "hits", (json_int_t)info->hits, "validator",
+                  info->validator, "last_access", (json_int_t)(info->last_access_us / 1000000),
+                  "checked_at", (json_int_t)info->checked_at);
     return entry != NULL ? json_array_append_new(files, entry) : -1;
 }
 
@@ -214,13 +214,12 @@ enum MHD_Result route_prefetch(struct server *srv, struct MHD_Connection *conn, 
         free(t);
         return http_send_error(srv, conn, &err);
     }
-    json_t *desc = json_pack("{s:s, s:s, s:s}", "url", t->url, "path", t->path, "select",
-                             t->select);
+    json_t *desc =
+        json_pack("{s:s, s:s, s:s}", "url", t->url, "path", t->path, "select", t->select);
     char *desc_text = desc != NULL ? json_dumps(desc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(desc);
     uint64_t id = 0;
-    rc = desc_text != NULL ? jobs_start(srv->jobs, desc_text, prefetch_job, t, free, &id)
-                           : -ENOMEM;
+    rc = desc_text != NULL ? jobs_start(srv->jobs, desc_text, prefetch_job, t, free, &id) : -ENOMEM;
     free(desc_text);
     if (rc < 0) {
         free(t);
@@ -241,13 +240,12 @@ static const char *state_name(enum job_state s)
 static json_t *job_json(const struct job_status *st)
 {
     json_t *desc = json_loads(st->description, 0, NULL);
-    json_t *doc = json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:i, s:I, s:I}", "id",
-                            (json_int_t)st->id, "state", state_name(st->state), "chunks_done",
-                            (json_int_t)st->chunks_done, "chunks_total",
-                            (json_int_t)st->chunks_total, "bytes_done",
-                            (json_int_t)st->bytes_done, "bytes_total",
-                            (json_int_t)st->bytes_total, "errors", (int)st->errors, "started",
-                            (json_int_t)st->started, "finished", (json_int_t)st->finished);
+    json_t *doc = json_pack(
+        "{s:I, s:s, s:I, s:I, s:I, s:I, s:i, s:I, s:I}", "id", (json_int_t)st->id, "state",
+        state_name(st->state), "chunks_done", (json_int_t)st->chunks_done, "chunks_total",
+        (json_int_t)st->chunks_total, "bytes_done", (json_int_t)st->bytes_done, "bytes_total",
+        (json_int_t)st->bytes_total, "errors", (int)st->errors, "started", (json_int_t)st->started,
+        "finished", (json_int_t)st->finished);
     if (doc != NULL && desc != NULL)
         json_object_update(doc, desc);
     json_decref(desc);

@@ -24,8 +24,8 @@
 #include "prefetch.h"
 #include "routes.h"
 
-#define FRAME_HEADER_BYTES 640 /* a frame's JSON line: key (<= 400) and a few numbers */
-#define CHUNKS_RESPONSE_PIECE (256 * 1024)
+#define FRAME_HEADER_BYTES     640 /* a frame's JSON line: key (<= 400) and a few numbers */
+#define CHUNKS_RESPONSE_PIECE  (256 * 1024)
 #define MAX_SINGLE_CHUNK_BYTES (256ULL * 1024 * 1024)
 
 static const char *query(struct MHD_Connection *conn, const char *name)
@@ -90,8 +90,8 @@ enum MHD_Result route_meta(struct server *srv, struct MHD_Connection *conn)
 
 /* The stored bytes of one located chunk, malloc'd.  0, or -1 with err. */
 static int read_chunk(struct server *srv, const struct remote_file *file,
-                      const struct h5dataset *ds, const struct h5chunk_loc *loc,
-                      uint8_t **data, size_t *len, struct h5cd_error *err)
+                      const struct h5dataset *ds, const struct h5chunk_loc *loc, uint8_t **data,
+                      size_t *len, struct h5cd_error *err)
 {
     if (ds->layout == H5LAYOUT_COMPACT)
         return h5index_compact_bytes(srv->h5index, file, ds, data, len, err);
@@ -213,22 +213,22 @@ enum MHD_Result route_chunk(struct server *srv, struct MHD_Connection *conn)
 
 /* One requested key after validation. */
 struct batch_key {
-    const char *key;           /* borrowed from the request document */
-    uint64_t linear;           /* for de-duplication */
+    const char *key; /* borrowed from the request document */
+    uint64_t linear; /* for de-duplication */
     struct h5chunk_loc loc;
 };
 
 struct chunks_stream {
     struct server *srv;
-    json_t *request;           /* keeps the key strings alive */
+    json_t *request; /* keeps the key strings alive */
     struct remote_file file;
     struct h5dataset ds;
     struct batch_key *keys;
     size_t nkeys;
-    size_t next_immediate;     /* keys answered without the batch are emitted first */
+    size_t next_immediate; /* keys answered without the batch are emitted first */
     struct remote_batch *batch;
     bool batch_done;
-    bool decode;               /* frames carry decoded values instead of stored bytes */
+    bool decode; /* frames carry decoded values instead of stored bytes */
     /* the frame being written */
     char header[FRAME_HEADER_BYTES];
     size_t header_len, header_pos;
@@ -250,10 +250,10 @@ static void chunks_stream_free(void *cls)
 static void frame_ok(struct chunks_stream *cs, const struct batch_key *k, const uint8_t *data,
                      size_t len)
 {
-    cs->header_len = (size_t)snprintf(
-        cs->header, sizeof(cs->header),
-        "{\"key\":\"%s\",\"status\":200,\"length\":%zu,\"filter_mask\":%u}\n", k->key, len,
-        k->loc.filter_mask);
+    cs->header_len =
+        (size_t)snprintf(cs->header, sizeof(cs->header),
+                         "{\"key\":\"%s\",\"status\":200,\"length\":%zu,\"filter_mask\":%u}\n",
+                         k->key, len, k->loc.filter_mask);
     cs->header_pos = 0;
     cs->payload = data;
     cs->payload_len = len;
@@ -262,13 +262,12 @@ static void frame_ok(struct chunks_stream *cs, const struct batch_key *k, const 
     http_count_sent(cs->srv, len);
 }
 
-static void frame_error(struct chunks_stream *cs, const struct batch_key *k,
-                        enum h5cd_errcode code)
+static void frame_error(struct chunks_stream *cs, const struct batch_key *k, enum h5cd_errcode code)
 {
-    cs->header_len = (size_t)snprintf(
-        cs->header, sizeof(cs->header),
-        "{\"key\":\"%s\",\"status\":%d,\"length\":0,\"error\":\"%s\"}\n", k->key,
-        h5cd_errcode_status(code), h5cd_errcode_name(code));
+    cs->header_len =
+        (size_t)snprintf(cs->header, sizeof(cs->header),
+                         "{\"key\":\"%s\",\"status\":%d,\"length\":0,\"error\":\"%s\"}\n", k->key,
+                         h5cd_errcode_status(code), h5cd_errcode_name(code));
     cs->header_pos = 0;
     cs->payload = NULL;
     cs->payload_len = 0;
@@ -435,8 +434,7 @@ static int parse_keys(struct chunks_stream *cs, json_t *keys, struct h5cd_error 
     /* Re-derive coordinates in sorted order (neighbouring keys coalesce best). */
     for (size_t i = 0; i < unique; i++) {
         char why[8];
-        chunkkey_parse(&cs->ds.grid, cs->keys[i].key, coords + i * (size_t)rank, why,
-                       sizeof(why));
+        chunkkey_parse(&cs->ds.grid, cs->keys[i].key, coords + i * (size_t)rank, why, sizeof(why));
     }
     *coords_out = coords;
     return 0;
@@ -510,8 +508,7 @@ static int prepare_stream(struct chunks_stream *cs, const char *body, size_t len
         if (locs == NULL)
             rc = h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
         else
-            rc = h5index_locate(cs->srv->h5index, &cs->file, &cs->ds, coords, cs->nkeys, locs,
-                                err);
+            rc = h5index_locate(cs->srv->h5index, &cs->file, &cs->ds, coords, cs->nkeys, locs, err);
         for (size_t i = 0; rc == 0 && i < cs->nkeys; i++)
             cs->keys[i].loc = locs[i];
         free(locs);

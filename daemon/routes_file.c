@@ -26,9 +26,9 @@
 struct file_stream {
     struct server *srv;
     struct remote_file file;
-    uint64_t start;     /* first byte of the response in the remote file */
-    uint64_t length;    /* bytes in the response */
-    uint8_t *window;    /* bytes [win_pos, win_pos + win_len) of the response */
+    uint64_t start;  /* first byte of the response in the remote file */
+    uint64_t length; /* bytes in the response */
+    uint8_t *window; /* bytes [win_pos, win_pos + win_len) of the response */
     uint64_t win_pos;
     size_t win_len;
     size_t win_cap;
@@ -100,8 +100,8 @@ static enum MHD_Result send_unsatisfiable(struct server *srv, struct MHD_Connect
 static enum MHD_Result queue_stream(struct MHD_Connection *conn, struct file_stream *fs,
                                     bool ranged)
 {
-    struct MHD_Response *resp = MHD_create_response_from_callback(
-        fs->length, FILE_RESPONSE_PIECE, stream_read, fs, stream_free);
+    struct MHD_Response *resp = MHD_create_response_from_callback(fs->length, FILE_RESPONSE_PIECE,
+                                                                  stream_read, fs, stream_free);
     if (resp == NULL) {
         stream_free(fs);
         return MHD_NO;

@@ -19,7 +19,7 @@
 #include "prefetch.h"
 #include "routes.h"
 
-#define NPY_HEADER_MAX 4096
+#define NPY_HEADER_MAX            4096
 #define MAX_SLICE_PREFETCH_CHUNKS 100000
 
 struct slice_call {
@@ -68,9 +68,9 @@ static int structured_descr(json_t *fields, char *out, size_t cap)
             size_t dw = (size_t)snprintf(dims, sizeof(dims), ", (");
             size_t j;
             json_t *dim;
-            json_array_foreach(shape, j, dim)
-                dw += (size_t)snprintf(dims + dw, sizeof(dims) - (dw < sizeof(dims) ? dw : 0),
-                                       "%lld,", (long long)json_integer_value(dim));
+            json_array_foreach(shape, j, dim) dw +=
+                (size_t)snprintf(dims + dw, sizeof(dims) - (dw < sizeof(dims) ? dw : 0), "%lld,",
+                                 (long long)json_integer_value(dim));
             if (dw + 2 >= sizeof(dims))
                 return -1;
             memcpy(dims + dw, ")", 2);
@@ -216,12 +216,11 @@ static json_t *json_strings(const uint8_t *p, size_t len)
     json_t *arr = json_array();
     if (len < 4)
         return arr;
-    uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                 (uint32_t)p[3] << 24;
+    uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     size_t pos = 4;
     for (uint32_t i = 0; i < n && pos + 4 <= len; i++) {
-        uint32_t sl = (uint32_t)p[pos] | (uint32_t)p[pos + 1] << 8 |
-                      (uint32_t)p[pos + 2] << 16 | (uint32_t)p[pos + 3] << 24;
+        uint32_t sl = (uint32_t)p[pos] | (uint32_t)p[pos + 1] << 8 | (uint32_t)p[pos + 2] << 16 |
+                      (uint32_t)p[pos + 3] << 24;
         pos += 4;
         if (sl > len - pos)
             break;
@@ -242,12 +241,12 @@ static char *json_document(const char *dtype, const struct slice_call *sc, const
         flat = json_array();
         size_t n = sc->elem_size > 0 ? sc->len / sc->elem_size : 0;
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(flat, json_value(dtype, sc->out + i * sc->elem_size,
-                                                   sc->elem_size));
+            json_array_append_new(flat,
+                                  json_value(dtype, sc->out + i * sc->elem_size, sc->elem_size));
     }
     size_t next = 0;
-    json_t *values = rank == 0 ? json_incref(json_array_get(flat, 0))
-                               : json_nest(flat, shape, rank, 0, &next);
+    json_t *values =
+        rank == 0 ? json_incref(json_array_get(flat, 0)) : json_nest(flat, shape, rank, 0, &next);
     json_decref(flat);
     json_t *shape_json = json_array();
     for (int d = 0; d < rank; d++)

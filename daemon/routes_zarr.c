@@ -25,11 +25,10 @@
 #include "zarrmeta.h"
 
 #define MAX_WALK_OBJECTS 200000
-#define ZARR_PREFIX "/zarr/v2/"
-#define ZMETADATA_DOC "#zmetadata"
+#define ZARR_PREFIX      "/zarr/v2/"
+#define ZMETADATA_DOC    "#zmetadata"
 
-static enum MHD_Result send_json_doc(struct server *srv, struct MHD_Connection *conn,
-                                     json_t *doc)
+static enum MHD_Result send_json_doc(struct server *srv, struct MHD_Connection *conn, json_t *doc)
 {
     /* zarr-python 2 decodes metadata as ASCII: escape everything else. */
     char *text = doc != NULL
@@ -65,8 +64,8 @@ static void object_path(const char *zarr_path, size_t len, char *out, size_t cap
 }
 
 /* Adds the metadata of the object at path (and, for groups, of its members) to md. */
-static void walk(struct server *srv, const struct remote_file *file, const char *path,
-                 json_t *md, size_t *budget)
+static void walk(struct server *srv, const struct remote_file *file, const char *path, json_t *md,
+                 size_t *budget)
 {
     if (*budget == 0)
         return;
@@ -98,9 +97,8 @@ static void walk(struct server *srv, const struct remote_file *file, const char 
         {
             const char *name = json_string_value(member);
             char child[H5CD_MAX_PATH_BYTES + 2];
-            if (name == NULL ||
-                snprintf(child, sizeof(child), "%s/%s", path[1] != '\0' ? path : "", name) >=
-                    (int)sizeof(child))
+            if (name == NULL || snprintf(child, sizeof(child), "%s/%s", path[1] != '\0' ? path : "",
+                                         name) >= (int)sizeof(child))
                 continue;
             walk(srv, file, child, md, budget);
         }
@@ -129,8 +127,8 @@ static enum MHD_Result send_zmetadata(struct server *srv, struct MHD_Connection 
         size_t budget = MAX_WALK_OBJECTS;
         walk(srv, file, "/", md, &budget);
         json_t *doc = json_pack("{s:i, s:o}", "zarr_consolidated_format", 1, "metadata", md);
-        text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
-                           : NULL;
+        text =
+            doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) : NULL;
         json_decref(doc);
         if (text == NULL)
             return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
@@ -236,8 +234,7 @@ static int decode_in_file(hid_t fid, void *arg, struct h5cd_error *err)
 }
 
 static enum MHD_Result send_chunk(struct server *srv, struct MHD_Connection *conn,
-                                  const struct remote_file *file, const char *path,
-                                  const char *key)
+                                  const struct remote_file *file, const char *path, const char *key)
 {
     struct h5cd_error err = {0};
     json_t *meta = h5index_meta(srv->h5index, file, path, &err);

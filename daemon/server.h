@@ -36,7 +36,7 @@ struct server {
     struct fetch_engine *fetch;
     struct remote *remote;
     struct h5index *h5index;
-    struct jobs *jobs;                 /* background prefetch jobs */
+    struct jobs *jobs;                               /* background prefetch jobs */
     struct MHD_Daemon *mhd[H5CD_MAX_LISTEN_SOCKETS]; /* one per listening socket */
     int listen_fd[H5CD_MAX_LISTEN_SOCKETS];
     size_t nlisten;

@@ -35,11 +35,11 @@
 struct blockcache;
 
 struct blockcache_config {
-    const char *dir;           /* created (mode 0700) if missing */
-    uint64_t cap_bytes;        /* size cap of cached block bytes */
-    uint32_t block_size;       /* power of two, H5CD_MIN_BLOCK_BYTES..H5CD_MAX_BLOCK_BYTES */
-    unsigned high_watermark;   /* percent of cap that triggers eviction (e.g. 95) */
-    unsigned low_watermark;    /* percent of cap eviction brings usage down to (e.g. 85) */
+    const char *dir;            /* created (mode 0700) if missing */
+    uint64_t cap_bytes;         /* size cap of cached block bytes */
+    uint32_t block_size;        /* power of two, H5CD_MIN_BLOCK_BYTES..H5CD_MAX_BLOCK_BYTES */
+    unsigned high_watermark;    /* percent of cap that triggers eviction (e.g. 95) */
+    unsigned low_watermark;     /* percent of cap eviction brings usage down to (e.g. 85) */
     unsigned enospc_cooldown_s; /* puts refused this long after a full disk; 0 = 30 */
 };
 
@@ -53,18 +53,18 @@ struct blockcache_report {
 };
 
 struct blockcache_file {
-    int64_t id;                    /* changes when the validator changes */
-    uint64_t size;                 /* remote file size in bytes */
+    int64_t id;    /* changes when the validator changes */
+    uint64_t size; /* remote file size in bytes */
     char validator[H5CD_MAX_VALIDATOR_BYTES];
-    int64_t checked_at;            /* unix seconds when the validator was last confirmed */
+    int64_t checked_at; /* unix seconds when the validator was last confirmed */
 };
 
 struct blockcache_stats {
-    uint64_t bytes;       /* block bytes currently cached */
-    uint64_t blocks;      /* blocks currently cached */
+    uint64_t bytes;  /* block bytes currently cached */
+    uint64_t blocks; /* blocks currently cached */
     uint64_t cap_bytes;
-    uint64_t evictions;   /* since open */
-    uint64_t corrupt;     /* checksum or size mismatches found since open */
+    uint64_t evictions;    /* since open */
+    uint64_t corrupt;      /* checksum or size mismatches found since open */
     uint64_t write_errors; /* failed puts since open */
     bool degraded;
 };
@@ -106,8 +106,8 @@ int blockcache_file_drop(struct blockcache *bc, const char *identity);
  * miss; -EBADMSG when the block was corrupt (it has been dropped: refetch
  * it); other negative errno on I/O errors (treat as a miss).
  */
-int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
-                   size_t cap, size_t *len);
+int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf, size_t cap,
+                   size_t *len);
 
 /*
  * Stores block `index` of file `file_id` atomically, evicting least
@@ -133,7 +133,7 @@ void blockcache_get_stats(struct blockcache *bc, struct blockcache_stats *out);
 struct blockcache_file_info {
     char identity[H5CD_MAX_URL_BYTES + 1];
     char validator[H5CD_MAX_VALIDATOR_BYTES];
-    uint64_t size;          /* remote file size */
+    uint64_t size; /* remote file size */
     uint64_t bytes_cached;
     uint64_t blocks;
     uint64_t hits;          /* cached block reads */

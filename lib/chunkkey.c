@@ -75,8 +75,7 @@ uint64_t chunkkey_linear(const struct chunkgrid *grid, const uint64_t *coords)
     return linear;
 }
 
-int chunkkey_format(const struct chunkgrid *grid, const uint64_t *coords, char *out,
-                    size_t outlen)
+int chunkkey_format(const struct chunkgrid *grid, const uint64_t *coords, char *out, size_t outlen)
 {
     size_t used = 0;
     if (grid->rank == 0)

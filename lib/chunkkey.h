@@ -8,13 +8,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define H5CD_MAX_RANK 32         /* HDF5's own limit on dimensions */
-#define H5CD_MAX_KEY_BYTES 400   /* 32 indices of up to 11 digits and their dots */
+#define H5CD_MAX_RANK      32  /* HDF5's own limit on dimensions */
+#define H5CD_MAX_KEY_BYTES 400 /* 32 indices of up to 11 digits and their dots */
 
 struct chunkgrid {
-    int rank;                        /* 0 for a scalar dataset */
-    uint64_t shape[H5CD_MAX_RANK];   /* dataset extent */
-    uint64_t chunk[H5CD_MAX_RANK];   /* chunk extent, every entry >= 1 */
+    int rank;                      /* 0 for a scalar dataset */
+    uint64_t shape[H5CD_MAX_RANK]; /* dataset extent */
+    uint64_t chunk[H5CD_MAX_RANK]; /* chunk extent, every entry >= 1 */
 };
 
 /* Number of chunks along dimension d: ceil(shape / chunk), 0 for an empty dimension. */
@@ -34,7 +34,6 @@ int chunkkey_parse(const struct chunkgrid *grid, const char *key, uint64_t *coor
 uint64_t chunkkey_linear(const struct chunkgrid *grid, const uint64_t *coords);
 
 /* Writes the key of coords ("i.j.k") into out.  0, or -ENOSPC if it does not fit. */
-int chunkkey_format(const struct chunkgrid *grid, const uint64_t *coords, char *out,
-                    size_t outlen);
+int chunkkey_format(const struct chunkgrid *grid, const uint64_t *coords, char *out, size_t outlen);
 
 #endif

@@ -26,56 +26,56 @@ struct strlist {
 
 struct h5cd_config {
     /* Network front end. */
-    char *listen;               /* "HOST:PORT" or "[V6]:PORT"; default 127.0.0.1:7661 */
-    bool allow_remote_clients;  /* permit a non-loopback listen address; default false */
+    char *listen;                /* "HOST:PORT" or "[V6]:PORT"; default 127.0.0.1:7661 */
+    bool allow_remote_clients;   /* permit a non-loopback listen address; default false */
     struct strlist server_names; /* extra Host names accepted besides loopback names */
-    unsigned max_connections;   /* concurrent client connections; default 256 */
-    unsigned client_timeout_s;  /* idle client connection timeout; default 60 */
-    uint64_t max_request_body;  /* bytes of a POST body; default 16M */
-    unsigned unix_socket_mode;  /* permissions of a unix: listen socket; default 0660 */
-    char *unix_socket_group;    /* group of a unix: listen socket; "" keeps the daemon's */
+    unsigned max_connections;    /* concurrent client connections; default 256 */
+    unsigned client_timeout_s;   /* idle client connection timeout; default 60 */
+    uint64_t max_request_body;   /* bytes of a POST body; default 16M */
+    unsigned unix_socket_mode;   /* permissions of a unix: listen socket; default 0660 */
+    char *unix_socket_group;     /* group of a unix: listen socket; "" keeps the daemon's */
 
     /* Access control. */
-    char *token_file;           /* file holding the bearer token; "" = no token */
-    char *token_scope;          /* "admin" (default) or "all": which endpoints need it */
+    char *token_file;  /* file holding the bearer token; "" = no token */
+    char *token_scope; /* "admin" (default) or "all": which endpoints need it */
 
     /* Cache. */
-    char *cache_dir;            /* default $XDG_CACHE_HOME/h5chunkd or ~/.cache/h5chunkd */
-    uint64_t cache_size;        /* cap in bytes; default 10G */
-    uint64_t block_size;        /* cache block, power of two in [4K, 16M]; default 256K */
+    char *cache_dir;               /* default $XDG_CACHE_HOME/h5chunkd or ~/.cache/h5chunkd */
+    uint64_t cache_size;           /* cap in bytes; default 10G */
+    uint64_t block_size;           /* cache block, power of two in [4K, 16M]; default 256K */
     unsigned cache_high_watermark; /* percent of cap that starts eviction; default 95 */
     unsigned cache_low_watermark;  /* percent of cap eviction stops at; default 85 */
-    unsigned revalidate_s;      /* seconds a file's validator is trusted; default 60 */
+    unsigned revalidate_s;         /* seconds a file's validator is trusted; default 60 */
 
     /* Coalescing of block misses into upstream requests. */
-    uint64_t coalesce_gap;      /* merge ranges whose gap is at most this; default 1M */
-    uint64_t coalesce_max;      /* one upstream request at most this; default 8M */
-    uint64_t read_window;       /* bytes one client request reads ahead; default 16M */
+    uint64_t coalesce_gap; /* merge ranges whose gap is at most this; default 1M */
+    uint64_t coalesce_max; /* one upstream request at most this; default 8M */
+    uint64_t read_window;  /* bytes one client request reads ahead; default 16M */
 
     /* HDF5 chunk service. */
-    uint64_t h5_prefix_bytes;   /* read when a file is first opened; default 4M */
-    unsigned max_keys;          /* chunk keys in one batch request; default 100000 */
+    uint64_t h5_prefix_bytes;      /* read when a file is first opened; default 4M */
+    unsigned max_keys;             /* chunk keys in one batch request; default 100000 */
     uint64_t batch_inflight_bytes; /* chunk bytes one batch holds in memory; default 64M */
-    uint64_t max_slice_bytes;   /* decoded bytes one /v1/slice may return; default 256M */
+    uint64_t max_slice_bytes;      /* decoded bytes one /v1/slice may return; default 256M */
 
     /* Upstream fetch engine. */
-    unsigned upstream_max_per_host;  /* concurrent connections per host; default 8 */
-    unsigned upstream_max_total;     /* concurrent connections overall; default 64 */
+    unsigned upstream_max_per_host;       /* concurrent connections per host; default 8 */
+    unsigned upstream_max_total;          /* concurrent connections overall; default 64 */
     unsigned upstream_connect_timeout_ms; /* default 10000 */
-    unsigned upstream_timeout_ms;    /* one attempt, whole transfer; default 60000 */
-    unsigned upstream_retries;       /* attempts after the first; default 4 */
-    unsigned upstream_retry_base_ms; /* first backoff; doubles with jitter; default 200 */
-    unsigned upstream_retry_budget_ms; /* give up after this much time; default 30000 */
-    bool allow_private_upstreams;    /* permit loopback/private/link-local upstreams */
-    struct strlist allow_prefixes;   /* if non-empty, a URL must start with one of these */
-    struct strlist deny_prefixes;    /* a URL starting with one of these is refused */
-    struct strlist strip_query_params; /* dropped from a URL's cache identity */
-    char *user_agent;                /* default "h5chunkd/VERSION" */
+    unsigned upstream_timeout_ms;         /* one attempt, whole transfer; default 60000 */
+    unsigned upstream_retries;            /* attempts after the first; default 4 */
+    unsigned upstream_retry_base_ms;      /* first backoff; doubles with jitter; default 200 */
+    unsigned upstream_retry_budget_ms;    /* give up after this much time; default 30000 */
+    bool allow_private_upstreams;         /* permit loopback/private/link-local upstreams */
+    struct strlist allow_prefixes;        /* if non-empty, a URL must start with one of these */
+    struct strlist deny_prefixes;         /* a URL starting with one of these is refused */
+    struct strlist strip_query_params;    /* dropped from a URL's cache identity */
+    char *user_agent;                     /* default "h5chunkd/VERSION" */
 
     /* Process. */
-    bool foreground;            /* do not detach; default false */
-    char *log_level;            /* error|warn|info|debug; default info */
-    char *access_log;           /* one line per finished request; "" = off */
+    bool foreground;  /* do not detach; default false */
+    char *log_level;  /* error|warn|info|debug; default info */
+    char *access_log; /* one line per finished request; "" = off */
 };
 
 /* Fills cfg with the built-in defaults.  Returns 0 or -ENOMEM. */

@@ -11,22 +11,22 @@
 
 enum h5cd_errcode {
     H5CD_OK = 0,
-    H5CD_E_BAD_REQUEST,       /* 400 bad_request */
-    H5CD_E_BAD_KEY,           /* 400 bad_key */
-    H5CD_E_UNAUTHORIZED,      /* 401 unauthorized */
-    H5CD_E_URL_NOT_ALLOWED,   /* 403 url_not_allowed */
-    H5CD_E_HOST_NOT_ALLOWED,  /* 403 host_not_allowed */
-    H5CD_E_NOT_FOUND,         /* 404 not_found */
-    H5CD_E_CHUNK_NOT_ALLOCATED, /* 404 chunk_not_allocated */
-    H5CD_E_METHOD_NOT_ALLOWED, /* 405 method_not_allowed */
-    H5CD_E_UPSTREAM_CHANGED,  /* 409 upstream_changed */
-    H5CD_E_TOO_LARGE,         /* 413 too_large */
+    H5CD_E_BAD_REQUEST,           /* 400 bad_request */
+    H5CD_E_BAD_KEY,               /* 400 bad_key */
+    H5CD_E_UNAUTHORIZED,          /* 401 unauthorized */
+    H5CD_E_URL_NOT_ALLOWED,       /* 403 url_not_allowed */
+    H5CD_E_HOST_NOT_ALLOWED,      /* 403 host_not_allowed */
+    H5CD_E_NOT_FOUND,             /* 404 not_found */
+    H5CD_E_CHUNK_NOT_ALLOCATED,   /* 404 chunk_not_allocated */
+    H5CD_E_METHOD_NOT_ALLOWED,    /* 405 method_not_allowed */
+    H5CD_E_UPSTREAM_CHANGED,      /* 409 upstream_changed */
+    H5CD_E_TOO_LARGE,             /* 413 too_large */
     H5CD_E_RANGE_NOT_SATISFIABLE, /* 416 range_not_satisfiable */
-    H5CD_E_UNSUPPORTED,       /* 422 unsupported */
-    H5CD_E_INTERNAL,          /* 500 internal */
-    H5CD_E_UPSTREAM_ERROR,    /* 502 upstream_error */
-    H5CD_E_UNAVAILABLE,       /* 503 unavailable */
-    H5CD_E_UPSTREAM_TIMEOUT,  /* 504 upstream_timeout */
+    H5CD_E_UNSUPPORTED,           /* 422 unsupported */
+    H5CD_E_INTERNAL,              /* 500 internal */
+    H5CD_E_UPSTREAM_ERROR,        /* 502 upstream_error */
+    H5CD_E_UNAVAILABLE,           /* 503 unavailable */
+    H5CD_E_UPSTREAM_TIMEOUT,      /* 504 upstream_timeout */
     H5CD_E_COUNT
 };
 

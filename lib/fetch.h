@@ -32,38 +32,39 @@
 struct fetch_engine;
 
 struct fetch_config {
-    unsigned max_per_host;      /* CURLMOPT_MAX_HOST_CONNECTIONS */
-    unsigned max_total;         /* CURLMOPT_MAX_TOTAL_CONNECTIONS */
+    unsigned max_per_host; /* CURLMOPT_MAX_HOST_CONNECTIONS */
+    unsigned max_total;    /* CURLMOPT_MAX_TOTAL_CONNECTIONS */
     unsigned connect_timeout_ms;
-    unsigned timeout_ms;        /* one attempt */
-    unsigned retries;           /* attempts after the first */
-    unsigned retry_base_ms;     /* first backoff delay */
-    unsigned retry_budget_ms;   /* no new attempt starts after this much time */
+    unsigned timeout_ms;      /* one attempt */
+    unsigned retries;         /* attempts after the first */
+    unsigned retry_base_ms;   /* first backoff delay */
+    unsigned retry_budget_ms; /* no new attempt starts after this much time */
     const char *user_agent;
     const struct urlpolicy *policy; /* borrowed; checks addresses and redirect targets;
                                      * fetch_set_policy replaces it */
-    struct h5cd_stats *stats;   /* borrowed; upstream_* counters, may be NULL */
+    struct h5cd_stats *stats;       /* borrowed; upstream_* counters, may be NULL */
 };
 
 enum fetch_status {
     FETCH_OK = 0,
-    FETCH_ERR_UPSTREAM,       /* bad status, malformed response, gave up retrying */
-    FETCH_ERR_TIMEOUT,        /* every attempt timed out */
-    FETCH_ERR_NOT_FOUND,      /* 404 or 410 */
-    FETCH_ERR_DENIED,         /* 401/403 upstream, or the URL policy refused an address/redirect */
-    FETCH_ERR_RANGE,          /* 416: offset at or past the end; total_size set when known */
-    FETCH_ERR_CHANGED,        /* the validator differs from expect_validator; validator holds the new one */
-    FETCH_ERR_CANCELLED,      /* the engine is shutting down */
+    FETCH_ERR_UPSTREAM,  /* bad status, malformed response, gave up retrying */
+    FETCH_ERR_TIMEOUT,   /* every attempt timed out */
+    FETCH_ERR_NOT_FOUND, /* 404 or 410 */
+    FETCH_ERR_DENIED,    /* 401/403 upstream, or the URL policy refused an address/redirect */
+    FETCH_ERR_RANGE,     /* 416: offset at or past the end; total_size set when known */
+    FETCH_ERR_CHANGED,   /* the validator differs from expect_validator; validator holds the new one
+                          */
+    FETCH_ERR_CANCELLED, /* the engine is shutting down */
 };
 
 struct fetch_result {
     enum fetch_status status;
-    int http_status;             /* last HTTP status seen, 0 if none */
-    uint64_t offset;             /* as requested */
-    uint64_t length;             /* as requested */
-    uint8_t *data;               /* FETCH_OK: the body, data_len bytes; else NULL */
-    size_t data_len;             /* == length, or less when the file ends inside the range */
-    uint64_t total_size;         /* file size from Content-Range (or 200 body); UINT64_MAX if unknown */
+    int http_status;     /* last HTTP status seen, 0 if none */
+    uint64_t offset;     /* as requested */
+    uint64_t length;     /* as requested */
+    uint8_t *data;       /* FETCH_OK: the body, data_len bytes; else NULL */
+    size_t data_len;     /* == length, or less when the file ends inside the range */
+    uint64_t total_size; /* file size from Content-Range (or 200 body); UINT64_MAX if unknown */
     char validator[H5CD_MAX_VALIDATOR_BYTES]; /* "etag:<ETag>" or "lm:<Last-Modified>" or "" */
     unsigned attempts;
     char error[H5CD_MAX_ERROR_MESSAGE]; /* a sentence for logs and clients when not OK */

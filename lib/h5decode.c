@@ -17,14 +17,14 @@
 #include "h5cd_limits.h"
 
 #define MAX_DECODED_CHUNK_BYTES (1024ULL * 1024 * 1024)
-#define MAX_REF_PATH_BYTES 4096
+#define MAX_REF_PATH_BYTES      4096
 
 /* How one dataset's values are read into memory. */
 struct memtype {
     enum h5decode_format format;
-    hid_t type;   /* memory type for H5Dread */
-    size_t size;  /* bytes per element in memory */
-    bool is_ref;  /* object references, turned into paths */
+    hid_t type;  /* memory type for H5Dread */
+    size_t size; /* bytes per element in memory */
+    bool is_ref; /* object references, turned into paths */
 };
 
 /* True if values of the type hold pointers (variable-length data or references). */
@@ -65,14 +65,14 @@ static hid_t full_width_int(hid_t ftype)
         bool is_signed, big;
         hid_t *type;
     } table[] = {
-        {1, true, false, &H5T_STD_I8LE_g},   {1, false, false, &H5T_STD_U8LE_g},
-        {2, true, false, &H5T_STD_I16LE_g},  {2, false, false, &H5T_STD_U16LE_g},
-        {4, true, false, &H5T_STD_I32LE_g},  {4, false, false, &H5T_STD_U32LE_g},
-        {8, true, false, &H5T_STD_I64LE_g},  {8, false, false, &H5T_STD_U64LE_g},
-        {1, true, true, &H5T_STD_I8BE_g},    {1, false, true, &H5T_STD_U8BE_g},
-        {2, true, true, &H5T_STD_I16BE_g},   {2, false, true, &H5T_STD_U16BE_g},
-        {4, true, true, &H5T_STD_I32BE_g},   {4, false, true, &H5T_STD_U32BE_g},
-        {8, true, true, &H5T_STD_I64BE_g},   {8, false, true, &H5T_STD_U64BE_g},
+        {1, true, false, &H5T_STD_I8LE_g},  {1, false, false, &H5T_STD_U8LE_g},
+        {2, true, false, &H5T_STD_I16LE_g}, {2, false, false, &H5T_STD_U16LE_g},
+        {4, true, false, &H5T_STD_I32LE_g}, {4, false, false, &H5T_STD_U32LE_g},
+        {8, true, false, &H5T_STD_I64LE_g}, {8, false, false, &H5T_STD_U64LE_g},
+        {1, true, true, &H5T_STD_I8BE_g},   {1, false, true, &H5T_STD_U8BE_g},
+        {2, true, true, &H5T_STD_I16BE_g},  {2, false, true, &H5T_STD_U16BE_g},
+        {4, true, true, &H5T_STD_I32BE_g},  {4, false, true, &H5T_STD_U32BE_g},
+        {8, true, true, &H5T_STD_I64BE_g},  {8, false, true, &H5T_STD_U64BE_g},
     };
     size_t size = H5Tget_size(ftype);
     bool is_signed = H5Tget_sign(ftype) == H5T_SGN_2;
@@ -155,8 +155,7 @@ static uint8_t *put_u32(uint8_t *p, uint32_t v)
 }
 
 /* Encodes n strings (NULL = "") as numcodecs VLenUTF8. */
-static int encode_vlen(char **strings, size_t n, uint8_t **out, size_t *len,
-                       struct h5cd_error *err)
+static int encode_vlen(char **strings, size_t n, uint8_t **out, size_t *len, struct h5cd_error *err)
 {
     if (n > UINT32_MAX)
         return h5cd_fail(err, H5CD_E_TOO_LARGE, "too many strings");

@@ -27,8 +27,8 @@
 #include "log.h"
 
 #define DEFAULT_MAX_OPEN_FILES 16
-#define MAX_OPEN_FILES 64
-#define SCHEMA_VERSION 1
+#define MAX_OPEN_FILES         64
+#define SCHEMA_VERSION         1
 
 struct openfile {
     int64_t file_id;
@@ -106,8 +106,8 @@ static int open_db(struct h5index *idx, const char *path)
     if (sqlite3_exec(idx->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     for (int i = 0; i < ST_COUNT; i++)
-        if (sqlite3_prepare_v3(idx->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                               &idx->stmts[i], NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v3(idx->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &idx->stmts[i],
+                               NULL) != SQLITE_OK)
             goto fail;
     return 0;
 fail:
@@ -122,8 +122,8 @@ fail:
     return -1;
 }
 
-int h5index_open(const struct h5index_config *cfg, struct remote *remote,
-                 struct h5cd_stats *stats, struct h5index **out)
+int h5index_open(const struct h5index_config *cfg, struct remote *remote, struct h5cd_stats *stats,
+                 struct h5index **out)
 {
     struct h5index *idx = calloc(1, sizeof(*idx));
     if (idx == NULL)
@@ -278,9 +278,8 @@ static hid_t acquire_file(struct h5index *idx, const struct remote_file *file,
     pthread_mutex_lock(&idx->lock);
     size_t nclose = prune_locked(idx, to_close, true);
     if (idx->nfiles < idx->maxfiles) {
-        idx->files[idx->nfiles++] =
-            (struct openfile){.file_id = file->file_id, .fid = fid, .refs = 1,
-                              .last_used = ++idx->tick};
+        idx->files[idx->nfiles++] = (struct openfile){
+            .file_id = file->file_id, .fid = fid, .refs = 1, .last_used = ++idx->tick};
     } else {
         /* Every handle is in use: this one lives for this call only. */
         log_debug("msg=\"open-file table full\"");
@@ -353,9 +352,9 @@ static json_t *index_facts(hid_t fid, const char *path, bool contiguous)
     H5Dclose(dset);
     json_t *facts = json_object();
     json_object_set_new(facts, "elem_size", json_integer((json_int_t)elem));
-    json_object_set_new(facts, "data_offset", addr == HADDR_UNDEF || storage == 0
-                                                  ? json_null()
-                                                  : json_integer((json_int_t)addr));
+    json_object_set_new(facts, "data_offset",
+                        addr == HADDR_UNDEF || storage == 0 ? json_null()
+                                                            : json_integer((json_int_t)addr));
     return facts;
 }
 
@@ -368,8 +367,7 @@ static int dataset_from_doc(json_t *doc, int64_t id, const char *path, struct h5
     json_t *shape = json_object_get(meta, "shape");
     json_t *chunks = json_object_get(meta, "chunks");
     if (facts == NULL || layout == NULL || !json_is_array(shape) || !json_is_array(chunks) ||
-        json_array_size(shape) != json_array_size(chunks) ||
-        json_array_size(shape) > H5CD_MAX_RANK)
+        json_array_size(shape) != json_array_size(chunks) || json_array_size(shape) > H5CD_MAX_RANK)
         return -1;
     memset(ds, 0, sizeof(*ds));
     ds->id = id;
@@ -430,8 +428,7 @@ static json_t *object_doc(struct h5index *idx, const struct remote_file *file, c
     const char *kind = json_string_value(json_object_get(meta, "kind"));
     if (doc != NULL && kind != NULL && strcmp(kind, "dataset") == 0) {
         const char *layout = json_string_value(json_object_get(meta, "layout"));
-        json_t *facts =
-            index_facts(fid, path, layout != NULL && strcmp(layout, "contiguous") == 0);
+        json_t *facts = index_facts(fid, path, layout != NULL && strcmp(layout, "contiguous") == 0);
         if (facts == NULL) {
             json_decref(doc);
             release_file(idx, fid);
@@ -525,8 +522,8 @@ static void locate_contiguous(const struct h5dataset *ds, const uint64_t *coords
 }
 
 /* Index lookups; returns how many chunks were found, marking them in `known`. */
-static size_t lookup_known(struct h5index *idx, const struct h5dataset *ds,
-                           const uint64_t *coords, size_t n, struct h5chunk_loc *locs, bool *known)
+static size_t lookup_known(struct h5index *idx, const struct h5dataset *ds, const uint64_t *coords,
+                           size_t n, struct h5chunk_loc *locs, bool *known)
 {
     size_t found = 0;
     int rank = ds->grid.rank;
@@ -551,9 +548,8 @@ static size_t lookup_known(struct h5index *idx, const struct h5dataset *ds,
     return found;
 }
 
-static void store_locations(struct h5index *idx, const struct h5dataset *ds,
-                            const uint64_t *coords, size_t n, const struct h5chunk_loc *locs,
-                            const bool *known)
+static void store_locations(struct h5index *idx, const struct h5dataset *ds, const uint64_t *coords,
+                            size_t n, const struct h5chunk_loc *locs, const bool *known)
 {
     int rank = ds->grid.rank;
     pthread_mutex_lock(&idx->lock);
@@ -569,8 +565,7 @@ static void store_locations(struct h5index *idx, const struct h5dataset *ds,
         sqlite3_bind_int64(s, 4, (sqlite3_int64)locs[i].size);
         sqlite3_bind_int64(s, 5, locs[i].filter_mask);
         if (sqlite3_step(s) != SQLITE_DONE)
-            log_warn("msg=\"cannot store chunk location\" reason=\"%s\"",
-                     sqlite3_errmsg(idx->db));
+            log_warn("msg=\"cannot store chunk location\" reason=\"%s\"", sqlite3_errmsg(idx->db));
         sqlite3_reset(s);
     }
     sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
@@ -589,8 +584,8 @@ struct scratch {
  * gives its address without reading its bytes.  -1 when that did not work
  * (the caller falls back to H5Dget_chunk_info_by_coord).
  */
-static int locate_fast(hid_t dset, const hsize_t *offset, struct scratch *scratch,
-                       unsigned *mask, haddr_t *addr, hsize_t *size)
+static int locate_fast(hid_t dset, const hsize_t *offset, struct scratch *scratch, unsigned *mask,
+                       haddr_t *addr, hsize_t *size)
 {
     hsize_t nbytes = 0;
     if (H5Dget_chunk_storage_size(dset, offset, &nbytes) < 0)
@@ -654,8 +649,7 @@ static int resolve_with_hdf5(struct h5index *idx, const struct remote_file *file
         if (locate_fast(dset, offset, &scratch, &mask, &addr, &size) < 0 &&
             H5Dget_chunk_info_by_coord(dset, offset, &mask, &addr, &size) < 0) {
             if (!h5vfd_take_error(err))
-                h5cd_fail(err, H5CD_E_INTERNAL, "libhdf5 could not locate a chunk of %s",
-                          ds->path);
+                h5cd_fail(err, H5CD_E_INTERNAL, "libhdf5 could not locate a chunk of %s", ds->path);
             rc = -1;
             break;
         }
@@ -672,9 +666,9 @@ static int resolve_with_hdf5(struct h5index *idx, const struct remote_file *file
     return rc;
 }
 
-int h5index_locate(struct h5index *idx, const struct remote_file *file,
-                   const struct h5dataset *ds, const uint64_t *coords, size_t n,
-                   struct h5chunk_loc *locs, struct h5cd_error *err)
+int h5index_locate(struct h5index *idx, const struct remote_file *file, const struct h5dataset *ds,
+                   const uint64_t *coords, size_t n, struct h5chunk_loc *locs,
+                   struct h5cd_error *err)
 {
     if (ds->layout == H5LAYOUT_CONTIGUOUS) {
         for (size_t i = 0; i < n; i++)
@@ -736,8 +730,7 @@ static int read_compact(struct h5index *idx, const struct remote_file *file,
         H5Dclose(dset);
     release_file(idx, fid);
     if (rc < 0 && !h5vfd_take_error(err))
-        h5cd_fail(err, H5CD_E_UNSUPPORTED, "cannot read compact dataset %s as raw bytes",
-                  ds->path);
+        h5cd_fail(err, H5CD_E_UNSUPPORTED, "cannot read compact dataset %s as raw bytes", ds->path);
     STATS_INC(idx->stats, h5_lookups);
     return rc;
 }

@@ -31,39 +31,40 @@
 #include "remote.h"
 #include "stats.h"
 
-#define H5INDEX_CONTIGUOUS_CHUNK_BYTES (16 * 1024 * 1024) /* virtual chunk of a contiguous dataset */
+#define H5INDEX_CONTIGUOUS_CHUNK_BYTES                                                             \
+    (16 * 1024 * 1024) /* virtual chunk of a contiguous dataset */
 
 struct h5index;
 
 struct h5index_config {
-    const char *dir;        /* where h5index.sqlite lives; NULL or unusable: in memory only */
-    uint64_t prefix_bytes;  /* read when a file is opened (most metadata lives there) */
+    const char *dir;         /* where h5index.sqlite lives; NULL or unusable: in memory only */
+    uint64_t prefix_bytes;   /* read when a file is opened (most metadata lives there) */
     unsigned max_open_files; /* libhdf5 file handles kept open; 0 = 16 */
 };
 
 enum h5layout { H5LAYOUT_CHUNKED = 0, H5LAYOUT_CONTIGUOUS, H5LAYOUT_COMPACT };
 
 struct h5dataset {
-    int64_t id;              /* index row of the dataset */
+    int64_t id;                         /* index row of the dataset */
     char path[H5CD_MAX_PATH_BYTES + 2]; /* canonical: leading '/', no trailing '/' */
-    struct chunkgrid grid;   /* chunk grid as clients see it (virtual for contiguous/compact) */
+    struct chunkgrid grid; /* chunk grid as clients see it (virtual for contiguous/compact) */
     enum h5layout layout;
     size_t elem_size;
-    uint64_t data_offset;    /* contiguous: file offset of the data; UINT64_MAX if never written */
-    uint64_t row_bytes;      /* contiguous: bytes of one step along the first dimension */
+    uint64_t data_offset; /* contiguous: file offset of the data; UINT64_MAX if never written */
+    uint64_t row_bytes;   /* contiguous: bytes of one step along the first dimension */
     unsigned nfilters;
 };
 
 struct h5chunk_loc {
-    bool allocated;          /* false: never written (not found for the client) */
-    uint64_t offset;         /* file offset of the stored bytes */
-    uint64_t size;           /* stored (filtered) size */
+    bool allocated;  /* false: never written (not found for the client) */
+    uint64_t offset; /* file offset of the stored bytes */
+    uint64_t size;   /* stored (filtered) size */
     uint32_t filter_mask;
 };
 
 /* 0, or a negative errno.  An unusable directory falls back to an in-memory index. */
-int h5index_open(const struct h5index_config *cfg, struct remote *remote,
-                 struct h5cd_stats *stats, struct h5index **out);
+int h5index_open(const struct h5index_config *cfg, struct remote *remote, struct h5cd_stats *stats,
+                 struct h5index **out);
 void h5index_close(struct h5index *index);
 
 /* The /v1/meta document of a dataset or group (new reference), or NULL with err. */

@@ -161,8 +161,8 @@ static herr_t vfd_query(const H5FD_t *file, unsigned long *flags)
 {
     (void)file;
     /* Aggregating metadata and small raw data lets libhdf5 read in larger pieces. */
-    *flags = H5FD_FEAT_AGGREGATE_METADATA | H5FD_FEAT_AGGREGATE_SMALLDATA |
-             H5FD_FEAT_DATA_SIEVE | H5FD_FEAT_ACCUMULATE_METADATA;
+    *flags = H5FD_FEAT_AGGREGATE_METADATA | H5FD_FEAT_AGGREGATE_SMALLDATA | H5FD_FEAT_DATA_SIEVE |
+             H5FD_FEAT_ACCUMULATE_METADATA;
     return 0;
 }
 

@@ -199,8 +199,8 @@ bool job_cancelled(struct job *job)
     return job->cancel;
 }
 
-void job_progress(struct job *job, uint64_t chunks_done, uint64_t chunks_total,
-                  uint64_t bytes_done, uint64_t bytes_total, unsigned errors)
+void job_progress(struct job *job, uint64_t chunks_done, uint64_t chunks_total, uint64_t bytes_done,
+                  uint64_t bytes_total, unsigned errors)
 {
     pthread_mutex_lock(&job->jobs->lock);
     job->st.chunks_done = chunks_done;

@@ -48,8 +48,8 @@ void jobs_each(struct jobs *jobs, void (*fn)(const struct job_status *st, void *
 
 /* For job functions. */
 bool job_cancelled(struct job *job);
-void job_progress(struct job *job, uint64_t chunks_done, uint64_t chunks_total,
-                  uint64_t bytes_done, uint64_t bytes_total, unsigned errors);
+void job_progress(struct job *job, uint64_t chunks_done, uint64_t chunks_total, uint64_t bytes_done,
+                  uint64_t bytes_total, unsigned errors);
 /* error NULL: done (or cancelled if it was); else failed with that message. */
 void job_finish(struct job *job, const char *error);
 

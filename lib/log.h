@@ -21,12 +21,12 @@ void log_printf(enum log_level level, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #define log_error(...) log_printf(LOG_LEVEL_ERROR, __func__, __VA_ARGS__)
-#define log_warn(...) log_printf(LOG_LEVEL_WARN, __func__, __VA_ARGS__)
-#define log_info(...) log_printf(LOG_LEVEL_INFO, __func__, __VA_ARGS__)
-#define log_debug(...)                                                     \
-    do {                                                                   \
-        if (log_get_level() >= LOG_LEVEL_DEBUG)                            \
-            log_printf(LOG_LEVEL_DEBUG, __func__, __VA_ARGS__);            \
+#define log_warn(...)  log_printf(LOG_LEVEL_WARN, __func__, __VA_ARGS__)
+#define log_info(...)  log_printf(LOG_LEVEL_INFO, __func__, __VA_ARGS__)
+#define log_debug(...)                                                                             \
+    do {                                                                                           \
+        if (log_get_level() >= LOG_LEVEL_DEBUG)                                                    \
+            log_printf(LOG_LEVEL_DEBUG, __func__, __VA_ARGS__);                                    \
     } while (0)
 
 #endif

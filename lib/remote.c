@@ -26,7 +26,7 @@
 #include "coalesce.h"
 #include "log.h"
 
-#define INFLIGHT_BUCKETS 4096
+#define INFLIGHT_BUCKETS        4096
 #define DEFAULT_WAIT_TIMEOUT_MS (10u * 60u * 1000u)
 
 /* The body of one upstream response, shared by the entries it fills. */
@@ -42,10 +42,10 @@ struct entry {
     struct entry *next; /* bucket chain */
     int64_t file_id;
     uint64_t index;
-    unsigned refs;  /* readers holding it (owner included); guarded by remote->lock */
+    unsigned refs;     /* readers holding it (owner included); guarded by remote->lock */
     const void *owner; /* the batch that created it (joins by it are not counted) */
-    bool in_table;  /* still findable by joiners */
-    bool abandoned; /* the owner gave up waiting: the callback removes it */
+    bool in_table;     /* still findable by joiners */
+    bool abandoned;    /* the owner gave up waiting: the callback removes it */
     enum entry_state state;
     struct fetchbuf *buf; /* ENTRY_DONE: the block is buf->data[buf_off .. buf_off+len) */
     size_t buf_off;
@@ -141,7 +141,7 @@ static int errcode_for_fetch(const struct fetch_result *res)
     case FETCH_ERR_DENIED:
         /* Upstream's own 401/403 is its business; a refusal by our policy is ours. */
         return res->http_status == 401 || res->http_status == 403 ? H5CD_E_UPSTREAM_ERROR
-                                                                   : H5CD_E_URL_NOT_ALLOWED;
+                                                                  : H5CD_E_URL_NOT_ALLOWED;
     case FETCH_ERR_RANGE:
         return H5CD_E_RANGE_NOT_SATISFIABLE;
     case FETCH_ERR_CHANGED:
@@ -174,8 +174,8 @@ static struct timespec deadline_after_ms(unsigned ms)
 }
 
 int remote_new(const struct remote_config *cfg, struct blockcache *cache,
-               struct fetch_engine *fetch, const struct urlpolicy *policy,
-               struct h5cd_stats *stats, struct remote **out)
+               struct fetch_engine *fetch, const struct urlpolicy *policy, struct h5cd_stats *stats,
+               struct remote **out)
 {
     struct remote *r = calloc(1, sizeof(*r));
     if (r == NULL)
@@ -183,6 +183,8 @@ int remote_new(const struct remote_config *cfg, struct blockcache *cache,
     r->cfg = *cfg;
     if (r->cfg.wait_timeout_ms == 0)
         r->cfg.wait_timeout_ms = DEFAULT_WAIT_TIMEOUT_MS;
+    if (r->cfg.max_fetches_per_batch == 0)
+        r->cfg.max_fetches_per_batch = 8;
     r->cache = cache;
     r->fetch = fetch;
     r->policy = policy;
@@ -475,8 +477,20 @@ struct slot {
     struct entry *entry;
     uint64_t index;
     size_t range; /* or GAP_SLOT */
-    bool owned; /* this slot created the entry: it stores the block and unlists the entry */
+    bool owned;   /* this slot created the entry: it stores the block and unlists the entry */
     bool done;
+};
+
+/* An upstream request planned by a batch: submitted only while fewer than
+ * max_fetches_per_batch of the batch's requests are in flight, so that a
+ * batch given up (a cancelled prefetch, a client gone) leaves at most that
+ * many requests running instead of its whole plan. */
+struct planned_fetch {
+    struct coalesce_range range;
+    size_t first; /* its entries: plan_entries[first .. first + n) */
+    size_t n;
+    bool submitted;
+    bool finished; /* every entry settled; the plan's references are released */
 };
 
 struct batch_range {
@@ -493,22 +507,26 @@ struct batch_range {
 struct remote_batch {
     struct remote *remote;
     struct remote_file file;
-    uint64_t budget;         /* bytes of admitted, unreturned ranges allowed at once */
+    uint64_t budget; /* bytes of admitted, unreturned ranges allowed at once */
     uint64_t admitted_bytes;
     struct batch_range *ranges;
     size_t nranges, rangecap;
-    size_t next_admit;       /* ranges before this index have been admitted */
+    size_t next_admit; /* ranges before this index have been admitted */
     struct slot *slots;
     size_t nslots, slotcap;
-    size_t scan_from;        /* slots before this index are all consumed */
-    size_t *ready;           /* ranges complete and not yet returned: a FIFO */
+    size_t scan_from; /* slots before this index are all consumed */
+    size_t *ready;    /* ranges complete and not yet returned: a FIFO */
     size_t ready_head, ready_tail;
     size_t returned;
-    size_t last;             /* the range handed out by the previous next(), or SIZE_MAX */
-    bool changed;            /* upstream reported another version of the file */
-    uint8_t *scratch;        /* one block, for cache reads */
-    uint64_t scratch_index;  /* the block scratch holds (verified), or UINT64_MAX */
+    size_t last;            /* the range handed out by the previous next(), or SIZE_MAX */
+    bool changed;           /* upstream reported another version of the file */
+    uint8_t *scratch;       /* one block, for cache reads */
+    uint64_t scratch_index; /* the block scratch holds (verified), or UINT64_MAX */
     size_t scratch_len;
+    struct planned_fetch *plans; /* in submission order */
+    size_t nplans, plancap, next_plan, first_open_plan;
+    struct entry **plan_entries; /* each holds a reference until its plan finishes */
+    size_t nplan_entries, plan_entries_cap;
 };
 
 static size_t block_length(const struct remote *r, const struct remote_file *f, uint64_t index)
@@ -684,8 +702,8 @@ static void complete_from_cache(struct remote_batch *b, struct entry *e)
     pthread_mutex_unlock(&r->lock);
 }
 
-static void fail_entries(struct remote *r, struct entry **entries, size_t n,
-                         enum h5cd_errcode code, const char *message)
+static void fail_entries(struct remote *r, struct entry **entries, size_t n, enum h5cd_errcode code,
+                         const char *message)
 {
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < n; i++) {
@@ -712,13 +730,110 @@ static void submit_fetch(struct remote_batch *b, const struct coalesce_range *ra
     ctx->offset = range->offset;
     ctx->nentries = nowned;
     memcpy(ctx->entries, owned, nowned * sizeof(owned[0]));
-    int rc = fetch_submit(r->fetch, b->file.url, range->offset, range->length,
-                          b->file.validator, fetch_done, ctx);
+    int rc = fetch_submit(r->fetch, b->file.url, range->offset, range->length, b->file.validator,
+                          fetch_done, ctx);
     if (rc < 0) {
         free(ctx);
         fail_entries(r, owned, nowned, rc == -ESHUTDOWN ? H5CD_E_UNAVAILABLE : H5CD_E_INTERNAL,
                      "cannot start an upstream request");
     }
+}
+
+/* Queues an upstream request for `owned` (sorted blocks inside `range`).  Caller holds no lock. */
+static int plan_fetch(struct remote_batch *b, const struct coalesce_range *range,
+                      struct entry **owned, size_t nowned)
+{
+    if (b->nplans == b->plancap) {
+        size_t cap = b->plancap ? b->plancap * 2 : 16;
+        struct planned_fetch *bigger = realloc(b->plans, cap * sizeof(*bigger));
+        if (bigger == NULL)
+            return -ENOMEM;
+        b->plans = bigger;
+        b->plancap = cap;
+    }
+    if (b->nplan_entries + nowned > b->plan_entries_cap) {
+        size_t cap = b->plan_entries_cap ? b->plan_entries_cap : 64;
+        while (cap < b->nplan_entries + nowned)
+            cap *= 2;
+        struct entry **bigger = realloc(b->plan_entries, cap * sizeof(*bigger));
+        if (bigger == NULL)
+            return -ENOMEM;
+        b->plan_entries = bigger;
+        b->plan_entries_cap = cap;
+    }
+    pthread_mutex_lock(&b->remote->lock);
+    for (size_t i = 0; i < nowned; i++) {
+        owned[i]->refs++;
+        b->plan_entries[b->nplan_entries + i] = owned[i];
+    }
+    pthread_mutex_unlock(&b->remote->lock);
+    b->plans[b->nplans++] =
+        (struct planned_fetch){.range = *range, .first = b->nplan_entries, .n = nowned};
+    b->nplan_entries += nowned;
+    return 0;
+}
+
+/* Releases a plan's references.  Caller holds the lock. */
+static void plan_release_locked(struct remote_batch *b, struct planned_fetch *p)
+{
+    for (size_t k = 0; k < p->n; k++)
+        entry_release_locked(b->plan_entries[p->first + k]);
+    p->finished = true;
+}
+
+/* Marks settled requests finished and submits planned ones while fewer than
+ * max_fetches_per_batch are in flight. */
+static void pump(struct remote_batch *b)
+{
+    struct remote *r = b->remote;
+    size_t inflight = 0;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = b->first_open_plan; i < b->next_plan; i++) {
+        struct planned_fetch *p = &b->plans[i];
+        if (p->finished)
+            continue;
+        bool pending = false;
+        for (size_t k = 0; k < p->n && !pending; k++)
+            pending = b->plan_entries[p->first + k]->state == ENTRY_PENDING;
+        if (pending)
+            inflight++;
+        else
+            plan_release_locked(b, p);
+    }
+    while (b->first_open_plan < b->next_plan && b->plans[b->first_open_plan].finished)
+        b->first_open_plan++;
+    pthread_mutex_unlock(&r->lock);
+    while (b->next_plan < b->nplans && inflight < r->cfg.max_fetches_per_batch) {
+        struct planned_fetch *p = &b->plans[b->next_plan++];
+        p->submitted = true;
+        submit_fetch(b, &p->range, &b->plan_entries[p->first], p->n);
+        inflight++;
+    }
+}
+
+/* Gives up on every plan: requests never submitted fail their entries (so joiners do not
+ * wait for them), and every plan's references are released. */
+static void drop_plans(struct remote_batch *b)
+{
+    struct remote *r = b->remote;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = b->first_open_plan; i < b->nplans; i++) {
+        struct planned_fetch *p = &b->plans[i];
+        if (p->finished)
+            continue;
+        for (size_t k = 0; !p->submitted && k < p->n; k++) {
+            struct entry *e = b->plan_entries[p->first + k];
+            if (e->state == ENTRY_PENDING) {
+                e->state = ENTRY_FAILED;
+                h5cd_fail(&e->error, H5CD_E_UNAVAILABLE, "the read was given up; try again");
+                table_remove(r, e);
+            }
+        }
+        plan_release_locked(b, p);
+    }
+    b->first_open_plan = b->nplans;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
 }
 
 static int cmp_entry_index(const void *a, const void *b)
@@ -768,10 +883,11 @@ static void fetch_owned(struct remote_batch *b, size_t from)
         uint64_t end = plan.fetches[j].offset + plan.fetches[j].length;
         while (next < nowned && ranges[next].offset < end)
             next++;
-        if (next > begin)
-            submit_fetch(b, &plan.fetches[j], owned + begin, next - begin);
+        if (next > begin && plan_fetch(b, &plan.fetches[j], owned + begin, next - begin) < 0)
+            fail_entries(r, owned + begin, next - begin, H5CD_E_INTERNAL, "out of memory");
     }
     fail_entries(r, owned + next, nowned - next, H5CD_E_INTERNAL, "fetch planning error");
+    pump(b);
 done:
     coalesce_plan_free(&plan);
     free(ranges);
@@ -847,8 +963,12 @@ static void claim_gaps_locked(struct remote_batch *b, size_t from)
             struct entry *e = calloc(1, sizeof(*e));
             if (e == NULL)
                 break;
-            *e = (struct entry){.file_id = b->file.file_id, .index = g, .owner = b, .refs = 1,
-                                .in_table = true, .state = ENTRY_PENDING};
+            *e = (struct entry){.file_id = b->file.file_id,
+                                .index = g,
+                                .owner = b,
+                                .refs = 1,
+                                .in_table = true,
+                                .state = ENTRY_PENDING};
             size_t bucket = bucket_of(e->file_id, g);
             e->next = r->buckets[bucket];
             r->buckets[bucket] = e;
@@ -912,8 +1032,8 @@ static void consume_slot(struct remote_batch *b, struct slot *s)
     struct entry *e = s->entry;
     if (s->range == GAP_SLOT) {
         if (e->state == ENTRY_DONE && e->len == block_length(r, &b->file, s->index) &&
-            blockcache_put(r->cache, b->file.file_id, s->index, e->buf->data + e->buf_off,
-                           e->len) < 0)
+            blockcache_put(r->cache, b->file.file_id, s->index, e->buf->data + e->buf_off, e->len) <
+                0)
             STATS_INC(r->stats, cache_write_errors);
         pthread_mutex_lock(&r->lock);
         table_remove(r, e);
@@ -934,8 +1054,7 @@ static void consume_slot(struct remote_batch *b, struct slot *s)
     } else {
         const uint8_t *block = e->buf->data + e->buf_off;
         copy_block_part(r, s->index, block, e->len, range);
-        if (s->owned &&
-            blockcache_put(r->cache, b->file.file_id, s->index, block, e->len) < 0) {
+        if (s->owned && blockcache_put(r->cache, b->file.file_id, s->index, block, e->len) < 0) {
             STATS_INC(r->stats, cache_write_errors);
             STATS_ADD(r->stats, passthrough_bytes, e->len);
         }
@@ -956,14 +1075,14 @@ static bool progress(struct remote_batch *b)
     struct remote *r = b->remote;
     struct timespec deadline = deadline_after_ms(r->cfg.wait_timeout_ms);
     for (;;) {
+        pump(b);
         while (b->scan_from < b->nslots && b->slots[b->scan_from].done)
             b->scan_from++;
         size_t finished = 0;
         pthread_mutex_lock(&r->lock);
         for (size_t i = b->scan_from; i < b->nslots; i++)
             finished += !b->slots[i].done && b->slots[i].entry->state != ENTRY_PENDING;
-        if (finished == 0 &&
-            pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT) {
+        if (finished == 0 && pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT) {
             pthread_mutex_unlock(&r->lock);
             return false;
         }
@@ -1048,8 +1167,8 @@ int remote_batch_add(struct remote_batch *b, uint64_t offset, uint64_t length, u
         b->ranges = bigger;
         b->rangecap = cap;
     }
-    b->ranges[b->nranges++] = (struct batch_range){
-        .offset = offset, .length = length, .dst = dst, .tag = tag};
+    b->ranges[b->nranges++] =
+        (struct batch_range){.offset = offset, .length = length, .dst = dst, .tag = tag};
     return 0;
 }
 
@@ -1080,8 +1199,10 @@ int remote_batch_next(struct remote_batch *b, struct remote_batch_result *res)
         return 0;
     admit_ranges(b);
     while (b->ready_head == b->ready_tail) {
-        if (!progress(b))
+        if (!progress(b)) {
+            drop_plans(b);
             abandon_slots(b, true);
+        }
         if (b->ready_head == b->ready_tail && b->scan_from >= b->nslots)
             return -EIO; /* nothing pending and nothing ready: cannot happen */
     }
@@ -1109,6 +1230,7 @@ void remote_batch_free(struct remote_batch *b)
 {
     if (b == NULL)
         return;
+    drop_plans(b);
     abandon_slots(b, false);
     for (size_t i = 0; i < b->nranges; i++)
         if (b->ranges[i].own_dst)
@@ -1117,6 +1239,8 @@ void remote_batch_free(struct remote_batch *b)
     free(b->slots);
     free(b->ready);
     free(b->scratch);
+    free(b->plans);
+    free(b->plan_entries);
     free(b);
 }
 

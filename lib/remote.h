@@ -27,10 +27,11 @@
 struct remote;
 
 struct remote_config {
-    uint64_t coalesce_gap;  /* see config.h */
-    uint64_t coalesce_max;  /* a multiple of the cache block size */
-    unsigned revalidate_s;  /* how long a file's validator is trusted without asking upstream */
+    uint64_t coalesce_gap;    /* see config.h */
+    uint64_t coalesce_max;    /* a multiple of the cache block size */
+    unsigned revalidate_s;    /* how long a file's validator is trusted without asking upstream */
     unsigned wait_timeout_ms; /* longest wait for a fetch before giving up; 0 = 10 minutes */
+    unsigned max_fetches_per_batch; /* upstream requests one batch has in flight; 0 = 8 */
 };
 
 /* What is known about one version of a remote file. */
@@ -44,8 +45,8 @@ struct remote_file {
 
 /* All pointers are borrowed and must outlive the remote.  0 or -ENOMEM. */
 int remote_new(const struct remote_config *cfg, struct blockcache *cache,
-               struct fetch_engine *fetch, const struct urlpolicy *policy,
-               struct h5cd_stats *stats, struct remote **out);
+               struct fetch_engine *fetch, const struct urlpolicy *policy, struct h5cd_stats *stats,
+               struct remote **out);
 /* Every read must have returned before this is called.  NULL is a no-op. */
 void remote_free(struct remote *remote);
 
@@ -91,11 +92,11 @@ int remote_read(struct remote *remote, const struct remote_file *file, uint64_t 
 struct remote_batch;
 
 struct remote_batch_result {
-    void *tag;             /* as given to remote_batch_add */
+    void *tag; /* as given to remote_batch_add */
     uint64_t offset;
     uint64_t length;
-    const uint8_t *data;   /* the range's bytes, or NULL when it failed; valid until the
-                            * next remote_batch_next() or remote_batch_free() */
+    const uint8_t *data;     /* the range's bytes, or NULL when it failed; valid until the
+                              * next remote_batch_next() or remote_batch_free() */
     struct h5cd_error error; /* code H5CD_OK when data is set */
 };
 

@@ -94,11 +94,13 @@ char *stats_render_prometheus(const struct h5cd_stats *stats, const struct h5cd_
     if (tb.data == NULL)
         return NULL;
     tb.data[0] = '\0';
-#define H5CD_STATS_PROM(name, help) prom_metric(&tb, #name, "counter", help, STATS_GET(stats, name));
+#define H5CD_STATS_PROM(name, help)                                                                \
+    prom_metric(&tb, #name, "counter", help, STATS_GET(stats, name));
     H5CD_COUNTERS(H5CD_STATS_PROM)
 #undef H5CD_STATS_PROM
     prom_metric(&tb, "cache_bytes", "gauge", "block bytes in the disk cache", gauges->cache_bytes);
-    prom_metric(&tb, "cache_limit_bytes", "gauge", "configured cache cap", gauges->cache_limit_bytes);
+    prom_metric(&tb, "cache_limit_bytes", "gauge", "configured cache cap",
+                gauges->cache_limit_bytes);
     prom_metric(&tb, "cache_blocks", "gauge", "blocks in the disk cache", gauges->cache_blocks);
     prom_metric(&tb, "evictions", "counter", "blocks evicted to keep the cache under its cap",
                 gauges->evictions);

@@ -13,23 +13,23 @@
 #include <stdint.h>
 
 /* X-macro: name, help text.  Order is the order of /v1/stats and /metrics. */
-#define H5CD_COUNTERS(X)                                                       \
-    X(requests, "HTTP requests received")                                      \
-    X(chunks_served, "chunks returned to clients")                             \
-    X(cache_hits, "blocks served from the disk cache")                         \
-    X(cache_misses, "blocks not in the cache when asked for")                  \
-    X(upstream_requests, "upstream HTTP requests sent, retries included")      \
-    X(upstream_bytes, "payload bytes received from upstream")                  \
-    X(upstream_retries, "upstream requests retried after a failure")           \
-    X(upstream_errors, "upstream fetches that failed after all retries")       \
-    X(bytes_served, "payload bytes sent to clients")                           \
-    X(inflight_joins, "block reads that joined a fetch already under way")     \
-    X(corrupt_blocks, "cached blocks that failed their checksum and were dropped") \
-    X(cache_write_errors, "blocks that could not be written to the cache")    \
-    X(passthrough_bytes, "bytes served without being cached")                  \
-    X(validator_changes, "remote files whose ETag/Last-Modified changed")      \
-    X(h5_lookups, "chunk locations resolved through libhdf5")                  \
-    X(index_hits, "chunk locations answered from the persistent index")        \
+#define H5CD_COUNTERS(X)                                                                           \
+    X(requests, "HTTP requests received")                                                          \
+    X(chunks_served, "chunks returned to clients")                                                 \
+    X(cache_hits, "blocks served from the disk cache")                                             \
+    X(cache_misses, "blocks not in the cache when asked for")                                      \
+    X(upstream_requests, "upstream HTTP requests sent, retries included")                          \
+    X(upstream_bytes, "payload bytes received from upstream")                                      \
+    X(upstream_retries, "upstream requests retried after a failure")                               \
+    X(upstream_errors, "upstream fetches that failed after all retries")                           \
+    X(bytes_served, "payload bytes sent to clients")                                               \
+    X(inflight_joins, "block reads that joined a fetch already under way")                         \
+    X(corrupt_blocks, "cached blocks that failed their checksum and were dropped")                 \
+    X(cache_write_errors, "blocks that could not be written to the cache")                         \
+    X(passthrough_bytes, "bytes served without being cached")                                      \
+    X(validator_changes, "remote files whose ETag/Last-Modified changed")                          \
+    X(h5_lookups, "chunk locations resolved through libhdf5")                                      \
+    X(index_hits, "chunk locations answered from the persistent index")                            \
     X(errors, "client requests that ended in an error response")
 
 struct h5cd_stats {
@@ -47,7 +47,7 @@ struct h5cd_gauges {
     uint64_t uptime_seconds;
 };
 
-#define STATS_ADD(stats, field, n)                                             \
+#define STATS_ADD(stats, field, n)                                                                 \
     atomic_fetch_add_explicit(&(stats)->field, (uint64_t)(n), memory_order_relaxed)
 #define STATS_INC(stats, field) STATS_ADD(stats, field, 1)
 #define STATS_GET(stats, field) atomic_load_explicit(&(stats)->field, memory_order_relaxed)

@@ -243,8 +243,7 @@ static int normalize_escapes(char *path, struct h5cd_error *err)
             return h5cd_fail(err, H5CD_E_BAD_REQUEST, "malformed percent-escape in URL path");
         int c = (int)((h1 - hex) * 16 + (h2 - hex));
         if (c == '/' || c == '\\')
-            return h5cd_fail(err, H5CD_E_BAD_REQUEST,
-                             "URL path contains an encoded '/' or '\\'");
+            return h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL path contains an encoded '/' or '\\'");
         if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
             *w++ = (char)c;
         } else {

@@ -34,8 +34,8 @@ void urlpolicy_free(struct urlpolicy *policy);
  * stays the caller's original.  On failure returns -1 and fills err with
  * H5CD_E_BAD_REQUEST (malformed) or H5CD_E_URL_NOT_ALLOWED (policy).
  */
-int urlpolicy_check(const struct urlpolicy *policy, const char *url, char *identity,
-                    size_t idcap, struct h5cd_error *err);
+int urlpolicy_check(const struct urlpolicy *policy, const char *url, char *identity, size_t idcap,
+                    struct h5cd_error *err);
 
 /* True when an upstream connection to addr is permitted: loopback,
  * private (RFC 1918, RFC 4193 ULA), link-local, CGNAT (100.64/10),

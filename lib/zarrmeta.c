@@ -17,8 +17,8 @@
 
 #define FILTER_DEFLATE 1
 #define FILTER_SHUFFLE 2
-#define FILTER_BLOSC 32001
-#define FILTER_ZSTD 32015
+#define FILTER_BLOSC   32001
+#define FILTER_ZSTD    32015
 
 static json_int_t param(json_t *filter, size_t i, json_int_t fallback)
 {
@@ -41,8 +41,7 @@ static json_t *codec_for(json_t *filter, json_int_t elem_size)
     case FILTER_DEFLATE:
         return json_pack("{s:s, s:I}", "id", "zlib", "level", param(filter, 0, 6));
     case FILTER_SHUFFLE:
-        return json_pack("{s:s, s:I}", "id", "shuffle", "elementsize",
-                         param(filter, 0, elem_size));
+        return json_pack("{s:s, s:I}", "id", "shuffle", "elementsize", param(filter, 0, elem_size));
     case FILTER_BLOSC: {
         /* cd_values: 4 clevel, 5 shuffle, 6 compressor code */
         const char *cname = blosc_cname(param(filter, 6, 0));
@@ -152,11 +151,11 @@ json_t *zarrmeta_zarray(json_t *meta, enum zarr_chunks *chunks)
         json_decref(filters);
         return NULL;
     }
-    json_t *doc = json_pack("{s:i, s:O, s:O, s:o, s:n, s:o, s:s, s:o, s:s}", "zarr_format", 2,
-                            "shape", shape, "chunks", chunk_shape, "dtype", dtype, "compressor",
-                            "fill_value", fill_value(meta, dtype), "order", "C", "filters",
-                            json_array_size(filters) > 0 ? filters : json_null(),
-                            "dimension_separator", ".");
+    json_t *doc =
+        json_pack("{s:i, s:O, s:O, s:o, s:n, s:o, s:s, s:o, s:s}", "zarr_format", 2, "shape", shape,
+                  "chunks", chunk_shape, "dtype", dtype, "compressor", "fill_value",
+                  fill_value(meta, dtype), "order", "C", "filters",
+                  json_array_size(filters) > 0 ? filters : json_null(), "dimension_separator", ".");
     if (json_array_size(filters) == 0)
         json_decref(filters);
     return doc;

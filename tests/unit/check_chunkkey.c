@@ -37,8 +37,8 @@ START_TEST(test_parse_bad)
     struct chunkgrid g = grid2d();
     uint64_t c[H5CD_MAX_RANK];
     char why[64];
-    const char *bad[] = {"", "0", "0.0.0", "a.0", "0.b", "-1.0", "+1.0", "01.0", "0.00",
-                         "0..0", ".0", "0.", " 0.0", "0.0 ", "0x1.0", "1e2.0"};
+    const char *bad[] = {"",     "0",    "0.0.0", "a.0", "0.b",  "-1.0", "+1.0",  "01.0",
+                         "0.00", "0..0", ".0",    "0.",  " 0.0", "0.0 ", "0x1.0", "1e2.0"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(chunkkey_parse(&g, bad[i], c, why, sizeof(why)) == -EINVAL,
                       "key '%s' should be malformed", bad[i]);
@@ -106,7 +106,7 @@ START_TEST(test_format_roundtrip)
     ck_assert_int_eq(chunkkey_parse(&g, out, back, NULL, 0), 0);
     ck_assert_uint_eq(back[0], 2);
     ck_assert_uint_eq(back[1], 1);
-    ck_assert_int_eq(chunkkey_format(&g, c, out, 3), -ENOSPC);  /* "2.1" needs 4 bytes */
+    ck_assert_int_eq(chunkkey_format(&g, c, out, 3), -ENOSPC); /* "2.1" needs 4 bytes */
     ck_assert_int_eq(chunkkey_format(&g, c, out, 4), 0);
 }
 END_TEST

@@ -159,12 +159,24 @@ START_TEST(test_dtypes)
     static const struct {
         const char *path, *dtype;
     } cases[] = {
-        {"/ints/i1", "\"|i1\""},      {"/ints/u1", "\"|u1\""},      {"/ints/i2_le", "\"<i2\""},
-        {"/ints/i2_be", "\">i2\""},   {"/ints/u4_be", "\">u4\""},   {"/ints/i8_le", "\"<i8\""},
-        {"/ints/u8_be", "\">u8\""},   {"/floats/f2_le", "\"<f2\""}, {"/floats/f2_be", "\">f2\""},
-        {"/floats/f4_le", "\"<f4\""}, {"/floats/f8_be", "\">f8\""}, {"/strings/s16", "\"|S16\""},
-        {"/misc/bool", "\"|b1\""},    {"/misc/enum", "\"<i2\""},    {"/misc/opaque", "\"|V8\""},
-        {"/strings/vlen", "null"},    {"/misc/compound", "[[\"a\",\"<i4\"],[\"b\",\"<f8\"]]"},   {"/misc/refs", "null"},
+        {"/ints/i1", "\"|i1\""},
+        {"/ints/u1", "\"|u1\""},
+        {"/ints/i2_le", "\"<i2\""},
+        {"/ints/i2_be", "\">i2\""},
+        {"/ints/u4_be", "\">u4\""},
+        {"/ints/i8_le", "\"<i8\""},
+        {"/ints/u8_be", "\">u8\""},
+        {"/floats/f2_le", "\"<f2\""},
+        {"/floats/f2_be", "\">f2\""},
+        {"/floats/f4_le", "\"<f4\""},
+        {"/floats/f8_be", "\">f8\""},
+        {"/strings/s16", "\"|S16\""},
+        {"/misc/bool", "\"|b1\""},
+        {"/misc/enum", "\"<i2\""},
+        {"/misc/opaque", "\"|V8\""},
+        {"/strings/vlen", "null"},
+        {"/misc/compound", "[[\"a\",\"<i4\"],[\"b\",\"<f8\"]]"},
+        {"/misc/refs", "null"},
         {"/misc/vlen_ints", "null"},
     };
     hid_t f = open_fixture("meta.h5");

@@ -40,11 +40,11 @@ END_TEST
 
 START_TEST(test_clamping)
 {
-    expect_range("bytes=0-99", 100, 0, 100);   /* last byte exactly */
-    expect_range("bytes=0-100", 100, 0, 100);  /* one past: clamped */
+    expect_range("bytes=0-99", 100, 0, 100);  /* last byte exactly */
+    expect_range("bytes=0-100", 100, 0, 100); /* one past: clamped */
     expect_range("bytes=50-999999", 100, 50, 50);
-    expect_range("bytes=-100", 100, 0, 100);   /* suffix of exactly the size */
-    expect_range("bytes=-101", 100, 0, 100);   /* one more: the whole file */
+    expect_range("bytes=-100", 100, 0, 100); /* suffix of exactly the size */
+    expect_range("bytes=-101", 100, 0, 100); /* one more: the whole file */
 }
 END_TEST
 
