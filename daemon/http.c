@@ -366,6 +366,18 @@ enum MHD_Result http_send_text(struct server *srv, struct MHD_Connection *conn, 
                                char *body, const char *content_type)
 {
     (void)srv;
+    /* JSON answers end with a newline, so they print cleanly from curl. */
+    size_t len = body != NULL ? strlen(body) : 0;
+    if (body != NULL && strncmp(content_type, "application/json", 16) == 0 &&
+        (len == 0 || body[len - 1] != '\n')) {
+        char *line = realloc(body, len + 2);
+        if (line == NULL) {
+            free(body);
+            return MHD_NO;
+        }
+        memcpy(line + len, "\n", 2);
+        body = line;
+    }
     return send_body(conn, status, body, content_type, NULL, NULL);
 }
 
