@@ -112,32 +112,6 @@ static int read_chunk(struct server *srv, const struct remote_file *file,
     return 0;
 }
 
-struct decode_call {
-    const struct h5dataset *ds;
-    const uint64_t *coords;
-    uint8_t *out;
-    size_t len;
-};
-
-static int decode_in_file(hid_t fid, void *arg, struct h5cd_error *err)
-{
-    struct decode_call *dc = arg;
-    return h5decode_chunk(fid, dc->ds, dc->coords, &dc->out, &dc->len, err);
-}
-
-/* Decodes one chunk with libhdf5; its stored bytes should already be cached. */
-static int decode_chunk(struct server *srv, const struct remote_file *file,
-                        const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
-                        size_t *len, struct h5cd_error *err)
-{
-    struct decode_call dc = {.ds = ds, .coords = coords};
-    if (h5index_with_file(srv->h5index, file, decode_in_file, &dc, err) < 0)
-        return -1;
-    *out = dc.out;
-    *len = dc.len;
-    return 0;
-}
-
 /* GET /v1/chunk with decode=1: fetch the stored bytes into the cache, then decode. */
 static enum MHD_Result send_decoded_chunk(struct server *srv, struct MHD_Connection *conn,
                                           const struct remote_file *file,
@@ -150,7 +124,7 @@ static enum MHD_Result send_decoded_chunk(struct server *srv, struct MHD_Connect
         return http_send_error(srv, conn, &err);
     uint8_t *data = NULL;
     size_t len = 0;
-    if (decode_chunk(srv, file, ds, coords, &data, &len, &err) < 0)
+    if (h5decode_remote_chunk(srv->h5index, file, ds, coords, &data, &len, &err) < 0)
         return http_send_error(srv, conn, &err);
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     if (resp == NULL) {
@@ -285,7 +259,8 @@ static void frame_decoded(struct chunks_stream *cs, const struct batch_key *k)
     free(cs->owned_payload);
     cs->owned_payload = NULL;
     if (chunkkey_parse(&cs->ds.grid, k->key, coords, why, sizeof(why)) < 0 ||
-        decode_chunk(cs->srv, &cs->file, &cs->ds, coords, &data, &len, &err) < 0) {
+        h5decode_remote_chunk(cs->srv->h5index, &cs->file, &cs->ds, coords, &data, &len, &err) <
+            0) {
         STATS_INC(&cs->srv->stats, errors);
         frame_error(cs, k, err.code != H5CD_OK ? err.code : H5CD_E_INTERNAL);
         return;

@@ -220,19 +220,6 @@ static int reencode(json_t *zarray, uint8_t **data, size_t *len, struct h5cd_err
     return 0;
 }
 
-struct decode_call {
-    const struct h5dataset *ds;
-    const uint64_t *coords;
-    uint8_t *out;
-    size_t len;
-};
-
-static int decode_in_file(hid_t fid, void *arg, struct h5cd_error *err)
-{
-    struct decode_call *dc = arg;
-    return h5decode_chunk(fid, dc->ds, dc->coords, &dc->out, &dc->len, err);
-}
-
 static enum MHD_Result send_chunk(struct server *srv, struct MHD_Connection *conn,
                                   const struct remote_file *file, const char *path, const char *key)
 {
@@ -270,14 +257,10 @@ static enum MHD_Result send_chunk(struct server *srv, struct MHD_Connection *con
             rc = remote_read(srv->remote, file, loc.offset, loc.size, data, &err);
     } else {
         struct prefetch_progress progress;
-        struct decode_call dc = {.ds = &ds, .coords = coords};
         if (prefetch_chunks(srv->h5index, srv->remote, file, &ds, coords, 1,
                             srv->cfg->batch_inflight_bytes, NULL, NULL, &progress, &err) == 0 &&
-            h5index_with_file(srv->h5index, file, decode_in_file, &dc, &err) == 0) {
-            data = dc.out;
-            len = dc.len;
+            h5decode_remote_chunk(srv->h5index, file, &ds, coords, &data, &len, &err) == 0)
             rc = mode == ZARR_CHUNKS_RAW ? reencode(zarray, &data, &len, &err) : 0;
-        }
     }
     json_decref(zarray);
     if (rc < 0) {

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errors.h"
+
 struct accesslog {
     _Atomic int fd;  /* -1 until a file is first opened; then never closed before free */
     _Atomic bool on; /* false: lines are dropped */
@@ -145,22 +147,6 @@ void accesslog_free(struct accesslog *log)
     free(log);
 }
 
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            err[0] = '\0';
-    }
-    return -1;
-}
-
 /* Puts the file open as newfd behind the writers' descriptor; consumes newfd. */
 static int install(struct accesslog *log, int newfd)
 {
@@ -190,18 +176,18 @@ int accesslog_set_path(struct accesslog *log, const char *path, char *err, size_
     }
     char *copy = strdup(path);
     if (copy == NULL)
-        return errf(err, errlen, "access_log %s: out of memory", path);
+        return h5cd_errf(err, errlen, "access_log %s: out of memory", path);
     int newfd =
         open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, ACCESSLOG_FILE_MODE);
     if (newfd < 0) {
         int e = errno;
         free(copy);
-        return errf(err, errlen, "access_log %s: %s", path, strerror(e));
+        return h5cd_errf(err, errlen, "access_log %s: %s", path, strerror(e));
     }
     int rc = install(log, newfd);
     if (rc < 0) {
         free(copy);
-        return errf(err, errlen, "access_log %s: %s", path, strerror(-rc));
+        return h5cd_errf(err, errlen, "access_log %s: %s", path, strerror(-rc));
     }
     free(log->path);
     log->path = copy;

@@ -20,23 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errors.h"
+
 #define BEARER "Bearer "
-
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            err[0] = '\0';
-    }
-    return -1;
-}
 
 /* Reads at most cap bytes; *len < cap means the whole file was read. */
 static int read_bounded(int fd, char *buf, size_t cap, size_t *len)
@@ -60,17 +46,17 @@ static int read_bounded(int fd, char *buf, size_t cap, size_t *len)
 static int check_bytes(const char *path, const char *tok, size_t len, char *err, size_t errlen)
 {
     if (len == 0)
-        return errf(err, errlen, "token_file %s: the file is empty", path);
+        return h5cd_errf(err, errlen, "token_file %s: the file is empty", path);
     if (len > AUTHTOKEN_MAX_BYTES)
-        return errf(err, errlen, "token_file %s: the token is longer than %d bytes", path,
-                    AUTHTOKEN_MAX_BYTES);
+        return h5cd_errf(err, errlen, "token_file %s: the token is longer than %d bytes", path,
+                         AUTHTOKEN_MAX_BYTES);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)tok[i];
         if (c <= 0x20 || c >= 0x7f)
-            return errf(err, errlen,
-                        "token_file %s: the token must be one line of printable ASCII without "
-                        "blanks",
-                        path);
+            return h5cd_errf(err, errlen,
+                             "token_file %s: the token must be one line of printable ASCII without "
+                             "blanks",
+                             path);
     }
     return 0;
 }
@@ -85,23 +71,24 @@ int authtoken_load(const char *path, char **out, char *err, size_t errlen)
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
-        return errf(err, errlen, "token_file %s: %s", path, strerror(errno));
+        return h5cd_errf(err, errlen, "token_file %s: %s", path, strerror(errno));
     if (fstat(fd, &st) < 0) {
-        errf(err, errlen, "token_file %s: %s", path, strerror(errno));
+        h5cd_errf(err, errlen, "token_file %s: %s", path, strerror(errno));
         goto done;
     }
     if (!S_ISREG(st.st_mode)) {
-        errf(err, errlen, "token_file %s: not a regular file", path);
+        h5cd_errf(err, errlen, "token_file %s: not a regular file", path);
         goto done;
     }
     if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-        errf(err, errlen, "token_file %s: group or others may access it (mode %04o); chmod 600 it",
-             path, (unsigned)(st.st_mode & 07777));
+        h5cd_errf(err, errlen,
+                  "token_file %s: group or others may access it (mode %04o); chmod 600 it", path,
+                  (unsigned)(st.st_mode & 07777));
         goto done;
     }
     int r = read_bounded(fd, buf, sizeof(buf), &len);
     if (r < 0) {
-        errf(err, errlen, "token_file %s: %s", path, strerror(-r));
+        h5cd_errf(err, errlen, "token_file %s: %s", path, strerror(-r));
         goto done;
     }
     if (len > 0 && buf[len - 1] == '\n')
@@ -112,7 +99,7 @@ int authtoken_load(const char *path, char **out, char *err, size_t errlen)
         goto done;
     *out = malloc(len + 1);
     if (*out == NULL) {
-        errf(err, errlen, "token_file %s: out of memory", path);
+        h5cd_errf(err, errlen, "token_file %s: out of memory", path);
         goto done;
     }
     memcpy(*out, buf, len);

@@ -355,6 +355,22 @@ static int make_dirs(const char *path)
     return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
+/* Opens directory name under dirfd (never through a symlink) for reading.
+ * Returns its descriptor (owned by *out) or a negative errno. */
+static int open_dir_at(int dirfd, const char *name, DIR **out)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    *out = fdopendir(fd);
+    if (*out == NULL) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
 /* Removes name (under dirfd) and everything below it; counts removed non-directories. */
 static int remove_tree(int dirfd, const char *name, int depth, uint64_t *files)
 {
@@ -370,14 +386,10 @@ static int remove_tree(int dirfd, const char *name, int depth, uint64_t *files)
     }
     if (depth >= TREE_MAX_DEPTH)
         return -ELOOP;
-    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = NULL;
+    int fd = open_dir_at(dirfd, name, &d);
     if (fd < 0)
-        return -errno;
-    DIR *d = fdopendir(fd);
-    if (d == NULL) {
-        close(fd);
-        return -errno;
-    }
+        return fd;
     int rc = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
@@ -706,14 +718,10 @@ typedef int (*entry_fn)(int dirfd, const char *name, const struct stat *st, void
 /* Calls fn for every entry of directory name (under dirfd); stops at the first error. */
 static int each_entry(int dirfd, const char *name, entry_fn fn, void *arg)
 {
-    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = NULL;
+    int fd = open_dir_at(dirfd, name, &d);
     if (fd < 0)
-        return -errno;
-    DIR *d = fdopendir(fd);
-    if (d == NULL) {
-        close(fd);
-        return -errno;
-    }
+        return fd;
     int rc = 0;
     struct dirent *e;
     struct stat st;

@@ -23,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "errors.h"
 #include "log.h"
 
 #ifndef PACKAGE_VERSION
@@ -178,22 +179,6 @@ static const struct option *find_option(const char *name)
     return NULL;
 }
 
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            err[0] = '\0';
-    }
-    return -1;
-}
-
 /* A bad value is repeated in the message, but only printable and bounded,
  * so a hostile file cannot inject lines into the log. */
 static const char *echo(const char *value, char *buf, size_t cap)
@@ -340,10 +325,10 @@ static int parse_listen(const char *text, bool *loopback, char *err, size_t errl
     if (strncmp(text, "unix:", 5) == 0) {
         const char *path = text + 5;
         if (path[0] != '/' || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-            return errf(err, errlen,
-                        "listen: a unix socket needs an absolute path shorter "
-                        "than %zu bytes",
-                        sizeof(((struct sockaddr_un *)0)->sun_path));
+            return h5cd_errf(err, errlen,
+                             "listen: a unix socket needs an absolute path shorter "
+                             "than %zu bytes",
+                             sizeof(((struct sockaddr_un *)0)->sun_path));
         *loopback = true;
         return 0;
     }
@@ -351,22 +336,22 @@ static int parse_listen(const char *text, bool *loopback, char *err, size_t errl
         const char *close = strchr(text, ']');
         size_t len = close == NULL ? 0 : (size_t)(close - text - 1);
         if (close == NULL || close[1] != ':' || len == 0 || len >= sizeof(host))
-            return errf(err, errlen, "listen: %s", form);
+            return h5cd_errf(err, errlen, "listen: %s", form);
         memcpy(host, text + 1, len);
         host[len] = '\0';
         if (inet_pton(AF_INET6, host, addr) != 1)
-            return errf(err, errlen, "listen: '%s' is not an IPv6 address", host);
+            return h5cd_errf(err, errlen, "listen: '%s' is not an IPv6 address", host);
         *loopback = IN6_IS_ADDR_LOOPBACK((struct in6_addr *)addr);
         port = close + 2;
     } else {
         const char *colon = strrchr(text, ':');
         if (colon == NULL || colon == text)
-            return errf(err, errlen, "listen: %s", form);
+            return h5cd_errf(err, errlen, "listen: %s", form);
         size_t len = (size_t)(colon - text);
         if (memchr(text, ':', len) != NULL)
-            return errf(err, errlen, "listen: an IPv6 address needs brackets: [ADDR]:PORT");
+            return h5cd_errf(err, errlen, "listen: an IPv6 address needs brackets: [ADDR]:PORT");
         if (!is_hostname(text, len))
-            return errf(err, errlen, "listen: bad host name");
+            return h5cd_errf(err, errlen, "listen: bad host name");
         port = colon + 1;
         memcpy(host, text, len);
         host[len] = '\0';
@@ -376,7 +361,7 @@ static int parse_listen(const char *text, bool *loopback, char *err, size_t errl
             *loopback = strcasecmp(host, "localhost") == 0;
     }
     if (parse_port(port) < 0)
-        return errf(err, errlen, "listen: port must be a number from 0 to 65535");
+        return h5cd_errf(err, errlen, "listen: port must be a number from 0 to 65535");
     return 0;
 }
 
@@ -410,19 +395,19 @@ static int strlist_append(struct strlist *l, const char *name, const char *text,
         while (p[len] != '\0' && !is_sep(p[len]))
             len++;
         if (len > H5CD_MAX_URL_BYTES)
-            return errf(err, errlen, "%s: an item is longer than %d bytes", name,
-                        H5CD_MAX_URL_BYTES);
+            return h5cd_errf(err, errlen, "%s: an item is longer than %d bytes", name,
+                             H5CD_MAX_URL_BYTES);
         add++;
         p += len;
     }
     if (add == 0)
         return 0;
     if (l->count + add > H5CD_MAX_LIST_ITEMS)
-        return errf(err, errlen, "%s: at most %d items", name, H5CD_MAX_LIST_ITEMS);
+        return h5cd_errf(err, errlen, "%s: at most %d items", name, H5CD_MAX_LIST_ITEMS);
 
     char **items = realloc(l->items, (l->count + add) * sizeof(*items));
     if (items == NULL)
-        return errf(err, errlen, "%s: out of memory", name);
+        return h5cd_errf(err, errlen, "%s: out of memory", name);
     l->items = items;
     size_t n = l->count;
     for (const char *p = text; *p != '\0';) {
@@ -444,7 +429,7 @@ static int strlist_append(struct strlist *l, const char *name, const char *text,
 fail:
     while (n > l->count)
         free(items[--n]);
-    return errf(err, errlen, "%s: out of memory", name);
+    return h5cd_errf(err, errlen, "%s: out of memory", name);
 }
 
 /* ---- setters ---- */
@@ -454,10 +439,10 @@ static int set_range_error(const struct option *o, const char *value, char *err,
     char v[VALUE_ECHO_BYTES + 4], lo[32], hi[32];
     echo(value, v, sizeof(v));
     if (o->type == OPT_SIZE)
-        return errf(err, errlen, "%s: '%s' is out of range (%s..%s)", o->name, v,
-                    format_size(o->min, lo, sizeof(lo)), format_size(o->max, hi, sizeof(hi)));
-    return errf(err, errlen, "%s: '%s' is out of range (%" PRIu64 "..%" PRIu64 ")", o->name, v,
-                o->min, o->max);
+        return h5cd_errf(err, errlen, "%s: '%s' is out of range (%s..%s)", o->name, v,
+                         format_size(o->min, lo, sizeof(lo)), format_size(o->max, hi, sizeof(hi)));
+    return h5cd_errf(err, errlen, "%s: '%s' is out of range (%" PRIu64 "..%" PRIu64 ")", o->name, v,
+                     o->min, o->max);
 }
 
 static int set_number(struct h5cd_config *cfg, const struct option *o, const char *value, char *err,
@@ -467,21 +452,21 @@ static int set_number(struct h5cd_config *cfg, const struct option *o, const cha
     uint64_t n = 0;
     if (o->type == OPT_SIZE) {
         if (config_parse_size(value, &n) < 0)
-            return errf(err, errlen,
-                        "%s: '%s' is not a size (a whole number with an optional K, M, G, T "
-                        "or P suffix)",
-                        o->name, echo(value, v, sizeof(v)));
+            return h5cd_errf(err, errlen,
+                             "%s: '%s' is not a size (a whole number with an optional K, M, G, T "
+                             "or P suffix)",
+                             o->name, echo(value, v, sizeof(v)));
     } else {
         const char *end = NULL;
         if (parse_decimal(value, &end, &n) < 0 || *end != '\0')
-            return errf(err, errlen, "%s: '%s' is not a whole decimal number", o->name,
-                        echo(value, v, sizeof(v)));
+            return h5cd_errf(err, errlen, "%s: '%s' is not a whole decimal number", o->name,
+                             echo(value, v, sizeof(v)));
     }
     if (n < o->min || n > o->max)
         return set_range_error(o, value, err, errlen);
     if ((o->flags & F_POW2) && (n & (n - 1)) != 0)
-        return errf(err, errlen, "%s: '%s' is not a power of two", o->name,
-                    echo(value, v, sizeof(v)));
+        return h5cd_errf(err, errlen, "%s: '%s' is not a power of two", o->name,
+                         echo(value, v, sizeof(v)));
     if (o->type == OPT_SIZE)
         *(uint64_t *)field(cfg, o) = n;
     else
@@ -499,11 +484,11 @@ static int set_mode(struct h5cd_config *cfg, const struct option *o, const char 
     for (; value[i] >= '0' && value[i] <= '7' && i < 8; i++)
         n = n * 8 + (uint64_t)(value[i] - '0');
     if (i == 0 || value[i] != '\0')
-        return errf(err, errlen, "%s: '%s' is not an octal mode (e.g. 0660)", o->name,
-                    echo(value, v, sizeof(v)));
+        return h5cd_errf(err, errlen, "%s: '%s' is not an octal mode (e.g. 0660)", o->name,
+                         echo(value, v, sizeof(v)));
     if (n < o->min || n > o->max)
-        return errf(err, errlen, "%s: '%s' is out of range (0..0777)", o->name,
-                    echo(value, v, sizeof(v)));
+        return h5cd_errf(err, errlen, "%s: '%s' is out of range (0..0777)", o->name,
+                         echo(value, v, sizeof(v)));
     *(unsigned *)field(cfg, o) = (unsigned)n;
     return 0;
 }
@@ -513,29 +498,29 @@ static int set_string(struct h5cd_config *cfg, const struct option *o, const cha
 {
     char v[VALUE_ECHO_BYTES + 4];
     if (strlen(value) > STRING_MAX_BYTES)
-        return errf(err, errlen, "%s: longer than %d bytes", o->name, STRING_MAX_BYTES);
+        return h5cd_errf(err, errlen, "%s: longer than %d bytes", o->name, STRING_MAX_BYTES);
     if (has_control(value))
-        return errf(err, errlen, "%s: control characters are not allowed", o->name);
+        return h5cd_errf(err, errlen, "%s: control characters are not allowed", o->name);
     if ((o->flags & F_NONEMPTY) && value[0] == '\0')
-        return errf(err, errlen, "%s: must not be empty", o->name);
+        return h5cd_errf(err, errlen, "%s: must not be empty", o->name);
     if ((o->flags & F_ABSPATH) && value[0] != '/')
-        return errf(err, errlen, "%s: '%s' is not an absolute path", o->name,
-                    echo(value, v, sizeof(v)));
+        return h5cd_errf(err, errlen, "%s: '%s' is not an absolute path", o->name,
+                         echo(value, v, sizeof(v)));
     if ((o->flags & F_OPTPATH) && value[0] != '\0' && value[0] != '/')
-        return errf(err, errlen, "%s: '%s' is not an absolute path (or empty)", o->name,
-                    echo(value, v, sizeof(v)));
+        return h5cd_errf(err, errlen, "%s: '%s' is not an absolute path (or empty)", o->name,
+                         echo(value, v, sizeof(v)));
     if ((o->flags & F_SCOPE) && strcmp(value, "admin") != 0 && strcmp(value, "all") != 0)
-        return errf(err, errlen, "%s: '%s' is not one of admin, all", o->name,
-                    echo(value, v, sizeof(v)));
+        return h5cd_errf(err, errlen, "%s: '%s' is not one of admin, all", o->name,
+                         echo(value, v, sizeof(v)));
     bool loopback;
     if ((o->flags & F_LISTEN) && parse_listen(value, &loopback, err, errlen) < 0)
         return -1;
     if (o->type == OPT_LOGLEVEL && log_level_parse(value) < 0)
-        return errf(err, errlen, "%s: '%s' is not one of error, warn, info, debug", o->name,
-                    echo(value, v, sizeof(v)));
+        return h5cd_errf(err, errlen, "%s: '%s' is not one of error, warn, info, debug", o->name,
+                         echo(value, v, sizeof(v)));
     char *copy = strdup(value);
     if (copy == NULL)
-        return errf(err, errlen, "%s: out of memory", o->name);
+        return h5cd_errf(err, errlen, "%s: out of memory", o->name);
     char **slot = field(cfg, o);
     free(*slot);
     *slot = copy;
@@ -547,7 +532,7 @@ static int set_list(struct h5cd_config *cfg, const struct option *o, const char 
 {
     for (const char *p = value; *p != '\0'; p++)
         if (((unsigned char)*p < 0x20 && *p != '\t') || (unsigned char)*p == 0x7f)
-            return errf(err, errlen, "%s: control characters are not allowed", o->name);
+            return h5cd_errf(err, errlen, "%s: control characters are not allowed", o->name);
     struct strlist *slot = field(cfg, o);
     if (append)
         return strlist_append(slot, o->name, value, err, errlen);
@@ -566,8 +551,9 @@ static int set_option(struct h5cd_config *cfg, const struct option *o, const cha
     switch (o->type) {
     case OPT_BOOL:
         if (parse_bool(value, field(cfg, o)) < 0)
-            return errf(err, errlen, "%s: '%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
-                        o->name, echo(value, v, sizeof(v)));
+            return h5cd_errf(err, errlen,
+                             "%s: '%s' is not a boolean (true/false, yes/no, on/off, 1/0)", o->name,
+                             echo(value, v, sizeof(v)));
         return 0;
     case OPT_UINT:
     case OPT_SIZE:
@@ -580,7 +566,7 @@ static int set_option(struct h5cd_config *cfg, const struct option *o, const cha
     case OPT_LIST:
         return set_list(cfg, o, value, append, err, errlen);
     }
-    return errf(err, errlen, "%s: bad option type", o->name);
+    return h5cd_errf(err, errlen, "%s: bad option type", o->name);
 }
 
 int config_set(struct h5cd_config *cfg, const char *key, const char *value, char *err,
@@ -588,12 +574,12 @@ int config_set(struct h5cd_config *cfg, const char *key, const char *value, char
 {
     char k[VALUE_ECHO_BYTES + 4];
     if (cfg == NULL || key == NULL)
-        return errf(err, errlen, "no option name");
+        return h5cd_errf(err, errlen, "no option name");
     const struct option *o = find_option(key);
     if (o == NULL)
-        return errf(err, errlen, "unknown option '%s'", echo(key, k, sizeof(k)));
+        return h5cd_errf(err, errlen, "unknown option '%s'", echo(key, k, sizeof(k)));
     if (value == NULL)
-        return errf(err, errlen, "%s: a value is required", o->name);
+        return h5cd_errf(err, errlen, "%s: a value is required", o->name);
     return set_option(cfg, o, value, false, err, errlen);
 }
 
@@ -815,19 +801,19 @@ int config_load_file(struct h5cd_config *cfg, const char *path, char *err, size_
     struct load_ctx ctx = {.cfg = cfg};
     ctx.fp = fopen(path, "re");
     if (ctx.fp == NULL)
-        return errf(err, errlen, "%s: %s", path, strerror(errno));
+        return h5cd_errf(err, errlen, "%s: %s", path, strerror(errno));
     int rc = ini_parse_stream(load_reader, &ctx, load_handler, &ctx);
     fclose(ctx.fp);
     if (rc == -2)
-        return errf(err, errlen, "%s: out of memory", path);
+        return h5cd_errf(err, errlen, "%s: out of memory", path);
     if (rc < 0)
-        return errf(err, errlen, "%s: cannot parse", path);
+        return h5cd_errf(err, errlen, "%s: cannot parse", path);
     if (rc > 0 && (ctx.err_line == 0 || rc < ctx.err_line))
-        return errf(err, errlen, "%s:%d: expected 'name = value'", path, rc);
+        return h5cd_errf(err, errlen, "%s:%d: expected 'name = value'", path, rc);
     if (ctx.err_line != 0)
-        return errf(err, errlen, "%s:%d: %s", path, ctx.err_line, ctx.reason);
+        return h5cd_errf(err, errlen, "%s:%d: %s", path, ctx.err_line, ctx.reason);
     if (ctx.read_errno != 0)
-        return errf(err, errlen, "%s: %s", path, strerror(ctx.read_errno));
+        return h5cd_errf(err, errlen, "%s: %s", path, strerror(ctx.read_errno));
     return 0;
 }
 
@@ -837,31 +823,31 @@ int config_validate(const struct h5cd_config *cfg, char *err, size_t errlen)
 {
     char a[32], b[32];
     if (cfg->cache_low_watermark > cfg->cache_high_watermark)
-        return errf(err, errlen,
-                    "cache_low_watermark (%u) must not exceed cache_high_watermark (%u)",
-                    cfg->cache_low_watermark, cfg->cache_high_watermark);
+        return h5cd_errf(err, errlen,
+                         "cache_low_watermark (%u) must not exceed cache_high_watermark (%u)",
+                         cfg->cache_low_watermark, cfg->cache_high_watermark);
     if (cfg->coalesce_max < cfg->block_size || cfg->coalesce_max % cfg->block_size != 0)
-        return errf(err, errlen, "coalesce_max (%s) must be a multiple of block_size (%s)",
-                    format_size(cfg->coalesce_max, a, sizeof(a)),
-                    format_size(cfg->block_size, b, sizeof(b)));
+        return h5cd_errf(err, errlen, "coalesce_max (%s) must be a multiple of block_size (%s)",
+                         format_size(cfg->coalesce_max, a, sizeof(a)),
+                         format_size(cfg->block_size, b, sizeof(b)));
     if (cfg->read_window < cfg->block_size)
-        return errf(err, errlen, "read_window (%s) must be at least block_size (%s)",
-                    format_size(cfg->read_window, a, sizeof(a)),
-                    format_size(cfg->block_size, b, sizeof(b)));
+        return h5cd_errf(err, errlen, "read_window (%s) must be at least block_size (%s)",
+                         format_size(cfg->read_window, a, sizeof(a)),
+                         format_size(cfg->block_size, b, sizeof(b)));
     if (cfg->upstream_max_per_host > cfg->upstream_max_total)
-        return errf(err, errlen,
-                    "upstream_max_per_host (%u) must not exceed upstream_max_total (%u)",
-                    cfg->upstream_max_per_host, cfg->upstream_max_total);
+        return h5cd_errf(err, errlen,
+                         "upstream_max_per_host (%u) must not exceed upstream_max_total (%u)",
+                         cfg->upstream_max_per_host, cfg->upstream_max_total);
     if (cfg->listen == NULL)
-        return errf(err, errlen, "listen: not set");
+        return h5cd_errf(err, errlen, "listen: not set");
     bool loopback = false;
     if (parse_listen(cfg->listen, &loopback, err, errlen) < 0)
         return -1;
     if (!loopback && !cfg->allow_remote_clients)
-        return errf(err, errlen,
-                    "listen: %s is not a loopback address; set allow_remote_clients = true "
-                    "to accept clients from other machines",
-                    cfg->listen);
+        return h5cd_errf(err, errlen,
+                         "listen: %s is not a loopback address; set allow_remote_clients = true "
+                         "to accept clients from other machines",
+                         cfg->listen);
     return 0;
 }
 

@@ -57,3 +57,16 @@ int h5cd_fail(struct h5cd_error *err, enum h5cd_errcode code, const char *fmt, .
         err->message[0] = '\0';
     return -1;
 }
+
+int h5cd_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            err[0] = '\0';
+    }
+    return -1;
+}

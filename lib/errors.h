@@ -7,6 +7,8 @@
 #ifndef H5CD_ERRORS_H
 #define H5CD_ERRORS_H
 
+#include <stddef.h>
+
 #include "h5cd_limits.h"
 
 enum h5cd_errcode {
@@ -37,6 +39,10 @@ struct h5cd_error {
 
 const char *h5cd_errcode_name(enum h5cd_errcode code);
 int h5cd_errcode_status(enum h5cd_errcode code);
+/* Formats a one-line reason into err (if not NULL and errlen > 0) and returns -1,
+ * for functions that report errors as text (config, token and log files). */
+int h5cd_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Sets err (if not NULL) and returns -1, so callers can `return h5cd_fail(...)`. */
 int h5cd_fail(struct h5cd_error *err, enum h5cd_errcode code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -29,9 +29,9 @@
 #include <time.h>
 #include <uv.h>
 
+#include "httprange.h"
 #include "log.h"
 
-#define MAX_DIGITS        19 /* 10^19 > UINT64_MAX / 2: no overflow below this */
 #define RANGE_SPEC_BYTES  48 /* "A-B", two 20-digit numbers */
 #define MAX_BACKOFF_SHIFT 20 /* base * 2^20 ms outlasts any retry budget */
 #define ETAG_PREFIX       "etag:"
@@ -145,25 +145,6 @@ static void set_error(char *buf, const char *fmt, ...)
 
 /* ---- header parsing ---- */
 
-/* Reads 1..MAX_DIGITS decimal digits at *cursor; false if none or too many. */
-static bool read_number(const char **cursor, uint64_t *out)
-{
-    const char *p = *cursor;
-    uint64_t value = 0;
-    int digits = 0;
-    while (*p >= '0' && *p <= '9') {
-        if (++digits > MAX_DIGITS)
-            return false;
-        value = value * 10 + (uint64_t)(*p - '0');
-        p++;
-    }
-    if (digits == 0)
-        return false;
-    *cursor = p;
-    *out = value;
-    return true;
-}
-
 /* "bytes A-B/N", "bytes A-B/" + "*" or "bytes " + "*" + "/N"; nothing else. */
 static bool parse_content_range(const char *value, struct response *r)
 {
@@ -177,14 +158,15 @@ static bool parse_content_range(const char *value, struct response *r)
         unsatisfied = true;
         p++;
     } else {
-        if (!read_number(&p, &first) || *p++ != '-' || !read_number(&p, &last) || last < first)
+        if (!httprange_read_decimal(&p, &first) || *p++ != '-' ||
+            !httprange_read_decimal(&p, &last) || last < first)
             return false;
     }
     if (*p++ != '/')
         return false;
     if (*p == '*' && !unsatisfied)
         p++;
-    else if (!read_number(&p, &total))
+    else if (!httprange_read_decimal(&p, &total))
         return false;
     if (*p != '\0' || (!unsatisfied && total != UINT64_MAX && last >= total))
         return false;
@@ -201,7 +183,7 @@ static bool parse_retry_after(const char *value, long *out)
 {
     const char *p = value;
     uint64_t seconds;
-    if (read_number(&p, &seconds)) {
+    if (httprange_read_decimal(&p, &seconds)) {
         if (*p != '\0')
             return false;
     } else {
@@ -240,7 +222,7 @@ static void parse_status_line(const char *line, struct response *r)
     uint64_t code = 0;
     if (p != NULL)
         p++;
-    if (p == NULL || !read_number(&p, &code) || code < 100 || code > 999 ||
+    if (p == NULL || !httprange_read_decimal(&p, &code) || code < 100 || code > 999 ||
         (*p != ' ' && *p != '\0'))
         r->malformed = "upstream sent a malformed status line";
     else
@@ -266,7 +248,8 @@ static void parse_header_field(char *line, struct response *r)
     } else if (strcasecmp(line, "content-length") == 0) {
         const char *p = value;
         uint64_t n = 0;
-        if (!read_number(&p, &n) || *p != '\0' || (r->has_length && n != r->content_length))
+        if (!httprange_read_decimal(&p, &n) || *p != '\0' ||
+            (r->has_length && n != r->content_length))
             r->malformed = "upstream sent a malformed Content-Length";
         r->has_length = true;
         r->content_length = n;

@@ -39,6 +39,11 @@ int h5decode_format_of(hid_t fid, const struct h5dataset *ds, enum h5decode_form
 int h5decode_chunk(hid_t fid, const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
                    size_t *len, struct h5cd_error *err);
 
+/* h5decode_chunk on a remote file, through the shared libhdf5 handle of the index. */
+int h5decode_remote_chunk(struct h5index *index, const struct remote_file *file,
+                          const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
+                          size_t *len, struct h5cd_error *err);
+
 /* Decodes a selection of ds into a malloc'd buffer (C order, shape of the selection).
  * max_bytes bounds the result (H5CD_E_TOO_LARGE beyond).  0, or -1 with err. */
 int h5decode_slice(hid_t fid, const struct h5dataset *ds, const struct selection *sel,

@@ -11,8 +11,7 @@
 
 #define MAX_DIGITS 19 /* 10^19 > UINT64_MAX / 2: no overflow below this */
 
-/* Reads 1..MAX_DIGITS decimal digits at *cursor.  False if there are none or too many. */
-static bool read_number(const char **cursor, uint64_t *out)
+bool httprange_read_decimal(const char **cursor, uint64_t *out)
 {
     const char *p = *cursor;
     uint64_t value = 0;
@@ -49,12 +48,12 @@ int httprange_parse(const char *header, uint64_t size, uint64_t *start, uint64_t
         return -EINVAL;
     p = skip_spaces(p + 6);
     uint64_t first = 0, last = 0;
-    bool has_first = read_number(&p, &first);
+    bool has_first = httprange_read_decimal(&p, &first);
     p = skip_spaces(p);
     if (*p++ != '-')
         return -EINVAL;
     p = skip_spaces(p);
-    bool has_last = read_number(&p, &last);
+    bool has_last = httprange_read_decimal(&p, &last);
     p = skip_spaces(p);
     if (*p != '\0' || (!has_first && !has_last))
         return -EINVAL; /* trailing junk, a second range, or "bytes=-" */

@@ -5,6 +5,7 @@
 #ifndef H5CD_HTTPRANGE_H
 #define H5CD_HTTPRANGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /*
@@ -15,5 +16,10 @@
  * -ERANGE when the range cannot be satisfied (A >= size, or "-0").
  */
 int httprange_parse(const char *header, uint64_t size, uint64_t *start, uint64_t *length);
+
+/* Reads 1 to 19 decimal digits at *cursor (no sign, so no overflow) and advances it.
+ * False, with *cursor unchanged, when there are none or too many.  Shared by every
+ * parser of HTTP numbers (Range, Content-Range, Content-Length, status codes). */
+bool httprange_read_decimal(const char **cursor, uint64_t *out);
 
 #endif
