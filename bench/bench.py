@@ -155,7 +155,7 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-  log_format bench '$request_method $uri $status $body_bytes_sent "$http_range"';
+  log_format bench '$request_method $uri $status $body_bytes_sent "$http_range" $msec';
   access_log {d}/access.log bench;
   client_body_temp_path {d}/tmp/body;
   proxy_temp_path {d}/tmp/proxy;
@@ -210,8 +210,10 @@ def start_nginx(nginx, d, body_tmpl, **kw):
         cpath = os.path.join(d, "nginx.conf")
         with open(cpath, "w") as fh:
             fh.write(conf)
+        # nginx takes $NGINX for inherited listening sockets: never pass it on.
+        env = {k: v for k, v in os.environ.items() if k != "NGINX"}
         p = spawn([nginx, "-e", os.path.join(d, "error.log"), "-p", d, "-c", cpath],
-                  os.path.join(d, "stdout.log"))
+                  os.path.join(d, "stdout.log"), env=env)
         if wait_http("http://127.0.0.1:%d/_ready" % port, p):
             return p, port
         _stop(p)
@@ -421,7 +423,8 @@ class Bench:
 
     # one measurement: N concurrent clients -----------------------------
     def measure(self, tasks):
-        t0 = time.monotonic() + 0.25 + 0.01 * len(tasks)
+        # Idle workers pick a task up within milliseconds; all start at t0.
+        t0 = time.monotonic() + 0.05 + 0.01 * len(tasks)
         for t in tasks:
             t["t0"] = t0
         rs = [self.pool.apply_async(clients.run_task, (t,)) for t in tasks]
@@ -819,15 +822,16 @@ def parse_args(argv=None):
         "slice cache over an emulated wide-area link; writes docs/benchmarks.md.")
     ap.add_argument("--daemon", help="h5chunkd binary (default: $H5CHUNKD_BIN, else "
                     "./daemon/h5chunkd of the current build dir)")
-    ap.add_argument("--nginx", default=os.environ.get("NGINX") or shutil.which("nginx")
-                    or "/usr/sbin/nginx")
+    ap.add_argument("--nginx", default=os.environ.get("NGINX_BIN") or shutil.which("nginx")
+                    or "/usr/sbin/nginx", help="nginx binary (default: $NGINX_BIN, else "
+                    "nginx on PATH)")
     ap.add_argument("--rtt-ms", type=float, default=40.0)
     ap.add_argument("--bw-mbs", type=float, default=100.0, help="link bandwidth, MB/s")
     ap.add_argument("--reps", type=int, help="timed runs per cold cell (full 5, quick 1)")
-    ap.add_argument("--warm-reps", type=int, help="timed runs per warm cell (full 5, quick 1)")
+    ap.add_argument("--warm-reps", type=int, help="timed runs per warm cell (full 3, quick 1)")
     ap.add_argument("--clients", help="warm concurrency levels (default 1,8,32; quick 1,4)")
     ap.add_argument("--cell-budget", type=float, help="seconds after which a cell stops "
-                    "repeating (at least one run; full 8, quick 3)")
+                    "repeating (at least one run; full 5, quick 3)")
     ap.add_argument("--workloads", default=",".join(workloads.WORKLOADS))
     ap.add_argument("--peers", default=",".join(PEERS_COLD))
     ap.add_argument("--wrk-secs", type=int)
@@ -853,8 +857,8 @@ def parse_args(argv=None):
     quick = a.quick
     a.scale = "quick" if quick else "full"
     a.reps = a.reps or (1 if quick else 5)
-    a.warm_reps = a.warm_reps or (1 if quick else 5)
-    a.cell_budget = a.cell_budget or (3.0 if quick else 8.0)
+    a.warm_reps = a.warm_reps or (1 if quick else 3)
+    a.cell_budget = a.cell_budget or (3.0 if quick else 5.0)
     a.wrk_secs = a.wrk_secs or (1 if quick else 5)
     a.clients = [int(x) for x in (a.clients or ("1,4" if quick else "1,8,32")).split(",")]
     a.workloads = [w for w in a.workloads.split(",") if w]

@@ -38,7 +38,7 @@ FRAME_SKIP = 10  # frames with index % FRAME_SKIP == 0 are never written
 SCALES = {
     # full: the published numbers; quick: the harness's smoke run.
     "full": {"es_chunks": 80, "ts_chunks": 3000, "frames": 120, "frame_px": 512,
-             "modules": 20, "ifaces": 15, "slab_first": 30},
+             "modules": 12, "ifaces": 16, "slab_first": 30},
     "quick": {"es_chunks": 40, "ts_chunks": 2000, "frames": 64, "frame_px": 256,
               "modules": 6, "ifaces": 10, "slab_first": 10},
 }

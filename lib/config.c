@@ -106,7 +106,7 @@ static const struct option options[] = {
      "merge missing ranges separated by at most this many bytes"},
     {"coalesce_max", OPT_SIZE, OFF(coalesce_max), H5CD_MIN_BLOCK_BYTES, H5CD_MAX_FETCH_BYTES, 0,
      "8M", "largest single upstream request (a multiple of block_size)"},
-    {"read_window", OPT_SIZE, OFF(read_window), 64 * K, 256 * M, F_RELOAD, "16M",
+    {"read_window", OPT_SIZE, OFF(read_window), 64 * K, 256 * M, F_RELOAD, "4M",
      "bytes one client request reads ahead"},
 
     /* HDF5 chunk service. */
@@ -114,7 +114,7 @@ static const struct option options[] = {
      "bytes read from the start of a file when it is first opened"},
     {"max_keys", OPT_UINT, OFF(max_keys), 1, 1000000, F_RELOAD, "100000",
      "chunk keys in one batch request"},
-    {"batch_inflight_bytes", OPT_SIZE, OFF(batch_inflight_bytes), M, 16 * G, F_RELOAD, "64M",
+    {"batch_inflight_bytes", OPT_SIZE, OFF(batch_inflight_bytes), M, 16 * G, F_RELOAD, "16M",
      "chunk bytes one batch request holds in memory"},
     {"max_slice_bytes", OPT_SIZE, OFF(max_slice_bytes), K, 16 * G, F_RELOAD, "256M",
      "decoded bytes one /v1/slice request may return (413 beyond)"},

@@ -31,7 +31,7 @@ struct h5cd_config {
     struct strlist server_names; /* extra Host names accepted besides loopback names */
     unsigned max_connections;    /* concurrent client connections; default 256 */
     unsigned client_timeout_s;   /* idle client connection timeout; default 60 */
-    uint64_t max_request_body;   /* bytes of a POST body; default 16M */
+    uint64_t max_request_body;   /* bytes of a POST body; default 4M */
     unsigned unix_socket_mode;   /* permissions of a unix: listen socket; default 0660 */
     char *unix_socket_group;     /* group of a unix: listen socket; "" keeps the daemon's */
 
@@ -55,7 +55,7 @@ struct h5cd_config {
     /* HDF5 chunk service. */
     uint64_t h5_prefix_bytes;      /* read when a file is first opened; default 4M */
     unsigned max_keys;             /* chunk keys in one batch request; default 100000 */
-    uint64_t batch_inflight_bytes; /* chunk bytes one batch holds in memory; default 64M */
+    uint64_t batch_inflight_bytes; /* chunk bytes one batch holds in memory; default 16M */
     uint64_t max_slice_bytes;      /* decoded bytes one /v1/slice may return; default 256M */
 
     /* Upstream fetch engine. */

@@ -390,7 +390,14 @@ static int dataset_from_doc(json_t *doc, int64_t id, const char *path, struct h5
     }
     json_t *off = json_object_get(facts, "data_offset");
     ds->data_offset = json_is_integer(off) ? (uint64_t)json_integer_value(off) : UINT64_MAX;
-    ds->nfilters = (unsigned)json_array_size(json_object_get(meta, "filters"));
+    json_t *filters = json_object_get(meta, "filters");
+    ds->nfilters = (unsigned)json_array_size(filters);
+    for (unsigned i = 0; i < ds->nfilters && i < H5INDEX_MAX_FILTERS; i++)
+        ds->filters[i] = (int)json_integer_value(json_object_get(json_array_get(filters, i), "id"));
+    /* Simple dtypes whose stored layout is the value layout (not compounds, which
+     * are stored with the file's offsets, nor padded integers). */
+    ds->raw_is_values = json_is_string(json_object_get(meta, "dtype")) &&
+                        !json_is_false(json_object_get(meta, "raw_matches_dtype"));
     return 0;
 }
 

@@ -31,6 +31,7 @@
 #include "remote.h"
 #include "stats.h"
 
+#define H5INDEX_MAX_FILTERS 8
 #define H5INDEX_CONTIGUOUS_CHUNK_BYTES                                                             \
     (16 * 1024 * 1024) /* virtual chunk of a contiguous dataset */
 
@@ -53,6 +54,8 @@ struct h5dataset {
     uint64_t data_offset; /* contiguous: file offset of the data; UINT64_MAX if never written */
     uint64_t row_bytes;   /* contiguous: bytes of one step along the first dimension */
     unsigned nfilters;
+    int filters[H5INDEX_MAX_FILTERS]; /* filter ids in pipeline order (the first ones) */
+    bool raw_is_values;               /* stored bytes, once unfiltered, are the dtype's values */
 };
 
 struct h5chunk_loc {

@@ -30,7 +30,13 @@ struct h5vfd_file {
     haddr_t eoa;
     uint8_t *prefix; /* bytes [0, prefix_len) of the file, kept for metadata reads */
     size_t prefix_len;
+    uint8_t *window; /* the last metadata window read past the prefix */
+    uint64_t window_start;
+    size_t window_len;
 };
+
+/* Metadata window past the prefix: at most this, and at most the prefix size. */
+#define VFD_WINDOW_BYTES (2 * 1024 * 1024)
 
 static _Thread_local struct h5cd_error last_error;
 static _Thread_local bool have_error;
@@ -143,6 +149,7 @@ static H5FD_t *vfd_open(const char *name, unsigned flags, hid_t fapl_id, haddr_t
 static herr_t vfd_close(H5FD_t *file)
 {
     struct h5vfd_file *f = (struct h5vfd_file *)file;
+    free(f->window);
     free(f->prefix);
     free(f);
     return 0;
@@ -185,6 +192,41 @@ static haddr_t vfd_get_eof(const H5FD_t *file, H5FD_mem_t type)
     return (haddr_t)((const struct h5vfd_file *)file)->fa.file.size;
 }
 
+/*
+ * Metadata past the prefix (chunk index nodes, object headers of a large
+ * file) is read a whole aligned window at a time, one coalesced request,
+ * and the window kept: libhdf5 reads metadata a few hundred bytes at a
+ * time, and neighbouring nodes usually share a window, so this turns many
+ * round trips into one.  -1 when the read does not fit a window (the caller
+ * then reads exactly what was asked).
+ */
+static int read_window(struct h5vfd_file *f, uint64_t addr, size_t len, uint8_t *out)
+{
+    uint64_t wsize = f->fa.prefix_bytes < VFD_WINDOW_BYTES ? f->fa.prefix_bytes : VFD_WINDOW_BYTES;
+    if (wsize == 0 || len > wsize)
+        return -1;
+    if (f->window == NULL || addr < f->window_start ||
+        addr + len > f->window_start + f->window_len) {
+        uint64_t start = addr / wsize * wsize;
+        uint64_t left = f->fa.file.size - start;
+        size_t wlen = (size_t)(left < wsize ? left : wsize);
+        if (addr + len > start + wlen)
+            return -1; /* straddles two windows */
+        if (f->window == NULL && (f->window = malloc((size_t)wsize)) == NULL)
+            return -1;
+        struct h5cd_error err = {0};
+        f->window_len = 0;
+        if (remote_read(f->fa.remote, &f->fa.file, start, wlen, f->window, &err) < 0) {
+            remember_error(&err);
+            return -1;
+        }
+        f->window_start = start;
+        f->window_len = wlen;
+    }
+    memcpy(out, f->window + (addr - f->window_start), len);
+    return 0;
+}
+
 static herr_t vfd_read(H5FD_t *file, H5FD_mem_t type, hid_t dxpl, haddr_t addr, size_t size,
                        void *buffer)
 {
@@ -214,6 +256,8 @@ static herr_t vfd_read(H5FD_t *file, H5FD_mem_t type, hid_t dxpl, haddr_t addr, 
         memcpy(out, f->prefix + addr, real);
         return 0;
     }
+    if (type != H5FD_MEM_DRAW && read_window(f, (uint64_t)addr, real, out) == 0)
+        return 0;
     struct h5cd_error err = {0};
     if (remote_read(f->fa.remote, &f->fa.file, (uint64_t)addr, real, out, &err) < 0) {
         remember_error(&err);

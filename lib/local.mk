@@ -24,4 +24,5 @@ lib_libh5chunkd_a_SOURCES = \
 	lib/selection.c lib/selection.h \
 	lib/prefetch.c lib/prefetch.h \
 	lib/zarrmeta.c lib/zarrmeta.h \
-	lib/jobs.c lib/jobs.h
+	lib/jobs.c lib/jobs.h \
+	lib/fastdecode.c lib/fastdecode.h

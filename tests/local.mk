@@ -3,7 +3,7 @@ TEST_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS) $(CHECK_CFLAGS)
 TEST_LIBS = lib/libh5chunkd.a $(DEP_LIBS) $(CHECK_LIBS)
 
 check_PROGRAMS += tests/unit/check_coalesce tests/unit/check_config tests/unit/check_httprange \
-	tests/unit/check_chunkkey \
+	tests/unit/check_chunkkey tests/unit/check_fastdecode \
 	tests/unit/check_h5meta \
 	tests/unit/check_urlpolicy tests/unit/check_blockcache tests/unit/check_fetch
 tests_unit_check_coalesce_SOURCES = tests/unit/check_coalesce.c
@@ -18,6 +18,9 @@ tests_unit_check_httprange_LDADD = $(TEST_LIBS)
 tests_unit_check_chunkkey_SOURCES = tests/unit/check_chunkkey.c
 tests_unit_check_chunkkey_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_chunkkey_LDADD = $(TEST_LIBS)
+tests_unit_check_fastdecode_SOURCES = tests/unit/check_fastdecode.c
+tests_unit_check_fastdecode_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_fastdecode_LDADD = $(TEST_LIBS)
 tests_unit_check_urlpolicy_SOURCES = tests/unit/check_urlpolicy.c
 tests_unit_check_urlpolicy_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_urlpolicy_LDADD = $(TEST_LIBS)

@@ -14,3 +14,4 @@ INTEGRATION_TESTS += tests/integration/test_client.sh tests/integration/test_man
 INTEGRATION_TESTS += tests/integration/test_clients.sh tests/integration/test_docs_curl.sh
 INTEGRATION_TESTS += tests/integration/test_admin.sh
 INTEGRATION_TESTS += tests/integration/test_format.sh
+INTEGRATION_TESTS += tests/integration/test_bench_smoke.sh

@@ -125,10 +125,10 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(c.revalidate_s, 60);
     ck_assert_uint_eq(c.coalesce_gap, H5CD_MIB);
     ck_assert_uint_eq(c.coalesce_max, 8 * H5CD_MIB);
-    ck_assert_uint_eq(c.read_window, 16 * H5CD_MIB);
+    ck_assert_uint_eq(c.read_window, 4 * H5CD_MIB);
     ck_assert_uint_eq(c.h5_prefix_bytes, 4 * H5CD_MIB);
     ck_assert_uint_eq(c.max_keys, 100000);
-    ck_assert_uint_eq(c.batch_inflight_bytes, 64 * H5CD_MIB);
+    ck_assert_uint_eq(c.batch_inflight_bytes, 16 * H5CD_MIB);
     ck_assert_uint_eq(c.upstream_max_per_host, 8);
     ck_assert_uint_eq(c.upstream_max_total, 64);
     ck_assert_uint_eq(c.upstream_connect_timeout_ms, 10000);
