@@ -388,6 +388,7 @@ static void start_engine(struct server *srv)
         .coalesce_max = cfg->coalesce_max,
         .revalidate_s = cfg->revalidate_s,
         .max_fetches_per_batch = cfg->upstream_max_per_host,
+        .total_budget = 4 * cfg->batch_inflight_bytes,
     };
     if (remote_new(&rcfg, srv->cache, srv->fetch, srv->policy, &srv->stats, &srv->remote) < 0)
         die("out of memory");

@@ -50,7 +50,8 @@
 
 #include "log.h"
 
-#define SCHEMA_VERSION            2 /* 2: files.hits */
+#define HOT_BLOCKS                64 /* verified blocks kept in memory (16 MiB at 256 KiB blocks) */
+#define SCHEMA_VERSION            2  /* 2: files.hits */
 #define BUSY_TIMEOUT_MS           5000
 #define DEFAULT_ENOSPC_COOLDOWN_S 30
 /* Access times buffered before one transaction writes them all. */
@@ -165,7 +166,64 @@ struct blockcache {
     int64_t clock;
     size_t ntouches;
     struct touch touches[TOUCH_MAX];
+    /*
+     * The most recently read blocks, kept verified in memory: a hot block
+     * (the chunk a dozen clients poll) then costs a copy, not a file read and
+     * a checksum.  A (file id, index) pair always names the same bytes (ids
+     * are never reused), so an entry can only go stale by being dropped on
+     * purpose: file drops and corrupt blocks remove it.  Only blocks read
+     * back from disk enter, never blocks being written.
+     */
+    struct hot_block {
+        int64_t file_id; /* 0: free */
+        uint64_t index;
+        size_t len;
+        uint64_t used; /* LRU clock */
+        uint8_t *data;
+    } hot[HOT_BLOCKS];
+    uint64_t hot_clock;
 };
+
+/* ---- hot blocks (caller holds bc->lock) ---- */
+
+static struct hot_block *hot_find(struct blockcache *bc, int64_t file_id, uint64_t index)
+{
+    for (size_t i = 0; i < HOT_BLOCKS; i++)
+        if (bc->hot[i].file_id == file_id && bc->hot[i].index == index && bc->hot[i].data != NULL)
+            return &bc->hot[i];
+    return NULL;
+}
+
+static void hot_insert(struct blockcache *bc, int64_t file_id, uint64_t index, const uint8_t *data,
+                       size_t len)
+{
+    if (hot_find(bc, file_id, index) != NULL)
+        return;
+    struct hot_block *victim = &bc->hot[0];
+    for (size_t i = 1; i < HOT_BLOCKS && victim->data != NULL; i++)
+        if (bc->hot[i].data == NULL || bc->hot[i].used < victim->used)
+            victim = &bc->hot[i];
+    if (victim->data == NULL && (victim->data = malloc(bc->block_size)) == NULL)
+        return;
+    memcpy(victim->data, data, len);
+    victim->file_id = file_id;
+    victim->index = index;
+    victim->len = len;
+    victim->used = ++bc->hot_clock;
+}
+
+/* Forgets a block (index UINT64_MAX: every block of the file; file_id -1: everything). */
+static void hot_forget(struct blockcache *bc, int64_t file_id, uint64_t index)
+{
+    for (size_t i = 0; i < HOT_BLOCKS; i++) {
+        struct hot_block *h = &bc->hot[i];
+        if (file_id == -1 ||
+            (h->file_id == file_id && (index == UINT64_MAX || h->index == index))) {
+            free(h->data);
+            *h = (struct hot_block){0};
+        }
+    }
+}
 
 /* ---- small helpers ---- */
 
@@ -951,6 +1009,7 @@ void blockcache_close(struct blockcache *bc)
     if (bc->db != NULL)
         touches_flush_tx(bc);
     db_close(bc);
+    hot_forget(bc, -1, 0);
     pthread_mutex_unlock(&bc->lock);
     pthread_mutex_destroy(&bc->lock);
     if (bc->lock_fd >= 0)
@@ -992,6 +1051,7 @@ static int file_lookup(struct blockcache *bc, const char *identity, struct block
 /* Deletes a file's row and its block rows; *bytes and *blocks say what they held. */
 static int file_delete_rows(struct blockcache *bc, int64_t id, uint64_t *bytes, uint64_t *blocks)
 {
+    hot_forget(bc, id, UINT64_MAX);
     sqlite3_stmt *s = bc->st[ST_FILE_BLOCKS_SUM];
     sqlite3_bind_int64(s, 1, id);
     int rc = row(bc, ST_FILE_BLOCKS_SUM);
@@ -1116,6 +1176,7 @@ int blockcache_file_drop(struct blockcache *bc, const char *identity)
 /* Drops a block's row (if any) and its file.  Caller holds bc->lock. */
 static void drop_block(struct blockcache *bc, int64_t file_id, uint64_t index, const char *path)
 {
+    hot_forget(bc, file_id, index);
     sqlite3_stmt *s = bc->st[ST_BLOCK_GET];
     sqlite3_bind_int64(s, 1, file_id);
     sqlite3_bind_int64(s, 2, (int64_t)index);
@@ -1173,6 +1234,15 @@ int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&bc->lock);
+    struct hot_block *hot = hot_find(bc, file_id, index);
+    if (hot != NULL) {
+        memcpy(buf, hot->data, hot->len);
+        *len = hot->len;
+        hot->used = ++bc->hot_clock;
+        touch(bc, file_id, index);
+        pthread_mutex_unlock(&bc->lock);
+        return 0;
+    }
     sqlite3_stmt *s = bc->st[ST_BLOCK_GET];
     sqlite3_bind_int64(s, 1, file_id);
     sqlite3_bind_int64(s, 2, (int64_t)index);
@@ -1194,6 +1264,7 @@ int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8
     pthread_mutex_lock(&bc->lock);
     if (rc == 0) {
         touch(bc, file_id, index);
+        hot_insert(bc, file_id, index, buf, (size_t)size);
     } else if (rc == -EBADMSG) {
         bc->corrupt++;
         drop_block(bc, file_id, index, path);
@@ -1498,6 +1569,7 @@ int blockcache_drop_all(struct blockcache *bc)
 {
     pthread_mutex_lock(&bc->lock);
     bc->ntouches = 0;
+    hot_forget(bc, -1, 0);
     int rc = bc->degraded ? db_exec(bc->db, "DELETE FROM blocks; DELETE FROM files;") : wipe(bc);
     if (rc == 0) {
         bc->bytes = 0;

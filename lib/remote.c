@@ -75,6 +75,7 @@ struct remote {
     pthread_cond_t cond; /* broadcast whenever an entry or probe completes */
     struct entry *buckets[INFLIGHT_BUCKETS];
     struct probe *probes;
+    _Atomic uint64_t admitted_bytes; /* range bytes admitted by every batch together */
 };
 
 /* One submitted upstream request and the owned entries it will fill. */
@@ -185,6 +186,9 @@ int remote_new(const struct remote_config *cfg, struct blockcache *cache,
         r->cfg.wait_timeout_ms = DEFAULT_WAIT_TIMEOUT_MS;
     if (r->cfg.max_fetches_per_batch == 0)
         r->cfg.max_fetches_per_batch = 8;
+    if (r->cfg.total_budget == 0)
+        r->cfg.total_budget = 64ULL * 1024 * 1024;
+    atomic_init(&r->admitted_bytes, 0);
     r->cache = cache;
     r->fetch = fetch;
     r->policy = policy;
@@ -985,10 +989,15 @@ static void admit_ranges(struct remote_batch *b)
     size_t slots_before = b->nslots;
     while (b->next_admit < b->nranges) {
         struct batch_range *range = &b->ranges[b->next_admit];
-        if (b->admitted_bytes > 0 && b->admitted_bytes + range->length > b->budget)
+        /* A batch may always hold one range, so every batch progresses; beyond that,
+         * its own budget and the daemon-wide one bound memory. */
+        uint64_t all = atomic_load(&b->remote->admitted_bytes);
+        if (b->admitted_bytes > 0 && (b->admitted_bytes + range->length > b->budget ||
+                                      all + range->length > b->remote->cfg.total_budget))
             break;
         size_t ri = b->next_admit++;
         b->admitted_bytes += range->length;
+        atomic_fetch_add(&b->remote->admitted_bytes, range->length);
         size_t slots_mark = b->nslots;
         if (admit_one(b, ri) < 0) {
             b->nslots = slots_mark;
@@ -1184,6 +1193,7 @@ static void retire_last(struct remote_batch *b)
         range->own_dst = false;
     }
     b->admitted_bytes -= range->length;
+    atomic_fetch_sub(&b->remote->admitted_bytes, range->length);
     b->last = SIZE_MAX;
 }
 
@@ -1232,6 +1242,7 @@ void remote_batch_free(struct remote_batch *b)
         return;
     drop_plans(b);
     abandon_slots(b, false);
+    atomic_fetch_sub(&b->remote->admitted_bytes, b->admitted_bytes);
     for (size_t i = 0; i < b->nranges; i++)
         if (b->ranges[i].own_dst)
             free(b->ranges[i].dst);

@@ -32,6 +32,8 @@ struct remote_config {
     unsigned revalidate_s;    /* how long a file's validator is trusted without asking upstream */
     unsigned wait_timeout_ms; /* longest wait for a fetch before giving up; 0 = 10 minutes */
     unsigned max_fetches_per_batch; /* upstream requests one batch has in flight; 0 = 8 */
+    uint64_t total_budget;          /* range bytes all batches hold at once (each may hold one
+                                     * range more); 0 = 64 MiB */
 };
 
 /* What is known about one version of a remote file. */

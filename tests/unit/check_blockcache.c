@@ -363,6 +363,29 @@ START_TEST(test_truncated_block)
 }
 END_TEST
 
+/* A block read once is served from memory afterwards; dropping its file forgets it. */
+START_TEST(test_hot_blocks)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 2 * BS);
+    put_block(bc, id, 0, BS);
+    put_block(bc, id, 1, BS);
+    expect_block(bc, id, 0, BS); /* read from disk, verified, kept */
+    path_of(path, sizeof(path), dir, id, 0);
+    ck_assert_int_eq(unlink(path), 0);
+    expect_block(bc, id, 0, BS); /* served from memory: same bytes */
+    path_of(path, sizeof(path), dir, id, 1);
+    ck_assert_int_eq(unlink(path), 0);
+    expect_miss(bc, id, 1, -ENOENT); /* never read: not in memory */
+    ck_assert_int_eq(blockcache_file_drop(bc, "https://example.org/a.h5"), 0);
+    expect_miss(bc, id, 0, -ENOENT); /* the drop forgot it */
+    blockcache_close(bc);
+}
+END_TEST
+
 START_TEST(test_vanished_block)
 {
     char dir[PATH_MAX], path[PATH_MAX];
@@ -1033,6 +1056,7 @@ static Suite *blockcache_suite(void)
     tcase_add_test(core, test_corrupt_block);
     tcase_add_test(core, test_truncated_block);
     tcase_add_test(core, test_vanished_block);
+    tcase_add_test(core, test_hot_blocks);
     tcase_add_test(core, test_reconcile);
     tcase_add_test(core, test_validator_change);
     tcase_add_test(core, test_persistence);
