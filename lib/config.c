@@ -102,11 +102,11 @@ static const struct option options[] = {
      "seconds a remote file's validator is trusted without asking again"},
 
     /* Coalescing. */
-    {"coalesce_gap", OPT_SIZE, OFF(coalesce_gap), 0, H5CD_MAX_FETCH_BYTES, 0, "1M",
+    {"coalesce_gap", OPT_SIZE, OFF(coalesce_gap), 0, H5CD_MAX_FETCH_BYTES, 0, "256K",
      "merge missing ranges separated by at most this many bytes"},
     {"coalesce_max", OPT_SIZE, OFF(coalesce_max), H5CD_MIN_BLOCK_BYTES, H5CD_MAX_FETCH_BYTES, 0,
      "8M", "largest single upstream request (a multiple of block_size)"},
-    {"read_window", OPT_SIZE, OFF(read_window), 64 * K, 256 * M, F_RELOAD, "4M",
+    {"read_window", OPT_SIZE, OFF(read_window), 64 * K, 256 * M, F_RELOAD, "8M",
      "bytes one client request reads ahead"},
 
     /* HDF5 chunk service. */

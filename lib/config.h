@@ -31,7 +31,7 @@ struct h5cd_config {
     struct strlist server_names; /* extra Host names accepted besides loopback names */
     unsigned max_connections;    /* concurrent client connections; default 256 */
     unsigned client_timeout_s;   /* idle client connection timeout; default 60 */
-    uint64_t max_request_body;   /* bytes of a POST body; default 4M */
+    uint64_t max_request_body;   /* bytes of a POST body; default 8M */
     unsigned unix_socket_mode;   /* permissions of a unix: listen socket; default 0660 */
     char *unix_socket_group;     /* group of a unix: listen socket; "" keeps the daemon's */
 
@@ -48,7 +48,7 @@ struct h5cd_config {
     unsigned revalidate_s;         /* seconds a file's validator is trusted; default 60 */
 
     /* Coalescing of block misses into upstream requests. */
-    uint64_t coalesce_gap; /* merge ranges whose gap is at most this; default 1M */
+    uint64_t coalesce_gap; /* merge ranges whose gap is at most this; default 256K */
     uint64_t coalesce_max; /* one upstream request at most this; default 8M */
     uint64_t read_window;  /* bytes one client request reads ahead; default 16M */
 

@@ -29,6 +29,7 @@
 #define DEFAULT_MAX_OPEN_FILES 16
 #define MAX_OPEN_FILES         64
 #define SCHEMA_VERSION         1
+#define RECENT_DATASETS        64 /* parsed dataset descriptions kept in memory */
 
 struct openfile {
     int64_t file_id;
@@ -85,6 +86,13 @@ struct h5index {
     struct openfile *files;
     size_t nfiles, maxfiles;
     uint64_t tick;
+    /* Datasets recently described, so a warm request parses no stored document.
+     * Keyed by file version and path: a new version simply never matches. */
+    struct recent_dataset {
+        int64_t file_id; /* 0: free */
+        uint64_t used;
+        struct h5dataset ds;
+    } recent[RECENT_DATASETS];
 };
 
 /* ---- sqlite ---- */
@@ -486,12 +494,52 @@ json_t *h5index_meta(struct h5index *idx, const struct remote_file *file, const 
     return meta;
 }
 
+/* Caller holds the lock. */
+static struct recent_dataset *recent_find(struct h5index *idx, int64_t file_id, const char *path)
+{
+    for (size_t i = 0; i < RECENT_DATASETS; i++)
+        if (idx->recent[i].file_id == file_id && strcmp(idx->recent[i].ds.path, path) == 0)
+            return &idx->recent[i];
+    return NULL;
+}
+
+/* Remembers a parsed dataset, replacing the least recently used one. */
+static void recent_put(struct h5index *idx, int64_t file_id, const struct h5dataset *ds)
+{
+    pthread_mutex_lock(&idx->lock);
+    struct recent_dataset *slot = recent_find(idx, file_id, ds->path);
+    if (slot == NULL) {
+        slot = &idx->recent[0];
+        for (size_t i = 0; i < RECENT_DATASETS; i++) {
+            if (idx->recent[i].file_id == 0) {
+                slot = &idx->recent[i];
+                break;
+            }
+            if (idx->recent[i].used < slot->used)
+                slot = &idx->recent[i];
+        }
+    }
+    slot->file_id = file_id;
+    slot->used = ++idx->tick;
+    slot->ds = *ds;
+    pthread_mutex_unlock(&idx->lock);
+}
+
 int h5index_dataset(struct h5index *idx, const struct remote_file *file, const char *path,
                     struct h5dataset *out, struct h5cd_error *err)
 {
     char canon[H5CD_MAX_PATH_BYTES + 2];
     if (h5index_canonical_path(path, canon, sizeof(canon)) < 0)
         return h5cd_fail(err, H5CD_E_BAD_REQUEST, "malformed or too long object path");
+    pthread_mutex_lock(&idx->lock);
+    struct recent_dataset *hit = recent_find(idx, file->file_id, canon);
+    if (hit != NULL) {
+        hit->used = ++idx->tick;
+        *out = hit->ds;
+    }
+    pthread_mutex_unlock(&idx->lock);
+    if (hit != NULL)
+        return 0;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     int64_t row_id;
     json_t *doc = object_doc(idx, file, canon, &row_id, err);
@@ -503,6 +551,8 @@ int h5index_dataset(struct h5index *idx, const struct remote_file *file, const c
         rc = h5cd_fail(err, H5CD_E_BAD_REQUEST, "%s is a group, not a dataset", canon);
     else if (dataset_from_doc(doc, row_id, canon, out) < 0)
         rc = h5cd_fail(err, H5CD_E_UNSUPPORTED, "%s has a layout h5chunkd cannot serve", canon);
+    else
+        recent_put(idx, file->file_id, out);
     json_decref(doc);
     return rc;
 }
@@ -535,7 +585,9 @@ static size_t lookup_known(struct h5index *idx, const struct h5dataset *ds, cons
     size_t found = 0;
     int rank = ds->grid.rank;
     pthread_mutex_lock(&idx->lock);
-    sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
+    /* One read transaction for many lookups; a single lookup needs none. */
+    if (n > 1)
+        sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
     for (size_t i = 0; i < n; i++) {
         sqlite3_stmt *s = stmt(idx, ST_CHUNK_GET);
         sqlite3_bind_int64(s, 1, ds->id);
@@ -550,7 +602,8 @@ static size_t lookup_known(struct h5index *idx, const struct h5dataset *ds, cons
         }
         sqlite3_reset(s);
     }
-    sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
+    if (n > 1)
+        sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
     pthread_mutex_unlock(&idx->lock);
     return found;
 }
@@ -864,6 +917,9 @@ int h5index_forget(struct h5index *idx, const char *identity)
     for (size_t i = 0; i < idx->nfiles; i++)
         if (identity == NULL || idx->files[i].file_id == file_id)
             idx->files[i].stale = true;
+    for (size_t i = 0; i < RECENT_DATASETS; i++)
+        if (identity == NULL || idx->recent[i].file_id == file_id)
+            idx->recent[i].file_id = 0;
     size_t nclose = prune_locked(idx, to_close, false);
     pthread_mutex_unlock(&idx->lock);
     close_all(to_close, nclose);

@@ -33,10 +33,13 @@ struct h5vfd_file {
     uint8_t *window; /* the last metadata window read past the prefix */
     uint64_t window_start;
     size_t window_len;
+    size_t window_cap;
+    uint64_t window_size; /* the next window's size: doubles on each miss */
 };
 
 /* Metadata window past the prefix: at most this, and at most the prefix size. */
-#define VFD_WINDOW_BYTES (2 * 1024 * 1024)
+#define VFD_WINDOW_BYTES     (2 * 1024 * 1024)
+#define VFD_WINDOW_MAX_BYTES (4 * 1024 * 1024)
 
 static _Thread_local struct h5cd_error last_error;
 static _Thread_local bool have_error;
@@ -197,12 +200,18 @@ static haddr_t vfd_get_eof(const H5FD_t *file, H5FD_mem_t type)
  * file) is read a whole aligned window at a time, one coalesced request,
  * and the window kept: libhdf5 reads metadata a few hundred bytes at a
  * time, and neighbouring nodes usually share a window, so this turns many
- * round trips into one.  -1 when the read does not fit a window (the caller
- * then reads exactly what was asked).
+ * round trips into one.  Each miss doubles the next window (up to
+ * VFD_WINDOW_MAX_BYTES): a file whose metadata is spread widely (hundreds
+ * of groups) is then read in a few large requests rather than many small
+ * ones.  -1 when the read does not fit a window (the caller then reads
+ * exactly what was asked).
  */
 static int read_window(struct h5vfd_file *f, uint64_t addr, size_t len, uint8_t *out)
 {
-    uint64_t wsize = f->fa.prefix_bytes < VFD_WINDOW_BYTES ? f->fa.prefix_bytes : VFD_WINDOW_BYTES;
+    if (f->window_size == 0)
+        f->window_size =
+            f->fa.prefix_bytes < VFD_WINDOW_BYTES ? f->fa.prefix_bytes : VFD_WINDOW_BYTES;
+    uint64_t wsize = f->window_size;
     if (wsize == 0 || len > wsize)
         return -1;
     if (f->window == NULL || addr < f->window_start ||
@@ -212,8 +221,13 @@ static int read_window(struct h5vfd_file *f, uint64_t addr, size_t len, uint8_t 
         size_t wlen = (size_t)(left < wsize ? left : wsize);
         if (addr + len > start + wlen)
             return -1; /* straddles two windows */
-        if (f->window == NULL && (f->window = malloc((size_t)wsize)) == NULL)
-            return -1;
+        if (f->window_cap < wlen) {
+            uint8_t *bigger = realloc(f->window, wlen);
+            if (bigger == NULL)
+                return -1;
+            f->window = bigger;
+            f->window_cap = wlen;
+        }
         struct h5cd_error err = {0};
         f->window_len = 0;
         if (remote_read(f->fa.remote, &f->fa.file, start, wlen, f->window, &err) < 0) {
@@ -222,6 +236,8 @@ static int read_window(struct h5vfd_file *f, uint64_t addr, size_t len, uint8_t 
         }
         f->window_start = start;
         f->window_len = wlen;
+        if (f->window_size < VFD_WINDOW_MAX_BYTES)
+            f->window_size *= 2;
     }
     memcpy(out, f->window + (addr - f->window_start), len);
     return 0;

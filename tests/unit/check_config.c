@@ -123,9 +123,9 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(c.cache_high_watermark, 95);
     ck_assert_uint_eq(c.cache_low_watermark, 85);
     ck_assert_uint_eq(c.revalidate_s, 60);
-    ck_assert_uint_eq(c.coalesce_gap, H5CD_MIB);
+    ck_assert_uint_eq(c.coalesce_gap, 256 * H5CD_KIB);
     ck_assert_uint_eq(c.coalesce_max, 8 * H5CD_MIB);
-    ck_assert_uint_eq(c.read_window, 4 * H5CD_MIB);
+    ck_assert_uint_eq(c.read_window, 8 * H5CD_MIB);
     ck_assert_uint_eq(c.h5_prefix_bytes, 4 * H5CD_MIB);
     ck_assert_uint_eq(c.max_keys, 100000);
     ck_assert_uint_eq(c.batch_inflight_bytes, 16 * H5CD_MIB);
