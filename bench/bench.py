@@ -581,26 +581,45 @@ class Bench:
             if body != expect[path][key]:
                 raise SystemExit("bench: GET /v1/chunk %s differs from the file" % name)
             sizes[name] = len(body)
+        # References on the same machine: the same bytes as HTTP ranges, from
+        # nginx's slice cache and from the daemon's mirror (fsspec asks for
+        # 5 MiB blocks).
+        fpath = os.path.join(self.origin_root, "ephys.nwb")
+        off = chunk_offset(fpath, workloads.TS, m["small"]["chunks"][0])
+        small_range = (off, off + sizes["chunk_small"] - 1)
+        block = 5 * 1024 * 1024
+        big_range = (16 * 1024 * 1024, 16 * 1024 * 1024 + block - 1)
+        nginx_url = "http://127.0.0.1:%d/%s" % (self.slice_port, rel)
+        mirror_url = "%s/v1/file?url=%s" % (base, urllib.parse.quote(remote, safe=""))
+        for url in (nginx_url, mirror_url):
+            for lo, hi in (small_range, big_range):
+                check_range(url, fpath, lo, hi)
         runs = [
-            ("chunk_small", "GET", chunk_small, None, sizes["chunk_small"]),
-            ("chunk_big", "GET", chunk_big, None, sizes["chunk_big"]),
+            ("chunk_small", "GET", chunk_small, None, None, sizes["chunk_small"]),
+            ("nginx_range_small", "GET", nginx_url, None, small_range, sizes["chunk_small"]),
+            ("mirror_range_small", "GET", mirror_url, None, small_range, sizes["chunk_small"]),
+            ("chunk_big", "GET", chunk_big, None, None, sizes["chunk_big"]),
+            ("nginx_range_5m", "GET", nginx_url, None, big_range, block),
+            ("mirror_range_5m", "GET", mirror_url, None, big_range, block),
             ("batch_raw_big", "POST", base + "/v1/chunks",
              {"url": remote, "path": workloads.ES, "keys": big_keys, "decode": False},
-             sizes["raw_big"]),
+             None, sizes["raw_big"]),
             ("batch_decoded_big", "POST", base + "/v1/chunks",
              {"url": remote, "path": workloads.ES, "keys": big_keys, "decode": True},
-             sizes["dec_big"]),
+             None, sizes["dec_big"]),
             ("batch_raw_small", "POST", base + "/v1/chunks",
              {"url": remote, "path": workloads.TS, "keys": small_keys, "decode": False},
-             sizes["raw_small"]),
+             None, sizes["raw_small"]),
         ]
-        for name, method, url, body, payload in runs:
+        for name, method, url, body, rng, payload in runs:
             script = os.path.join(self.work, "wrk_%s.lua" % name)
             with open(script, "w") as fh:
                 fh.write('wrk.method = "%s"\n' % method)
                 if body is not None:
                     fh.write('wrk.headers["Content-Type"] = "application/json"\n')
                     fh.write("wrk.body = %s\n" % lua_string(json.dumps(body)))
+                if rng is not None:
+                    fh.write('wrk.headers["Range"] = "bytes=%d-%d"\n' % rng)
             argv = [wrk, "-t%d" % a.wrk_threads, "-c%d" % a.wrk_conns, "-d%ds" % a.wrk_secs,
                     "--latency", "--timeout", "10s", "-s", script, url]
             r = subprocess.run(argv, capture_output=True, text=True, timeout=a.wrk_secs + 60)
@@ -609,7 +628,10 @@ class Bench:
             res["payload_gbs"] = round(res.get("requests_per_s", 0) * payload / 1e9, 3)
             res["command"] = " ".join(argv[:-2] + ["<%s.lua>" % name, "<url>"])
             if r.returncode != 0 or res.get("non2xx") or res.get("socket_errors"):
-                res["error"] = (r.stderr.strip() or "non-2xx or socket errors")[:300]
+                res["error"] = (r.stderr.strip() or "non-2xx or socket errors: %s"
+                                % res.get("socket_errors", res.get("non2xx")))[:300]
+            elif not res.get("requests"):
+                res["error"] = "no request completed in %d s" % a.wrk_secs
             out[name] = res
             log("wrk %-18s %8.0f req/s %7.3f GB/s p50 %s p99 %s%s"
                 % (name, res.get("requests_per_s", 0), res["payload_gbs"],
@@ -620,7 +642,6 @@ class Bench:
 
     # the whole run -------------------------------------------------------
     def run(self):
-        a = self.args
         t_start = time.monotonic()
         self.setup()
         try:
@@ -734,6 +755,26 @@ def expected_raw(path, chunks_by_ds):
     return out
 
 
+def chunk_offset(path, ds, c):
+    import h5py
+    with h5py.File(path, "r") as f:
+        d = f[ds]
+        info = d.id.get_chunk_info_by_coord((c * d.chunks[0],) + (0,) * (d.ndim - 1))
+        return info.byte_offset
+
+
+def check_range(url, path, lo, hi):
+    """GETs bytes lo-hi of url (which fills a cache) and compares them with the file."""
+    req = urllib.request.Request(url, headers={"Range": "bytes=%d-%d" % (lo, hi)})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        body = r.read()
+    with open(path, "rb") as fh:
+        fh.seek(lo)
+        want = fh.read(hi - lo + 1)
+    if body != want:
+        raise SystemExit("bench: bytes %d-%d of %s differ from the file" % (lo, hi, url))
+
+
 def lua_string(s):
     return "[==[" + s + "]==]"
 
@@ -842,7 +883,8 @@ def parse_args(argv=None):
     ap.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     ap.add_argument("--doc", help="the Markdown file to write (default "
                     "docs/benchmarks.md of the source tree)")
-    ap.add_argument("--results", help="also write the raw results (JSON) here")
+    ap.add_argument("--results", help="write the raw results (JSON) here (default: beside "
+                    "the doc, docs/benchmarks.json; none with --no-doc)")
     ap.add_argument("--report-only", metavar="RESULTS_JSON",
                     help="write the doc from a saved results file, run nothing")
     ap.add_argument("--workdir", help="keep everything here (default: a temp dir, removed)")
@@ -896,6 +938,9 @@ def main(argv=None):
     signal.signal(signal.SIGINT, _on_signal)
 
     results = Bench(a).run()
+    if not a.results and not a.no_doc:
+        # Beside the doc, so `--report-only` can write it again.
+        a.results = os.path.splitext(a.doc)[0] + ".json"
     if a.results:
         with open(a.results, "w") as fh:
             json.dump(results, fh, indent=1)
