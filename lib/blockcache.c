@@ -1578,3 +1578,21 @@ int blockcache_drop_all(struct blockcache *bc)
     pthread_mutex_unlock(&bc->lock);
     return rc;
 }
+
+int blockcache_get_hot_part(struct blockcache *bc, int64_t file_id, uint64_t index, size_t offset,
+                            size_t len, uint8_t *dst)
+{
+    pthread_mutex_lock(&bc->lock);
+    struct hot_block *hot = hot_find(bc, file_id, index);
+    int rc = -ENOENT;
+    if (hot != NULL && (offset > hot->len || len > hot->len - offset)) {
+        rc = -EINVAL;
+    } else if (hot != NULL) {
+        memcpy(dst, hot->data + offset, len);
+        hot->used = ++bc->hot_clock;
+        touch(bc, file_id, index);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&bc->lock);
+    return rc;
+}

@@ -127,6 +127,15 @@ int blockcache_put(struct blockcache *bc, int64_t file_id, uint64_t index, const
  */
 int blockcache_set_cap(struct blockcache *bc, uint64_t cap_bytes);
 
+/*
+ * Copies bytes [offset, offset+len) of block `index` into dst when the block
+ * is one of the hot blocks kept in memory (see blockcache.c), so a small read
+ * of a hot block copies only what it needs.  0 on such a hit; -ENOENT
+ * otherwise (use blockcache_get); -EINVAL if the part lies outside the block.
+ */
+int blockcache_get_hot_part(struct blockcache *bc, int64_t file_id, uint64_t index, size_t offset,
+                            size_t len, uint8_t *dst);
+
 void blockcache_get_stats(struct blockcache *bc, struct blockcache_stats *out);
 
 /* One remote file as the admin API lists it. */

@@ -564,6 +564,17 @@ static bool read_cached_block(struct remote_batch *b, uint64_t index, struct bat
         STATS_INC(r->stats, cache_hits);
         return true;
     }
+    /* A hot block: copy just the part this range needs. */
+    uint64_t bstart = index * r->block_size;
+    uint64_t from = range->offset > bstart ? range->offset : bstart;
+    uint64_t end = range->offset + range->length;
+    uint64_t to = end < bstart + want ? end : bstart + want;
+    if (to > from &&
+        blockcache_get_hot_part(r->cache, b->file.file_id, index, (size_t)(from - bstart),
+                                (size_t)(to - from), range->dst + (from - range->offset)) == 0) {
+        STATS_INC(r->stats, cache_hits);
+        return true;
+    }
     size_t got = 0;
     int rc = blockcache_get(r->cache, b->file.file_id, index, b->scratch, r->block_size, &got);
     if (rc == -EBADMSG)

@@ -377,6 +377,12 @@ START_TEST(test_hot_blocks)
     path_of(path, sizeof(path), dir, id, 0);
     ck_assert_int_eq(unlink(path), 0);
     expect_block(bc, id, 0, BS); /* served from memory: same bytes */
+    uint8_t want[BS], part[64];
+    fill(want, BS, (unsigned)id, 0);
+    ck_assert_int_eq(blockcache_get_hot_part(bc, id, 0, BS - 64, 64, part), 0); /* last bytes */
+    ck_assert_mem_eq(part, want + BS - 64, 64);
+    ck_assert_int_eq(blockcache_get_hot_part(bc, id, 0, BS - 63, 64, part), -EINVAL); /* +1 */
+    ck_assert_int_eq(blockcache_get_hot_part(bc, id, 1, 0, 64, part), -ENOENT);       /* not hot */
     path_of(path, sizeof(path), dir, id, 1);
     ck_assert_int_eq(unlink(path), 0);
     expect_miss(bc, id, 1, -ENOENT); /* never read: not in memory */
