@@ -24,6 +24,8 @@ static const struct {
     [H5CD_E_TOO_LARGE] = {"too_large", 413},
     [H5CD_E_RANGE_NOT_SATISFIABLE] = {"range_not_satisfiable", 416},
     [H5CD_E_UNSUPPORTED] = {"unsupported", 422},
+    [H5CD_E_DAMAGED_FILE] = {"damaged_file", 422},
+    [H5CD_E_FILTER_UNAVAILABLE] = {"filter_unavailable", 422},
     [H5CD_E_INTERNAL] = {"internal", 500},
     [H5CD_E_UPSTREAM_ERROR] = {"upstream_error", 502},
     [H5CD_E_UNAVAILABLE] = {"unavailable", 503},

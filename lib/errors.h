@@ -25,6 +25,8 @@ enum h5cd_errcode {
     H5CD_E_TOO_LARGE,             /* 413 too_large */
     H5CD_E_RANGE_NOT_SATISFIABLE, /* 416 range_not_satisfiable */
     H5CD_E_UNSUPPORTED,           /* 422 unsupported */
+    H5CD_E_DAMAGED_FILE,          /* 422 damaged_file */
+    H5CD_E_FILTER_UNAVAILABLE,    /* 422 filter_unavailable */
     H5CD_E_INTERNAL,              /* 500 internal */
     H5CD_E_UPSTREAM_ERROR,        /* 502 upstream_error */
     H5CD_E_UNAVAILABLE,           /* 503 unavailable */
