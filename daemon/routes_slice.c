@@ -18,6 +18,7 @@
 #include "http.h"
 #include "prefetch.h"
 #include "routes.h"
+#include "zarrmeta.h"
 
 #define NPY_HEADER_MAX            4096
 #define MAX_SLICE_PREFETCH_CHUNKS 100000
@@ -231,18 +232,107 @@ static json_t *json_strings(const uint8_t *p, size_t len)
     return arr;
 }
 
-static char *json_document(const char *dtype, const struct slice_call *sc, const uint64_t *shape,
-                           int rank)
+/* Bytes per element of a dtype spelling (simple or structured); 0 if malformed. */
+static size_t dtype_bytes(json_t *dtype, int depth)
+{
+    const char *simple = json_string_value(dtype);
+    if (simple != NULL) {
+        size_t n = 0;
+        for (const char *p = simple + (simple[0] != '\0' ? 2 : 0); *p >= '0' && *p <= '9'; p++)
+            n = n < (1u << 24) ? n * 10 + (size_t)(*p - '0') : 0;
+        return n;
+    }
+    if (!json_is_array(dtype) || depth > 8)
+        return 0;
+    size_t total = 0, i;
+    json_t *field;
+    json_array_foreach(dtype, i, field)
+    {
+        size_t one = dtype_bytes(json_array_get(field, 1), depth + 1);
+        size_t j;
+        json_t *dim;
+        json_array_foreach(json_array_get(field, 2), j, dim)
+        {
+            json_int_t d = json_integer_value(dim);
+            one = d > 0 && d < (1 << 24) && one < (1u << 24) ? one * (size_t)d : 0;
+        }
+        if (one == 0)
+            return 0;
+        total += one;
+    }
+    return total;
+}
+
+/* True if a dtype holds opaque bytes somewhere (they have no JSON form). */
+static bool dtype_has_opaque(json_t *dtype)
+{
+    const char *simple = json_string_value(dtype);
+    if (simple != NULL)
+        return simple[0] != '\0' && simple[1] == 'V';
+    size_t i;
+    json_t *field;
+    json_array_foreach(dtype, i, field) if (dtype_has_opaque(json_array_get(field, 1))) return true;
+    return false;
+}
+
+static json_t *element_json(json_t *dtype, const uint8_t *p);
+
+/* count values of dtype at p nested along dims[0..rank). */
+static json_t *nested_json(json_t *dtype, size_t esize, json_t *dims, size_t d, const uint8_t **p)
+{
+    if (d == json_array_size(dims)) {
+        json_t *v = element_json(dtype, *p);
+        *p += esize;
+        return v;
+    }
+    json_t *arr = json_array();
+    json_int_t n = json_integer_value(json_array_get(dims, d));
+    for (json_int_t i = 0; arr != NULL && i < n; i++)
+        if (json_array_append_new(arr, nested_json(dtype, esize, dims, d + 1, p)) < 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    return arr;
+}
+
+/* One packed element of a dtype: a number/string, or an object of fields (a
+ * field of subarray shape is a nested list).  NULL when memory ran out. */
+static json_t *element_json(json_t *dtype, const uint8_t *p)
+{
+    if (json_is_string(dtype))
+        return json_value(json_string_value(dtype), p, dtype_bytes(dtype, 0));
+    json_t *obj = json_object();
+    size_t i;
+    json_t *field;
+    json_array_foreach(dtype, i, field)
+    {
+        json_t *type = json_array_get(field, 1);
+        size_t esize = dtype_bytes(type, 0);
+        json_t *dims = json_array_get(field, 2);
+        json_t *v = dims != NULL ? nested_json(type, esize, dims, 0, &p) : element_json(type, p);
+        if (dims == NULL)
+            p += esize;
+        if (obj == NULL ||
+            json_object_set_new(obj, json_string_value(json_array_get(field, 0)), v) < 0) {
+            json_decref(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+static char *json_document(json_t *elem_dtype, const char *dtype, const struct slice_call *sc,
+                           const uint64_t *shape, int rank)
 {
     json_t *flat;
     if (sc->format == H5DECODE_VLEN_UTF8) {
         flat = json_strings(sc->out, sc->len);
     } else {
         flat = json_array();
-        size_t n = sc->elem_size > 0 ? sc->len / sc->elem_size : 0;
+        size_t esize = dtype_bytes(elem_dtype, 0);
+        size_t n = esize > 0 ? sc->len / esize : 0;
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(flat,
-                                  json_value(dtype, sc->out + i * sc->elem_size, sc->elem_size));
+            json_array_append_new(flat, element_json(elem_dtype, sc->out + i * esize));
     }
     size_t next = 0;
     json_t *values =
@@ -251,7 +341,8 @@ static char *json_document(const char *dtype, const struct slice_call *sc, const
     json_t *shape_json = json_array();
     for (int d = 0; d < rank; d++)
         json_array_append_new(shape_json, json_integer((json_int_t)shape[d]));
-    json_t *doc = json_pack("{s:s, s:o, s:o}", "dtype", dtype, "shape", shape_json, "data",
+    json_t *dt = sc->format == H5DECODE_VLEN_UTF8 ? json_string(dtype) : json_incref(elem_dtype);
+    json_t *doc = json_pack("{s:o, s:o, s:o}", "dtype", dt, "shape", shape_json, "data",
                             values != NULL ? values : json_null());
     char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
@@ -300,6 +391,12 @@ static int warm_selection(struct server *srv, const struct remote_file *file,
     return rc;
 }
 
+static enum MHD_Result slice_answer(struct server *srv, struct MHD_Connection *conn,
+                                    const struct remote_file *file, const char *path,
+                                    const char *select, const char *format, json_t *elem_dtype,
+                                    json_t *subdims, const char *dtype, bool has_dtype,
+                                    const char *h5type);
+
 enum MHD_Result route_slice(struct server *srv, struct MHD_Connection *conn)
 {
     const char *url = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "url");
@@ -319,39 +416,87 @@ enum MHD_Result route_slice(struct server *srv, struct MHD_Connection *conn)
     json_t *meta = h5index_meta(srv->h5index, &file, path, &err);
     if (meta == NULL)
         return http_send_error(srv, conn, &err);
-    json_t *dtype_json = json_object_get(meta, "dtype");
-    const char *dtype_value = json_string_value(dtype_json);
+    /* The element dtype (a subarray dtype's base) and the subarray's dimensions,
+     * which NumPy and h5py append to the selection's shape. */
+    json_t *elem_dtype = NULL, *subdims = NULL;
+    zarrmeta_split_dtype(json_object_get(meta, "dtype"), &elem_dtype, &subdims);
+    const char *h5type = json_string_value(json_object_get(meta, "h5type"));
+    char h5type_copy[64];
+    snprintf(h5type_copy, sizeof(h5type_copy), "%s", h5type != NULL ? h5type : "unknown");
     char dtype[2048];
-    snprintf(dtype, sizeof(dtype), "%s", dtype_value != NULL ? dtype_value : "|O");
-    bool has_dtype = dtype_value != NULL;
-    bool structured = json_is_array(dtype_json);
-    if (structured)
-        has_dtype = structured_descr(dtype_json, dtype, sizeof(dtype)) == 0;
+    bool structured = json_is_array(elem_dtype);
+    bool has_dtype = json_is_string(elem_dtype) ||
+                     (structured && structured_descr(elem_dtype, dtype, sizeof(dtype)) == 0);
+    if (json_is_string(elem_dtype))
+        snprintf(dtype, sizeof(dtype), "%s", json_string_value(elem_dtype));
+    else if (!structured)
+        snprintf(dtype, sizeof(dtype), "|O");
+    json_incref(elem_dtype);
+    json_incref(subdims);
     json_decref(meta);
+    enum MHD_Result ret = slice_answer(srv, conn, &file, path, select, format, elem_dtype, subdims,
+                                       dtype, has_dtype, h5type_copy);
+    json_decref(elem_dtype);
+    json_decref(subdims);
+    return ret;
+}
+
+static enum MHD_Result slice_answer(struct server *srv, struct MHD_Connection *conn,
+                                    const struct remote_file *file, const char *path,
+                                    const char *select, const char *format, json_t *elem_dtype,
+                                    json_t *subdims, const char *dtype, bool has_dtype,
+                                    const char *h5type)
+{
+    struct h5cd_error err = {0};
+    bool structured = json_is_array(elem_dtype);
     struct h5dataset ds;
-    if (h5index_dataset(srv->h5index, &file, path, &ds, &err) < 0)
+    if (h5index_dataset(srv->h5index, file, path, &ds, &err) < 0)
         return http_send_error(srv, conn, &err);
     struct selection sel;
     char why[128];
     if (selection_parse(select, ds.grid.rank, ds.grid.shape, &sel, why, sizeof(why)) < 0)
         return http_fail(srv, conn, H5CD_E_BAD_REQUEST, "bad select: %s", why);
     bool json = strcmp(format, "json") == 0;
-    if (json && structured)
+    bool vlen = elem_dtype == NULL &&
+                (strcmp(h5type, "vlen string") == 0 || strcmp(h5type, "reference") == 0);
+    if (elem_dtype == NULL && !vlen)
         return http_fail(srv, conn, H5CD_E_UNSUPPORTED,
-                         "structured values have no JSON form here: use format=npy");
-    if (json && selection_elements(&sel) > H5CD_MAX_JSON_ELEMENTS)
+                         "values of HDF5 type '%s' cannot be served (no exact NumPy or JSON form)",
+                         h5type);
+    if (json && !vlen && dtype_has_opaque(elem_dtype))
+        return http_fail(srv, conn, H5CD_E_UNSUPPORTED,
+                         "opaque values have no JSON form: use format=npy");
+    uint64_t per_elem = 1;
+    size_t i;
+    json_t *dim;
+    json_array_foreach(subdims, i, dim) per_elem *= (uint64_t)json_integer_value(dim);
+    uint64_t nvalues = selection_elements(&sel);
+    if (json && (nvalues > H5CD_MAX_JSON_ELEMENTS || per_elem > H5CD_MAX_JSON_ELEMENTS ||
+                 nvalues * per_elem > H5CD_MAX_JSON_ELEMENTS))
         return http_fail(srv, conn, H5CD_E_TOO_LARGE,
                          "JSON is for small selections: at most %d values (use format=npy)",
                          H5CD_MAX_JSON_ELEMENTS);
-    if (warm_selection(srv, &file, &ds, &sel, &err) < 0)
+    if (warm_selection(srv, file, &ds, &sel, &err) < 0)
         return http_send_error(srv, conn, &err);
     struct slice_call sc = {.ds = &ds, .sel = &sel, .max_bytes = srv->cfg->max_slice_bytes};
-    if (h5index_with_file(srv->h5index, &file, slice_in_file, &sc, &err) < 0)
+    if (h5index_with_file(srv->h5index, file, slice_in_file, &sc, &err) < 0)
         return http_send_error(srv, conn, &err);
-    uint64_t shape[H5CD_MAX_RANK];
+    uint64_t shape[2 * H5CD_MAX_RANK];
     int rank = selection_shape(&sel, shape);
+    json_array_foreach(subdims, i, dim)
+    {
+        if (rank < 2 * H5CD_MAX_RANK)
+            shape[rank++] = (uint64_t)json_integer_value(dim);
+    }
+    if (sc.format == H5DECODE_FIXED && !vlen &&
+        (dtype_bytes(elem_dtype, 0) == 0 ||
+         (uint64_t)sc.elem_size != dtype_bytes(elem_dtype, 0) * per_elem)) {
+        free(sc.out);
+        return http_fail(srv, conn, H5CD_E_INTERNAL,
+                         "decoded element size %zu does not match dtype %s", sc.elem_size, dtype);
+    }
     if (json) {
-        char *text = json_document(dtype, &sc, shape, rank);
+        char *text = json_document(elem_dtype, dtype, &sc, shape, rank);
         free(sc.out);
         if (text == NULL)
             return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
@@ -360,7 +505,9 @@ enum MHD_Result route_slice(struct server *srv, struct MHD_Connection *conn)
     if (sc.format != H5DECODE_FIXED || !has_dtype) {
         free(sc.out);
         return http_fail(srv, conn, H5CD_E_UNSUPPORTED,
-                         "variable-length values have no fixed-size layout: use format=json");
+                         sc.format != H5DECODE_FIXED
+                             ? "variable-length values have no fixed-size layout: use format=json"
+                             : "this structured dtype has no .npy spelling: use format=json");
     }
     if (strcmp(format, "raw") == 0)
         return send_bytes(srv, conn, sc.out, sc.len, "application/octet-stream", dtype, shape,

@@ -24,9 +24,11 @@
 #include "routes.h"
 #include "zarrmeta.h"
 
-#define MAX_WALK_OBJECTS 200000
-#define ZARR_PREFIX      "/zarr/v2/"
-#define ZMETADATA_DOC    "#zmetadata"
+#define MAX_WALK_OBJECTS    200000
+#define MAX_WALK_DEPTH      64
+#define MAX_ZMETADATA_BYTES (64 * H5CD_MIB)
+#define ZARR_PREFIX         "/zarr/v2/"
+#define ZMETADATA_DOC       "#zmetadata"
 
 static enum MHD_Result send_json_doc(struct server *srv, struct MHD_Connection *conn, json_t *doc)
 {
@@ -63,59 +65,169 @@ static void object_path(const char *zarr_path, size_t len, char *out, size_t cap
     snprintf(out, cap, "/%.*s", (int)len, zarr_path);
 }
 
-/* Adds the metadata of the object at path (and, for groups, of its members) to md. */
-static void walk(struct server *srv, const struct remote_file *file, const char *path, json_t *md,
-                 size_t *budget)
+/* Bytes of an HDF5 name that a URL path cannot carry as they are ('#' and '?'
+ * end the path, '%' starts an escape) or that clients encode differently. */
+static bool needs_escape(unsigned char c)
 {
-    if (*budget == 0)
-        return;
-    (*budget)--;
-    struct h5cd_error err = {0};
-    json_t *meta = h5index_meta(srv->h5index, file, path, &err);
-    if (meta == NULL) {
-        log_info("msg=\"left out of the Zarr view\" path=\"%s\" code=%s reason=\"%s\"", path,
-                 h5cd_errcode_name(err.code), err.message);
-        return;
+    return c <= 0x20 || c == 0x7f || strchr("%#?\"<>\\^`{|}", c) != NULL;
+}
+
+/* A member name as it appears in Zarr keys: those bytes percent-encoded
+ * (docs/api.md).  0, or -1 if it does not fit. */
+static int zarr_name(const char *name, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t w = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+        if (w + 4 > cap)
+            return -1;
+        if (needs_escape(*p)) {
+            out[w++] = '%';
+            out[w++] = hex[*p >> 4];
+            out[w++] = hex[*p & 15];
+        } else {
+            out[w++] = (char)*p;
+        }
     }
-    const char *rel = path[1] != '\0' ? path + 1 : "";
-    char key[H5CD_MAX_PATH_BYTES + 32];
-    const char *sep = rel[0] != '\0' ? "/" : "";
+    out[w] = '\0';
+    return 0;
+}
+
+/* Names that are Zarr's own keys cannot be objects in the Zarr view. */
+static bool zarr_reserved(const char *name)
+{
+    return strcmp(name, ".zarray") == 0 || strcmp(name, ".zgroup") == 0 ||
+           strcmp(name, ".zattrs") == 0 || strcmp(name, ".zmetadata") == 0;
+}
+
+/* One walk of a file for .zmetadata: each object once, bounded in depth,
+ * objects and document bytes. */
+struct zwalk {
+    struct server *srv;
+    const struct remote_file *file;
+    json_t *md;
+    json_t *seen; /* object_id -> true */
+    size_t objects;
+    size_t bytes;
+    struct h5cd_error *err;
+};
+
+/* Adds doc (consumed) under prefix + leaf, counting its bytes.  0, or -1 with err. */
+static int add_doc(struct zwalk *w, const char *prefix, const char *leaf, json_t *doc)
+{
+    char key[2 * H5CD_MAX_PATH_BYTES + 32];
+    int n = snprintf(key, sizeof(key), "%s%s%s", prefix, prefix[0] != '\0' ? "/" : "", leaf);
+    size_t size = doc != NULL ? json_dumpb(doc, NULL, 0, JSON_COMPACT | JSON_ENSURE_ASCII) : 0;
+    if (doc == NULL || n < 0 || (size_t)n >= sizeof(key)) {
+        json_decref(doc);
+        return h5cd_fail(w->err, H5CD_E_INTERNAL, "cannot build the Zarr key of %.200s", prefix);
+    }
+    w->bytes += size + (size_t)n + 8;
+    if (w->bytes > MAX_ZMETADATA_BYTES) {
+        json_decref(doc);
+        return h5cd_fail(w->err, H5CD_E_TOO_LARGE,
+                         "the consolidated metadata of this file exceeds %llu MiB",
+                         (unsigned long long)(MAX_ZMETADATA_BYTES / H5CD_MIB));
+    }
+    if (json_object_set_new(w->md, key, doc) < 0)
+        return h5cd_fail(w->err, H5CD_E_INTERNAL, "out of memory");
+    return 0;
+}
+
+/* Errors that mean "this object has no Zarr form" rather than "the walk failed". */
+static bool leave_out(enum h5cd_errcode code)
+{
+    return code == H5CD_E_UNSUPPORTED || code == H5CD_E_NOT_FOUND;
+}
+
+static int walk(struct zwalk *w, const char *path, const char *prefix, int depth);
+
+static int walk_members(struct zwalk *w, json_t *meta, const char *path, const char *prefix,
+                        int depth)
+{
+    size_t i;
+    json_t *member;
+    json_array_foreach(json_object_get(meta, "members"), i, member)
+    {
+        const char *name = json_string_value(member);
+        char child[H5CD_MAX_PATH_BYTES + 2], child_prefix[2 * H5CD_MAX_PATH_BYTES + 2],
+            zname[3 * H5CD_MAX_PATH_BYTES + 1];
+        if (name == NULL || name[0] == '\0' || strchr(name, '/') != NULL || zarr_reserved(name)) {
+            log_info("msg=\"left out of the Zarr view\" path=\"%s\" reason=\"member name not "
+                     "representable\"",
+                     path);
+            continue;
+        }
+        if (snprintf(child, sizeof(child), "%s/%s", path[1] != '\0' ? path : "", name) >=
+                (int)sizeof(child) ||
+            zarr_name(name, zname, sizeof(zname)) < 0 ||
+            snprintf(child_prefix, sizeof(child_prefix), "%s%s%s", prefix,
+                     prefix[0] != '\0' ? "/" : "", zname) >= (int)sizeof(child_prefix))
+            return h5cd_fail(w->err, H5CD_E_TOO_LARGE, "object path under %.200s too long", path);
+        if (walk(w, child, child_prefix, depth + 1) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Adds the metadata of the object at path (and, for groups, of its members)
+ * under the key prefix.  0, or -1 with w->err (the walk stops). */
+static int walk(struct zwalk *w, const char *path, const char *prefix, int depth)
+{
+    if (depth > MAX_WALK_DEPTH)
+        return h5cd_fail(w->err, H5CD_E_TOO_LARGE, "groups nested deeper than %d levels at %.200s",
+                         MAX_WALK_DEPTH, path);
+    if (++w->objects > MAX_WALK_OBJECTS)
+        return h5cd_fail(w->err, H5CD_E_TOO_LARGE, "the file has more than %d objects",
+                         MAX_WALK_OBJECTS);
+    struct h5cd_error err = {0};
+    json_t *meta = h5index_meta(w->srv->h5index, w->file, path, &err);
+    if (meta == NULL) {
+        if (depth > 0 && leave_out(err.code)) {
+            log_info("msg=\"left out of the Zarr view\" path=\"%s\" code=%s reason=\"%s\"", path,
+                     h5cd_errcode_name(err.code), err.message);
+            return 0;
+        }
+        *w->err = err;
+        return -1;
+    }
+    /* Hard links may reach one object by several paths, or loop back to a parent. */
+    const char *object_id = json_string_value(json_object_get(meta, "object_id"));
+    if (object_id != NULL && json_object_get(w->seen, object_id) != NULL) {
+        log_info("msg=\"left out of the Zarr view\" path=\"%s\" reason=\"object already listed "
+                 "under another name\"",
+                 path);
+        json_decref(meta);
+        return 0;
+    }
+    if (object_id != NULL && json_object_set_new(w->seen, object_id, json_true()) < 0) {
+        json_decref(meta);
+        return h5cd_fail(w->err, H5CD_E_INTERNAL, "out of memory");
+    }
     const char *kind = json_string_value(json_object_get(meta, "kind"));
     json_t *attrs = json_object_get(meta, "attrs");
-    if (attrs == NULL)
-        attrs = json_object();
-    else
-        json_incref(attrs);
+    attrs = attrs != NULL ? json_incref(attrs) : json_object();
+    int rc = 0;
     if (kind != NULL && strcmp(kind, "group") == 0) {
-        snprintf(key, sizeof(key), "%s%s.zattrs", rel, sep);
-        json_object_set(md, key, attrs);
-        snprintf(key, sizeof(key), "%s%s.zgroup", rel, sep);
-        json_object_set_new(md, key, zarrmeta_zgroup());
-        size_t i;
-        json_t *member;
-        json_array_foreach(json_object_get(meta, "members"), i, member)
-        {
-            const char *name = json_string_value(member);
-            char child[H5CD_MAX_PATH_BYTES + 2];
-            if (name == NULL || snprintf(child, sizeof(child), "%s/%s", path[1] != '\0' ? path : "",
-                                         name) >= (int)sizeof(child))
-                continue;
-            walk(srv, file, child, md, budget);
-        }
+        rc = add_doc(w, prefix, ".zattrs", attrs);
+        if (rc == 0)
+            rc = add_doc(w, prefix, ".zgroup", zarrmeta_zgroup());
+        if (rc == 0)
+            rc = walk_members(w, meta, path, prefix, depth);
     } else {
         enum zarr_chunks mode;
         json_t *zarray = zarrmeta_zarray(meta, &mode);
-        snprintf(key, sizeof(key), "%s%s.zarray", rel, sep);
         if (zarray != NULL) {
-            json_object_set_new(md, key, zarray);
-            snprintf(key, sizeof(key), "%s%s.zattrs", rel, sep);
-            json_object_set(md, key, attrs);
+            rc = add_doc(w, prefix, ".zarray", zarray);
+            if (rc == 0)
+                rc = add_doc(w, prefix, ".zattrs", attrs);
         } else {
             log_info("msg=\"dataset has no Zarr form\" path=\"%s\"", path);
+            json_decref(attrs);
         }
     }
-    json_decref(attrs);
     json_decref(meta);
+    return rc;
 }
 
 static enum MHD_Result send_zmetadata(struct server *srv, struct MHD_Connection *conn,
@@ -123,10 +235,17 @@ static enum MHD_Result send_zmetadata(struct server *srv, struct MHD_Connection 
 {
     char *text = h5index_get_doc(srv->h5index, file, ZMETADATA_DOC);
     if (text == NULL) {
-        json_t *md = json_object();
-        size_t budget = MAX_WALK_OBJECTS;
-        walk(srv, file, "/", md, &budget);
-        json_t *doc = json_pack("{s:i, s:o}", "zarr_consolidated_format", 1, "metadata", md);
+        struct h5cd_error err = {0};
+        struct zwalk w = {
+            .srv = srv, .file = file, .md = json_object(), .seen = json_object(), .err = &err};
+        int rc = w.md != NULL && w.seen != NULL ? walk(&w, "/", "", 0)
+                                                : h5cd_fail(&err, H5CD_E_INTERNAL, "out of memory");
+        json_decref(w.seen);
+        if (rc < 0) { /* nothing is cached: a later request walks again */
+            json_decref(w.md);
+            return http_send_error(srv, conn, &err);
+        }
+        json_t *doc = json_pack("{s:i, s:o}", "zarr_consolidated_format", 1, "metadata", w.md);
         text =
             doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) : NULL;
         json_decref(doc);
@@ -220,6 +339,30 @@ static int reencode(json_t *zarray, uint8_t **data, size_t *len, struct h5cd_err
     return 0;
 }
 
+/*
+ * A subarray dataset's Zarr keys have one more "0" per subarray dimension
+ * (its chunks span the whole subarray): the dataset's own key, without them,
+ * into out ("0" for a scalar dataset).  0, or -1 if the key is not such a key.
+ */
+static int subarray_key(const char *key, size_t extra, char *out, size_t cap)
+{
+    size_t len = strnlen(key, cap);
+    if (len >= cap)
+        return -1;
+    memcpy(out, key, len + 1);
+    for (size_t i = 0; i < extra; i++) {
+        char *dot = strrchr(out, '.');
+        char *last = dot != NULL ? dot + 1 : out;
+        if (strcmp(last, "0") != 0)
+            return -1;
+        if (dot == NULL) { /* every component was a subarray one: a scalar dataset */
+            return i + 1 == extra ? 0 : -1;
+        }
+        *dot = '\0';
+    }
+    return 0;
+}
+
 static enum MHD_Result send_chunk(struct server *srv, struct MHD_Connection *conn,
                                   const struct remote_file *file, const char *path, const char *key)
 {
@@ -229,7 +372,17 @@ static enum MHD_Result send_chunk(struct server *srv, struct MHD_Connection *con
         return http_send_error(srv, conn, &err);
     enum zarr_chunks mode = ZARR_CHUNKS_DECODED;
     json_t *zarray = zarrmeta_zarray(meta, &mode);
+    json_t *elem_dtype, *subdims;
+    zarrmeta_split_dtype(json_object_get(meta, "dtype"), &elem_dtype, &subdims);
+    size_t extra_dims = json_array_size(subdims);
     json_decref(meta);
+    char own_key[H5CD_MAX_KEY_BYTES + 1];
+    if (extra_dims > 0 && subarray_key(key, extra_dims, own_key, sizeof(own_key)) < 0) {
+        json_decref(zarray);
+        return http_fail(srv, conn, H5CD_E_NOT_FOUND, "no chunk '%.64s'", key);
+    }
+    if (extra_dims > 0)
+        key = own_key;
     struct h5dataset ds;
     uint64_t coords[H5CD_MAX_RANK];
     char why[128];

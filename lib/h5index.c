@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h5filters.h"
 #include "h5meta.h"
 #include "h5vfd.h"
 #include "log.h"
@@ -133,6 +134,9 @@ fail:
 int h5index_open(const struct h5index_config *cfg, struct remote *remote, struct h5cd_stats *stats,
                  struct h5index **out)
 {
+    /* Our own decoders for LZF, LZO, blosc, bitshuffle, zstd and lz4 (lib/h5filters.c). */
+    if (h5filters_register() < 0)
+        log_warn("msg=\"libhdf5 refused a filter decoder\"");
     struct h5index *idx = calloc(1, sizeof(*idx));
     if (idx == NULL)
         return -ENOMEM;
@@ -357,6 +361,14 @@ static json_t *index_facts(hid_t fid, const char *path, bool contiguous)
         H5Tclose(type);
     haddr_t addr = contiguous ? H5Dget_offset(dset) : HADDR_UNDEF;
     hsize_t storage = contiguous ? H5Dget_storage_size(dset) : 0;
+    /* H5Dget_type gives variable-length types in their memory form (a pointer),
+     * not the 16-byte heap id the file stores: contiguous storage tells the truth. */
+    hid_t space = H5Dget_space(dset);
+    hssize_t npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    if (space >= 0)
+        H5Sclose(space);
+    if (storage > 0 && npoints > 0 && storage % (hsize_t)npoints == 0)
+        elem = (size_t)(storage / (hsize_t)npoints);
     H5Dclose(dset);
     json_t *facts = json_object();
     json_object_set_new(facts, "elem_size", json_integer((json_int_t)elem));

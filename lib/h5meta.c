@@ -208,6 +208,19 @@ static int classify_enum(hid_t type, struct scalar *sc)
     return rc;
 }
 
+/* Bitfields read as unsigned integers of their size, as h5py reads them (PyTables
+ * stores bool columns as 8-bit bitfields).  Only whole bytes of bits: a partial
+ * bitfield would need masking that h5py does not do either. */
+static int classify_bitfield(hid_t type, size_t size, struct scalar *sc)
+{
+    if ((size != 1 && size != 2 && size != 4 && size != 8) || H5Tget_precision(type) != 8 * size ||
+        H5Tget_offset(type) != 0 || byte_order(type, &sc->big) < 0)
+        return -1;
+    sc->kind = K_UINT;
+    sc->size = size;
+    return 0;
+}
+
 /* Fills sc for the types that have a fixed NumPy spelling; -1 otherwise. */
 static int classify(hid_t type, struct scalar *sc)
 {
@@ -226,6 +239,8 @@ static int classify(hid_t type, struct scalar *sc)
         return 0;
     case H5T_ENUM:
         return classify_enum(type, sc);
+    case H5T_BITFIELD:
+        return classify_bitfield(type, size, sc);
     case H5T_OPAQUE:
         *sc = (struct scalar){K_OPAQUE, size, false};
         return 0;
@@ -290,6 +305,10 @@ static const char *h5type_name(hid_t type)
         return "bitfield";
     case H5T_TIME:
         return "time";
+    case H5T_FLOAT:
+        return H5Tget_size(type) > 8 ? "long double" : "non-IEEE float";
+    case H5T_INTEGER:
+        return "integer of unusual size";
     default:
         return "unknown";
     }
@@ -1039,6 +1058,14 @@ static int put_dtype(json_t *o, hid_t type)
         if (structured != NULL)
             return put(o, "dtype", structured);
     }
+    if (H5Tget_class(type) == H5T_ARRAY) { /* NumPy's (base, shape) subarray dtype */
+        json_t *shape = NULL;
+        json_t *base = member_dtype(type, 0, &shape);
+        if (base != NULL && shape != NULL)
+            return put(o, "dtype", json_pack("[o, o]", base, shape));
+        json_decref(base);
+        json_decref(shape);
+    }
     if (put(o, "dtype", json_null()) < 0)
         return -1;
     return put(o, "h5type", json_string(h5type_name(type)));
@@ -1078,6 +1105,23 @@ static int put_geometry(json_t *o, hid_t dset, hid_t dcpl, hid_t type, const cha
     return 0;
 }
 
+/* ---- identity ---- */
+
+/* "object_id": the object's header address in the file, the same for every
+ * hard link to it.  Walks of the hierarchy use it to visit each object once
+ * (hard-link cycles are valid HDF5). */
+static int put_object_id(json_t *o, hid_t obj, const char *path, struct h5cd_error *err)
+{
+    H5O_info_t info;
+    if (H5Oget_info2(obj, &info, H5O_INFO_BASIC) < 0)
+        return h5cd_fail(err, H5CD_E_DAMAGED_FILE, "%.200s: cannot read the object header", path);
+    char id[32];
+    snprintf(id, sizeof(id), "%" PRIx64, (uint64_t)info.addr);
+    if (put(o, "object_id", json_string(id)) < 0)
+        return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+    return 0;
+}
+
 static json_t *describe_dataset(hid_t dset, const char *path, struct h5cd_error *err)
 {
     hid_t type = H5Dget_type(dset), dcpl = H5Dget_create_plist(dset);
@@ -1090,7 +1134,7 @@ static json_t *describe_dataset(hid_t dset, const char *path, struct h5cd_error 
     if (o == NULL || put(o, "path", json_string(path)) < 0 ||
         put(o, "kind", json_string("dataset")) < 0)
         goto oom;
-    if (put_geometry(o, dset, dcpl, type, path, err) < 0)
+    if (put_geometry(o, dset, dcpl, type, path, err) < 0 || put_object_id(o, dset, path, err) < 0)
         goto fail;
     if (put_dtype(o, type) < 0)
         goto oom;
@@ -1127,6 +1171,7 @@ struct member_walk {
     size_t count;
     uint64_t bytes;
     bool too_many;
+    bool malformed; /* a name no valid file has: empty, ".", "..", or with a '/' */
 };
 
 static herr_t member_cb(hid_t g, const char *name, const H5L_info_t *info, void *data)
@@ -1138,6 +1183,11 @@ static herr_t member_cb(hid_t g, const char *name, const H5L_info_t *info, void 
 
     if (w->count >= H5META_MAX_MEMBERS || len > H5META_MAX_MEMBER_BYTES - w->bytes) {
         w->too_many = true;
+        return 1;
+    }
+    if (len == 1 || strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0) {
+        w->malformed = true;
         return 1;
     }
     w->count++;
@@ -1164,13 +1214,21 @@ static json_t *describe_group(hid_t group, const char *path, struct h5cd_error *
                   H5META_MAX_MEMBERS, (unsigned long long)H5META_MAX_MEMBER_BYTES);
         goto fail;
     }
+    if (w.malformed) {
+        json_decref(w.out);
+        h5cd_fail(err, H5CD_E_DAMAGED_FILE,
+                  "%.200s: a member of the group has an empty or malformed name", path);
+        goto fail;
+    }
     if (rc < 0) {
         json_decref(w.out);
-        h5cd_fail(err, H5CD_E_INTERNAL, "%.200s: cannot list the group", path);
+        h5cd_fail(err, H5CD_E_DAMAGED_FILE, "%.200s: cannot list the group", path);
         goto fail;
     }
     if (put(o, "members", w.out) < 0)
         goto oom;
+    if (put_object_id(o, group, path, err) < 0)
+        goto fail;
     json_t *attrs = attrs_collect(group, err);
     if (attrs == NULL || put(o, "attrs", attrs) < 0)
         goto fail;

@@ -12,6 +12,7 @@
  */
 #include "zarrmeta.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -19,6 +20,9 @@
 #define FILTER_SHUFFLE 2
 #define FILTER_BLOSC   32001
 #define FILTER_ZSTD    32015
+
+static json_t *zarray_doc(json_t *meta, json_t *dtype, bool subarray, json_t *shape,
+                          json_t *chunk_shape, enum zarr_chunks *chunks);
 
 static json_int_t param(json_t *filter, size_t i, json_int_t fallback)
 {
@@ -107,18 +111,58 @@ static json_t *fill_value(json_t *meta, json_t *dtype)
     return fill != NULL ? json_incref(fill) : json_null();
 }
 
+void zarrmeta_split_dtype(json_t *dtype, json_t **elem, json_t **dims)
+{
+    json_t *second = json_array_get(dtype, 1);
+    bool subarray =
+        json_array_size(dtype) == 2 && json_is_array(second) &&
+        json_is_integer(json_array_get(second, 0)) &&
+        (json_is_string(json_array_get(dtype, 0)) || json_is_array(json_array_get(dtype, 0)));
+    *elem = subarray                                        ? json_array_get(dtype, 0)
+            : json_is_string(dtype) || json_is_array(dtype) ? dtype
+                                                            : NULL;
+    *dims = subarray ? second : NULL;
+}
+
+/* a followed by b (new reference), or NULL. */
+static json_t *concat(json_t *a, json_t *b)
+{
+    json_t *out = json_copy(a);
+    if (out != NULL && b != NULL && json_array_extend(out, b) < 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
 json_t *zarrmeta_zarray(json_t *meta, enum zarr_chunks *chunks)
 {
+    json_t *subdims = NULL;
+    json_t *dtype = NULL;
+    zarrmeta_split_dtype(json_object_get(meta, "dtype"), &dtype, &subdims);
+    /* A subarray dtype is a Zarr array with the subarray's dimensions appended,
+     * as NumPy and h5py present it; chunks are served decoded. */
     json_t *shape = json_object_get(meta, "shape");
     json_t *chunk_shape = json_object_get(meta, "chunks");
-    json_t *dtype = json_object_get(meta, "dtype");
+    if (!json_is_array(shape) || !json_is_array(chunk_shape))
+        return NULL;
+    json_t *full_shape = concat(shape, subdims), *full_chunks = concat(chunk_shape, subdims);
+    json_t *doc = zarray_doc(meta, dtype, subdims != NULL, full_shape, full_chunks, chunks);
+    json_decref(full_shape);
+    json_decref(full_chunks);
+    return doc;
+}
+
+static json_t *zarray_doc(json_t *meta, json_t *dtype, bool subarray, json_t *shape,
+                          json_t *chunk_shape, enum zarr_chunks *chunks)
+{
     const char *h5type = json_string_value(json_object_get(meta, "h5type"));
     const char *layout = json_string_value(json_object_get(meta, "layout"));
     if (!json_is_array(shape) || !json_is_array(chunk_shape) || layout == NULL)
         return NULL;
     json_t *filters = json_array();
     /* Object references read as the paths they point to; region references cannot. */
-    bool vlen = json_is_null(dtype) && h5type != NULL &&
+    bool vlen = dtype == NULL && h5type != NULL &&
                 (strcmp(h5type, "vlen string") == 0 || strcmp(h5type, "reference") == 0);
     if (vlen) {
         dtype = json_string("|O");
@@ -130,7 +174,8 @@ json_t *zarrmeta_zarray(json_t *meta, enum zarr_chunks *chunks)
         *chunks = strcmp(layout, "chunked") == 0 ? ZARR_CHUNKS_RAW : ZARR_CHUNKS_DECODED;
         /* Compounds are stored with the file's field offsets (decoding packs them), and
          * padded integers need widening: both are served decoded. */
-        if (json_is_array(dtype) || json_is_false(json_object_get(meta, "raw_matches_dtype")))
+        if (json_is_array(dtype) || subarray ||
+            json_is_false(json_object_get(meta, "raw_matches_dtype")))
             *chunks = ZARR_CHUNKS_DECODED;
         json_int_t elem = dtype_size(json_string_value(dtype));
         size_t i;

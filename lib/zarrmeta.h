@@ -21,6 +21,11 @@ enum zarr_chunks {
  * how its chunks are served, or NULL if the dataset has no Zarr form. */
 json_t *zarrmeta_zarray(json_t *meta, enum zarr_chunks *chunks);
 
+/* Splits a /v1/meta dtype into the dtype of one element and, for a NumPy
+ * subarray dtype [base, [dims...]], the subarray's dims (else *dims = NULL).
+ * *elem is NULL for a dtype of null.  Borrowed references. */
+void zarrmeta_split_dtype(json_t *dtype, json_t **elem, json_t **dims);
+
 /* {"zarr_format": 2} */
 json_t *zarrmeta_zgroup(void);
 
