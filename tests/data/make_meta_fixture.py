@@ -229,6 +229,8 @@ def h5type(tid):
         return "vlen string" if tid.is_variable_str() else None
     if cls in (h5py.h5t.INTEGER, h5py.h5t.FLOAT, h5py.h5t.ENUM, h5py.h5t.OPAQUE):
         return None
+    if cls == h5py.h5t.BITFIELD and tid.get_precision() == 8 * tid.get_size():
+        return None  # read as unsigned integers, as h5py reads them
     return CLASSES.get(cls, "unknown")
 
 
@@ -281,7 +283,11 @@ def describe_dataset(name, d, f):
            "dtype": (structured(d.dtype) if htype == "compound" else None) if htype
            else d.dtype.str, "layout": layout, "filters": filters,
            "fill_value": None if htype or d.dtype.kind == "V" else jsonable(d.fillvalue, f),
-           "attrs": {k: jsonable(d.attrs[k], f) for k in d.attrs}}
+           "attrs": {k: jsonable(d.attrs[k], f) for k in d.attrs},
+           "object_id": "%x" % h5py.h5o.get_info(d.id).addr}
+    if htype == "array" and d.dtype.subdtype is not None:
+        base, sub = d.dtype.subdtype  # NumPy's (base, shape) subarray dtype
+        out["dtype"] = [structured(base) if base.fields else base.str, list(sub)]
     if htype and out["dtype"] is None:
         out["h5type"] = htype
     return out
@@ -289,7 +295,8 @@ def describe_dataset(name, d, f):
 
 def describe_group(name, g, f):
     return {"path": name, "kind": "group", "members": sorted(g.keys()),
-            "attrs": {k: jsonable(g.attrs[k], f) for k in g.attrs}}
+            "attrs": {k: jsonable(g.attrs[k], f) for k in g.attrs},
+            "object_id": "%x" % h5py.h5o.get_info(g.id).addr}
 
 
 def expected(path):
