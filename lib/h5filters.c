@@ -6,8 +6,10 @@
  *
  * Framings (all multi-byte header fields big-endian unless said):
  *   lzf 32000      raw LZF stream; cd[2] = decoded chunk bytes (h5py).
- *   lzo 305        LZO1X stream, then (PyTables >= 2.0) adler32 of the decoded
- *                  bytes and their length, both 4-byte little-endian.
+ *   lzo 305        LZO1X stream; files of some PyTables 2.x versions append the
+ *                  adler32 of the decoded bytes and their length (4-byte
+ *                  little-endian each), told apart by where the stream's
+ *                  end marker (0x11 0 0) lies.
  *   blosc 32001    one blosc frame (its header names size and codec).
  *   bitshuffle     cd[2] element size, cd[3] block size in elements (0 = default),
  *     32008        cd[4] 0 none / 2 LZ4 / 3 zstd.  Compressed: u64 decoded
@@ -46,8 +48,8 @@
 #define BSHUF_MIN_BLOCK     128  /* elements */
 #define BSHUF_MAX_ELEM      (64 * 1024)
 
-/* PyTables' object type tag of tables (its tables.h): old tables have no LZO trailer. */
-#define PYTABLES_TABLE 1
+/* The last three bytes of every LZO1X stream. */
+static const uint8_t lzo_end_marker[3] = {0x11, 0, 0};
 
 static _Thread_local uint64_t expected_bytes;
 
@@ -126,11 +128,13 @@ static int decode_lzf(const unsigned *cd, size_t ncd, const uint8_t *in, size_t 
     return 0;
 }
 
-static int decode_lzo(const unsigned *cd, size_t ncd, const uint8_t *in, size_t in_len,
-                      size_t limit, struct outbuf *o)
+static int decode_lzo(const uint8_t *in, size_t in_len, size_t limit, struct outbuf *o)
 {
-    /* cd: level, object version, object type.  Tables before version 2.0 have no trailer. */
-    bool trailer = !(ncd >= 3 && cd[2] == PYTABLES_TABLE && cd[1] < 20) && ncd >= 2;
+    if (in_len < 3)
+        return -1;
+    bool trailer = memcmp(in + in_len - 3, lzo_end_marker, 3) != 0;
+    if (trailer && (in_len < 11 || memcmp(in + in_len - 11, lzo_end_marker, 3) != 0))
+        return -1;
     size_t size = limit;
     uint32_t sum = 0;
     if (trailer) {
@@ -377,7 +381,7 @@ static int decode_into(int id, const unsigned *cd, size_t ncd, const uint8_t *in
         rc = decode_lzf(cd, ncd, in, in_len, limit, o);
         break;
     case FILTER_LZO:
-        rc = decode_lzo(cd, ncd, in, in_len, limit, o);
+        rc = decode_lzo(in, in_len, limit, o);
         break;
     case FILTER_BLOSC:
         rc = decode_blosc(in, in_len, limit, o);

@@ -15,3 +15,6 @@ INTEGRATION_TESTS += tests/integration/test_clients.sh tests/integration/test_do
 INTEGRATION_TESTS += tests/integration/test_admin.sh
 INTEGRATION_TESTS += tests/integration/test_format.sh
 INTEGRATION_TESTS += tests/integration/test_bench_smoke.sh
+# Files written by h5py, PyTables and bitshuffle's plugin, compared with h5py (about 20 s).
+INTEGRATION_TESTS += tests/integration/test_realfiles.sh
+EXTRA_DIST += tests/data/make_realfiles.py tests/integration/test_realfiles.py
