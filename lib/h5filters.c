@@ -118,11 +118,13 @@ static int decode_lzf(const unsigned *cd, size_t ncd, const uint8_t *in, size_t 
                       size_t limit, struct outbuf *o)
 {
     /* h5py records the decoded chunk size; older writers may not have. */
-    size_t size = ncd >= 3 && cd[2] > 0 && cd[2] <= limit ? cd[2] : limit;
+    bool known = ncd >= 3 && cd[2] > 0 && cd[2] <= limit;
+    size_t size = known ? cd[2] : limit;
     if (in_len == 0 || in_len > UINT32_MAX || size > UINT32_MAX || out_alloc(o, size) < 0)
         return -1;
     unsigned n = lzf_decompress(in, (unsigned)in_len, o->data, (unsigned)size);
-    if (n == 0)
+    /* An LZF stream has no end marker: a truncated one decodes short. */
+    if (n == 0 || (known && n != size))
         return -1;
     o->len = n;
     return 0;

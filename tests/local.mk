@@ -69,3 +69,9 @@ AM_TESTS_ENVIRONMENT = \
 	NGINX_BIN='$(NGINX)'; PYTHON_H5='$(PYTHON_H5)'; \
 	TESTS_SRCDIR='$(abs_top_srcdir)/tests'; \
 	export H5CHUNKD_BIN NGINX_BIN PYTHON_H5 TESTS_SRCDIR;
+
+# Third-party filter decoders (lib/h5filters.c).
+check_PROGRAMS += tests/unit/check_h5filters
+tests_unit_check_h5filters_SOURCES = tests/unit/check_h5filters.c
+tests_unit_check_h5filters_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_h5filters_LDADD = $(TEST_LIBS)

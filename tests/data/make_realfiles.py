@@ -189,8 +189,28 @@ def filters_file():
         direct("bitshuffle_zstd", 32008, (block, 3, 1), bshuf_zstd)
 
 
+def walk_files():
+    """deep.h5: groups nested 80 levels (past the Zarr walk's bound).  empty_name.h5:
+    a symbol-table group whose member name lost its first byte (an empty name)."""
+    with h5py.File(os.path.join(OUT, "deep.h5"), "w") as f:
+        f.create_group("/".join(["d"] * 80))
+    path = os.path.join(OUT, "empty_name.h5")
+    with h5py.File(path, "w", libver="earliest") as f:
+        f.create_group("g").create_dataset("Zqxmember", data=np.arange(3))
+        f["g"].create_dataset("other", data=np.arange(4))
+    with open(path, "rb") as fh:
+        raw = bytearray(fh.read())
+    at = raw.find(b"Zqxmember\0")
+    if at < 0 or raw.find(b"Zqxmember\0", at + 1) >= 0:
+        raise SystemExit("empty_name.h5: the member name is not stored once")
+    raw[at] = 0
+    with open(path, "wb") as fh:
+        fh.write(raw)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    walk_files()
     names_file()
     types_file()
     tables_file()

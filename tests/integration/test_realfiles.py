@@ -272,6 +272,23 @@ def run(tmp):
               "raw chunk of contiguous vlen strings: %d, %d bytes, want %d stored bytes"
               % (st, len(body), len(stored)))
 
+        # Bounded walks: too deep a hierarchy is 413; an empty member name is damage.
+        st, _, body = d.get("/v1/zarr", url=nginx.base() + "/deep.h5")
+        zbase = json.loads(body)["base"] if st == 200 else ""
+        st, _, body = d.request("GET", zbase + ".zmetadata")
+        check(st == 413 and error_code(body)[0] == "too_large",
+              ".zmetadata of 80 nested groups: expected 413 too_large, got %d %s" % (st, body))
+        url = nginx.base() + "/empty_name.h5"
+        st, _, body = d.get("/v1/meta", url=url, path="/g")
+        check(st == 422 and error_code(body)[0] == "damaged_file",
+              "/v1/meta of a group with an empty member name: got %d %s" % (st, body))
+        st, _, body = d.get("/v1/zarr", url=url)
+        zbase = json.loads(body)["base"] if st == 200 else ""
+        st, _, body = d.request("GET", zbase + ".zmetadata")
+        check(st == 422 and error_code(body)[0] == "damaged_file",
+              ".zmetadata with an empty member name: got %d %s" % (st, body))
+        d.healthy("damaged names")
+
         # .zmetadata of a file that is not HDF5: an error, never an empty group.
         st, _, body = d.get("/v1/zarr", url=nginx.base() + "/garbage.h5")
         if st == 200:
