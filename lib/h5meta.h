@@ -28,11 +28,15 @@
  * chunks []).  dtype is the NumPy type string ("<i2", ">f8", "|u1",
  * "|S16", "|b1" for HDF5 enums of bool); for types with no fixed NumPy
  * spelling dtype is null and "h5type" says what it is ("vlen string",
- * "compound", "reference", ...).  fill_value is a JSON number/string, or
+ * "compound", "reference", ...); bitfields are unsigned integers and H5T_ARRAY
+ * types NumPy subarray dtypes [base, dims].  fill_value is a JSON number/string, or
  * null when the dataset has none defined.
  * For a group: {"path", "kind":"group", "members":[names sorted], "attrs":{...}}.
+ * Both carry "object_id", the object header's address (hex): equal for hard
+ * links to one object, so walks can visit each object once.
  * Returns a new reference, or NULL with err set (H5CD_E_NOT_FOUND for a
- * missing path; H5CD_E_UNSUPPORTED for other object kinds).
+ * missing path; H5CD_E_UNSUPPORTED for other object kinds; H5CD_E_DAMAGED_FILE
+ * for a group whose member names no valid file has).
  */
 json_t *h5meta_describe(hid_t file, const char *path, struct h5cd_error *err);
 
