@@ -41,6 +41,8 @@
 #define FILTER_BITSHUFFLE 32008
 #define FILTER_ZSTD       32015
 
+#define H5FILTERS_CHECKSUM_SLACK 16
+
 #define BSHUF_NONE          0
 #define BSHUF_LZ4           2
 #define BSHUF_ZSTD          3
@@ -437,8 +439,9 @@ static size_t run_filter(int id, unsigned flags, size_t ncd, const unsigned cd[]
 {
     if (!(flags & H5Z_FLAG_REVERSE))
         return 0; /* we never write HDF5 */
+    /* A checksum filter (fletcher32, 4 bytes) may come before ours in the pipeline. */
     uint64_t limit = expected_bytes > 0 && expected_bytes < H5FILTERS_MAX_CHUNK_BYTES
-                         ? expected_bytes
+                         ? expected_bytes + H5FILTERS_CHECKSUM_SLACK
                          : H5FILTERS_MAX_CHUNK_BYTES;
     struct outbuf o = {.alloc = h5_alloc, .release = h5_release};
     if (nbytes > *buf_size || decode_into(id, cd, ncd, *buf, nbytes, (size_t)limit, &o) < 0)

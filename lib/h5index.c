@@ -30,7 +30,11 @@
 #define DEFAULT_MAX_OPEN_FILES 16
 #define MAX_OPEN_FILES         64
 #define SCHEMA_VERSION         1
-#define RECENT_DATASETS        64 /* parsed dataset descriptions kept in memory */
+/* How objects are described: documents of another version are dropped at
+ * open (the index only caches libhdf5's answers).  2: object_id, bitfield and
+ * H5T_ARRAY dtypes, stored element size of contiguous variable-length data. */
+#define DOC_VERSION     2
+#define RECENT_DATASETS 64 /* parsed dataset descriptions kept in memory */
 
 struct openfile {
     int64_t file_id;
@@ -106,13 +110,42 @@ static sqlite3_stmt *stmt(struct h5index *idx, enum stmt_id id)
     return s;
 }
 
+/* Empties the index when its documents were written by another DOC_VERSION. */
+static int drop_stale_docs(sqlite3 *db)
+{
+    sqlite3_stmt *s = NULL;
+    sqlite3_int64 version = -1;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'doc_version'", -1, &s, NULL) !=
+        SQLITE_OK)
+        return -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        version = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (version == DOC_VERSION)
+        return 0;
+    char sql[192];
+    snprintf(sql, sizeof(sql),
+             "BEGIN; DELETE FROM chunks; DELETE FROM objects;"
+             " INSERT OR REPLACE INTO meta(key, value) VALUES('doc_version', %d); COMMIT;",
+             DOC_VERSION);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    if (version >= 0)
+        log_info("msg=\"HDF5 index emptied: written by another version\" doc_version=%lld",
+                 (long long)version);
+    return 0;
+}
+
 static int open_db(struct h5index *idx, const char *path)
 {
     if (sqlite3_open_v2(path, &idx->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK)
         goto fail;
     sqlite3_busy_timeout(idx->db, 5000);
-    if (sqlite3_exec(idx->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
+    if (sqlite3_exec(idx->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+        drop_stale_docs(idx->db) < 0)
         goto fail;
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(idx->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &idx->stmts[i],
