@@ -221,6 +221,8 @@ static int walk(struct zwalk *w, const char *path, const char *prefix, int depth
             rc = add_doc(w, prefix, ".zarray", zarray);
             if (rc == 0)
                 rc = add_doc(w, prefix, ".zattrs", attrs);
+            else
+                json_decref(attrs);
         } else {
             log_info("msg=\"dataset has no Zarr form\" path=\"%s\"", path);
             json_decref(attrs);

@@ -261,23 +261,38 @@ static int decode_lz4(const uint8_t *in, size_t in_len, size_t limit, struct out
 
 /* ---- bitshuffle ---- */
 
+/* Transposes the 8x8 bit matrix x (bit c of byte r is element [r][c]). */
+static uint64_t transpose8x8(uint64_t x)
+{
+    uint64_t t = (x ^ (x >> 7)) & 0x00AA00AA00AA00AAULL;
+    x ^= t ^ (t << 7);
+    t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCCULL;
+    x ^= t ^ (t << 14);
+    t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0ULL;
+    x ^= t ^ (t << 28);
+    return x;
+}
+
 /*
  * Undoes bitshuffle's transpose of one block of n elements (n a multiple
  * of 8): the input is 8 * esize rows of n bits, row 8j+b holding bit b of
- * byte j of every element, element i at bit i % 8 of byte i / 8.
+ * byte j of every element, element i at bit i % 8 of byte i / 8.  Eight
+ * elements at a time: the 8 row bytes of byte j are an 8x8 bit matrix whose
+ * transpose is byte j of those 8 elements.
  */
 static void bit_unshuffle(const uint8_t *in, uint8_t *out, size_t n, size_t esize)
 {
     size_t row_bytes = n / 8;
-    memset(out, 0, n * esize);
     for (size_t j = 0; j < esize; j++) {
-        for (unsigned b = 0; b < 8; b++) {
-            const uint8_t *row = in + (j * 8 + b) * row_bytes;
-            for (size_t k = 0; k < row_bytes; k++) {
-                uint8_t bits = row[k];
-                for (unsigned e = 0; bits != 0 && e < 8; e++, bits >>= 1)
-                    out[(k * 8 + e) * esize + j] |= (uint8_t)((bits & 1u) << b);
-            }
+        const uint8_t *rows = in + j * 8 * row_bytes;
+        for (size_t k = 0; k < row_bytes; k++) {
+            uint64_t x = 0;
+            for (unsigned b = 0; b < 8; b++)
+                x |= (uint64_t)rows[b * row_bytes + k] << (8 * b);
+            x = transpose8x8(x);
+            uint8_t *dst = out + k * 8 * esize + j;
+            for (unsigned e = 0; e < 8; e++)
+                dst[e * esize] = (uint8_t)(x >> (8 * e));
         }
     }
 }
