@@ -8,7 +8,9 @@
  * "{path}/.zarray", "{path}/.zattrs", and "{dataset path}/{chunk key}".
  * A chunk is served as stored when .zarray names codecs that undo the
  * dataset's filters, else decoded; a chunk never written is a 404 so zarr
- * fills it with fill_value.  Runs on the connection's thread.
+ * fills it with fill_value (when .zarray has none, zarr would leave such
+ * cells uninitialised: the chunk is then served decoded, fill values and all).
+ * Runs on the connection's thread.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -401,9 +403,10 @@ static enum MHD_Result send_chunk(struct server *srv, struct MHD_Connection *con
     else if (ds.layout != H5LAYOUT_COMPACT &&
              h5index_locate(srv->h5index, file, &ds, coords, 1, &loc, &err) < 0)
         ;
-    else if (ds.layout == H5LAYOUT_CHUNKED && !loc.allocated)
+    else if (ds.layout == H5LAYOUT_CHUNKED && !loc.allocated &&
+             !json_is_null(json_object_get(zarray, "fill_value")))
         h5cd_fail(&err, H5CD_E_CHUNK_NOT_ALLOCATED, "the chunk was never written");
-    else if (mode == ZARR_CHUNKS_RAW && loc.filter_mask == 0) {
+    else if (mode == ZARR_CHUNKS_RAW && loc.allocated && loc.filter_mask == 0) {
         data = malloc(loc.size > 0 ? (size_t)loc.size : 1);
         len = (size_t)loc.size;
         if (data == NULL)

@@ -82,6 +82,15 @@ def types_file():
         rec["id"] = [10, -20, 30, -40, 50, -60]
         rec["pos"] = np.arange(12).reshape(6, 2) * 0.25
         dset.write(h5py.h5s.ALL, h5py.h5s.ALL, rec, mtype=ctype)
+        # Chunks never written, in types whose Zarr fill_value is null: zarr would
+        # leave them uninitialised unless the daemon serves them filled.
+        big = h5py.h5s.create_simple((12,))
+        for name, tid, part in [(b"compound_sparse", ctype, rec[:4]),
+                                (b"arr_sparse", atype, np.arange(12, dtype="<f4").reshape(4, 3))]:
+            dset = h5py.h5d.create(f.id, name, tid, big, dcpl=dcpl)
+            fspace = dset.get_space()
+            fspace.select_hyperslab((0,), (4,))
+            dset.write(h5py.h5s.create_simple((4,)), fspace, part, mtype=tid)
         f.create_dataset("longdouble", data=np.arange(4, dtype=np.longdouble) / 3)
         f.create_dataset("vlen_contig", data=["alpha", "", "gamma delta", "\u00e9t\u00e9"] * 5,
                          dtype=h5py.string_dtype())
