@@ -193,24 +193,26 @@ static int walk(struct zwalk *w, const char *path, const char *prefix, int depth
         *w->err = err;
         return -1;
     }
-    /* Hard links may reach one object by several paths, or loop back to a parent. */
+    /* Links may reach one group by several paths, or loop back to a parent: a
+     * group is walked once.  A dataset is listed under each of its names. */
+    const char *kind = json_string_value(json_object_get(meta, "kind"));
+    bool group = kind != NULL && strcmp(kind, "group") == 0;
     const char *object_id = json_string_value(json_object_get(meta, "object_id"));
-    if (object_id != NULL && json_object_get(w->seen, object_id) != NULL) {
-        log_info("msg=\"left out of the Zarr view\" path=\"%s\" reason=\"object already listed "
+    if (group && object_id != NULL && json_object_get(w->seen, object_id) != NULL) {
+        log_info("msg=\"left out of the Zarr view\" path=\"%s\" reason=\"group already listed "
                  "under another name\"",
                  path);
         json_decref(meta);
         return 0;
     }
-    if (object_id != NULL && json_object_set_new(w->seen, object_id, json_true()) < 0) {
+    if (group && object_id != NULL && json_object_set_new(w->seen, object_id, json_true()) < 0) {
         json_decref(meta);
         return h5cd_fail(w->err, H5CD_E_INTERNAL, "out of memory");
     }
-    const char *kind = json_string_value(json_object_get(meta, "kind"));
     json_t *attrs = json_object_get(meta, "attrs");
     attrs = attrs != NULL ? json_incref(attrs) : json_object();
     int rc = 0;
-    if (kind != NULL && strcmp(kind, "group") == 0) {
+    if (group) {
         rc = add_doc(w, prefix, ".zattrs", attrs);
         if (rc == 0)
             rc = add_doc(w, prefix, ".zgroup", zarrmeta_zgroup());
