@@ -95,11 +95,13 @@ static int zarr_name(const char *name, char *out, size_t cap)
     return 0;
 }
 
-/* Names that are Zarr's own keys cannot be objects in the Zarr view. */
+/* Names that are Zarr's own keys, or that URL clients resolve as path
+ * segments (".."), cannot be objects in the Zarr view. */
 static bool zarr_reserved(const char *name)
 {
     return strcmp(name, ".zarray") == 0 || strcmp(name, ".zgroup") == 0 ||
-           strcmp(name, ".zattrs") == 0 || strcmp(name, ".zmetadata") == 0;
+           strcmp(name, ".zattrs") == 0 || strcmp(name, ".zmetadata") == 0 ||
+           strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 }
 
 /* One walk of a file for .zmetadata: each object once, bounded in depth,

@@ -1171,7 +1171,7 @@ struct member_walk {
     size_t count;
     uint64_t bytes;
     bool too_many;
-    bool malformed; /* a name no valid file has: empty, ".", "..", or with a '/' */
+    bool malformed; /* a name no valid file has: empty, ".", or with a '/' */
 };
 
 static herr_t member_cb(hid_t g, const char *name, const H5L_info_t *info, void *data)
@@ -1185,8 +1185,7 @@ static herr_t member_cb(hid_t g, const char *name, const H5L_info_t *info, void 
         w->too_many = true;
         return 1;
     }
-    if (len == 1 || strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
-        strcmp(name, "..") == 0) {
+    if (len == 1 || strchr(name, '/') != NULL || strcmp(name, ".") == 0) {
         w->malformed = true;
         return 1;
     }
