@@ -16,6 +16,7 @@
  *                  bytes, u32 block bytes, then per block u32 size + data.
  *                  Blocks are bit-transposed; a tail of fewer than 8
  *                  elements is stored as is.
+ *   bzip2 307      one bzip2 stream (PyTables; the HDF5 bzip2 plugin).
  *   zstd 32015     zstd frames.
  *   lz4 32004      u64 decoded bytes, u32 block bytes, then per block u32
  *                  size + LZ4 block (a block whose size equals its decoded
@@ -24,7 +25,9 @@
 #include "h5filters.h"
 
 #include <blosc.h>
+#include <bzlib.h>
 #include <hdf5.h>
+#include <limits.h>
 #include <lz4.h>
 #include <lzf.h>
 #include <lzo/lzo1x.h>
@@ -35,6 +38,7 @@
 #include <zstd.h>
 
 #define FILTER_LZO        305
+#define FILTER_BZIP2      307
 #define FILTER_LZF        32000
 #define FILTER_BLOSC      32001
 #define FILTER_LZ4        32004
@@ -76,7 +80,7 @@ const char *h5filters_name(int id)
     } known[] = {{1, "deflate"},        {2, "shuffle"},
                  {3, "fletcher32"},     {4, "szip"},
                  {5, "nbit"},           {6, "scaleoffset"},
-                 {FILTER_LZO, "lzo"},   {307, "bzip2"},
+                 {FILTER_LZO, "lzo"},   {FILTER_BZIP2, "bzip2"},
                  {FILTER_LZF, "lzf"},   {FILTER_BLOSC, "blosc"},
                  {FILTER_LZ4, "lz4"},   {FILTER_BITSHUFFLE, "bitshuffle"},
                  {FILTER_ZSTD, "zstd"}, {32013, "zfp"},
@@ -157,6 +161,21 @@ static int decode_lzo(const uint8_t *in, size_t in_len, size_t limit, struct out
         (trailer && got != size))
         return -1;
     if (trailer && lzo_adler32(lzo_adler32(0, NULL, 0), o->data, got) != sum)
+        return -1;
+    o->len = got;
+    return 0;
+}
+
+/* ---- bzip2 ---- */
+
+static int decode_bzip2(const uint8_t *in, size_t in_len, size_t limit, struct outbuf *o)
+{
+    if (in_len > UINT_MAX || limit > UINT_MAX || out_alloc(o, limit) < 0)
+        return -1;
+    unsigned got = (unsigned)limit;
+    /* BZ_OUTBUFF_FULL when the stream decodes to more than the limit. */
+    if (BZ2_bzBuffToBuffDecompress((char *)o->data, &got, (char *)in, (unsigned)in_len, 0, 0) !=
+        BZ_OK)
         return -1;
     o->len = got;
     return 0;
@@ -408,6 +427,9 @@ static int decode_into(int id, const unsigned *cd, size_t ncd, const uint8_t *in
     case FILTER_ZSTD:
         rc = decode_zstd(in, in_len, limit, o);
         break;
+    case FILTER_BZIP2:
+        rc = decode_bzip2(in, in_len, limit, o);
+        break;
     case FILTER_LZ4:
         rc = decode_lz4(in, in_len, limit, o);
         break;
@@ -480,6 +502,7 @@ FILTER_FUNC(filter_blosc, FILTER_BLOSC)
 FILTER_FUNC(filter_zstd, FILTER_ZSTD)
 FILTER_FUNC(filter_lz4, FILTER_LZ4)
 FILTER_FUNC(filter_bitshuffle, FILTER_BITSHUFFLE)
+FILTER_FUNC(filter_bzip2, FILTER_BZIP2)
 
 static int register_result;
 static pthread_once_t register_once = PTHREAD_ONCE_INIT;
@@ -491,7 +514,8 @@ static void register_all(void)
         H5Z_func_t func;
     } filters[] = {{FILTER_LZF, filter_lzf},     {FILTER_LZO, filter_lzo},
                    {FILTER_BLOSC, filter_blosc}, {FILTER_ZSTD, filter_zstd},
-                   {FILTER_LZ4, filter_lz4},     {FILTER_BITSHUFFLE, filter_bitshuffle}};
+                   {FILTER_LZ4, filter_lz4},     {FILTER_BITSHUFFLE, filter_bitshuffle},
+                   {FILTER_BZIP2, filter_bzip2}};
     if (lzo_init() != LZO_E_OK)
         register_result = -1;
     for (size_t i = 0; i < sizeof(filters) / sizeof(filters[0]); i++) {

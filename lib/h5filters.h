@@ -1,6 +1,6 @@
 /*
  * h5filters.h - our own decoders for the third-party HDF5 filters common in
- * real files: LZF (32000, h5py), LZO (305, PyTables), blosc (32001),
+ * real files: LZF (32000, h5py), LZO (305, PyTables), bzip2 (307), blosc (32001),
  * bitshuffle (32008, plain, LZ4 and zstd), zstd (32015) and lz4 (32004,
  * the HDF5 lz4 plugin's framing).  Registered with libhdf5 so a file never
  * depends on a plugin that may be missing or broken.  Only the decode

@@ -46,8 +46,6 @@ REFUSED = {
     "types.h5:/longdouble": ("unsupported", "long double"),
     "filters.h5:/unknown_filter": ("filter_unavailable", "32099"),
 }
-# bzip2 (307): no decoder of ours and no plugin for the daemon: a clear 422.
-BZIP2_CODE = ("filter_unavailable", "307")
 
 
 def zarr_name(name):
@@ -172,15 +170,12 @@ def check_zarr(np, d, url, fname, datasets, refused):
         try:
             arr = root[zpath]
         except KeyError:
-            if key.startswith("tables.h5:/arr_bzip2"):
-                continue
             check(False, "%s: not in the Zarr view as %r" % (key, zpath))
             continue
         try:
             got = arr[...]
         except Exception as e:  # zarr raises what fsspec raised
-            check(key.startswith("tables.h5:/arr_bzip2"),
-                  "%s: zarr read failed: %s" % (key, e))
+            check(False, "%s: zarr read failed: %s" % (key, e))
             continue
         if want.dtype.kind == "O":
             check([str(v) for v in got.ravel()] == [v.decode() if isinstance(v, bytes) else v
@@ -251,14 +246,10 @@ def run(tmp):
                         try:
                             datasets[name] = obj[()]
                         except OSError as e:
-                            check(key.startswith("tables.h5:/arr_bzip2"),
-                                  "h5py cannot read %s: %s" % (key, e))
+                            check(False, "h5py cannot read %s: %s" % (key, e))
                             datasets[name] = None
                 f.visititems(visit)
             refused = dict(REFUSED)
-            for name in datasets:
-                if name.startswith("arr_bzip2"):
-                    refused["%s:/%s" % (fname, name)] = BZIP2_CODE
             for name, want in sorted(datasets.items()):
                 key = "%s:/%s" % (fname, name)
                 ndsets += 1

@@ -7,6 +7,7 @@
  * are checked by tests/integration/test_realfiles.sh.
  */
 #include <blosc.h>
+#include <bzlib.h>
 #include <check.h>
 #include <hdf5.h>
 #include <lz4.h>
@@ -137,6 +138,20 @@ START_TEST(test_lzo)
     len = sizeof(plain) + 1; /* a length that is not the stream's */
     memcpy(comp + n + 4, &len, 4);
     assert_refused(305, cd, 3, comp, n + 8, sizeof(plain) * 2);
+}
+END_TEST
+
+START_TEST(test_bzip2)
+{
+    char comp[sizeof(plain) + sizeof(plain) / 100 + 700];
+    unsigned n = sizeof(comp);
+    ck_assert_int_eq(BZ2_bzBuffToBuffCompress(comp, &n, (char *)plain, sizeof(plain), 9, 0, 0),
+                     BZ_OK);
+    const unsigned cd[] = {9};
+    assert_decodes(307, cd, 1, (uint8_t *)comp, n, sizeof(plain));
+    assert_refused(307, cd, 1, (uint8_t *)comp, n, sizeof(plain) - 1);
+    assert_refused(307, cd, 1, (uint8_t *)comp, n - 1, sizeof(plain));
+    mutate(307, cd, 1, (uint8_t *)comp, n);
 }
 END_TEST
 
@@ -298,7 +313,7 @@ START_TEST(test_register)
 {
     ck_assert_int_eq(h5filters_register(), 0);
     ck_assert_int_eq(h5filters_register(), 0); /* once per process */
-    static const int ids[] = {305, 32000, 32001, 32004, 32008, 32015};
+    static const int ids[] = {305, 307, 32000, 32001, 32004, 32008, 32015};
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
         ck_assert_int_gt(H5Zfilter_avail(ids[i]), 0);
         unsigned config = 0;
@@ -319,6 +334,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_lzf);
     tcase_add_test(tc, test_lzo);
+    tcase_add_test(tc, test_bzip2);
     tcase_add_test(tc, test_blosc);
     tcase_add_test(tc, test_zstd);
     tcase_add_test(tc, test_lz4);
