@@ -445,8 +445,13 @@ static int dataset_from_doc(json_t *doc, int64_t id, const char *path, struct h5
     ds->data_offset = json_is_integer(off) ? (uint64_t)json_integer_value(off) : UINT64_MAX;
     json_t *filters = json_object_get(meta, "filters");
     ds->nfilters = (unsigned)json_array_size(filters);
-    for (unsigned i = 0; i < ds->nfilters && i < H5INDEX_MAX_FILTERS; i++)
-        ds->filters[i] = (int)json_integer_value(json_object_get(json_array_get(filters, i), "id"));
+    for (unsigned i = 0; i < ds->nfilters && i < H5INDEX_MAX_FILTERS; i++) {
+        json_t *filter = json_array_get(filters, i);
+        ds->filters[i] = (int)json_integer_value(json_object_get(filter, "id"));
+        if (ds->filters[i] == 2) /* H5Z_FILTER_SHUFFLE: libhdf5 unshuffles by its parameter */
+            ds->shuffle_elem =
+                (uint64_t)json_integer_value(json_array_get(json_object_get(filter, "params"), 0));
+    }
     /* Simple dtypes whose stored layout is the value layout (not compounds, which
      * are stored with the file's offsets, nor padded integers). */
     ds->raw_is_values = json_is_string(json_object_get(meta, "dtype")) &&

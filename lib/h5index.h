@@ -55,6 +55,7 @@ struct h5dataset {
     uint64_t row_bytes;   /* contiguous: bytes of one step along the first dimension */
     unsigned nfilters;
     int filters[H5INDEX_MAX_FILTERS]; /* filter ids in pipeline order (the first ones) */
+    uint64_t shuffle_elem;            /* the shuffle filter's own element size (its parameter) */
     bool raw_is_values;               /* stored bytes, once unfiltered, are the dtype's values */
 };
 
