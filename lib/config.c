@@ -38,14 +38,15 @@
 enum opt_type { OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_STRING, OPT_LIST, OPT_LOGLEVEL, OPT_MODE };
 
 /* Extra per-row checks beyond type and range. */
-#define F_POW2     0x1  /* a size that must be a power of two */
-#define F_NONEMPTY 0x2  /* a string that must not be empty */
-#define F_ABSPATH  0x4  /* an absolute path: the daemon chdirs to / when it detaches */
-#define F_LISTEN   0x8  /* HOST:PORT, [V6]:PORT or unix:/PATH */
-#define F_DYNDEF   0x10 /* default computed at run time (def is NULL) */
-#define F_RELOAD   0x20 /* SIGHUP applies a new value to the running daemon */
-#define F_OPTPATH  0x40 /* empty, or an absolute path */
-#define F_SCOPE    0x80 /* "admin" or "all" */
+#define F_POW2     0x1   /* a size that must be a power of two */
+#define F_NONEMPTY 0x2   /* a string that must not be empty */
+#define F_ABSPATH  0x4   /* an absolute path: the daemon chdirs to / when it detaches */
+#define F_LISTEN   0x8   /* HOST:PORT, [V6]:PORT or unix:/PATH */
+#define F_DYNDEF   0x10  /* default computed at run time (def is NULL) */
+#define F_RELOAD   0x20  /* SIGHUP applies a new value to the running daemon */
+#define F_OPTPATH  0x40  /* empty, or an absolute path */
+#define F_SCOPE    0x80  /* "admin" or "all" */
+#define F_S3ADDR   0x100 /* "virtual" or "path" */
 
 struct option {
     const char *name;
@@ -146,6 +147,24 @@ static const struct option options[] = {
      "query parameters left out of a URL's cache identity"},
     {"user_agent", OPT_STRING, OFF(user_agent), 0, 0, F_NONEMPTY, "h5chunkd/" PACKAGE_VERSION,
      "User-Agent sent upstream"},
+
+    /* Names (s3://, dandi://), redirects resolved once, upstream credentials. */
+    {"s3_endpoint", OPT_STRING, OFF(s3_endpoint), 0, 0, F_RELOAD, "",
+     "where s3:// URLs go: empty for AWS, else http(s)://HOST[:PORT]"},
+    {"s3_region", OPT_STRING, OFF(s3_region), 0, 0, F_NONEMPTY | F_RELOAD, "us-east-1",
+     "AWS region of s3:// buckets"},
+    {"s3_addressing", OPT_STRING, OFF(s3_addressing), 0, 0, F_S3ADDR | F_RELOAD, "virtual",
+     "s3:// URLs as BUCKET.endpoint/KEY (virtual) or endpoint/BUCKET/KEY (path)"},
+    {"dandi_api", OPT_STRING, OFF(dandi_api), 0, 0, F_NONEMPTY | F_RELOAD,
+     "https://api.dandiarchive.org/api", "API base of the DANDI instance named DANDI"},
+    {"dandi_instances", OPT_LIST, OFF(dandi_instances), 0, 0, F_RELOAD, "",
+     "more DANDI instances for dandi:// URLs, as NAME=API_BASE"},
+    {"resolve_ttl_s", OPT_UINT, OFF(resolve_ttl_s), 1, 86400, F_RELOAD, "600",
+     "seconds a resolved redirect or DANDI lookup is remembered (less if a signature expires)"},
+    {"access_ttl_s", OPT_UINT, OFF(access_ttl_s), 1, 86400, F_RELOAD, "600",
+     "seconds a URL or token seen accepted upstream is trusted (less if it expires sooner)"},
+    {"credentials_file", OPT_STRING, OFF(credentials_file), 0, 0, F_OPTPATH | F_RELOAD, "",
+     "private file of headers to send upstream per URL prefix or host; empty: none"},
 
     /* Process. */
     {"foreground", OPT_BOOL, OFF(foreground), 0, 1, 0, "false", "do not detach"},
@@ -511,6 +530,9 @@ static int set_string(struct h5cd_config *cfg, const struct option *o, const cha
                          echo(value, v, sizeof(v)));
     if ((o->flags & F_SCOPE) && strcmp(value, "admin") != 0 && strcmp(value, "all") != 0)
         return h5cd_errf(err, errlen, "%s: '%s' is not one of admin, all", o->name,
+                         echo(value, v, sizeof(v)));
+    if ((o->flags & F_S3ADDR) && strcmp(value, "virtual") != 0 && strcmp(value, "path") != 0)
+        return h5cd_errf(err, errlen, "%s: '%s' is not one of virtual, path", o->name,
                          echo(value, v, sizeof(v)));
     bool loopback;
     if ((o->flags & F_LISTEN) && parse_listen(value, &loopback, err, errlen) < 0)

@@ -72,6 +72,16 @@ struct h5cd_config {
     struct strlist strip_query_params;    /* dropped from a URL's cache identity */
     char *user_agent;                     /* default "h5chunkd/VERSION" */
 
+    /* Names, resolution and upstream credentials (lib/resolve.h). */
+    char *s3_endpoint;              /* "" = AWS; else http(s)://HOST[:PORT] */
+    char *s3_region;                /* default us-east-1 */
+    char *s3_addressing;            /* "virtual" (default) or "path" */
+    char *dandi_api;                /* API base of instance DANDI */
+    struct strlist dandi_instances; /* NAME=API_BASE */
+    unsigned resolve_ttl_s;         /* resolutions remembered; default 600 */
+    unsigned access_ttl_s;          /* accepted URLs/tokens trusted; default 600 */
+    char *credentials_file;         /* "" = none */
+
     /* Process. */
     bool foreground;  /* do not detach; default false */
     char *log_level;  /* error|warn|info|debug; default info */

@@ -17,6 +17,7 @@ static const struct {
     [H5CD_E_UNAUTHORIZED] = {"unauthorized", 401},
     [H5CD_E_URL_NOT_ALLOWED] = {"url_not_allowed", 403},
     [H5CD_E_HOST_NOT_ALLOWED] = {"host_not_allowed", 403},
+    [H5CD_E_UPSTREAM_DENIED] = {"upstream_denied", 403},
     [H5CD_E_NOT_FOUND] = {"not_found", 404},
     [H5CD_E_CHUNK_NOT_ALLOCATED] = {"chunk_not_allocated", 404},
     [H5CD_E_METHOD_NOT_ALLOWED] = {"method_not_allowed", 405},

@@ -18,6 +18,7 @@ enum h5cd_errcode {
     H5CD_E_UNAUTHORIZED,          /* 401 unauthorized */
     H5CD_E_URL_NOT_ALLOWED,       /* 403 url_not_allowed */
     H5CD_E_HOST_NOT_ALLOWED,      /* 403 host_not_allowed */
+    H5CD_E_UPSTREAM_DENIED,       /* 403 upstream_denied: upstream refused this URL or token */
     H5CD_E_NOT_FOUND,             /* 404 not_found */
     H5CD_E_CHUNK_NOT_ALLOCATED,   /* 404 chunk_not_allocated */
     H5CD_E_METHOD_NOT_ALLOWED,    /* 405 method_not_allowed */

@@ -26,4 +26,9 @@ lib_libh5chunkd_a_SOURCES = \
 	lib/prefetch.c lib/prefetch.h \
 	lib/zarrmeta.c lib/zarrmeta.h \
 	lib/jobs.c lib/jobs.h \
-	lib/fastdecode.c lib/fastdecode.h
+	lib/fastdecode.c lib/fastdecode.h \
+	lib/urlforms.c lib/urlforms.h \
+	lib/presign.c lib/presign.h \
+	lib/credentials.c lib/credentials.h \
+	lib/httpget.c lib/httpget.h \
+	lib/resolve.c lib/resolve.h

@@ -77,6 +77,10 @@ static void on_diff(const char *name, bool reloadable, void *arg)
              strcmp(name, "strip_query_params") == 0 ||
              strcmp(name, "allow_private_upstreams") == 0)
         plan->policy = true;
+    if (strncmp(name, "s3_", 3) == 0 || strncmp(name, "dandi_", 6) == 0 ||
+        strcmp(name, "resolve_ttl_s") == 0 || strcmp(name, "access_ttl_s") == 0 ||
+        strcmp(name, "strip_query_params") == 0)
+        plan->resolve = true;
 }
 
 int reload_plan(const struct h5cd_config *running, struct h5cd_config *next,

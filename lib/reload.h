@@ -45,6 +45,7 @@ struct reload_plan {
     bool cache_size;
     bool policy;     /* allow/deny/strip lists or allow_private_upstreams */
     bool revalidate; /* revalidate_s */
+    bool resolve;    /* s3_*, dandi_*, resolve_ttl_s, access_ttl_s, strip_query_params */
 };
 
 /*

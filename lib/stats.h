@@ -30,7 +30,9 @@
     X(validator_changes, "remote files whose ETag/Last-Modified changed")                          \
     X(h5_lookups, "chunk locations resolved through libhdf5")                                      \
     X(index_hits, "chunk locations answered from the persistent index")                            \
-    X(errors, "client requests that ended in an error response")
+    X(errors, "client requests that ended in an error response")                                   \
+    X(resolutions, "names resolved upstream: redirects followed, signed URLs or tokens checked")   \
+    X(access_checks, "one-byte requests proving a cached file is readable without credentials")
 
 struct h5cd_stats {
 #define H5CD_STATS_FIELD(name, help) _Atomic uint64_t name;
