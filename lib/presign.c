@@ -15,9 +15,10 @@ typedef bool (*param_fn)(const char *name, size_t nlen, const char *value, size_
 
 static void each_param(const char *url, param_fn fn, void *arg)
 {
-    const char *q = strchr(url, '?');
-    if (q == NULL)
-        return;
+    size_t before = strcspn(url, "?#");
+    if (url[before] != '?')
+        return; /* no query, or a '?' only inside the fragment */
+    const char *q = url + before;
     const char *end = q + 1 + strcspn(q + 1, "#");
     for (const char *p = q + 1; p < end;) {
         size_t len = strcspn(p, "&#");

@@ -75,3 +75,12 @@ check_PROGRAMS += tests/unit/check_h5filters
 tests_unit_check_h5filters_SOURCES = tests/unit/check_h5filters.c
 tests_unit_check_h5filters_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_h5filters_LDADD = $(TEST_LIBS)
+
+# Names, presigned URLs and upstream credentials.
+check_PROGRAMS += tests/unit/check_urlforms tests/unit/check_credentials
+tests_unit_check_urlforms_SOURCES = tests/unit/check_urlforms.c
+tests_unit_check_urlforms_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_urlforms_LDADD = $(TEST_LIBS)
+tests_unit_check_credentials_SOURCES = tests/unit/check_credentials.c
+tests_unit_check_credentials_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_credentials_LDADD = $(TEST_LIBS)
