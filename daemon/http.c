@@ -753,3 +753,8 @@ void http_stop(struct server *srv)
     }
     srv->nlisten = 0;
 }
+
+const char *http_dandi_token(struct MHD_Connection *conn)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-DANDI-Token");
+}

@@ -43,6 +43,11 @@ enum MHD_Result http_fail(struct server *srv, struct MHD_Connection *conn, enum 
 /* Queues `body` (malloc'd, ownership taken) with the given status and type. */
 enum MHD_Result http_send_text(struct server *srv, struct MHD_Connection *conn, unsigned status,
                                char *body, const char *content_type);
+/* The client's DANDI API token (header X-DANDI-Token), or NULL.  Forwarded
+ * only to the DANDI API; what it unlocks is served only to requests bearing
+ * it (lib/resolve.h).  Never logged. */
+const char *http_dandi_token(struct MHD_Connection *conn);
+
 /* Counts n payload bytes a route hands to the client (bytes_served, and the
  * access log's bytes= of the current request).  Call it from the route or
  * its content reader: both run on the connection's thread. */

@@ -392,6 +392,17 @@ static void start_engine(struct server *srv)
     };
     if (remote_new(&rcfg, srv->cache, srv->fetch, srv->policy, &srv->stats, &srv->remote) < 0)
         die("out of memory");
+    char err[ERR_LINE];
+    struct credentials *creds = NULL;
+    if (credentials_load(cfg->credentials_file, &creds, err, sizeof(err)) < 0)
+        die("%s", err);
+    if (credentials_count(creds) > 0)
+        log_info("msg=\"upstream credentials loaded\" rules=%zu", credentials_count(creds));
+    if ((srv->creds = credstore_new(creds)) == NULL)
+        die("out of memory");
+    if ((srv->resolve = resolve_new(cfg, srv->creds, &srv->stats, err, sizeof(err))) == NULL)
+        die("%s", err);
+    remote_set_resolver(srv->remote, srv->resolve);
     struct blockcache_stats cs;
     blockcache_get_stats(srv->cache, &cs);
     struct h5index_config icfg = {
@@ -414,6 +425,8 @@ static void stop_all(struct daemon *d)
     h5index_close(srv->h5index);
     fetch_free(srv->fetch);
     remote_free(srv->remote);
+    resolve_free(srv->resolve);
+    credstore_free(srv->creds);
     blockcache_close(srv->cache);
     accesslog_free(srv->access_log);
     generation_free(d->gen);
@@ -436,6 +449,11 @@ static void publish(struct daemon *d, struct generation *next, const struct relo
     }
     if (next->policy != NULL || plan->revalidate)
         remote_reconfigure(srv->remote, d->policy, next->cfg.revalidate_s);
+    char err[ERR_LINE];
+    if (plan->resolve && resolve_reconfigure(srv->resolve, &next->cfg, err, sizeof(err)) < 0)
+        log_error("msg=\"cannot apply the new s3/dandi options; the old ones stay\" "
+                  "reason=\"%s\"",
+                  err);
     atomic_store(&srv->token, next->token);
     atomic_store(&srv->cfg, &next->cfg);
     next->older = d->gen;
@@ -508,6 +526,13 @@ static void reload(struct daemon *d)
     }
     char err[ERR_LINE];
     const struct h5cd_config *cfg = d->srv.cfg;
+    struct credentials *creds = NULL;
+    if (credentials_load(cfg->credentials_file, &creds, err, sizeof(err)) < 0)
+        log_error("msg=\"cannot read the credentials file: the running credentials stay\" "
+                  "reason=\"%s\"",
+                  err);
+    else
+        credstore_set(d->srv.creds, creds);
     if (accesslog_set_path(d->srv.access_log, cfg->access_log, err, sizeof(err)) < 0)
         log_error("msg=\"cannot reopen the access log: it keeps its previous file\" reason=\"%s\"",
                   err);

@@ -97,6 +97,7 @@ enum MHD_Result route_cache(struct server *srv, struct MHD_Connection *conn, con
 
 struct prefetch_task {
     struct server *srv;
+    char token[RESOLVE_MAX_TOKEN_BYTES + 1]; /* the client's DANDI token, "" for none */
     char url[H5CD_MAX_URL_BYTES + 1];
     char path[H5CD_MAX_PATH_BYTES + 2];
     char select[H5CD_MAX_SELECT_BYTES + 1];
@@ -114,6 +115,15 @@ static bool on_progress(const struct prefetch_progress *p, void *arg)
     return !job_cancelled(pc->job);
 }
 
+/* Frees a task, wiping the token it may carry. */
+static void task_free(void *arg)
+{
+    struct prefetch_task *t = arg;
+    if (t != NULL)
+        explicit_bzero(t->token, sizeof(t->token));
+    free(t);
+}
+
 static void prefetch_job(struct job *job, void *arg)
 {
     struct prefetch_task *t = arg;
@@ -125,7 +135,7 @@ static void prefetch_job(struct job *job, void *arg)
     char why[128];
     uint64_t *coords = NULL;
     size_t n = 0;
-    if (remote_open(srv->remote, t->url, srv->cfg->h5_prefix_bytes, &file, &err) < 0 ||
+    if (remote_open_as(srv->remote, t->url, t->token, srv->cfg->h5_prefix_bytes, &file, &err) < 0 ||
         h5index_dataset(srv->h5index, &file, t->path, &ds, &err) < 0) {
         job_finish(job, err.message);
         return;
@@ -161,7 +171,7 @@ static int check_task(struct server *srv, const struct prefetch_task *t, struct 
     struct h5dataset ds;
     struct selection sel;
     char why[128];
-    if (remote_open(srv->remote, t->url, srv->cfg->h5_prefix_bytes, &file, err) < 0 ||
+    if (remote_open_as(srv->remote, t->url, t->token, srv->cfg->h5_prefix_bytes, &file, err) < 0 ||
         h5index_dataset(srv->h5index, &file, t->path, &ds, err) < 0)
         return -1;
     if (selection_parse(t->select, ds.grid.rank, ds.grid.shape, &sel, why, sizeof(why)) < 0)
@@ -202,7 +212,14 @@ enum MHD_Result route_prefetch(struct server *srv, struct MHD_Connection *conn, 
         return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
     }
     t->srv = srv;
-    int rc = copy_field(doc, "url", true, t->url, sizeof(t->url), &err);
+    const char *token = http_dandi_token(conn);
+    int rc = 0;
+    if (token != NULL && strlen(token) >= sizeof(t->token))
+        rc = h5cd_fail(&err, H5CD_E_BAD_REQUEST, "X-DANDI-Token too long");
+    else if (token != NULL)
+        snprintf(t->token, sizeof(t->token), "%s", token);
+    if (rc == 0)
+        rc = copy_field(doc, "url", true, t->url, sizeof(t->url), &err);
     if (rc == 0)
         rc = copy_field(doc, "path", true, t->path, sizeof(t->path), &err);
     if (rc == 0)
@@ -211,7 +228,7 @@ enum MHD_Result route_prefetch(struct server *srv, struct MHD_Connection *conn, 
     if (rc == 0)
         rc = check_task(srv, t, &err);
     if (rc < 0) {
-        free(t);
+        task_free(t);
         return http_send_error(srv, conn, &err);
     }
     json_t *desc =
@@ -219,10 +236,11 @@ enum MHD_Result route_prefetch(struct server *srv, struct MHD_Connection *conn, 
     char *desc_text = desc != NULL ? json_dumps(desc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(desc);
     uint64_t id = 0;
-    rc = desc_text != NULL ? jobs_start(srv->jobs, desc_text, prefetch_job, t, free, &id) : -ENOMEM;
+    rc = desc_text != NULL ? jobs_start(srv->jobs, desc_text, prefetch_job, t, task_free, &id)
+                           : -ENOMEM;
     free(desc_text);
     if (rc < 0) {
-        free(t);
+        task_free(t);
         return http_fail(srv, conn, rc == -EAGAIN ? H5CD_E_UNAVAILABLE : H5CD_E_INTERNAL,
                          rc == -EAGAIN ? "too many prefetch jobs running; try again later"
                                        : "cannot start the job");

@@ -45,14 +45,14 @@ static int parse_flag(const char *value)
 }
 
 /* Opens the remote file and finds the dataset.  0, or -1 with err. */
-static int open_dataset(struct server *srv, const char *url, const char *path,
+static int open_dataset(struct server *srv, const char *url, const char *token, const char *path,
                         struct remote_file *file, struct h5dataset *ds, struct h5cd_error *err)
 {
     if (url == NULL || url[0] == '\0')
         return h5cd_fail(err, H5CD_E_BAD_REQUEST, "missing 'url'");
     if (path == NULL)
         return h5cd_fail(err, H5CD_E_BAD_REQUEST, "missing 'path'");
-    if (remote_open(srv->remote, url, srv->cfg->h5_prefix_bytes, file, err) < 0)
+    if (remote_open_as(srv->remote, url, token, srv->cfg->h5_prefix_bytes, file, err) < 0)
         return -1;
     return h5index_dataset(srv->h5index, file, path, ds, err);
 }
@@ -81,7 +81,8 @@ enum MHD_Result route_meta(struct server *srv, struct MHD_Connection *conn)
         return http_fail(srv, conn, H5CD_E_BAD_REQUEST, "missing query parameter 'url'");
     struct remote_file file;
     struct h5cd_error err = {0};
-    if (remote_open(srv->remote, url, srv->cfg->h5_prefix_bytes, &file, &err) < 0)
+    if (remote_open_as(srv->remote, url, http_dandi_token(conn), srv->cfg->h5_prefix_bytes, &file,
+                       &err) < 0)
         return http_send_error(srv, conn, &err);
     json_t *meta = h5index_meta(srv->h5index, &file, path != NULL ? path : "/", &err);
     if (meta == NULL)
@@ -169,7 +170,8 @@ enum MHD_Result route_chunk(struct server *srv, struct MHD_Connection *conn)
     struct remote_file file;
     struct h5dataset ds;
     struct h5cd_error err = {0};
-    if (open_dataset(srv, query(conn, "url"), query(conn, "path"), &file, &ds, &err) < 0)
+    if (open_dataset(srv, query(conn, "url"), http_dandi_token(conn), query(conn, "path"), &file,
+                     &ds, &err) < 0)
         return http_send_error(srv, conn, &err);
     uint64_t coords[H5CD_MAX_RANK];
     char why[128];
@@ -220,7 +222,8 @@ struct chunks_stream {
     size_t next_immediate; /* keys answered without the batch are emitted first */
     struct remote_batch *batch;
     bool batch_done;
-    bool decode; /* frames carry decoded values instead of stored bytes */
+    bool decode;       /* frames carry decoded values instead of stored bytes */
+    const char *token; /* the client's DANDI token (the connection's), or NULL */
     /* the frame being written */
     char header[FRAME_HEADER_BYTES];
     size_t header_len, header_pos;
@@ -504,7 +507,7 @@ static int prepare_stream(struct chunks_stream *cs, const char *body, size_t len
     json_t *keys = NULL;
     if (parse_request(cs->srv, cs->request, &url, &path, &keys, &cs->decode, err) < 0)
         return -1;
-    if (open_dataset(cs->srv, url, path, &cs->file, &cs->ds, err) < 0)
+    if (open_dataset(cs->srv, url, cs->token, path, &cs->file, &cs->ds, err) < 0)
         return -1;
     uint64_t *coords = NULL;
     if (parse_keys(cs, keys, err, &coords) < 0)
@@ -531,6 +534,7 @@ enum MHD_Result route_chunks(struct server *srv, struct MHD_Connection *conn, co
     if (cs == NULL)
         return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
     cs->srv = srv;
+    cs->token = http_dandi_token(conn);
     struct h5cd_error err = {0};
     if (prepare_stream(cs, body, len, &err) < 0) {
         chunks_stream_free(cs);

@@ -137,7 +137,7 @@ enum MHD_Result route_file(struct server *srv, struct MHD_Connection *conn, bool
         return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
     fs->srv = srv;
     struct h5cd_error err = {0};
-    if (remote_open(srv->remote, url, 0, &fs->file, &err) < 0) {
+    if (remote_open_as(srv->remote, url, http_dandi_token(conn), 0, &fs->file, &err) < 0) {
         free(fs);
         return http_send_error(srv, conn, &err);
     }

@@ -411,7 +411,8 @@ enum MHD_Result route_slice(struct server *srv, struct MHD_Connection *conn)
         return http_fail(srv, conn, H5CD_E_BAD_REQUEST, "missing query parameter 'url' or 'path'");
     struct remote_file file;
     struct h5cd_error err = {0};
-    if (remote_open(srv->remote, url, srv->cfg->h5_prefix_bytes, &file, &err) < 0)
+    if (remote_open_as(srv->remote, url, http_dandi_token(conn), srv->cfg->h5_prefix_bytes, &file,
+                       &err) < 0)
         return http_send_error(srv, conn, &err);
     json_t *meta = h5index_meta(srv->h5index, &file, path, &err);
     if (meta == NULL)

@@ -51,7 +51,8 @@ enum MHD_Result route_zarr_base(struct server *srv, struct MHD_Connection *conn)
         return http_fail(srv, conn, H5CD_E_BAD_REQUEST, "missing query parameter 'url'");
     struct remote_file file;
     struct h5cd_error err = {0};
-    if (remote_open(srv->remote, url, srv->cfg->h5_prefix_bytes, &file, &err) < 0)
+    if (remote_open_as(srv->remote, url, http_dandi_token(conn), srv->cfg->h5_prefix_bytes, &file,
+                       &err) < 0)
         return http_send_error(srv, conn, &err);
     char id[H5CD_MAX_URL_BYTES * 2];
     char base[sizeof(id) + 16];
@@ -460,7 +461,8 @@ enum MHD_Result route_zarr(struct server *srv, struct MHD_Connection *conn, cons
                          "the Zarr id is not an unpadded base64url URL (see /v1/zarr)");
     struct remote_file file;
     struct h5cd_error err = {0};
-    if (remote_open(srv->remote, url, srv->cfg->h5_prefix_bytes, &file, &err) < 0)
+    if (remote_open_as(srv->remote, url, http_dandi_token(conn), srv->cfg->h5_prefix_bytes, &file,
+                       &err) < 0)
         return http_send_error(srv, conn, &err);
     const char *key = slash + 1;
     if (strcmp(key, ".zmetadata") == 0)

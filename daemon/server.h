@@ -15,10 +15,12 @@
 
 #include "blockcache.h"
 #include "config.h"
+#include "credentials.h"
 #include "fetch.h"
 #include "h5index.h"
 #include "jobs.h"
 #include "remote.h"
+#include "resolve.h"
 #include "stats.h"
 #include "urlpolicy.h"
 
@@ -35,6 +37,8 @@ struct server {
     struct blockcache *cache;
     struct fetch_engine *fetch;
     struct remote *remote;
+    struct credstore *creds; /* upstream headers from credentials_file; SIGHUP swaps the set */
+    struct resolve *resolve; /* names, redirects and what upstream accepted */
     struct h5index *h5index;
     struct jobs *jobs;                               /* background prefetch jobs */
     struct MHD_Daemon *mhd[H5CD_MAX_LISTEN_SOCKETS]; /* one per listening socket */

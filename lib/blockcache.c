@@ -1596,3 +1596,44 @@ int blockcache_get_hot_part(struct blockcache *bc, int64_t file_id, uint64_t ind
     pthread_mutex_unlock(&bc->lock);
     return rc;
 }
+
+/* ---- files known readable without credentials (rows "public:IDENTITY" of meta) ---- */
+
+#define PUBLIC_KEY_PREFIX "public:"
+
+static int public_key(const char *identity, char *key, size_t cap)
+{
+    int n = snprintf(key, cap, PUBLIC_KEY_PREFIX "%s", identity);
+    return identity[0] == '\0' || n < 0 || (size_t)n >= cap ? -EINVAL : 0;
+}
+
+int blockcache_public_get(struct blockcache *bc, const char *identity, int64_t *until)
+{
+    char key[sizeof(PUBLIC_KEY_PREFIX) + H5CD_MAX_URL_BYTES];
+    if (identity == NULL || until == NULL || public_key(identity, key, sizeof(key)) < 0)
+        return -EINVAL;
+    pthread_mutex_lock(&bc->lock);
+    int rc = meta_get(bc->db, key, until);
+    pthread_mutex_unlock(&bc->lock);
+    return rc;
+}
+
+int blockcache_public_set(struct blockcache *bc, const char *identity, int64_t until)
+{
+    char key[sizeof(PUBLIC_KEY_PREFIX) + H5CD_MAX_URL_BYTES];
+    if (identity == NULL || public_key(identity, key, sizeof(key)) < 0)
+        return -EINVAL;
+    pthread_mutex_lock(&bc->lock);
+    int rc = meta_set(bc->db, key, until);
+    sqlite3_stmt *s = NULL;
+    if (rc == 0 && sqlite3_prepare_v2(bc->db,
+                                      "DELETE FROM meta WHERE key >= 'public:' AND key < 'public;'"
+                                      " AND value < ?1",
+                                      -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, (int64_t)time(NULL));
+        sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&bc->lock);
+    return rc;
+}

@@ -97,6 +97,16 @@ int blockcache_file_get(struct blockcache *bc, const char *identity, struct bloc
 int blockcache_file_put(struct blockcache *bc, const char *identity, const char *validator,
                         uint64_t size, struct blockcache_file *out, bool *changed);
 
+/*
+ * Until when a file is known to be readable without credentials (its bytes
+ * were fetched with a credential-free URL; see lib/resolve.h): 0 with
+ * *until (seconds since the epoch), or -ENOENT.  Kept across restarts so
+ * public files keep their fast path.  Any thread.
+ */
+int blockcache_public_get(struct blockcache *bc, const char *identity, int64_t *until);
+/* Records it (and forgets records that have expired).  0 or a negative errno. */
+int blockcache_public_set(struct blockcache *bc, const char *identity, int64_t until);
+
 /* Drops a file and all its blocks.  0 or -ENOENT. */
 int blockcache_file_drop(struct blockcache *bc, const char *identity);
 

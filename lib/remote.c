@@ -70,6 +70,7 @@ struct remote {
     struct fetch_engine *fetch;
     const struct urlpolicy *policy;
     struct h5cd_stats *stats;
+    struct resolve *resolve; /* NULL: URLs are fetched as given */
     uint32_t block_size;
     pthread_mutex_t lock;
     pthread_cond_t cond; /* broadcast whenever an entry or probe completes */
@@ -140,8 +141,8 @@ static int errcode_for_fetch(const struct fetch_result *res)
     case FETCH_ERR_NOT_FOUND:
         return H5CD_E_NOT_FOUND;
     case FETCH_ERR_DENIED:
-        /* Upstream's own 401/403 is its business; a refusal by our policy is ours. */
-        return res->http_status == 401 || res->http_status == 403 ? H5CD_E_UPSTREAM_ERROR
+        /* Upstream refused this URL (its signature, its token); a refusal by our policy is ours. */
+        return res->http_status == 401 || res->http_status == 403 ? H5CD_E_UPSTREAM_DENIED
                                                                   : H5CD_E_URL_NOT_ALLOWED;
     case FETCH_ERR_RANGE:
         return H5CD_E_RANGE_NOT_SATISFIABLE;
@@ -387,8 +388,9 @@ static bool fresh_in_cache(struct remote *r, const char *identity, unsigned reva
  */
 static int open_shared(struct remote *r, const char *url, const char *identity,
                        uint64_t probe_bytes, unsigned revalidate_s, struct remote_file *out,
-                       struct h5cd_error *err)
+                       bool *probed, struct h5cd_error *err)
 {
+    *probed = false; /* true only when this caller's own URL was just accepted upstream */
     pthread_mutex_lock(&r->lock);
     struct probe *probe = probe_find(r, identity);
     if (probe != NULL) {
@@ -426,6 +428,7 @@ static int open_shared(struct remote *r, const char *url, const char *identity,
 
     probe->file = *out;
     int rc = probe_upstream(r, url, identity, probe_bytes, &probe->file, &probe->error);
+    *probed = rc == 0;
 
     pthread_mutex_lock(&r->lock);
     probe->result = rc;
@@ -457,8 +460,39 @@ void remote_reconfigure(struct remote *r, const struct urlpolicy *policy, unsign
     pthread_mutex_unlock(&r->lock);
 }
 
-int remote_open(struct remote *r, const char *url, uint64_t probe_bytes, struct remote_file *out,
-                struct h5cd_error *err)
+void remote_set_resolver(struct remote *r, struct resolve *resolve)
+{
+    r->resolve = resolve;
+}
+
+/* Opens the URL a name resolved to; the gate of cached bytes for credential-free URLs. */
+static int open_resolved(struct remote *r, const struct urlpolicy *policy, unsigned revalidate_s,
+                         const struct resolve_result *rr, uint64_t probe_bytes,
+                         struct remote_file *out, struct h5cd_error *err)
+{
+    bool probed = false;
+    if (urlpolicy_check(policy, rr->url, out->identity, sizeof(out->identity), err) < 0)
+        return -1;
+    snprintf(out->url, sizeof(out->url), "%s", rr->url);
+    if (open_shared(r, rr->url, out->identity, probe_bytes, revalidate_s, out, &probed, err) < 0)
+        return -1;
+    if (r->resolve == NULL || rr->credentialed)
+        return 0; /* a credentialed name was checked upstream by the resolver */
+    /* Bytes fetched for one credential are never served to a request without one
+     * unless upstream serves this URL to anybody. */
+    int64_t now = (int64_t)time(NULL), until = 0;
+    int64_t ttl = (int64_t)resolve_access_ttl(r->resolve);
+    if (!probed && blockcache_public_get(r->cache, out->identity, &until) == 0 && until > now &&
+        until <= now + ttl)
+        return 0;
+    if (!probed && resolve_check_public(r->resolve, policy, rr->url, out->identity, err) < 0)
+        return -1;
+    blockcache_public_set(r->cache, out->identity, now + ttl);
+    return 0;
+}
+
+int remote_open_as(struct remote *r, const char *name, const char *token, uint64_t probe_bytes,
+                   struct remote_file *out, struct h5cd_error *err)
 {
     memset(out, 0, sizeof(*out));
     /* remote_reconfigure may swap these; the lock orders the reads after it. */
@@ -466,10 +500,38 @@ int remote_open(struct remote *r, const char *url, uint64_t probe_bytes, struct 
     const struct urlpolicy *policy = r->policy;
     unsigned revalidate_s = r->cfg.revalidate_s;
     pthread_mutex_unlock(&r->lock);
-    if (urlpolicy_check(policy, url, out->identity, sizeof(out->identity), err) < 0)
+    struct resolve_result rr = {0};
+    if (strlen(name) > H5CD_MAX_URL_BYTES)
+        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL longer than %d bytes", H5CD_MAX_URL_BYTES);
+    if (token != NULL && token[0] == '\0')
+        token = NULL;
+    if (r->resolve == NULL) {
+        if (token != NULL)
+            return h5cd_fail(err, H5CD_E_BAD_REQUEST, "this daemon does not resolve names");
+        snprintf(rr.url, sizeof(rr.url), "%s", name);
+        return open_resolved(r, policy, revalidate_s, &rr, probe_bytes, out, err);
+    }
+    if (resolve_name(r->resolve, policy, name, token, false, &rr, err) < 0)
         return -1;
-    snprintf(out->url, sizeof(out->url), "%s", url);
-    return open_shared(r, url, out->identity, probe_bytes, revalidate_s, out, err);
+    int rc = open_resolved(r, policy, revalidate_s, &rr, probe_bytes, out, err);
+    if (rc < 0 && rr.remembered && err != NULL && err->code == H5CD_E_UPSTREAM_DENIED) {
+        /* A remembered final URL was refused (expired, revoked): resolve once more. */
+        if (resolve_name(r->resolve, policy, name, token, true, &rr, err) < 0)
+            return -1;
+        rc = open_resolved(r, policy, revalidate_s, &rr, probe_bytes, out, err);
+    }
+    if (rc < 0)
+        return -1;
+    snprintf(out->name, sizeof(out->name), "%s", name);
+    snprintf(out->token, sizeof(out->token), "%s", token != NULL ? token : "");
+    out->resolved = true;
+    return 0;
+}
+
+int remote_open(struct remote *r, const char *url, uint64_t probe_bytes, struct remote_file *out,
+                struct h5cd_error *err)
+{
+    return remote_open_as(r, url, NULL, probe_bytes, out, err);
 }
 
 /* ---- reading: batches of ranges ---- */
@@ -505,6 +567,7 @@ struct batch_range {
     void *tag;
     size_t pending; /* slots not consumed yet */
     bool failed;
+    bool retried; /* admitted again after its URL was re-resolved */
     struct h5cd_error error;
 };
 
@@ -524,6 +587,8 @@ struct remote_batch {
     size_t returned;
     size_t last;            /* the range handed out by the previous next(), or SIZE_MAX */
     bool changed;           /* upstream reported another version of the file */
+    bool reresolved;        /* the name was resolved again after a refusal (once a batch) */
+    bool reresolve_ok;      /* ... and gave another URL for the same file */
     uint8_t *scratch;       /* one block, for cache reads */
     uint64_t scratch_index; /* the block scratch holds (verified), or UINT64_MAX */
     size_t scratch_len;
@@ -994,6 +1059,8 @@ static void claim_gaps_locked(struct remote_batch *b, size_t from)
     free(wanted);
 }
 
+static void start_slots(struct remote_batch *b, size_t slots_before, bool with_gaps);
+
 /* Admits ranges while the byte budget allows (always at least one), then fetches their misses. */
 static void admit_ranges(struct remote_batch *b)
 {
@@ -1018,11 +1085,17 @@ static void admit_ranges(struct remote_batch *b)
         if (range->pending == 0)
             ready_push(b, ri);
     }
+    start_slots(b, slots_before, true);
+}
+
+/* Claims the slots [slots_before, nslots) and fetches what nobody has (gaps too, with_gaps). */
+static void start_slots(struct remote_batch *b, size_t slots_before, bool with_gaps)
+{
     if (b->nslots == slots_before)
         return;
     pthread_mutex_lock(&b->remote->lock);
     int rc = claim_slots_locked(b, slots_before);
-    if (rc == 0)
+    if (rc == 0 && with_gaps)
         claim_gaps_locked(b, slots_before);
     pthread_mutex_unlock(&b->remote->lock);
     if (rc < 0) {
@@ -1146,7 +1219,7 @@ static void abandon_slots(struct remote_batch *b, bool fail_ranges)
             struct batch_range *range = &b->ranges[s->range];
             fail_range(range, H5CD_E_UPSTREAM_TIMEOUT, "timed out waiting for upstream");
             if (--range->pending == 0)
-                b->ready[b->ready_tail++] = s->range;
+                ready_push(b, s->range);
         }
     }
     pthread_mutex_unlock(&r->lock);
@@ -1208,10 +1281,66 @@ static void retire_last(struct remote_batch *b)
     b->last = SIZE_MAX;
 }
 
+/*
+ * After upstream refused the batch's URL (a presigned URL expired during a
+ * long read): the name is resolved again, once per batch, and the batch
+ * goes on with the new URL if it names the same file.  True when it does.
+ */
+static bool reresolve(struct remote_batch *b)
+{
+    struct remote *r = b->remote;
+    if (!b->file.resolved || r->resolve == NULL || b->reresolved)
+        return b->reresolve_ok;
+    b->reresolved = true;
+    pthread_mutex_lock(&r->lock);
+    const struct urlpolicy *policy = r->policy;
+    pthread_mutex_unlock(&r->lock);
+    const char *token = b->file.token[0] != '\0' ? b->file.token : NULL;
+    struct resolve_result rr;
+    struct h5cd_error e;
+    char identity[H5CD_MAX_URL_BYTES + 1];
+    /* Another reader may have resolved it again already; else ask upstream. */
+    if (resolve_name(r->resolve, policy, b->file.name, token, false, &rr, &e) < 0 ||
+        strcmp(rr.url, b->file.url) == 0) {
+        if (resolve_name(r->resolve, policy, b->file.name, token, true, &rr, &e) < 0)
+            return false;
+    }
+    if (strcmp(rr.url, b->file.url) == 0 ||
+        urlpolicy_check(policy, rr.url, identity, sizeof(identity), &e) < 0 ||
+        strcmp(identity, b->file.identity) != 0)
+        return false;
+    snprintf(b->file.url, sizeof(b->file.url), "%s", rr.url);
+    b->reresolve_ok = true;
+    log_info("msg=\"upstream refused a resolved URL; resolved again\"");
+    return true;
+}
+
+/* Reads a failed range again, with the batch's new URL. */
+static void readmit(struct remote_batch *b, size_t ri)
+{
+    struct batch_range *range = &b->ranges[ri];
+    range->failed = false;
+    range->retried = true;
+    range->pending = 0;
+    memset(&range->error, 0, sizeof(range->error));
+    size_t slots_before = b->nslots;
+    if (admit_one(b, ri) < 0) {
+        b->nslots = slots_before;
+        range->pending = 0;
+        fail_range(range, H5CD_E_INTERNAL, "out of memory");
+    }
+    if (range->pending == 0) {
+        ready_push(b, ri);
+        return;
+    }
+    start_slots(b, slots_before, false);
+}
+
 int remote_batch_next(struct remote_batch *b, struct remote_batch_result *res)
 {
     if (b->ready == NULL && b->nranges > 0) {
-        b->ready = malloc(b->nranges * sizeof(*b->ready));
+        /* Room for every range twice: each may be read again once (readmit). */
+        b->ready = malloc(2 * b->nranges * sizeof(*b->ready));
         if (b->ready == NULL)
             return -ENOMEM;
     }
@@ -1219,13 +1348,22 @@ int remote_batch_next(struct remote_batch *b, struct remote_batch_result *res)
     if (b->returned == b->nranges)
         return 0;
     admit_ranges(b);
-    while (b->ready_head == b->ready_tail) {
-        if (!progress(b)) {
-            drop_plans(b);
-            abandon_slots(b, true);
+    for (;;) {
+        while (b->ready_head == b->ready_tail) {
+            if (!progress(b)) {
+                drop_plans(b);
+                abandon_slots(b, true);
+            }
+            if (b->ready_head == b->ready_tail && b->scan_from >= b->nslots)
+                return -EIO; /* nothing pending and nothing ready: cannot happen */
         }
-        if (b->ready_head == b->ready_tail && b->scan_from >= b->nslots)
-            return -EIO; /* nothing pending and nothing ready: cannot happen */
+        size_t ri = b->ready[b->ready_head];
+        struct batch_range *range = &b->ranges[ri];
+        if (!range->failed || range->error.code != H5CD_E_UPSTREAM_DENIED || range->retried ||
+            !reresolve(b))
+            break;
+        b->ready_head++;
+        readmit(b, ri);
     }
     if (b->changed) {
         b->changed = false;

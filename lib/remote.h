@@ -21,10 +21,12 @@
 #include "errors.h"
 #include "fetch.h"
 #include "h5cd_limits.h"
+#include "resolve.h"
 #include "stats.h"
 #include "urlpolicy.h"
 
 struct remote;
+struct resolve;
 
 struct remote_config {
     uint64_t coalesce_gap;    /* see config.h */
@@ -38,11 +40,17 @@ struct remote_config {
 
 /* What is known about one version of a remote file. */
 struct remote_file {
-    char url[H5CD_MAX_URL_BYTES + 1];      /* the URL fetched, as the client gave it */
+    char url[H5CD_MAX_URL_BYTES + 1];      /* the URL fetched: the client's, or what its
+                                            * name resolved to (see resolve.h) */
     char identity[H5CD_MAX_URL_BYTES + 1]; /* its cache identity (see urlpolicy.h) */
     int64_t file_id;                       /* the cache's id of this version */
     uint64_t size;
     char validator[H5CD_MAX_VALIDATOR_BYTES];
+    /* What the client named, and its DANDI token: a read refused upstream (a
+     * signature expired mid-batch) re-resolves the name once and goes on. */
+    char name[H5CD_MAX_URL_BYTES + 1];
+    char token[RESOLVE_MAX_TOKEN_BYTES + 1]; /* "" for none; never logged */
+    bool resolved;                           /* url came from the resolver */
 };
 
 /* All pointers are borrowed and must outlive the remote.  0 or -ENOMEM. */
@@ -68,6 +76,25 @@ void remote_reconfigure(struct remote *remote, const struct urlpolicy *policy,
  */
 int remote_open(struct remote *remote, const char *url, uint64_t probe_bytes,
                 struct remote_file *out, struct h5cd_error *err);
+
+/*
+ * Lets the remote resolve names (s3://, dandi://, redirects, signed URLs;
+ * see resolve.h) and refuse cached bytes to requests upstream would refuse.
+ * Without a resolver, URLs are fetched as given (tests of the read path).
+ * Call before the first open; resolve must outlive the remote.
+ */
+void remote_set_resolver(struct remote *remote, struct resolve *resolve);
+
+/*
+ * remote_open for a name a client gave, with the client's DANDI token
+ * (NULL for none).  The name is resolved first; cached bytes are used only
+ * when upstream accepted this name and token (now, or remembered until
+ * they expire), or when the file is known to be readable without
+ * credentials.  Errors as remote_open, plus H5CD_E_UPSTREAM_DENIED (403)
+ * when upstream refused the name, its signature or the token.
+ */
+int remote_open_as(struct remote *remote, const char *name, const char *token, uint64_t probe_bytes,
+                   struct remote_file *out, struct h5cd_error *err);
 
 /* Checks url against the current policy and writes its cache identity.  0, or -1 with err. */
 int remote_identity(struct remote *remote, const char *url, char *identity, size_t cap,

@@ -565,7 +565,8 @@ int resolve_name(struct resolve *r, const struct urlpolicy *policy, const char *
         if (m != NULL) {
             snprintf(out->url, sizeof(out->url), "%s", m->url);
             out->credentialed = m->credentialed;
-            out->checked = true;
+            out->checked = m->url != NULL;
+            out->remembered = true;
             out->expires = m->expires;
         }
         pthread_mutex_unlock(&r->lock);
@@ -647,4 +648,9 @@ int resolve_check_public(struct resolve *r, const struct urlpolicy *policy, cons
         return -1;
     resolve_mark_public(r, identity);
     return 0;
+}
+
+unsigned resolve_access_ttl(struct resolve *r)
+{
+    return current(r)->access_ttl_s;
 }

@@ -46,6 +46,7 @@ struct resolve_result {
     char url[H5CD_MAX_URL_BYTES + 1]; /* the http(s) URL to fetch */
     bool credentialed;                /* reached with credentials: never marks anything public */
     bool checked;                     /* upstream accepted it (now or remembered) */
+    bool remembered;                  /* from memory, not from a request just made */
     time_t expires;                   /* when the resolution must be redone; 0 = never stored */
 };
 
@@ -84,6 +85,9 @@ void resolve_mark_public(struct resolve *r, const char *identity);
  */
 int resolve_check_public(struct resolve *r, const struct urlpolicy *policy, const char *url,
                          const char *identity, struct h5cd_error *err);
+
+/* access_ttl_s in effect. */
+unsigned resolve_access_ttl(struct resolve *r);
 
 /* True when url carries credentials: signature parameters or a header
  * from the credentials file. */
