@@ -533,6 +533,8 @@ static void reload(struct daemon *d)
                   err);
     else
         credstore_set(d->srv.creds, creds);
+    /* What the old credentials unlocked is asked again with the new ones. */
+    resolve_forget_all(d->srv.resolve);
     if (accesslog_set_path(d->srv.access_log, cfg->access_log, err, sizeof(err)) < 0)
         log_error("msg=\"cannot reopen the access log: it keeps its previous file\" reason=\"%s\"",
                   err);

@@ -610,6 +610,13 @@ done:
     return rc;
 }
 
+void resolve_forget_all(struct resolve *r)
+{
+    pthread_mutex_lock(&r->lock);
+    table_clear(&r->resolved);
+    pthread_mutex_unlock(&r->lock);
+}
+
 void resolve_forget(struct resolve *r, const char *name, const char *token)
 {
     char *key = memo_key(name, token);

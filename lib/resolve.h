@@ -70,6 +70,9 @@ int resolve_name(struct resolve *r, const struct urlpolicy *policy, const char *
                  const char *token, bool refresh, struct resolve_result *out,
                  struct h5cd_error *err);
 
+/* Drops every remembered resolution (the credentials changed). */
+void resolve_forget_all(struct resolve *r);
+
 /* Drops what is remembered for (name, token). */
 void resolve_forget(struct resolve *r, const char *name, const char *token);
 
