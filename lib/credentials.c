@@ -278,9 +278,11 @@ int credentials_load(const char *path, struct credentials **out, char *err, size
         h5cd_errf(err, errlen, "credentials_file %s: not a regular file", path);
         goto done;
     }
-    if (st.st_uid != geteuid()) {
-        h5cd_errf(err, errlen, "credentials_file %s: owned by uid %u, not by the daemon's user",
-                  path, (unsigned)st.st_uid);
+    /* root may own it: systemd's LoadCredential= hands files over that way. */
+    if (st.st_uid != geteuid() && st.st_uid != 0) {
+        h5cd_errf(err, errlen,
+                  "credentials_file %s: owned by uid %u, not by the daemon's user or root", path,
+                  (unsigned)st.st_uid);
         goto done;
     }
     if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {

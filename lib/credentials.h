@@ -32,7 +32,7 @@ struct credentials;
 
 /*
  * Reads path ("" gives an empty set).  The file must be a regular file
- * owned by the daemon's user that neither group nor others may access
+ * owned by the daemon's user (or root) that neither group nor others may access
  * (0600 or 0400), and not a symbolic link.  Returns 0 with *out (release
  * with credentials_release), or -1 with a one-line reason naming the file
  * and line (never a header value) in err.  Main thread.
