@@ -20,7 +20,18 @@
 #define ALL_COMMANDS 0xFFFFu
 #define BIT(c)       (1u << (c))
 
-enum opt_id { O_HELP, O_VERSION, O_DAEMON, O_TOKEN, O_JSON, O_TIMEOUT, O_DECODE, O_OUT, O_ALL };
+enum opt_id {
+    O_HELP,
+    O_VERSION,
+    O_DAEMON,
+    O_TOKEN,
+    O_DANDI_TOKEN,
+    O_JSON,
+    O_TIMEOUT,
+    O_DECODE,
+    O_OUT,
+    O_ALL
+};
 
 struct opt {
     enum opt_id id;
@@ -35,6 +46,7 @@ static const struct opt opts[] = {
     {O_VERSION, "version", 'V', false, ALL_COMMANDS},
     {O_DAEMON, "daemon", 0, true, ALL_COMMANDS},
     {O_TOKEN, "token", 0, true, ALL_COMMANDS},
+    {O_DANDI_TOKEN, "dandi-token", 0, true, ALL_COMMANDS},
     {O_JSON, "json", 0, false, ALL_COMMANDS},
     {O_TIMEOUT, "timeout", 0, true, ALL_COMMANDS},
     {O_DECODE, "decode", 0, false, BIT(H5C_CMD_GET)},
@@ -403,6 +415,7 @@ static int apply_options(const struct scan *s, const char *env_daemon, const cha
     a->all = s->values[O_ALL] != NULL;
     a->out = s->values[O_OUT];
     a->token_file = s->values[O_TOKEN];
+    a->dandi_token_file = s->values[O_DANDI_TOKEN];
     if (a->token_file == NULL && env_token != NULL && env_token[0] != '\0')
         a->token_file = env_token;
     a->timeout_ms = H5C_DEFAULT_TIMEOUT_MS;

@@ -35,6 +35,8 @@ static const char general_help[] =
     "                   else " H5C_DEFAULT_DAEMON ")\n"
     "  --token FILE     send the token in FILE as a bearer token (default:\n"
     "                   $H5CHUNKD_TOKEN_FILE)\n"
+    "  --dandi-token FILE  send the DANDI API key in FILE for embargoed Dandisets\n"
+    "                   (default: the key in $DANDI_API_KEY)\n"
     "  --json           print the daemon's JSON instead of a summary\n"
     "  --timeout TIME   give up after TIME (30, 90s, 10m, 2h; default 1h)\n"
     "  -h, --help       this help; COMMAND --help for a command's\n"
@@ -181,6 +183,8 @@ int main(int argc, char **argv)
         h5c_errorf("%s", err);
         return H5C_EXIT_USAGE;
     }
+    if (a.dandi_token_file == NULL)
+        a.dandi_key = getenv("DANDI_API_KEY");
     if (a.help || a.version) {
         if (a.help)
             print_help(a.cmd);

@@ -57,12 +57,14 @@ struct h5c_daemon {
 /* The command line.  String pointers point into argv. */
 struct h5c_args {
     enum h5c_command cmd;
-    bool help;              /* --help: print the (command's) help and exit 0 */
-    bool version;           /* --version */
-    bool json;              /* --json: raw JSON for scripts */
-    bool decode;            /* get --decode */
-    bool all;               /* cache purge --all */
-    const char *token_file; /* --token, else $H5CHUNKD_TOKEN_FILE; NULL for none */
+    bool help;                    /* --help: print the (command's) help and exit 0 */
+    bool version;                 /* --version */
+    bool json;                    /* --json: raw JSON for scripts */
+    bool decode;                  /* get --decode */
+    bool all;                     /* cache purge --all */
+    const char *token_file;       /* --token, else $H5CHUNKD_TOKEN_FILE; NULL for none */
+    const char *dandi_token_file; /* --dandi-token: the DANDI API key, sent as X-DANDI-Token */
+    const char *dandi_key;        /* else $DANDI_API_KEY (set by main, not by the parser) */
     const char *url;
     const char *path;
     const char *select; /* slice, prefetch; NULL when absent */

@@ -123,6 +123,39 @@ static int add_header(struct curl_slist **list, const char *line)
     return 0;
 }
 
+/* X-DANDI-Token from --dandi-token FILE, else from $DANDI_API_KEY. */
+static int add_dandi_token(struct h5c_http *h, const struct h5c_args *args, char *err,
+                           size_t errlen)
+{
+    char key[H5C_MAX_TOKEN_BYTES + 1];
+    char line[H5C_MAX_TOKEN_BYTES + 32];
+    if (args->dandi_token_file != NULL) {
+        if (read_token(args->dandi_token_file, key, sizeof(key), err, errlen) < 0)
+            return -1;
+    } else if (args->dandi_key != NULL && args->dandi_key[0] != '\0') {
+        size_t len = strlen(args->dandi_key);
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)args->dandi_key[i] <= 0x20 ||
+                (unsigned char)args->dandi_key[i] >= 0x7f || len > H5C_MAX_TOKEN_BYTES) {
+                snprintf(err, errlen, "DANDI_API_KEY must be one printable word");
+                return -1;
+            }
+        memcpy(key, args->dandi_key, len + 1);
+    } else {
+        return 0;
+    }
+    int n = snprintf(line, sizeof(line), "X-DANDI-Token: %s", key);
+    explicit_bzero(key, sizeof(key));
+    int rc = 0;
+    if (n < 0 || (size_t)n >= sizeof(line) || add_header(&h->plain_headers, line) < 0 ||
+        add_header(&h->json_headers, line) < 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    explicit_bzero(line, sizeof(line));
+    return rc;
+}
+
 static int build_headers(struct h5c_http *h, const char *token_file, char *err, size_t errlen)
 {
     if (token_file != NULL) {
@@ -172,7 +205,8 @@ int h5c_http_new(const struct h5c_args *args, struct h5c_http **out, char *err, 
         snprintf(err, errlen, "cannot initialise libcurl");
         goto fail;
     }
-    if (build_headers(h, args->token_file, err, errlen) < 0)
+    if (build_headers(h, args->token_file, err, errlen) < 0 ||
+        add_dandi_token(h, args, err, errlen) < 0)
         goto fail;
     *out = h;
     return 0;
