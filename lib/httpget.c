@@ -15,11 +15,15 @@
 
 #include "httprange.h"
 
+#define DISCARD_MAX_BYTES (64 * 1024) /* body read and dropped before a discarded answer is cut */
+
 struct state {
     const struct httpget_request *req;
     struct httpget_response *res;
     size_t cap;
     bool overflow;
+    size_t discarded;
+    bool cut; /* a body nobody wants was cut short: the answer itself is complete */
 };
 
 static curl_socket_t open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *addr)
@@ -75,8 +79,15 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
     struct state *st = userp;
     size_t len = size * nmemb;
     struct httpget_response *res = st->res;
-    if (st->req->max_body == 0)
+    if (st->req->max_body == 0) {
+        /* A server that ignores Range sends the whole file: stop reading it. */
+        st->discarded += len;
+        if (st->discarded > DISCARD_MAX_BYTES) {
+            st->cut = true;
+            return 0;
+        }
         return len;
+    }
     if (len > st->req->max_body - res->body_len) {
         st->overflow = true;
         return 0; /* aborts the transfer */
@@ -146,6 +157,8 @@ int httpget_run(const struct httpget_request *req, struct httpget_response *res)
         SETOPT(h, CURLOPT_USERAGENT, req->user_agent);
     CURLcode code = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->status);
+    if (code == CURLE_WRITE_ERROR && st.cut && res->status != 0)
+        code = CURLE_OK;
     if (code != CURLE_OK) {
         res->timed_out = code == CURLE_OPERATION_TIMEDOUT;
         if (st.overflow)

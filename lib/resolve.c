@@ -36,6 +36,7 @@ struct table {
 };
 
 struct settings {
+    struct settings *older; /* replaced generations: requests may still read them */
     struct urlforms_s3 s3;
     char *s3_endpoint, *s3_region;
     char *dandi_api;
@@ -50,8 +51,6 @@ struct settings {
 struct resolve {
     pthread_mutex_t lock;
     struct settings *set; /* replaced whole on reconfigure; old ones kept until free */
-    struct settings *retired[8];
-    size_t nretired;
     struct credstore *creds;
     struct h5cd_stats *stats;
     struct table resolved;
@@ -259,9 +258,11 @@ void resolve_free(struct resolve *r)
         return;
     table_clear(&r->resolved);
     table_clear(&r->public);
-    settings_free(r->set);
-    for (size_t i = 0; i < r->nretired; i++)
-        settings_free(r->retired[i]);
+    while (r->set != NULL) {
+        struct settings *older = r->set->older;
+        settings_free(r->set);
+        r->set = older;
+    }
     pthread_mutex_destroy(&r->lock);
     free(r);
 }
@@ -272,13 +273,9 @@ int resolve_reconfigure(struct resolve *r, const struct h5cd_config *cfg, char *
     if (s == NULL)
         return -1;
     pthread_mutex_lock(&r->lock);
-    /* Requests under way may still read the old settings: keep a few generations. */
-    if (r->nretired == sizeof(r->retired) / sizeof(r->retired[0])) {
-        settings_free(r->retired[0]);
-        memmove(r->retired, r->retired + 1, (r->nretired - 1) * sizeof(r->retired[0]));
-        r->nretired--;
-    }
-    r->retired[r->nretired++] = r->set;
+    /* Requests under way may still read the old settings: they stay until resolve_free
+     * (a few hundred bytes per SIGHUP that changed these options). */
+    s->older = r->set;
     r->set = s;
     table_clear(&r->resolved);
     table_clear(&r->public);
