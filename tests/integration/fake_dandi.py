@@ -21,6 +21,8 @@ The API, shaped like the DANDI REST API (paginated like the real one):
   GET /_sign?path=/private/NAME[&date=YYYYMMDDTHHMMSSZ][&expires=S][&forge=1]
         a presigned origin URL, for tests to craft good, expired, forged ones
   GET /_counts                                     what both servers answered
+  GET /_rotate                                     a new signing key: every URL signed
+                                                   so far is refused from now on
 
 The origin, shaped like S3: single byte ranges (206, Content-Range,
 ETag), 416 past the end, never HEAD-only tricks:
@@ -68,7 +70,9 @@ def amz_now(offset=0):
 
 def signature(path, date, expires):
     msg = (path + "\n" + date + "\n" + str(expires)).encode()
-    return hmac.new(SECRET, msg, hashlib.sha256).hexdigest()
+    with lock:
+        key = SECRET
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
 def signed_url(origin, path, date=None, expires=None, forge=False):
@@ -138,6 +142,11 @@ class Api(BaseHTTPRequestHandler):
         if url.path == "/_counts":
             with lock:
                 return self.send_json(200, counts)
+        if url.path == "/_rotate":
+            global SECRET
+            with lock:
+                SECRET = SECRET + b"+"
+            return self.send_json(200, {"rotated": True})
         if url.path == "/_sign":
             return self.send_json(200, {"url": signed_url(
                 origin, q["path"][0], q.get("date", [None])[0], q.get("expires", [None])[0],

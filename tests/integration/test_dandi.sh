@@ -18,6 +18,7 @@ mkdir -p "$T/root"
 cp "$T/gen/session.nwb" "$T/root/session.nwb"
 cp "$T/gen/session.nwb" "$T/root/other.nwb"
 cp "$T/gen/session.nwb" "$T/root/embargo_session.nwb"
+cp "$T/gen/session.nwb" "$T/root/embargo_two.nwb"
 SIZE=$(stat -c %s "$T/root/session.nwb")
 DSET=/acquisition/ElectricalSeries/data
 
@@ -187,6 +188,20 @@ st=$(http_get "$DAEMON_URL/v1/meta?url=$(urlencode "$EMB")&path=/" "$T/meta.json
 assert_eq 200 "$st" "/v1/meta with token A"
 st=$(http_get "$(mirror_url "$EMB")" "$T/e.out" -r 0-9 -H "X-DANDI-Token: bad token")
 assert_error 400 "$st" "$T/e.out" bad_request "a token with a blank"
+
+check "a remembered signed URL refused upstream (key rotated) is resolved again mid-read"
+EMB2="dandi://DANDI/000002/sub-01/embargo_two.nwb"
+st=$(http_get "$(mirror_url "$EMB2")" "$T/part.bin" -r 0-99 -H "X-DANDI-Token: tokenA")
+assert_eq 206 "$st" "a first range of another embargoed file"
+d0=$(count api download)
+curl -sS --max-time 10 "http://127.0.0.1:$API_PORT/_rotate" >/dev/null || fail "rotate"
+# The tail is not cached (the open cached the first block only): its fetch is refused, the
+# name is resolved again and the read goes on.
+st=$(http_get "$(mirror_url "$EMB2")" "$T/tail.bin" \
+    -H "X-DANDI-Token: tokenA" -H 'Range: bytes=-4096')
+assert_eq 206 "$st" "the tail after the key rotation"
+tail -c 4096 "$T/root/embargo_two.nwb" | cmp -s - "$T/tail.bin" || fail "tail bytes differ"
+assert_eq 1 $(($(count api download) - d0)) "resolutions after the refusal"
 
 check "zarr and h5py read dandi:// names (the embargoed one with the key in a header)"
 "$PYTHON_H5" - "$DAEMON_URL" "$T/root/session.nwb" "$EMB" "dandi://DANDI/000001/sub-01/session.nwb" \
