@@ -25,6 +25,7 @@
 
 #include "coalesce.h"
 #include "log.h"
+#include "urlforms.h"
 
 #define INFLIGHT_BUCKETS        4096
 #define DEFAULT_WAIT_TIMEOUT_MS (10u * 60u * 1000u)
@@ -387,8 +388,8 @@ static bool fresh_in_cache(struct remote *r, const char *identity, unsigned reva
  * the row with its blocks: the file's first bytes are fetched once.
  */
 static int open_shared(struct remote *r, const char *url, const char *identity,
-                       uint64_t probe_bytes, unsigned revalidate_s, struct remote_file *out,
-                       bool *probed, struct h5cd_error *err)
+                       uint64_t probe_bytes, unsigned revalidate_s, bool mark_public,
+                       struct remote_file *out, bool *probed, struct h5cd_error *err)
 {
     *probed = false; /* true only when this caller's own URL was just accepted upstream */
     pthread_mutex_lock(&r->lock);
@@ -429,6 +430,11 @@ static int open_shared(struct remote *r, const char *url, const char *identity,
     probe->file = *out;
     int rc = probe_upstream(r, url, identity, probe_bytes, &probe->file, &probe->error);
     *probed = rc == 0;
+    /* Marked before the probe is unlisted: whoever joined it or comes after it finds the
+     * mark, so concurrent openers of a public file ask upstream nothing more. */
+    if (rc == 0 && mark_public)
+        blockcache_public_set(r->cache, identity,
+                              (int64_t)time(NULL) + (int64_t)resolve_access_ttl(r->resolve));
 
     pthread_mutex_lock(&r->lock);
     probe->result = rc;
@@ -474,18 +480,20 @@ static int open_resolved(struct remote *r, const struct urlpolicy *policy, unsig
     if (urlpolicy_check(policy, rr->url, out->identity, sizeof(out->identity), err) < 0)
         return -1;
     snprintf(out->url, sizeof(out->url), "%s", rr->url);
-    if (open_shared(r, rr->url, out->identity, probe_bytes, revalidate_s, out, &probed, err) < 0)
+    bool mark_public = r->resolve != NULL && !rr->credentialed;
+    if (open_shared(r, rr->url, out->identity, probe_bytes, revalidate_s, mark_public, out, &probed,
+                    err) < 0)
         return -1;
-    if (r->resolve == NULL || rr->credentialed)
+    if (!mark_public || probed)
         return 0; /* a credentialed name was checked upstream by the resolver */
     /* Bytes fetched for one credential are never served to a request without one
      * unless upstream serves this URL to anybody. */
     int64_t now = (int64_t)time(NULL), until = 0;
     int64_t ttl = (int64_t)resolve_access_ttl(r->resolve);
-    if (!probed && blockcache_public_get(r->cache, out->identity, &until) == 0 && until > now &&
+    if (blockcache_public_get(r->cache, out->identity, &until) == 0 && until > now &&
         until <= now + ttl)
         return 0;
-    if (!probed && resolve_check_public(r->resolve, policy, rr->url, out->identity, err) < 0)
+    if (resolve_check_public(r->resolve, policy, rr->url, out->identity, err) < 0)
         return -1;
     blockcache_public_set(r->cache, out->identity, now + ttl);
     return 0;
@@ -1433,5 +1441,11 @@ int remote_identity(struct remote *r, const char *url, char *identity, size_t ca
     pthread_mutex_lock(&r->lock);
     const struct urlpolicy *policy = r->policy;
     pthread_mutex_unlock(&r->lock);
-    return urlpolicy_check(policy, url, identity, cap, err);
+    if (r->resolve == NULL || !urlforms_is_form(url))
+        return urlpolicy_check(policy, url, identity, cap, err);
+    /* A name (s3://, dandi://) is the blob it resolves to. */
+    struct resolve_result rr;
+    if (resolve_name(r->resolve, policy, url, NULL, false, &rr, err) < 0)
+        return -1;
+    return urlpolicy_check(policy, rr.url, identity, cap, err);
 }

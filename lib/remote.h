@@ -96,7 +96,8 @@ void remote_set_resolver(struct remote *remote, struct resolve *resolve);
 int remote_open_as(struct remote *remote, const char *name, const char *token, uint64_t probe_bytes,
                    struct remote_file *out, struct h5cd_error *err);
 
-/* Checks url against the current policy and writes its cache identity.  0, or -1 with err. */
+/* Checks url against the current policy and writes its cache identity (a name such as
+ * s3:// or dandi:// is resolved first, without a token).  0, or -1 with err. */
 int remote_identity(struct remote *remote, const char *url, char *identity, size_t cap,
                     struct h5cd_error *err);
 
