@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -394,11 +395,26 @@ static void start_engine(struct server *srv)
         die("out of memory");
     struct blockcache_stats cs;
     blockcache_get_stats(srv->cache, &cs);
+    char worker[PATH_MAX];
+    if (workerpool_find_worker(cfg->worker_path, LIBEXECDIR, worker, sizeof(worker)) < 0)
+        die("cannot find the h5chunkd-worker program (worker_path, H5CHUNKD_WORKER, next to "
+            "h5chunkd, or %s/h5chunkd)",
+            LIBEXECDIR);
+    struct workerpool_config wcfg = {
+        .worker_path = worker,
+        .workers = cfg->workers,
+        .timeout_ms = cfg->worker_timeout_s * 1000,
+        .memory_bytes = cfg->worker_memory,
+        .log_level = cfg->log_level,
+    };
+    if (workerpool_new(&wcfg, srv->remote, &srv->stats, &srv->workers) < 0)
+        die("out of memory");
     struct h5index_config icfg = {
         .dir = cs.degraded ? NULL : cfg->cache_dir,
         .prefix_bytes = cfg->h5_prefix_bytes,
+        .max_decode_bytes = cfg->max_decode_bytes,
     };
-    rc = h5index_open(&icfg, srv->remote, &srv->stats, &srv->h5index);
+    rc = h5index_open(&icfg, srv->workers, &srv->stats, &srv->h5index);
     if (rc < 0)
         die("cannot open the HDF5 index: %s", strerror(-rc));
     if (jobs_new(MAX_RUNNING_JOBS, MAX_KEPT_JOBS, &srv->jobs) < 0)
@@ -412,6 +428,7 @@ static void stop_all(struct daemon *d)
     http_stop(srv);
     jobs_free(srv->jobs); /* cancels prefetches; they need the engine until they end */
     h5index_close(srv->h5index);
+    workerpool_free(srv->workers); /* no request uses a worker any more */
     fetch_free(srv->fetch);
     remote_free(srv->remote);
     blockcache_close(srv->cache);

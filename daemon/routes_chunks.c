@@ -19,7 +19,6 @@
 
 #include "chunkkey.h"
 #include "fastdecode.h"
-#include "h5decode.h"
 #include "http.h"
 #include "log.h"
 #include "prefetch.h"
@@ -142,11 +141,14 @@ static enum MHD_Result send_decoded_chunk(struct server *srv, struct MHD_Connect
                             srv->cfg->batch_inflight_bytes, NULL, NULL, &progress, &err) < 0)
             return http_send_error(srv, conn, &err);
     }
-    if (fast != 0 && h5decode_remote_chunk(srv->h5index, file, ds, coords, &data, &len, &err) < 0)
+    if (fast != 0 && h5index_decode_chunk(srv->h5index, file, ds, coords, &data, &len, &err) < 0)
         return http_send_error(srv, conn, &err);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    /* Values from a worker count against the memory budget until sent. */
+    MHD_ContentReaderFreeCallback release = fast != 0 ? h5index_free_values : free;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(len, data, release);
     if (resp == NULL) {
-        free(data);
+        release(data);
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
@@ -227,13 +229,25 @@ struct chunks_stream {
     const uint8_t *payload;
     size_t payload_len, payload_pos;
     uint8_t *owned_payload;
+    bool owned_budgeted; /* owned_payload came from a worker: free with h5index_free_values */
 };
+
+/* Frees the payload this stream owns, then owns `data` (NULL for none). */
+static void own_payload(struct chunks_stream *cs, uint8_t *data, bool budgeted)
+{
+    if (cs->owned_budgeted)
+        h5index_free_values(cs->owned_payload);
+    else
+        free(cs->owned_payload);
+    cs->owned_payload = data;
+    cs->owned_budgeted = budgeted;
+}
 
 static void chunks_stream_free(void *cls)
 {
     struct chunks_stream *cs = cls;
     remote_batch_free(cs->batch);
-    free(cs->owned_payload);
+    own_payload(cs, NULL, false);
     free(cs->keys);
     json_decref(cs->request);
     free(cs);
@@ -274,16 +288,14 @@ static void frame_decoded(struct chunks_stream *cs, const struct batch_key *k)
     struct h5cd_error err = {0};
     uint8_t *data = NULL;
     size_t len = 0;
-    free(cs->owned_payload);
-    cs->owned_payload = NULL;
+    own_payload(cs, NULL, false);
     if (chunkkey_parse(&cs->ds.grid, k->key, coords, why, sizeof(why)) < 0 ||
-        h5decode_remote_chunk(cs->srv->h5index, &cs->file, &cs->ds, coords, &data, &len, &err) <
-            0) {
+        h5index_decode_chunk(cs->srv->h5index, &cs->file, &cs->ds, coords, &data, &len, &err) < 0) {
         STATS_INC(&cs->srv->stats, errors);
         frame_error(cs, k, err.code != H5CD_OK ? err.code : H5CD_E_INTERNAL);
         return;
     }
-    cs->owned_payload = data;
+    own_payload(cs, data, true);
     frame_ok(cs, k, data, len);
 }
 
@@ -314,13 +326,12 @@ static bool next_immediate_frame(struct chunks_stream *cs)
         struct h5cd_error err = {0};
         uint8_t *data = NULL;
         size_t len = 0;
-        free(cs->owned_payload);
-        cs->owned_payload = NULL;
+        own_payload(cs, NULL, false);
         if (h5index_compact_bytes(cs->srv->h5index, &cs->file, &cs->ds, &data, &len, &err) < 0) {
             frame_error(cs, k, err.code);
             return true;
         }
-        cs->owned_payload = data;
+        own_payload(cs, data, false);
         frame_ok(cs, k, data, len);
         return true;
     }
@@ -354,8 +365,7 @@ static bool next_batch_frame(struct chunks_stream *cs)
                                           (size_t)res.length, &data, &len)
                        : 1;
         if (fast == 0) {
-            free(cs->owned_payload);
-            cs->owned_payload = data;
+            own_payload(cs, data, false);
             frame_ok(cs, k, data, len);
         } else {
             frame_decoded(cs, k); /* libhdf5 decides, from the now cached bytes */

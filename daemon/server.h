@@ -21,6 +21,7 @@
 #include "remote.h"
 #include "stats.h"
 #include "urlpolicy.h"
+#include "workerpool.h"
 
 #define H5CD_MAX_LISTEN_SOCKETS 8 /* sockets served at once (systemd may pass several) */
 
@@ -36,6 +37,7 @@ struct server {
     struct fetch_engine *fetch;
     struct remote *remote;
     struct h5index *h5index;
+    struct workerpool *workers;                      /* the HDF5 worker processes */
     struct jobs *jobs;                               /* background prefetch jobs */
     struct MHD_Daemon *mhd[H5CD_MAX_LISTEN_SOCKETS]; /* one per listening socket */
     int listen_fd[H5CD_MAX_LISTEN_SOCKETS];

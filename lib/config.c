@@ -119,6 +119,18 @@ static const struct option options[] = {
     {"max_slice_bytes", OPT_SIZE, OFF(max_slice_bytes), K, 16 * G, F_RELOAD, "256M",
      "decoded bytes one /v1/slice request may return (413 beyond)"},
 
+    /* HDF5 worker processes. */
+    {"workers", OPT_UINT, OFF(workers), 1, 64, 0, "2",
+     "HDF5 worker processes (every libhdf5 call runs in one)"},
+    {"worker_timeout_s", OPT_UINT, OFF(worker_timeout_s), 1, 3600, 0, "30",
+     "a worker's own time for one operation before it is killed"},
+    {"worker_memory", OPT_SIZE, OFF(worker_memory), 64 * M, 1024 * G, 0, "1G",
+     "address space (RLIMIT_AS) of one worker"},
+    {"max_decode_bytes", OPT_SIZE, OFF(max_decode_bytes), K, 16 * G, 0, "256M",
+     "largest decoded chunk or slice (413 beyond, refused before allocation)"},
+    {"worker_path", OPT_STRING, OFF(worker_path), 0, 0, F_OPTPATH, "",
+     "the h5chunkd-worker program; empty: next to h5chunkd, then libexecdir"},
+
     /* Upstream fetch engine. */
     {"upstream_max_per_host", OPT_UINT, OFF(upstream_max_per_host), 1, 256, 0, "8",
      "concurrent upstream connections per host"},

@@ -58,6 +58,13 @@ struct h5cd_config {
     uint64_t batch_inflight_bytes; /* chunk bytes one batch holds in memory; default 16M */
     uint64_t max_slice_bytes;      /* decoded bytes one /v1/slice may return; default 256M */
 
+    /* HDF5 worker processes (every libhdf5 call runs in one). */
+    unsigned workers;          /* processes; default 2 */
+    unsigned worker_timeout_s; /* a worker's own time per operation; default 30 */
+    uint64_t worker_memory;    /* RLIMIT_AS of a worker; default 1G */
+    uint64_t max_decode_bytes; /* largest decoded chunk or slice; default 256M */
+    char *worker_path;         /* h5chunkd-worker; "" = next to h5chunkd, then libexecdir */
+
     /* Upstream fetch engine. */
     unsigned upstream_max_per_host;       /* concurrent connections per host; default 8 */
     unsigned upstream_max_total;          /* concurrent connections overall; default 64 */

@@ -1297,3 +1297,34 @@ int remote_identity(struct remote *r, const char *url, char *identity, size_t ca
     pthread_mutex_unlock(&r->lock);
     return urlpolicy_check(policy, url, identity, cap, err);
 }
+
+/* ---- memory held outside batches ---- */
+
+int remote_reserve(struct remote *r, uint64_t bytes, unsigned timeout_ms)
+{
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        uint64_t held = atomic_load(&r->admitted_bytes);
+        /* Like a batch's first range, a reservation alone may exceed the budget. */
+        if (held == 0 || held + bytes <= r->cfg.total_budget) {
+            if (atomic_compare_exchange_weak(&r->admitted_bytes, &held, held + bytes))
+                return 0;
+            continue;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t waited_ms =
+            (int64_t)(now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (waited_ms >= (int64_t)timeout_ms)
+            return -1;
+        /* Batches release their ranges without signalling: look again shortly. */
+        struct timespec pause = {.tv_nsec = 2 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+void remote_unreserve(struct remote *r, uint64_t bytes)
+{
+    atomic_fetch_sub(&r->admitted_bytes, bytes);
+}

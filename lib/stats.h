@@ -30,7 +30,11 @@
     X(validator_changes, "remote files whose ETag/Last-Modified changed")                          \
     X(h5_lookups, "chunk locations resolved through libhdf5")                                      \
     X(index_hits, "chunk locations answered from the persistent index")                            \
-    X(errors, "client requests that ended in an error response")
+    X(errors, "client requests that ended in an error response")                                   \
+    X(worker_requests, "operations run by HDF5 worker processes")                                  \
+    X(worker_crashes, "HDF5 workers that died or broke the protocol (replaced)")                   \
+    X(worker_timeouts, "HDF5 workers killed for overrunning worker_timeout_s")                     \
+    X(quarantined_files, "file versions quarantined after a worker crash or timeout")
 
 struct h5cd_stats {
 #define H5CD_STATS_FIELD(name, help) _Atomic uint64_t name;

@@ -1,6 +1,6 @@
 # tests/: Check unit suites (tests/unit) and integration scripts against real peers.
 TEST_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS) $(CHECK_CFLAGS)
-TEST_LIBS = lib/libh5chunkd.a $(DEP_LIBS) $(CHECK_LIBS)
+TEST_LIBS = lib/libh5worker.a lib/libh5chunkd.a $(DEP_LIBS) $(CHECK_LIBS)
 
 check_PROGRAMS += tests/unit/check_coalesce tests/unit/check_config tests/unit/check_httprange \
 	tests/unit/check_chunkkey tests/unit/check_fastdecode \
