@@ -122,6 +122,8 @@ static enum MHD_Result send_decoded_chunk(struct server *srv, struct MHD_Connect
     size_t len = 0;
     struct h5chunk_loc loc = {0};
     int fast = 1;
+    if (h5index_check_decode_size(srv->h5index, ds, &err) < 0)
+        return http_send_error(srv, conn, &err);
     if (ds->layout == H5LAYOUT_CHUNKED) {
         /* Read the stored bytes (into the cache too); decode them here if we can. */
         uint8_t *raw = NULL;
@@ -515,6 +517,8 @@ static int prepare_stream(struct chunks_stream *cs, const char *body, size_t len
     if (parse_request(cs->srv, cs->request, &url, &path, &keys, &cs->decode, err) < 0)
         return -1;
     if (open_dataset(cs->srv, url, path, &cs->file, &cs->ds, err) < 0)
+        return -1;
+    if (cs->decode && h5index_check_decode_size(cs->srv->h5index, &cs->ds, err) < 0)
         return -1;
     uint64_t *coords = NULL;
     if (parse_keys(cs, keys, err, &coords) < 0)

@@ -46,6 +46,7 @@ enum stmt_id {
     ST_QUARANTINE_GET,
     ST_QUARANTINE_PUT,
     ST_QUARANTINE_DROP,
+    ST_QUARANTINE_DROP_STALE,
     ST_COUNT
 };
 
@@ -61,10 +62,15 @@ static const char *const stmt_sql[ST_COUNT] = {
                      "WHERE object_id = ?1 AND idx = ?2",
     [ST_CHUNK_PUT] = "INSERT OR REPLACE INTO chunks(object_id, idx, offset, size, mask, data) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_QUARANTINE_GET] = "SELECT reason, at FROM quarantine WHERE identity = ?1 AND file_id = ?2",
+    /* A version is the cache's file id, or the same validator (the cache may have
+     * forgotten the file and given the same bytes a new id). */
+    [ST_QUARANTINE_GET] = "SELECT reason, at FROM quarantine WHERE identity = ?1 AND "
+                          "(file_id = ?2 OR (validator <> '' AND validator = ?3))",
     [ST_QUARANTINE_PUT] = "INSERT OR REPLACE INTO quarantine(identity, file_id, validator, reason, "
                           "at) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_QUARANTINE_DROP] = "DELETE FROM quarantine WHERE identity = ?1",
+    [ST_QUARANTINE_DROP_STALE] = "DELETE FROM quarantine WHERE identity = ?1 AND file_id <> ?2 "
+                                 "AND (validator = '' OR validator <> ?3)",
 };
 
 static const char schema_sql[] =
@@ -222,8 +228,10 @@ static void sync_version_locked(struct h5index *idx, const struct remote_file *f
             sqlite3_step(s);
             sqlite3_reset(s);
         }
-        s = stmt(idx, ST_QUARANTINE_DROP); /* a new version gets a new chance */
+        s = stmt(idx, ST_QUARANTINE_DROP_STALE); /* a new version gets a new chance */
         sqlite3_bind_text(s, 1, file->identity, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, file->file_id);
+        sqlite3_bind_text(s, 3, file->validator, -1, SQLITE_STATIC);
         sqlite3_step(s);
         sqlite3_reset(s);
         sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
@@ -247,6 +255,7 @@ static int check_quarantine(struct h5index *idx, const struct remote_file *file,
     sqlite3_stmt *s = stmt(idx, ST_QUARANTINE_GET);
     sqlite3_bind_text(s, 1, file->identity, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, file->file_id);
+    sqlite3_bind_text(s, 3, file->validator, -1, SQLITE_STATIC);
     int rc = 0;
     if (sqlite3_step(s) == SQLITE_ROW)
         rc = h5cd_fail(err, H5CD_E_DAMAGED_FILE,
@@ -725,6 +734,23 @@ int h5index_compact_bytes(struct h5index *idx, const struct remote_file *file,
     sqlite3_reset(s);
     pthread_mutex_unlock(&idx->lock);
     return 0;
+}
+
+int h5index_check_decode_size(const struct h5index *idx, const struct h5dataset *ds,
+                              struct h5cd_error *err)
+{
+    uint64_t bytes = ds->elem_size > 0 ? ds->elem_size : 1;
+    for (int d = 0; d < ds->grid.rank; d++) {
+        if (ds->grid.chunk[d] != 0 && bytes > idx->max_decode_bytes / ds->grid.chunk[d])
+            bytes = UINT64_MAX;
+        else
+            bytes *= ds->grid.chunk[d];
+    }
+    if (bytes <= idx->max_decode_bytes)
+        return 0;
+    return h5cd_fail(err, H5CD_E_TOO_LARGE,
+                     "a chunk of %.200s decodes to more than max_decode_bytes (%llu bytes)",
+                     ds->path, (unsigned long long)idx->max_decode_bytes);
 }
 
 int h5index_decode_chunk(struct h5index *idx, const struct remote_file *file,

@@ -111,6 +111,11 @@ int h5index_decode_chunk(struct h5index *index, const struct remote_file *file,
                          const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
                          size_t *len, struct h5cd_error *err);
 
+/* 413 too_large (-1 with err) when one decoded chunk of ds exceeds max_decode_bytes;
+ * for decoding done in the daemon itself (lib/fastdecode.c), before it allocates.  0 if not. */
+int h5index_check_decode_size(const struct h5index *index, const struct h5dataset *ds,
+                              struct h5cd_error *err);
+
 /* Decoded values of a selection (C order, shape of the selection). */
 struct h5slice {
     uint8_t *data; /* free with h5index_free_values() */

@@ -1307,7 +1307,7 @@ int remote_reserve(struct remote *r, uint64_t bytes, unsigned timeout_ms)
     for (;;) {
         uint64_t held = atomic_load(&r->admitted_bytes);
         /* Like a batch's first range, a reservation alone may exceed the budget. */
-        if (held == 0 || held + bytes <= r->cfg.total_budget) {
+        if (held == 0 || held + bytes <= r->cfg.total_budget || timeout_ms == 0) {
             if (atomic_compare_exchange_weak(&r->admitted_bytes, &held, held + bytes))
                 return 0;
             continue;

@@ -119,7 +119,8 @@ void remote_batch_free(struct remote_batch *batch);
 
 /* Counts `bytes` held outside batches (decoded values) against the daemon-wide
  * budget that batches share (total_budget), waiting up to timeout_ms for room;
- * alone, a reservation may exceed the budget.  0, or -1 on timeout. */
+ * alone, a reservation may exceed the budget; timeout_ms 0 counts without
+ * waiting.  0, or -1 on timeout. */
 int remote_reserve(struct remote *remote, uint64_t bytes, unsigned timeout_ms);
 /* Returns bytes reserved with remote_reserve. */
 void remote_unreserve(struct remote *remote, uint64_t bytes);

@@ -31,6 +31,8 @@
 #define MAX_WORKERS        64
 #define REAP_WAIT_MS       1000 /* a worker that closed its socket gets this long to exit */
 #define BUDGET_WAIT_MS     30000
+#define READY_WAIT_MS      10000                /* a new worker has this long to confine itself */
+#define SMALL_RESULT_BYTES (4ULL * 1024 * 1024) /* counted, never waited for */
 #define MAX_READS_PER_OP   1000000
 #define READ_SLACK_BYTES   (256ULL * 1024 * 1024)
 #define READ_FILE_MULTIPLE 4 /* READ bytes one operation may ask for: 4 x file + slack */
@@ -301,6 +303,17 @@ static int spawn_worker(struct workerpool *pool, struct worker *w)
     }
     w->pid = pid;
     w->fd = sv[0];
+    /* Only a worker that confined itself serves: one that cannot (a service
+     * manager's filter, a missing library) is a start failure, not a file's fault. */
+    struct wp_header hdr;
+    if (wp_recv_header(w->fd, &hdr, wp_now_ms() + READY_WAIT_MS) < 0 || hdr.type != WP_READY ||
+        hdr.length != 0) {
+        char ended[96] = "";
+        stop_worker(w, false, ended, sizeof(ended));
+        log_error("msg=\"a new HDF5 worker did not get ready\" path=%s reason=\"%s\"", pool->path,
+                  ended[0] != '\0' ? ended : "no READY message");
+        return -1;
+    }
     log_debug("msg=\"worker started\" pid=%d", (int)pid);
     return 0;
 }
@@ -431,11 +444,7 @@ static int serve_read(struct exchange *x, const struct wp_header *hdr)
     }
     free(buf);
     x->since_ms = wp_now_ms();
-    if (rc < 0) {
-        snprintf(call->reason, sizeof(call->reason), "stopped reading its socket");
-        return -1;
-    }
-    return 0;
+    return rc < 0 ? -1 : 0; /* gone while we read for it: the caller learns how it ended */
 }
 
 /* Codes a worker may report as they are; anything else becomes damaged_file. */
@@ -459,7 +468,10 @@ static int receive_data(struct exchange *x, uint64_t len, struct h5cd_error *err
 {
     struct workerpool_call *call = x->call;
     size_t extra = call->budgeted ? sizeof(struct held) : 0;
-    if (call->budgeted && remote_reserve(x->pool->remote, len, BUDGET_WAIT_MS) < 0) {
+    /* Small results are counted but never waited for: a thread waiting here holds a
+     * worker and maybe batch bytes of its own. */
+    unsigned wait_ms = len <= SMALL_RESULT_BYTES ? 0 : BUDGET_WAIT_MS;
+    if (call->budgeted && remote_reserve(x->pool->remote, len, wait_ms) < 0) {
         if (wp_skip(x->w->fd, len, deadline_of(x)) < 0) {
             snprintf(call->reason, sizeof(call->reason), "stalled sending its result");
             return -2;

@@ -95,7 +95,7 @@ int wp_recv_header(int fd, struct wp_header *hdr, uint64_t deadline_ms)
 {
     if (wp_read_full(fd, hdr, sizeof(*hdr), deadline_ms) < 0)
         return -1;
-    if (hdr->magic != WP_MAGIC || hdr->type < WP_OP || hdr->type > WP_RESULT) {
+    if (hdr->magic != WP_MAGIC || hdr->type < WP_OP || hdr->type > WP_READY) {
         errno = EPROTO;
         return -1;
     }

@@ -8,7 +8,8 @@
  * receiver before anything is allocated.  The daemon trusts nothing a
  * worker sends: a worker parses hostile files and may be subverted.
  *
- * A request is one OP from the daemon, any number of READ (worker) /
+ * A worker announces itself with READY once it has confined itself; then
+ * a request is one OP from the daemon, any number of READ (worker) /
  * READ_REPLY (daemon) pairs, then one RESULT from the worker.
  */
 #ifndef H5CD_WORKERPROTO_H
@@ -35,6 +36,7 @@ enum wp_type {
     WP_READ,       /* worker -> daemon: struct wp_read */
     WP_READ_REPLY, /* daemon -> worker: struct wp_read_reply, then the bytes */
     WP_RESULT,     /* worker -> daemon: struct wp_result, then data_len bytes */
+    WP_READY,      /* worker -> daemon, once: confined and ready for operations (no payload) */
 };
 
 enum wp_opcode {

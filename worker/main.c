@@ -143,6 +143,8 @@ int main(int argc, char **argv)
     }
     struct h5vfd_source source = {.read = read_from_daemon, .ctx = NULL};
     h5ops_init(&source);
+    if (wp_send(WORKER_FD, WP_READY, NULL, 0, NULL, 0) < 0)
+        lost_daemon("ready");
     serve();
     h5ops_close_all();
     return 0;
