@@ -49,6 +49,12 @@ tests_unit_check_accesslog_SOURCES = tests/unit/check_accesslog.c
 tests_unit_check_accesslog_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_accesslog_LDADD = $(TEST_LIBS)
 
+# The worker pool against fake workers (the test program re-executed).
+check_PROGRAMS += tests/unit/check_workerpool
+tests_unit_check_workerpool_SOURCES = tests/unit/check_workerpool.c
+tests_unit_check_workerpool_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_workerpool_LDADD = $(TEST_LIBS)
+
 check_PROGRAMS += tests/unit/check_h5chunk_args
 tests_unit_check_h5chunk_args_SOURCES = tests/unit/check_h5chunk_args.c \
 	client/args.c client/util.c client/frames.c client/h5chunk.h
