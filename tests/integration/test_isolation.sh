@@ -44,6 +44,42 @@ with h5py.File(d + "/big.h5", "w") as f:
     ds[:] = 0  # 4 MiB decoded, a few KiB stored
 EOF
 
+# Real crashes: copies of a latest-format file (dense groups) with 20 bits
+# flipped in its first 64 KiB, kept when they crash h5py (libhdf5 1.10) in a
+# subprocess listing the root group; fixed seed, at most 60 tries, 4 kept.
+"$PYTHON_H5" - "$WWW" <<'EOF'
+import random, subprocess, sys
+import h5py, numpy as np
+d = sys.argv[1]
+src = d + "/latest.h5"
+with h5py.File(src, "w", libver="latest", track_order=True) as f:
+    for i in range(40):
+        g = f.create_group("group%03d" % i)
+        g.attrs["n"] = i
+        g.create_dataset("d", data=np.arange(10))
+data = open(src, "rb").read()
+probe = ("import h5py, sys\nf = h5py.File(sys.argv[1], 'r')\n"
+         "print(sorted(f['/'].keys()), dict(f['/'].attrs))\n")
+rng = random.Random(20261201)
+kept = 0
+for attempt in range(60):
+    b = bytearray(data)
+    for _ in range(20):
+        b[rng.randrange(min(len(b), 65536))] ^= 1 << rng.randrange(8)
+    path = d + "/damaged%d.h5" % kept
+    open(path, "wb").write(b)
+    try:
+        rc = subprocess.run([sys.executable, "-c", probe, path], capture_output=True,
+                            timeout=20).returncode
+    except subprocess.TimeoutExpired:
+        rc = 0
+    if rc < 0:
+        kept += 1
+        if kept == 4:
+            break
+print("damaged files that crash h5py:", kept)
+EOF
+
 # ---- the daemon does not link libhdf5; workers are confined ----
 if ldd "$H5CHUNKD_BIN" | grep -q hdf5; then
     fail "the daemon binary links libhdf5: $(ldd "$H5CHUNKD_BIN" | grep hdf5)"
@@ -77,6 +113,28 @@ assert_eq "0 1 2 3 " "$fds" "descriptors open in the worker"
 ldd "/proc/$wpid/exe" | grep -q hdf5 || fail "the worker does not link libhdf5"
 check "worker $wpid: seccomp, no_new_privs, descriptors $fds"
 
+# ---- real damaged files: the daemon survives, a crash quarantines ----
+ls "$WWW"/damaged*.h5 >/dev/null 2>&1 || fail "no damaged file crashed h5py in 60 tries"
+real_crashes=0
+for f in "$WWW"/damaged*.h5; do
+    name=$(basename "$f")
+    c0=$(stat_get worker_crashes)
+    st=$(meta "$name" / "$T/d.json")
+    kill -0 "$DAEMON_PID" || fail "the daemon died on $name"
+    [[ "$st" =~ ^(200|404|413|422)$ ]] || fail "$name: HTTP $st $(head -c 300 "$T/d.json")"
+    if (($(stat_get worker_crashes) > c0)); then
+        real_crashes=$((real_crashes + 1))
+        assert_error 422 "$st" "$T/d.json" damaged_file "$name, on which the worker crashed"
+        st=$(meta "$name" / "$T/d2.json")
+        assert_error 422 "$st" "$T/d2.json" damaged_file "$name again"
+        assert_contains "$T/d2.json" "quarantined" "$name again"
+    fi
+    check "$name: HTTP $st $(head -c 160 "$T/d.json")"
+done
+assert_gt "$real_crashes" 0 "workers crashed by files that crash h5py"
+st=$(slice_json good.h5 /data "0:1,0:3" "$T/s2.json")
+assert_eq 200 "$st" "good.h5 after real crashes"
+
 # ---- a worker killed by SIGSEGV while it serves a request ----
 # The worker is stopped, the request's operation waits in its socket, then it
 # gets SIGSEGV and resumes: it dies with the operation in hand.
@@ -101,7 +159,7 @@ assert_contains "$T/crash.json" "signal 11" "the error names the crash"
 assert_contains "$T/crash.json" "/data" "the error names the object"
 kill -0 "$DAEMON_PID" || fail "the daemon died with its worker"
 assert_gt "$(stat_get worker_crashes)" "$crashes0" "worker_crashes after a crash"
-assert_eq 1 "$(stat_get quarantined_files)" "quarantined_files after a crash"
+assert_eq $((real_crashes + 1)) "$(stat_get quarantined_files)" "quarantined_files after a crash"
 
 # A second request fails fast without a worker: no READ reaches the origin.
 before=$(fault_requests)
