@@ -426,21 +426,24 @@ static int serve_read(struct exchange *x, const struct wp_header *hdr)
     }
     struct wp_read_reply reply = {.length = rq.length};
     uint8_t *buf = malloc((size_t)rq.length);
+    /* A worker that asks and then stops reading would otherwise hold this thread. */
+    uint64_t send_by = wp_now_ms() + x->pool->cfg.timeout_ms;
     int rc;
     if (buf == NULL) {
         h5cd_fail(&reply.error, H5CD_E_INTERNAL, "out of memory");
         reply.length = 0;
-        rc = wp_send(x->w->fd, WP_READ_REPLY, &reply, sizeof(reply), NULL, 0);
+        rc = wp_send(x->w->fd, WP_READ_REPLY, &reply, sizeof(reply), NULL, 0, send_by);
     } else if (remote_read(x->pool->remote, file, rq.offset, rq.length, buf, &reply.error) < 0) {
         if (!x->upstream_failed) {
             x->upstream_failed = true;
             x->upstream_error = reply.error;
         }
         reply.length = 0;
-        rc = wp_send(x->w->fd, WP_READ_REPLY, &reply, sizeof(reply), NULL, 0);
+        rc = wp_send(x->w->fd, WP_READ_REPLY, &reply, sizeof(reply), NULL, 0, send_by);
     } else {
         reply.error.code = H5CD_OK;
-        rc = wp_send(x->w->fd, WP_READ_REPLY, &reply, sizeof(reply), buf, (size_t)rq.length);
+        rc = wp_send(x->w->fd, WP_READ_REPLY, &reply, sizeof(reply), buf, (size_t)rq.length,
+                     send_by);
     }
     free(buf);
     x->since_ms = wp_now_ms();
@@ -545,7 +548,8 @@ static int exchange(struct exchange *x, struct h5cd_error *err)
     struct workerpool_call *call = x->call;
     size_t rank = call->op->ds.grid.rank > 0 ? (size_t)call->op->ds.grid.rank : 0;
     size_t coords_len = (size_t)call->op->ncoords * rank * sizeof(uint64_t);
-    if (wp_send(x->w->fd, WP_OP, call->op, sizeof(*call->op), call->coords, coords_len) < 0)
+    if (wp_send(x->w->fd, WP_OP, call->op, sizeof(*call->op), call->coords, coords_len,
+                wp_now_ms() + x->pool->cfg.timeout_ms) < 0)
         return -3; /* gone before it saw the operation: not the file's doing */
     x->since_ms = wp_now_ms();
     for (;;) {

@@ -44,12 +44,18 @@ static int wait_ready(int fd, short events, uint64_t deadline_ms)
     }
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
+/* Never blocks past the deadline: a peer that stops reading cannot hold us. */
+static int write_all(int fd, const uint8_t *p, size_t len, uint64_t deadline_ms)
 {
     while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_ready(fd, POLLOUT, deadline_ms) < 0)
+                return -1;
+            continue;
+        }
         if (n < 0)
             return -1;
         p += n;
@@ -58,14 +64,15 @@ static int write_all(int fd, const uint8_t *p, size_t len)
     return 0;
 }
 
-int wp_send(int fd, enum wp_type type, const void *a, size_t alen, const void *b, size_t blen)
+int wp_send(int fd, enum wp_type type, const void *a, size_t alen, const void *b, size_t blen,
+            uint64_t deadline_ms)
 {
     struct wp_header hdr = {.magic = WP_MAGIC, .type = (uint32_t)type, .length = alen + blen};
-    if (write_all(fd, (const uint8_t *)&hdr, sizeof(hdr)) < 0)
+    if (write_all(fd, (const uint8_t *)&hdr, sizeof(hdr), deadline_ms) < 0)
         return -1;
-    if (alen > 0 && write_all(fd, a, alen) < 0)
+    if (alen > 0 && write_all(fd, a, alen, deadline_ms) < 0)
         return -1;
-    if (blen > 0 && write_all(fd, b, blen) < 0)
+    if (blen > 0 && write_all(fd, b, blen, deadline_ms) < 0)
         return -1;
     return 0;
 }

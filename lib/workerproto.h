@@ -94,8 +94,10 @@ struct wp_loc {
     uint32_t allocated;
 };
 
-/* Writes a whole frame (header, then the payload pieces).  0, or -1 with errno. */
-int wp_send(int fd, enum wp_type type, const void *a, size_t alen, const void *b, size_t blen);
+/* Writes a whole frame (header, then the payload pieces), waiting at most until
+ * deadline_ms (0: forever) for the peer to take it.  0, or -1 with errno. */
+int wp_send(int fd, enum wp_type type, const void *a, size_t alen, const void *b, size_t blen,
+            uint64_t deadline_ms);
 
 /* Reads exactly len bytes.  Waits at most until deadline_ms (CLOCK_MONOTONIC
  * milliseconds; 0: forever).  0, or -1 with errno (ETIMEDOUT, EPIPE at EOF). */

@@ -47,7 +47,7 @@ static int read_from_daemon(void *ctx, const struct h5vfd_file_desc *file, uint6
     while (length > 0) {
         uint64_t piece = length < WP_MAX_READ_BYTES ? length : WP_MAX_READ_BYTES;
         struct wp_read rq = {.file_id = file->file_id, .offset = offset, .length = piece};
-        if (wp_send(WORKER_FD, WP_READ, &rq, sizeof(rq), NULL, 0) < 0)
+        if (wp_send(WORKER_FD, WP_READ, &rq, sizeof(rq), NULL, 0, 0) < 0)
             lost_daemon("read request");
         struct wp_header hdr;
         struct wp_read_reply reply;
@@ -101,7 +101,7 @@ static void serve(void)
         struct wp_result res;
         uint8_t *data = NULL;
         h5ops_run(&op, coords, &res, &data);
-        int rc = wp_send(WORKER_FD, WP_RESULT, &res, sizeof(res), data, (size_t)res.data_len);
+        int rc = wp_send(WORKER_FD, WP_RESULT, &res, sizeof(res), data, (size_t)res.data_len, 0);
         free(data);
         if (rc < 0)
             lost_daemon("result");
@@ -143,7 +143,7 @@ int main(int argc, char **argv)
     }
     struct h5vfd_source source = {.read = read_from_daemon, .ctx = NULL};
     h5ops_init(&source);
-    if (wp_send(WORKER_FD, WP_READY, NULL, 0, NULL, 0) < 0)
+    if (wp_send(WORKER_FD, WP_READY, NULL, 0, NULL, 0, 0) < 0)
         lost_daemon("ready");
     serve();
     h5ops_close_all();

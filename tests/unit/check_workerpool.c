@@ -36,7 +36,7 @@ static void fake_reply(const char *mode, const struct wp_op *op)
         _exit(3);
     if (strcmp(mode, "badread") == 0) {
         struct wp_read rq = {.file_id = op->file_id, .offset = op->file_size, .length = 16};
-        wp_send(WORKER_FD, WP_READ, &rq, sizeof(rq), NULL, 0);
+        wp_send(WORKER_FD, WP_READ, &rq, sizeof(rq), NULL, 0, 0);
         pause();
     }
     if (strcmp(mode, "oversize") == 0) {
@@ -50,26 +50,26 @@ static void fake_reply(const char *mode, const struct wp_op *op)
     }
     if (strcmp(mode, "liar") == 0) {
         h5cd_fail(&res.error, H5CD_E_UPSTREAM_ERROR, "upstream failed (it did not)");
-        wp_send(WORKER_FD, WP_RESULT, &res, sizeof(res), NULL, 0);
+        wp_send(WORKER_FD, WP_RESULT, &res, sizeof(res), NULL, 0, 0);
         return;
     }
     if (strcmp(mode, "classified") == 0) {
         h5cd_fail(&res.error, H5CD_E_FILTER_UNAVAILABLE, "filter 32000 (lzf) is not available");
-        wp_send(WORKER_FD, WP_RESULT, &res, sizeof(res), NULL, 0);
+        wp_send(WORKER_FD, WP_RESULT, &res, sizeof(res), NULL, 0, 0);
         return;
     }
     /* echo: the path as the result */
     res.data_len = strlen(op->path);
     res.format = 1;
     res.elem_size = 7;
-    wp_send(WORKER_FD, WP_RESULT, &res, sizeof(res), op->path, (size_t)res.data_len);
+    wp_send(WORKER_FD, WP_RESULT, &res, sizeof(res), op->path, (size_t)res.data_len, 0);
 }
 
 static int fake_worker(const char *mode)
 {
     if (strcmp(mode, "noready") == 0)
         return 1;
-    if (wp_send(WORKER_FD, WP_READY, NULL, 0, NULL, 0) < 0)
+    if (wp_send(WORKER_FD, WP_READY, NULL, 0, NULL, 0, 0) < 0)
         return 2;
     for (;;) {
         struct wp_header hdr;
@@ -261,7 +261,7 @@ START_TEST(test_framing)
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     struct wp_header hdr;
     /* a whole frame round-trips */
-    ck_assert_int_eq(wp_send(sv[0], WP_READ, "ab", 2, "cde", 3), 0);
+    ck_assert_int_eq(wp_send(sv[0], WP_READ, "ab", 2, "cde", 3, 0), 0);
     ck_assert_int_eq(wp_recv_header(sv[1], &hdr, wp_now_ms() + 1000), 0);
     ck_assert_uint_eq(hdr.type, WP_READ);
     ck_assert_uint_eq(hdr.length, 5);
@@ -282,6 +282,17 @@ START_TEST(test_framing)
     ck_assert_int_eq((int)write(sv[0], &bad, sizeof(bad)), (int)sizeof(bad));
     ck_assert_int_eq(wp_recv_header(sv[1], &hdr, 0), -1);
     ck_assert_int_eq(errno, EPROTO);
+    /* a peer that stops reading cannot hold a sender past its deadline */
+    size_t big = 16u * 1024 * 1024;
+    char *payload = calloc(1, big);
+    ck_assert_ptr_nonnull(payload);
+    t0 = wp_now_ms();
+    ck_assert_int_eq(wp_send(sv[0], WP_READ_REPLY, payload, big, NULL, 0, t0 + 200), -1);
+    ck_assert_int_eq(errno, ETIMEDOUT);
+    ck_assert_uint_lt(wp_now_ms() - t0, 5000);
+    free(payload);
+    close(sv[1]);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     /* EOF in the middle of a header */
     ck_assert_int_eq((int)write(sv[0], "abc", 3), 3);
     close(sv[0]);
