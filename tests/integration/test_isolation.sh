@@ -38,6 +38,10 @@ for name in ("slow", "timeout"):
         for i in range(64):
             f.create_dataset("pad%02d" % i, data=np.full(1024, i, dtype="<i4"))
         f.create_dataset("data", data=np.arange(10, dtype="<i4"))
+with h5py.File(d + "/huge.h5", "w") as f:
+    ds = f.create_dataset("zeros", shape=(8192, 16384), dtype="u1", chunks=(8192, 16384),
+                          compression="gzip", fletcher32=True)  # not the daemon's zlib path
+    ds[:] = 0  # 128 MiB decoded, 128 KiB stored
 with h5py.File(d + "/big.h5", "w") as f:
     ds = f.create_dataset("zeros", shape=(2048, 2048), dtype="u1", chunks=(2048, 2048),
                           compression="gzip")
@@ -245,4 +249,20 @@ assert_eq 524288 "$(stat -c %s "$T/bigok.out")" "bytes of a 512 KiB slice"
 
 kill -0 "$DAEMON_PID" || fail "the daemon died"
 stop_daemon
+
+# ---- worker_memory: a decode beyond the worker's address space ----
+if ldd "$H5CHUNKD_BIN" | grep -q libasan; then
+    log "AddressSanitizer build: RLIMIT_AS is not applied to workers; memory limit not tested"
+else
+    write_config "$CONF" "workers = 1" "worker_memory = 64M" "max_decode_bytes = 256M"
+    start_daemon -c "$CONF"
+    huge="$DAEMON_URL/v1/chunk?url=$(urlencode "$FAULT_URL/huge.h5")&path=/zeros&key=0.0&decode=1"
+    st=$(http_get "$huge" "$T/huge.out")
+    assert_error 422 "$st" "$T/huge.out" damaged_file "a 128 MiB decode in a 64 MiB worker"
+    rss=$(awk '/^VmHWM/ {print $2}' "/proc/$DAEMON_PID/status")
+    assert_le "$rss" 120000 "the daemon's peak RSS (KiB) after a 128 MiB decode failed in a worker"
+    st=$(slice_json good.h5 /other "0:2" "$T/o2.json")
+    assert_eq 200 "$st" "good.h5 next to a worker out of memory"
+    stop_daemon
+fi
 finish_test
