@@ -12,6 +12,7 @@
  */
 #include "h5ops.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -322,6 +323,11 @@ static int op_compact(hid_t fid, const struct wp_op *op, uint8_t **data, size_t 
  */
 static void classify_decode_failure(hid_t fid, const char *path, struct h5cd_error *err)
 {
+    if (errno == ENOMEM) { /* libhdf5 or we could not allocate: the address-space limit */
+        h5cd_fail(err, H5CD_E_DAMAGED_FILE,
+                  "decoding %.200s needs more memory than worker_memory allows", path);
+        return;
+    }
     hid_t dset = H5Dopen2(fid, path, H5P_DEFAULT);
     hid_t dcpl = dset >= 0 ? H5Dget_create_plist(dset) : -1;
     int nfilters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : -1;
@@ -395,6 +401,7 @@ static int op_decode(hid_t fid, const struct wp_op *op, const uint64_t *coords, 
     if (check_chunk_size(fid, op, err) < 0)
         return -1;
     h5vfd_take_error(NULL);
+    errno = 0;
     if (h5decode_chunk(fid, &op->ds, coords, data, len, err) < 0) {
         if (!h5vfd_take_error(err) && unclassified(err->code))
             classify_decode_failure(fid, op->ds.path, err);
@@ -409,6 +416,7 @@ static int op_slice(hid_t fid, const struct wp_op *op, struct wp_result *res, ui
     enum h5decode_format format;
     size_t elem_size = 0;
     h5vfd_take_error(NULL);
+    errno = 0;
     if (h5decode_format_of(fid, &op->ds, &format, &elem_size, err) < 0 ||
         h5decode_slice(fid, &op->ds, &op->sel, op->max_bytes, data, len, err) < 0) {
         if (!h5vfd_take_error(err) && unclassified(err->code))

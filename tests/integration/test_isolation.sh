@@ -114,7 +114,8 @@ grep -q '^Seccomp:[[:space:]]*2' "/proc/$wpid/status" || fail "worker $wpid has 
 grep -q '^NoNewPrivs:[[:space:]]*1' "/proc/$wpid/status" || fail "worker $wpid lacks no_new_privs"
 fds=$(ls "/proc/$wpid/fd" | sort -n | tr '\n' ' ')
 assert_eq "0 1 2 3 " "$fds" "descriptors open in the worker"
-ldd "/proc/$wpid/exe" | grep -q hdf5 || fail "the worker does not link libhdf5"
+grep -q libhdf5 "/proc/$wpid/maps" || fail "libhdf5 is not mapped in the worker"
+grep -q libhdf5 "/proc/$DAEMON_PID/maps" && fail "libhdf5 is mapped in the daemon process"
 check "worker $wpid: seccomp, no_new_privs, descriptors $fds"
 
 # ---- real damaged files: the daemon survives, a crash quarantines ----
@@ -259,6 +260,7 @@ else
     huge="$DAEMON_URL/v1/chunk?url=$(urlencode "$FAULT_URL/huge.h5")&path=/zeros&key=0.0&decode=1"
     st=$(http_get "$huge" "$T/huge.out")
     assert_error 422 "$st" "$T/huge.out" damaged_file "a 128 MiB decode in a 64 MiB worker"
+    assert_contains "$T/huge.out" "worker_memory" "the error names the memory limit"
     rss=$(awk '/^VmHWM/ {print $2}' "/proc/$DAEMON_PID/status")
     assert_le "$rss" 120000 "the daemon's peak RSS (KiB) after a 128 MiB decode failed in a worker"
     st=$(slice_json good.h5 /other "0:2" "$T/o2.json")
