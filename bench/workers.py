@@ -21,6 +21,8 @@ writes it as JSON with --json.  Runs about a minute.
 
 Usage: bench/workers.py --daemon BUILD/daemon/h5chunkd [--workers 1,4]
                         [--clients 8] [--seconds 8] [--json out.json]
+       --workers 0 runs a daemon that predates the worker processes (libhdf5
+       in-process; no `workers` option) for comparison.
 """
 import argparse
 import concurrent.futures
@@ -89,8 +91,9 @@ def run_daemon(args, tmp, origin, workers):
     cache = tempfile.mkdtemp(dir=tmp, prefix="cache")
     conf = os.path.join(cache, "h5chunkd.conf")
     with open(conf, "w") as f:
-        f.write("workers = %d\nallow_private_upstreams = true\nrevalidate_s = 3600\n"
-                "max_connections = 64\n" % workers)
+        if workers > 0:
+            f.write("workers = %d\n" % workers)
+        f.write("allow_private_upstreams = true\nrevalidate_s = 3600\nmax_connections = 64\n")
     log_path = os.path.join(cache, "daemon.log")
     log = open(log_path, "w")
     proc = start([args.daemon, "--foreground", "--listen", "127.0.0.1:0", "--cache-dir", cache,
@@ -174,6 +177,7 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=8)
     ap.add_argument("--json")
+    ap.add_argument("--inprocess-daemon", help="daemon used for the row --workers 0")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="h5cd-bench-workers.")
     origin_proc = None
@@ -186,7 +190,13 @@ def main():
                              "--port-file", pf], open(os.path.join(tmp, "origin.log"), "w"))
         wait_file(pf, origin_proc)
         origin = "http://127.0.0.1:" + open(pf).read().strip()
-        rows = [one_run(args, tmp, origin, int(w)) for w in args.workers.split(",")]
+        rows = []
+        for w in args.workers.split(","):
+            daemon = args.daemon
+            if int(w) == 0 and args.inprocess_daemon:
+                daemon = args.inprocess_daemon
+            rows.append(one_run(argparse.Namespace(**dict(vars(args), daemon=daemon)), tmp,
+                                origin, int(w)))
         print("%-8s %12s %12s %12s" % ("workers", "decode req/s", "decode MB/s", "meta req/s"))
         for r in rows:
             print("%-8d %12.1f %12.1f %12.1f" % (r["workers"], r["decode_req_s"], r["decode_mb_s"],

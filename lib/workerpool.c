@@ -474,7 +474,10 @@ static int receive_data(struct exchange *x, uint64_t len, struct h5cd_error *err
     /* Small results are counted but never waited for: a thread waiting here holds a
      * worker and maybe batch bytes of its own. */
     unsigned wait_ms = len <= SMALL_RESULT_BYTES ? 0 : BUDGET_WAIT_MS;
-    if (call->budgeted && remote_reserve(x->pool->remote, len, wait_ms) < 0) {
+    x->own_ms += wp_now_ms() - x->since_ms; /* waiting for the budget is not the worker's time */
+    int reserved = call->budgeted ? remote_reserve(x->pool->remote, len, wait_ms) : 0;
+    x->since_ms = wp_now_ms();
+    if (reserved < 0) {
         if (wp_skip(x->w->fd, len, deadline_of(x)) < 0) {
             snprintf(call->reason, sizeof(call->reason), "stalled sending its result");
             return -2;
