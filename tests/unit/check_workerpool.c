@@ -19,13 +19,7 @@
 #include "workerproto.h"
 
 #define WORKER_FD 3
-
-/* AddressSanitizer turns a SIGSEGV into a report and exit(1). */
-#if defined(__SANITIZE_ADDRESS__)
-#define CRASH_REASON "exited with status 1"
-#else
 #define CRASH_REASON "signal 11"
-#endif
 
 static char self_path[PATH_MAX];
 
@@ -96,6 +90,9 @@ static int fake_worker(const char *mode)
 static struct workerpool *pool_for(const char *mode, unsigned timeout_ms, struct h5cd_stats *stats)
 {
     setenv("FAKE_WORKER_MODE", mode, 1);
+    /* In sanitizer builds, let a fake worker's SIGSEGV kill it as in production
+     * (AddressSanitizer would report it slowly and exit 1). */
+    setenv("ASAN_OPTIONS", "handle_segv=0", 1);
     stats_init(stats);
     struct workerpool_config cfg = {
         .worker_path = self_path, .workers = 1, .timeout_ms = timeout_ms, .log_level = "error"};
@@ -193,7 +190,7 @@ START_TEST(test_hang)
     ck_assert_int_eq(call.fate, WORKERPOOL_TIMED_OUT);
     ck_assert_int_eq(err.code, H5CD_E_DAMAGED_FILE);
     ck_assert_uint_ge(took, 290);
-    ck_assert_uint_lt(took, 5000);
+    ck_assert_uint_lt(took, 30000); /* includes starting the worker */
     ck_assert_uint_eq(STATS_GET(&stats, worker_timeouts), 1);
     ck_assert_uint_eq(STATS_GET(&stats, worker_crashes), 0);
     workerpool_free(pool);
