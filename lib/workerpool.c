@@ -27,15 +27,16 @@
 
 #include "log.h"
 
-#define WORKER_FD          3
-#define MAX_WORKERS        64
-#define REAP_WAIT_MS       1000 /* a worker that closed its socket gets this long to exit */
-#define BUDGET_WAIT_MS     30000
-#define READY_WAIT_MS      10000                /* a new worker has this long to confine itself */
-#define SMALL_RESULT_BYTES (4ULL * 1024 * 1024) /* counted, never waited for */
-#define MAX_READS_PER_OP   1000000
-#define READ_SLACK_BYTES   (256ULL * 1024 * 1024)
-#define READ_FILE_MULTIPLE 4 /* READ bytes one operation may ask for: 4 x file + slack */
+#define WORKER_FD           3
+#define MAX_WORKERS         64
+#define REAP_WAIT_MS        1000 /* a worker that closed its socket gets this long to exit */
+#define BUDGET_WAIT_MS      30000
+#define READY_WAIT_MS       10000                /* a new worker has this long to confine itself */
+#define SMALL_RESULT_BYTES  (4ULL * 1024 * 1024) /* counted, never waited for */
+#define SOCKET_BUFFER_BYTES (4 * 1024 * 1024)
+#define MAX_READS_PER_OP    1000000
+#define READ_SLACK_BYTES    (256ULL * 1024 * 1024)
+#define READ_FILE_MULTIPLE  4 /* READ bytes one operation may ask for: 4 x file + slack */
 
 extern char **environ;
 
@@ -266,6 +267,13 @@ static int spawn_worker(struct workerpool *pool, struct worker *w)
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
+    /* Large buffers: a chunk crosses in few wake-ups instead of many (best effort:
+     * the kernel caps them at net.core.wmem_max). */
+    int bufsize = SOCKET_BUFFER_BYTES;
+    for (int i = 0; i < 2; i++) {
+        setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof(bufsize));
+        setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof(bufsize));
+    }
     if (sv[1] == WORKER_FD) { /* dup2 onto itself would keep close-on-exec */
         int moved = fcntl(sv[1], F_DUPFD_CLOEXEC, WORKER_FD + 1);
         close(sv[1]);
