@@ -18,7 +18,7 @@
 #include "workerpool.h"
 #include "workerproto.h"
 
-#define WORKER_FD 3
+#define WORKER_FD    3
 #define CRASH_REASON "signal 11"
 
 static char self_path[PATH_MAX];
