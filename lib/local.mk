@@ -20,6 +20,7 @@ lib_libh5chunkd_a_SOURCES = \
 	lib/chunkkey.c lib/chunkkey.h \
 	lib/h5vfd.c lib/h5vfd.h \
 	lib/h5index.c lib/h5index.h \
+	lib/h5chunkindex.c lib/h5chunkindex.h \
 	lib/h5decode.c lib/h5decode.h \
 	lib/h5filters.c lib/h5filters.h \
 	lib/selection.c lib/selection.h \

@@ -37,6 +37,15 @@ tests_unit_check_h5meta_CFLAGS = $(TEST_CFLAGS) \
 tests_unit_check_h5meta_LDADD = $(TEST_LIBS)
 EXTRA_DIST += tests/data/make_meta_fixture.py
 
+# Our chunk-index reader against libhdf5 on files written by h5py.
+check_PROGRAMS += tests/unit/check_h5chunkindex
+tests_unit_check_h5chunkindex_SOURCES = tests/unit/check_h5chunkindex.c
+tests_unit_check_h5chunkindex_CFLAGS = $(TEST_CFLAGS) \
+	-DCHUNKINDEX_FIXTURE_SCRIPT='"$(abs_top_srcdir)/tests/data/make_chunkindex_fixture.py"' \
+	-DPYTHON_H5='"$(PYTHON_H5)"'
+tests_unit_check_h5chunkindex_LDADD = $(TEST_LIBS)
+EXTRA_DIST += tests/data/make_chunkindex_fixture.py
+
 # Operations: SIGHUP reload plan, bearer token, access log.
 check_PROGRAMS += tests/unit/check_reload tests/unit/check_authtoken tests/unit/check_accesslog
 tests_unit_check_reload_SOURCES = tests/unit/check_reload.c
