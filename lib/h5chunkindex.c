@@ -1345,10 +1345,11 @@ static int fa_header(struct h5chunkindex *ci, struct farray *fa)
     fa->nelmts = get_uint(&c, l);
     fa->dblk = get_addr(ci, &c);
     uint64_t want = 1;
-    for (unsigned d = 0; d < ci->info.rank; d++)
-        if (!mul_ok(want, ci->max_grid[d], &want))
-            want = UNDEF;
-    if (fa->nelmts != want || fa->page_bits != ci->fa_page_bits || fa->page_bits > 32) {
+    for (unsigned d = 0; d < ci->info.rank && want != 0; d++)
+        if (!mul_ok(want, ci->max_grid[d], &want) || want > (1ULL << 48))
+            want = 0; /* no fixed array holds that many chunks */
+    if (want == 0 || fa->nelmts != want || fa->page_bits != ci->fa_page_bits ||
+        fa->page_bits > 32) {
         rc = fallback(ci, "fixed array of %llu elements, page bits %u",
                       (unsigned long long)fa->nelmts, fa->page_bits);
         goto done;
