@@ -133,8 +133,17 @@ def main():
         for index in ("single", "implicit", "farray", "earray", "btree2"):
             matrix(f, index)
         extras(f)
-        for i in range(40):
-            f["earray__r3_gzip_sparse"].attrs["note%02d" % i] = "y" * (300 + i)
+        # A few attributes added later do not fit the header's first chunk:
+        # version-2 continuation blocks (OCHK); with creation order tracked,
+        # message headers carry a creation index.
+        for i in range(6):
+            f["earray__r3_gzip_sparse"].attrs["note%02d" % i] = "y" * (150 + i)
+        ds = f.create_dataset("btree2__tracked_order", shape=(20, 30), dtype="i4",
+                              chunks=(6, 7), maxshape=(None, None), track_order=True,
+                              track_times=True, compression="gzip")
+        ds[3:15, 4:20] = 5
+        for i in range(6):
+            ds.attrs["note%02d" % i] = "z" * (150 + i)
 
 
 if __name__ == "__main__":
