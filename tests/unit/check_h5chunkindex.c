@@ -17,6 +17,7 @@
 #include <ftw.h>
 #include <hdf5.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -394,6 +395,10 @@ END_TEST
  * minutes; the bytes on disk are the same kind (deflate, version-1 B-tree). */
 static void make_big_file(const char *path)
 {
+    /* libhdf5 frees and grows the heap's top once per chunk written: without
+     * a trim threshold that is one brk pair per chunk (30 s of system time). */
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_TOP_PAD, 64 << 20);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fapl_core(fapl, 64 * 1024 * 1024, 1); /* one write at close, not one per node */
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
