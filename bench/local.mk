@@ -12,7 +12,7 @@ bench: daemon/h5chunkd
 
 # Our chunk-index reader against libhdf5 on a 1,000,000-chunk dataset
 # (docs/benchmarks.md): `make bench-chunkindex`.
-EXTRA_PROGRAMS = bench/chunkindex_measure
+EXTRA_PROGRAMS += bench/chunkindex_measure
 bench_chunkindex_measure_SOURCES = bench/chunkindex_measure.c
 bench_chunkindex_measure_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)
 bench_chunkindex_measure_LDADD = lib/libh5chunkd.a $(DEP_LIBS)

@@ -44,7 +44,8 @@ tests_unit_check_h5chunkindex_CFLAGS = $(TEST_CFLAGS) \
 	-DCHUNKINDEX_FIXTURE_SCRIPT='"$(abs_top_srcdir)/tests/data/make_chunkindex_fixture.py"' \
 	-DPYTHON_H5='"$(PYTHON_H5)"'
 tests_unit_check_h5chunkindex_LDADD = $(TEST_LIBS)
-EXTRA_DIST += tests/data/make_chunkindex_fixture.py
+EXTRA_DIST += tests/data/make_chunkindex_fixture.py tests/fuzz/fuzz_h5chunkindex.c \
+	tests/fuzz/make_h5chunkindex_seeds.py
 
 # Operations: SIGHUP reload plan, bearer token, access log.
 check_PROGRAMS += tests/unit/check_reload tests/unit/check_authtoken tests/unit/check_accesslog
