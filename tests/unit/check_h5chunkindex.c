@@ -36,6 +36,7 @@
 #define BIG_CHUNKS        1000000
 #define BIG_CHUNK_ELEMS   20
 #define SMALL_DATASET     2000 /* chunks: also compared with H5Dget_chunk_info */
+#define DAMAGE_KEYS       256  /* keys located in each damaged copy */
 
 extern char **environ;
 
@@ -523,7 +524,13 @@ static int damaged_run(struct h5chunkindex_source *src, uint64_t ohdr,
     }
     free(locs);
     struct h5chunkindex_list list;
-    if (h5chunkindex_list_all(ci, &list) == 0)
+    /* Listing an array index locates its whole grid: only small ones here. */
+    const struct h5chunkindex_info *in = h5chunkindex_info(ci);
+    uint64_t grid = 1;
+    for (unsigned d = 0; d < in->rank && grid <= 4 * DAMAGE_KEYS; d++)
+        grid *= in->grid[d];
+    bool tree = in->type == H5CHUNKINDEX_BTREE_V1 || in->type == H5CHUNKINDEX_BTREE_V2;
+    if ((tree || grid <= 4 * DAMAGE_KEYS) && h5chunkindex_list_all(ci, &list) == 0)
         h5chunkindex_list_free(&list);
     h5chunkindex_close(ci);
     return rc;
@@ -549,6 +556,12 @@ static void damage_each_byte(const char *fname, const char *dname, bool checksum
     ck_assert_int_eq(h5chunkindex_open(&src, ohdr, &ci, NULL), 0);
     struct expect e = {.info = h5chunkindex_info(ci)};
     grid_coords(&e);
+    /* A sample spread over the grid keeps a run cheap (this test is run
+     * about a thousand times, under ASan too); small grids are taken whole. */
+    size_t step = e.nchunks / DAMAGE_KEYS + 1, rank = e.info->rank, n = 0;
+    for (size_t i = 0; i < e.nchunks; i += step, n++)
+        memmove(e.coords + n * rank, e.coords + i * rank, rank * sizeof(uint64_t));
+    e.nchunks = n;
     struct h5chunkindex_location *truth = calloc(e.nchunks, sizeof(*truth));
     ck_assert_int_eq(h5chunkindex_locate(ci, e.coords, e.nchunks, truth), 0);
     uint64_t index = e.info->index_address;
