@@ -37,7 +37,11 @@ def _client(daemon, token):
 def open(url, daemon=None, token=None, block_size=None, cache_blocks=None):  # noqa: A001
     """A seekable read-only file object of a remote file, read through the
     daemon's cache: h5py.File(h5chunkd.open(url), "r") opens it."""
-    return _client(daemon, token).open(url, block_size=block_size, cache_blocks=cache_blocks)
+    c = _client(daemon, token)
+    f = c.open(url, block_size=block_size, cache_blocks=cache_blocks)
+    if c is not _default_client:
+        f.owns_client = True  # its connections close with the file
+    return f
 
 
 def zarr_store(url, path=None, daemon=None, token=None, decode="auto"):

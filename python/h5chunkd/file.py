@@ -42,6 +42,7 @@ class DaemonFile(io.RawIOBase):
         self._blocks = collections.OrderedDict()
         self._lock = threading.Lock()
         self.requests = 0  # range requests sent (for tests and curiosity)
+        self.owns_client = False
         self.size = None
         first = self._fetch_into(0, None)  # learns the size; block 0 (the superblock) cached
         if first is not None:
@@ -196,6 +197,8 @@ class DaemonFile(io.RawIOBase):
 
     def close(self):
         self._blocks.clear()
+        if self.owns_client and not self.closed:
+            self.client.close()
         super().close()
 
     def __repr__(self):

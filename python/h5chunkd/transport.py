@@ -113,9 +113,9 @@ def read_token_file(path):
     """The token in path: one line, no blanks or control characters."""
     with open(path, "rb") as fh:
         data = fh.read(MAX_TOKEN_BYTES + 2)
-    if len(data) > MAX_TOKEN_BYTES + 1:
-        raise ValueError("token file %s is longer than %d bytes" % (path, MAX_TOKEN_BYTES))
     tok = data[:-1] if data.endswith(b"\n") else data
+    if len(tok) > MAX_TOKEN_BYTES:
+        raise ValueError("token file %s is longer than %d bytes" % (path, MAX_TOKEN_BYTES))
     if not tok:
         raise ValueError("token file %s is empty" % path)
     if any(b <= 0x20 or b >= 0x7F for b in tok):

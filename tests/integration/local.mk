@@ -18,3 +18,4 @@ INTEGRATION_TESTS += tests/integration/test_bench_smoke.sh
 # Files written by h5py, PyTables and bitshuffle's plugin, compared with h5py (about 20 s).
 INTEGRATION_TESTS += tests/integration/test_realfiles.sh
 EXTRA_DIST += tests/data/make_realfiles.py tests/integration/test_realfiles.py
+INTEGRATION_TESTS += tests/integration/test_python.sh
