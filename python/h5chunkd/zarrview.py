@@ -7,25 +7,45 @@ is made); every .zarray/.zgroup/.zattrs is then answered locally.  Chunks
 are read with one POST /v1/chunks per dataset per call of fetch():
 
 - a dataset whose .zarray names compression codecs (zlib, shuffle, blosc,
-  zstd) is read raw, as stored, and zarr decodes it; a chunk whose optional
-  filter was skipped when it was written (filter_mask) is re-encoded here
-  (with numcodecs) so it still matches the codecs;
+  zstd) is read raw, as stored, and (decode="auto", the default) decoded
+  here with numcodecs by a pool of threads while the next frames arrive
+  (zlib, blosc and zstd release the GIL, so chunks decode on every core);
+  the metadata zarr sees then names no compression codec.  A chunk whose
+  optional filter was skipped when it was written (filter_mask) just skips
+  that codec;
+- decode=False leaves decoding to zarr (one chunk after the other, once the
+  whole batch is in); a chunk with a skipped filter is then re-encoded here
+  so it still matches the codecs;
+- decode=True has the daemon decode every chunk (with libhdf5);
 - any other dataset (no codecs, or only vlen-utf8) is read decoded, as the
   view serves it.
-decode=True reads every dataset decoded by the daemon (libhdf5) and drops
-the compression codecs from the metadata zarr sees.
 
 A chunk the daemon says was never written (404 chunk_not_allocated) is
 missing (zarr fills it); every other failure raises ChunkError.
 """
 import json
+import os
 import posixpath
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from . import urls
 from .errors import ChunkError, DaemonError
 
 META_NAMES = (".zarray", ".zgroup", ".zattrs")
 TEXT_CODECS = ("vlen-utf8",)  # what the view applies to values it serves decoded
+DECODE_THREADS = min(8, os.cpu_count() or 1)
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _decode_pool():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="h5chunkd-decode")
+        return _pool
 
 
 def _codecs(zarray):
@@ -44,6 +64,7 @@ class ZarrView:
         self.client, self.url = client, url
         self.root = (path or "").strip("/")
         self.force_decode = decode is True
+        self.local_decode = decode == "auto" and _have_numcodecs()
         target = "/zarr/v2/%s/.zmetadata" % urls.zarr_id(url)
         doc = client.transport.get_json(target, "the Zarr view of %s" % url)
         md = doc.get("metadata") if isinstance(doc, dict) else None
@@ -56,13 +77,17 @@ class ZarrView:
             if prefix and not k.startswith(prefix):
                 continue
             rel = k[len(prefix):]
-            if rel.endswith(".zarray") and self.force_decode:
+            if rel.endswith(".zarray") and (self.force_decode or self.local_decode):
                 v = self._decoded_form(v)
             self.meta[rel] = v
         if self.root and ".zarray" not in self.meta and ".zgroup" not in self.meta:
             raise DaemonError("no object %s with a Zarr form in %s" % (path, url), 404,
                               "not_found")
-        self._raw_cache = {}
+        self._codecs = {}  # array dir -> its codec chain (as served), for local decoding
+        for rel, v in self.meta.items():
+            if rel.endswith(".zarray"):
+                d = rel[:-len(".zarray")].rstrip("/")
+                self._codecs[d] = _codecs(md[prefix + rel])
 
     @staticmethod
     def _decoded_form(zarray):
@@ -107,12 +132,12 @@ class ZarrView:
         return "/" + "/".join(parts)
 
     def _mode(self, d):
-        """(decode?, codec chain) of the array in directory d."""
-        z = self.meta[d + "/.zarray" if d else ".zarray"]
-        chain = _codecs(z)
+        """(ask the daemon to decode?, decode here?, codec chain as served)
+        of the array in directory d."""
+        chain = self._codecs[d]
         if self.force_decode or not chain or all(c.get("id") in TEXT_CODECS for c in chain):
-            return True, chain
-        return False, chain
+            return True, False, chain
+        return False, self.local_decode, chain
 
     def fetch(self, keys):
         """Chunk keys (relative to root) -> {key: bytes}; keys of chunks never
@@ -126,13 +151,19 @@ class ZarrView:
             by_array.setdefault(a[0], []).append(a[1])
         out = {}
         for d, cks in by_array.items():
-            decode, chain = self._mode(d)
+            decode, here, chain = self._mode(d)
             path = self._h5path(d)
             pre = d + "/" if d else ""
+            pending = []
+            codecs = _codec_objects(chain) if here else None
             try:
                 for f in self.client.batch(self.url, path, cks, decode):
                     if f.status == 200:
                         data = f.payload
+                        if here:
+                            pending.append((pre + f.key, _decode_pool().submit(
+                                local_decode, data, f.filter_mask, codecs, path, f.key)))
+                            continue
                         if f.filter_mask and not decode:
                             data = reencode(data, f.filter_mask, chain, path, f.key)
                         out[pre + f.key] = data
@@ -142,10 +173,45 @@ class ZarrView:
                         raise ChunkError("chunk %s of %s: HTTP %d %s"
                                          % (f.key, path, f.status, f.error or "error"),
                                          path, f.key, f.status, f.error)
+                for k, fut in pending:
+                    out[k] = fut.result()
             except DaemonError as e:
                 raise ChunkError("reading chunks of %s failed: %s" % (path, e), path, None,
                                  e.status, e.code) from e
+            finally:
+                for _k, fut in pending:
+                    fut.cancel()
         return out
+
+
+def _have_numcodecs():
+    try:
+        import numcodecs  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _codec_objects(chain):
+    import numcodecs
+    return [numcodecs.get_codec(dict(c)) for c in chain]
+
+
+def local_decode(data, mask, codecs, path, key):
+    """A stored chunk's values: its codecs undone, last first, skipping the
+    filters its filter mask says were not applied."""
+    if mask >> len(codecs):
+        raise ChunkError("chunk %s of %s: filter mask %d names filters the Zarr view does "
+                         "not list" % (key, path, mask), path, key)
+    buf = data
+    try:
+        for i in reversed(range(len(codecs))):
+            if not mask & (1 << i):
+                buf = codecs[i].decode(buf)
+    except Exception as e:  # a codec's own error: the stored bytes do not decode
+        raise ChunkError("chunk %s of %s does not decode (%s): %s"
+                         % (key, path, codecs[i].codec_id, e), path, key) from e
+    return buf
 
 
 def reencode(data, mask, chain, path, key):

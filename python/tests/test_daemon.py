@@ -207,6 +207,14 @@ class EveryEntryPoint(Base):
         # zarr.open without consolidation finds the same metadata in the store.
         self.zarr_pass(zarr.open(store, mode="r"), "zarr.open(zarr_store)")
 
+    def test_zarr_store_zarr_decodes(self):
+        import zarr
+        store = self.client.zarr_store(url(), decode=False)
+        root = zarr.open_consolidated(store, mode="r")
+        self.assertEqual([c.codec_id for c in root["acquisition/ElectricalSeries/data"].filters],
+                         ["shuffle", "zlib"])
+        self.zarr_pass(root, "zarr(zarr_store, zarr decodes)")
+
     def test_zarr_store_decoded(self):
         import zarr
         store = h5chunkd.zarr_store(url(), daemon=ENV["H5CHUNKD_TEST_DAEMON"], decode=True)
@@ -457,11 +465,14 @@ class RawChunksNeverWritten(Base):
         os.replace(path + ".part", path)
         with h5py.File(path, "r") as f:
             want = f["x"][...]
-        store = self.client.zarr_store(url("sparse_gzip.h5"))
-        z = zarr.open_consolidated(store, mode="r")["x"]
-        self.assertTrue(z.filters or z.compressor, "x must be served raw (with codecs)")
-        self.assertSameValues(want, z[...], "zarr_store over chunks never written")
-        self.assertEqual(store.batches, 1)
+        for decode in ("auto", False):
+            store = self.client.zarr_store(url("sparse_gzip.h5"), decode=decode)
+            self.assertEqual(store.view._mode("x")[:2], (False, decode == "auto"),
+                             "x must be read raw")
+            z = zarr.open_consolidated(store, mode="r")["x"]
+            self.assertSameValues(want, z[...], "zarr_store(decode=%s) over chunks never written"
+                                  % decode)
+            self.assertEqual(store.batches, 1)
         self.assertNotIn("x/0.0", store)
         self.assertIn("x/0.1", store)
         fs = fsspec.filesystem("h5chunkd", fo=url("sparse_gzip.h5"),
