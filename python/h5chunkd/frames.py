@@ -12,6 +12,7 @@ from .errors import DaemonError
 
 MAX_HEADER_LINE = 64 * 1024
 MAX_PAYLOAD = 1 << 34  # 16 GiB: far above any chunk; a guard against nonsense
+READ_SIZE = 256 * 1024
 
 
 class Frame:
@@ -24,19 +25,6 @@ class Frame:
     def __repr__(self):
         return "Frame(%r, %d, %s, %d bytes)" % (self.key, self.status, self.error,
                                                 len(self.payload))
-
-
-def _read_exact(stream, n):
-    """n bytes from stream into one buffer, or a DaemonError."""
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = stream.readinto(view[got:])
-        if not k:
-            raise DaemonError("the batch answer ended inside a frame (%d of %d bytes)" % (got, n))
-        got += k
-    return buf
 
 
 def parse_header(line):
@@ -58,25 +46,84 @@ def parse_header(line):
     return key, status, length, mask, (str(err) if err is not None else None)
 
 
+class _Reader:
+    """The answer's bytes through one buffer: header lines and small payloads
+    are cut from it (no call into http.client per frame), large payloads are
+    read straight into their own buffer."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.buf = b""
+        self.pos = 0
+
+    def _more(self):
+        data = self.stream.read1(READ_SIZE)
+        if not data:
+            return False
+        self.buf = self.buf[self.pos:] + data if self.pos < len(self.buf) else data
+        self.pos = 0
+        return True
+
+    def line(self):
+        """The next header line with its newline, b"" at the end of the answer."""
+        while True:
+            nl = self.buf.find(b"\n", self.pos)
+            if nl >= 0:
+                if nl - self.pos >= MAX_HEADER_LINE:
+                    break
+                line = self.buf[self.pos:nl + 1]
+                self.pos = nl + 1
+                return line
+            if len(self.buf) - self.pos > MAX_HEADER_LINE:
+                break
+            if not self._more():
+                if self.pos < len(self.buf):
+                    raise DaemonError("the batch answer ends inside a frame header")
+                return b""
+        raise DaemonError("frame header line longer than %d bytes" % MAX_HEADER_LINE)
+
+    def payload(self, n):
+        have = len(self.buf) - self.pos
+        if have >= n:
+            out = self.buf[self.pos:self.pos + n]
+            self.pos += n
+            return out
+        out = bytearray(n)
+        out[:have] = self.buf[self.pos:]
+        self.buf, self.pos = b"", 0
+        view = memoryview(out)
+        got = have
+        while got < n:
+            k = self.stream.readinto(view[got:])
+            if not k:
+                raise DaemonError("the batch answer ended inside a frame (%d of %d bytes)"
+                                  % (got, n))
+            got += k
+        return out
+
+    def at_end(self):
+        return self.pos >= len(self.buf) and not self.stream.read(1)
+
+
 def read_frames(stream, keys):
     """Yields one Frame per distinct key of `keys`, in arrival order, from a
-    binary stream (an http.client.HTTPResponse); then checks the stream ends."""
+    binary stream with read1() (an http.client.HTTPResponse); then checks
+    that the stream ends."""
     wanted = set(keys)
     seen = set()
+    r = _Reader(stream)
     while len(seen) < len(wanted):
-        line = stream.readline(MAX_HEADER_LINE + 1)
+        line = r.line()
         if not line:
             raise DaemonError("the batch answer ended after %d of %d frames"
                               % (len(seen), len(wanted)))
-        if len(line) > MAX_HEADER_LINE or not line.endswith(b"\n"):
-            raise DaemonError("frame header line too long or cut short")
         key, status, length, mask, err = parse_header(line)
         if key not in wanted:
             raise DaemonError("the daemon sent a frame for key %r, which was not asked for" % key)
         if key in seen:
             raise DaemonError("the daemon sent key %r twice" % key)
         seen.add(key)
-        payload = _read_exact(stream, length) if length else bytearray()
+        payload = r.payload(length) if length else b""
         yield Frame(key, status, err, mask, payload)
-    if stream.read(1):
+    if not r.at_end():
         raise DaemonError("bytes after the last frame of a batch answer")
