@@ -266,7 +266,10 @@ class Transport:
             conn.close()
             raise DaemonError("reading the answer to %s %s failed: %s" % (method, target, e)) \
                 from None
-        self.give_back(conn) if not resp.will_close else conn.close()
+        if resp.will_close:
+            conn.close()
+        else:
+            self.give_back(conn)
         if resp.status not in ok:
             raise error_from_body(resp.status, data[:MAX_ERROR_BODY], what or target.split("?")[0])
         return resp, data

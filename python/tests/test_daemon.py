@@ -20,7 +20,6 @@ in the environment (every test is skipped without it):
   TESTS_SRCDIR               the source tree's tests/ (the h5py model of test_clients.py)
 """
 import json
-import math
 import os
 import re
 import sys
