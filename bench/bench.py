@@ -667,8 +667,8 @@ class Bench:
                     rel = self.fresh("cold/%s-%s-%d" % (peer, wl, i), fname)
                     return [self.task(peer, wl, rel)]
 
-                cells = {"cold": self.cell("cold", wl, peer, 1, make_cold, a.reps,
-                                           a.cell_budget)}
+                cells = {"cold": self.expected(peer, self.cell("cold", wl, peer, 1, make_cold,
+                                                               a.reps, a.cell_budget))}
                 out[wl][peer] = cells
                 rel = self.fresh("warm/%s" % peer, fname)
                 _el, errs, _late, _o = self.measure([self.task(peer, wl, rel)])
@@ -682,9 +682,23 @@ class Bench:
                     def make_warm(_i, n=n, peer=peer, wl=wl, rel=rel):
                         return [self.task(peer, wl, rel) for _ in range(n)]
 
-                    cells["warm%d" % n] = self.cell("warm", wl, peer, n, make_warm,
-                                                    a.warm_reps, a.cell_budget)
+                    cells["warm%d" % n] = self.expected(peer, self.cell(
+                        "warm", wl, peer, n, make_warm, a.warm_reps, a.cell_budget))
                 self.rss("python %s %s" % (wl, peer))
+
+    def expected(self, peer, c):
+        """zarr's FSStore turns every chunk request that fails into fill values
+        (zarr 2.13 + fsspec 2022.11); with many clients at once the daemon's
+        max_connections drops some of fsspec's many connections, so zarr-http
+        answers wrongly.  That is the peer's known failure, the reason for the
+        batched store: it stays FAILED in the table, with its reason, but
+        does not fail the run."""
+        if peer == "zarr-http" and not c["ok"] and c["errors"] and all(
+                e.startswith("wrong values") for e in c["errors"]):
+            label = self.results["errors"].pop()
+            self.results.setdefault("python_known_failures", []).append(label)
+            c["known_failure"] = "FSStore filled chunks whose requests failed"
+        return c
 
     # the whole run -------------------------------------------------------
     def run(self):
