@@ -84,10 +84,20 @@ class ZarrView:
             raise DaemonError("no object %s with a Zarr form in %s" % (path, url), 404,
                               "not_found")
         self._codecs = {}  # array dir -> its codec chain (as served), for local decoding
+        self._local = {}   # array dir -> codec objects, when decoded here
+        known = {}
         for rel, v in self.meta.items():
             if rel.endswith(".zarray"):
                 d = rel[:-len(".zarray")].rstrip("/")
-                self._codecs[d] = _codecs(md[prefix + rel])
+                chain = _codecs(md[prefix + rel])
+                self._codecs[d] = chain
+                if self.local_decode and chain:
+                    key = json.dumps(chain, sort_keys=True)
+                    if key not in known:
+                        known[key] = _codec_objects(chain)
+                    if known[key] is not None:
+                        self._local[d] = known[key]
+        self._zmetadata = None
 
     @staticmethod
     def _decoded_form(zarray):
@@ -106,7 +116,10 @@ class ZarrView:
     def meta_bytes(self, key):
         """The bytes of a metadata key; KeyError when there is none."""
         if key == ".zmetadata":
-            return json.dumps({"zarr_consolidated_format": 1, "metadata": self.meta}).encode()
+            if self._zmetadata is None:
+                self._zmetadata = json.dumps({"zarr_consolidated_format": 1,
+                                              "metadata": self.meta}).encode()
+            return self._zmetadata
         v = self.meta[key]
         return json.dumps(v).encode()
 
@@ -137,7 +150,11 @@ class ZarrView:
         chain = self._codecs[d]
         if self.force_decode or not chain or all(c.get("id") in TEXT_CODECS for c in chain):
             return True, False, chain
-        return False, self.local_decode, chain
+        if self.local_decode:
+            # A codec this numcodecs lacks: the daemon decodes (the metadata
+            # zarr sees names no codec either way).
+            return (False, True, chain) if d in self._local else (True, False, chain)
+        return False, False, chain
 
     def fetch(self, keys):
         """Chunk keys (relative to root) -> {key: bytes}; keys of chunks never
@@ -155,7 +172,7 @@ class ZarrView:
             path = self._h5path(d)
             pre = d + "/" if d else ""
             pending = []
-            codecs = _codec_objects(chain) if here else None
+            codecs = self._local.get(d) if here else None
             try:
                 for f in self.client.batch(self.url, path, cks, decode):
                     if f.status == 200:
@@ -207,8 +224,12 @@ def _have_numcodecs():
 
 
 def _codec_objects(chain):
+    """numcodecs codecs for a chain; None when one of them is unknown here."""
     import numcodecs
-    return [numcodecs.get_codec(dict(c)) for c in chain]
+    try:
+        return [numcodecs.get_codec(dict(c)) for c in chain]
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def local_decode(data, mask, codecs, path, key):

@@ -224,6 +224,99 @@ class NoDaemon(unittest.TestCase):
             os.environ.update(env)
 
 
+class _FakeTransport:
+    def __init__(self, doc):
+        self.doc = doc
+
+    def get_json(self, target, what=None):
+        return self.doc
+
+
+class _FakeClient:
+    def __init__(self, doc):
+        self.transport = _FakeTransport(doc)
+
+
+def _zarray(filters):
+    return {"zarr_format": 2, "shape": [10], "chunks": [5], "dtype": "<i2", "order": "C",
+            "fill_value": 0, "compressor": None, "filters": filters}
+
+
+ZLIB = [{"id": "shuffle", "elementsize": 2}, {"id": "zlib", "level": 4}]
+METADATA = {"metadata": {
+    ".zgroup": {"zarr_format": 2}, ".zattrs": {"a": 1},
+    "g/.zgroup": {"zarr_format": 2}, "g/.zattrs": {},
+    "g/raw/.zarray": _zarray(ZLIB), "g/raw/.zattrs": {},
+    "g/plain/.zarray": _zarray(None), "g/plain/.zattrs": {},
+    "g/text/.zarray": _zarray([{"id": "vlen-utf8"}]), "g/text/.zattrs": {},
+    "g/odd/.zarray": _zarray([{"id": "no-such-codec"}]), "g/odd/.zattrs": {},
+}}
+
+
+class ZarrViewModes(unittest.TestCase):
+    """Which chunks are read raw or decoded, and what zarr is told."""
+
+    def setUp(self):
+        try:
+            import numcodecs  # noqa: F401
+        except ImportError:
+            self.skipTest("numcodecs not installed")
+        from h5chunkd.zarrview import ZarrView
+        self.View = ZarrView
+
+    def test_modes(self):
+        auto = self.View(_FakeClient(METADATA), "https://x/f.h5")
+        self.assertEqual(auto._mode("g/raw")[:2], (False, True))     # raw, decoded here
+        self.assertEqual(auto._mode("g/plain")[:2], (True, False))   # the view decodes
+        self.assertEqual(auto._mode("g/text")[:2], (True, False))
+        self.assertEqual(auto._mode("g/odd")[:2], (True, False))     # numcodecs lacks it
+        z = json.loads(auto.meta_bytes("g/raw/.zarray"))
+        self.assertIsNone(z["filters"])
+        self.assertEqual(json.loads(auto.meta_bytes("g/text/.zarray"))["filters"],
+                         [{"id": "vlen-utf8"}])
+        self.assertIsNone(json.loads(auto.meta_bytes("g/odd/.zarray"))["filters"])
+        zarr_decodes = self.View(_FakeClient(METADATA), "https://x/f.h5", decode=False)
+        self.assertEqual(zarr_decodes._mode("g/raw")[:2], (False, False))
+        self.assertEqual(json.loads(zarr_decodes.meta_bytes("g/raw/.zarray"))["filters"], ZLIB)
+        daemon = self.View(_FakeClient(METADATA), "https://x/f.h5", decode=True)
+        self.assertEqual(daemon._mode("g/raw")[:2], (True, False))
+        with self.assertRaises(ValueError):
+            self.View(_FakeClient(METADATA), "https://x/f.h5", decode="yes")
+
+    def test_rooted(self):
+        v = self.View(_FakeClient(METADATA), "https://x/f.h5", path="/g/")
+        self.assertEqual(v.listdir(""), [".zattrs", ".zgroup", "odd", "plain", "raw", "text"])
+        self.assertEqual(v.array_of("raw/1"), ("raw", "1"))
+        self.assertIsNone(v.array_of("nope/1"))
+        self.assertEqual(v._h5path("raw"), "/g/raw")
+        md = json.loads(v.meta_bytes(".zmetadata"))["metadata"]
+        self.assertIn("raw/.zarray", md)
+        a = self.View(_FakeClient(METADATA), "https://x/f.h5", path="g/raw")
+        self.assertEqual(a.array_of("0"), ("", "0"))
+        self.assertEqual(a._h5path(""), "/g/raw")
+        with self.assertRaises(h5chunkd.DaemonError):
+            self.View(_FakeClient(METADATA), "https://x/f.h5", path="/nope")
+        with self.assertRaises(h5chunkd.DaemonError):
+            self.View(_FakeClient({"metadata": []}), "https://x/f.h5")
+
+    def test_skipped_filters(self):
+        from h5chunkd.zarrview import _codec_objects, local_decode, reencode
+        values = bytes(range(200)) * 10
+        codecs = _codec_objects(ZLIB)
+        shuffled = bytes(codecs[0].encode(values))
+        stored_full = bytes(codecs[1].encode(shuffled))
+        # mask bit 1: zlib (filter 1) was skipped when the chunk was written.
+        self.assertEqual(bytes(local_decode(shuffled, 2, codecs, "/g/raw", "0")), values)
+        self.assertEqual(bytes(local_decode(stored_full, 0, codecs, "/g/raw", "0")), values)
+        fixed = reencode(shuffled, 2, ZLIB, "/g/raw", "0")
+        self.assertEqual(bytes(codecs[0].decode(codecs[1].decode(fixed))), values)
+        with self.assertRaises(h5chunkd.ChunkError):
+            local_decode(shuffled, 4, codecs, "/g/raw", "0")        # a filter not listed
+        with self.assertRaises(h5chunkd.ChunkError):
+            local_decode(b"not zlib", 0, codecs, "/g/raw", "0")     # damaged bytes
+        self.assertIsNone(_codec_objects([{"id": "no-such-codec"}]))
+
+
 class FsspecRegistration(unittest.TestCase):
     def test_registered(self):
         try:
