@@ -18,7 +18,10 @@ are read with one POST /v1/chunks per dataset per call of fetch():
   so it still matches the codecs;
 - decode=True has the daemon decode every chunk (with libhdf5);
 - any other dataset (no codecs, or only vlen-utf8) is read decoded, as the
-  view serves it.
+  view serves it;
+- with merge_small (the zarr store), an array of chunks under 64 KiB is
+  shown with consecutive chunks merged along its first dimension (class
+  Merge), read decoded by the daemon.
 
 A chunk the daemon says was never written (404 chunk_not_allocated) is
 missing (zarr fills it); every other failure raises ChunkError.
@@ -58,10 +61,11 @@ def _codecs(zarray):
 class ZarrView:
     """One remote file's Zarr view, rooted at `path` inside the file."""
 
-    def __init__(self, client, url, path=None, decode="auto"):
+    def __init__(self, client, url, path=None, decode="auto", merge_small=False):
         if decode not in ("auto", True, False):
             raise ValueError("decode must be 'auto', True or False")
         self.client, self.url = client, url
+        self._merged = {}  # array dir -> Merge, for arrays shown with merged chunks
         self.root = (path or "").strip("/")
         self.force_decode = decode is True
         self.local_decode = decode == "auto" and _have_numcodecs()
@@ -98,6 +102,13 @@ class ZarrView:
                     if known[key] is not None:
                         self._local[d] = known[key]
         self._zmetadata = None
+        if merge_small and decode is not False:
+            for rel in [k for k in self.meta if k.endswith(".zarray")]:
+                d = rel[:-len(".zarray")].rstrip("/")
+                m = Merge.plan(self.meta[rel])
+                if m is not None:
+                    self._merged[d] = m
+                    self.meta[rel] = m.zarray
 
     @staticmethod
     def _decoded_form(zarray):
@@ -168,6 +179,9 @@ class ZarrView:
             by_array.setdefault(a[0], []).append(a[1])
         out = {}
         for d, cks in by_array.items():
+            if d in self._merged:
+                out.update(self._fetch_merged(d, cks))
+                continue
             decode, here, chain = self._mode(d)
             path = self._h5path(d)
             pre = d + "/" if d else ""
@@ -213,6 +227,103 @@ class ZarrView:
                 for _k, _args, fut in pending:
                     fut.cancel()
         return out
+
+
+    def _fetch_merged(self, d, vkeys):
+        """Merged chunks: every real chunk they hold, decoded by the daemon
+        (chunks never written come as fill values), in one batch."""
+        m = self._merged[d]
+        path = self._h5path(d)
+        pre = d + "/" if d else ""
+        need = {}
+        for vk in vkeys:
+            for rk in m.real_keys(vk):
+                need.setdefault(rk, []).append(vk)
+        parts = {}
+        try:
+            for f in self.client.batch(self.url, path, list(need), True):
+                if f.status != 200:
+                    raise ChunkError("chunk %s of %s: HTTP %d %s"
+                                     % (f.key, path, f.status, f.error or "error"),
+                                     path, f.key, f.status, f.error)
+                parts[f.key] = f.payload
+        except DaemonError as e:
+            raise ChunkError("reading chunks of %s failed: %s" % (path, e), path, None,
+                             e.status, e.code) from e
+        return {pre + vk: m.assemble(vk, parts, path) for vk in vkeys}
+
+
+class Merge:
+    """An array with small chunks, shown to zarr with `factor` consecutive
+    chunks along the first dimension merged into one: zarr's own work per
+    chunk (indexing, decoding, copying) is what costs when chunks hold a few
+    KB, and the daemon still reads the real chunks in one batch."""
+
+    SMALL = 64 * 1024          # chunks below this many bytes are merged
+    TARGET = 1024 * 1024       # into chunks of about this many
+
+    def __init__(self, zarray, factor, itemsize):
+        self.real = list(zarray["chunks"])
+        self.shape = list(zarray["shape"])
+        self.factor = factor
+        self.itemsize = itemsize
+        self.grid0 = -(-self.shape[0] // self.real[0])
+        self.real_bytes = itemsize
+        for c in self.real:
+            self.real_bytes *= c
+        z = dict(zarray)
+        z["chunks"] = [self.real[0] * factor] + self.real[1:]
+        z["filters"] = None
+        z["compressor"] = None
+        self.zarray = z
+
+    @classmethod
+    def plan(cls, zarray):
+        try:
+            import numpy as np
+            dt = np.dtype(_dtype_spec(zarray["dtype"]))
+        except (ImportError, TypeError, ValueError, KeyError):
+            return None
+        shape, chunks = zarray.get("shape"), zarray.get("chunks")
+        if dt.hasobject or not shape or not chunks or len(shape) != len(chunks):
+            return None
+        if zarray.get("order", "C") != "C" or any(c <= 0 for c in chunks):
+            return None
+        nbytes = dt.itemsize
+        for c in chunks:
+            nbytes *= c
+        grid0 = -(-shape[0] // chunks[0])
+        if nbytes >= cls.SMALL or grid0 < 2 or nbytes == 0:
+            return None
+        factor = min(grid0, max(1, cls.TARGET // nbytes))
+        return cls(zarray, factor, dt.itemsize) if factor > 1 else None
+
+    def real_keys(self, vkey):
+        idx = vkey.split(".")
+        first = int(idx[0]) * self.factor
+        rest = ".".join(idx[1:])
+        return [("%d.%s" % (i, rest)) if rest else str(i)
+                for i in range(first, min(first + self.factor, self.grid0))]
+
+    def assemble(self, vkey, parts, path):
+        buf = bytearray(self.real_bytes * self.factor)
+        for n, rk in enumerate(self.real_keys(vkey)):
+            data = parts.get(rk)
+            if data is None or len(data) != self.real_bytes:
+                raise ChunkError("chunk %s of %s: %s" % (rk, path, "missing from the answer"
+                                                         if data is None else
+                                                         "%d bytes, expected %d"
+                                                         % (len(data), self.real_bytes)),
+                                 path, rk)
+            buf[n * self.real_bytes:(n + 1) * self.real_bytes] = data
+        return buf
+
+
+def _dtype_spec(d):
+    """A Zarr dtype (a string, or [[name, type, shape?], ...]) for numpy.dtype."""
+    if isinstance(d, list):
+        return [tuple(_dtype_spec(x) if isinstance(x, list) else x for x in f) for f in d]
+    return d
 
 
 def _have_numcodecs():

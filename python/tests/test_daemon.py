@@ -202,6 +202,12 @@ class EveryEntryPoint(Base):
     def test_zarr_store(self):
         import zarr
         store = h5chunkd.zarr_store(url(), daemon=ENV["H5CHUNKD_TEST_DAEMON"])
+        # Arrays of small chunks are shown to zarr with chunks merged.
+        merged = store.view._merged
+        for p in ("acquisition/ElectricalSeries/timestamps", "analysis/sparse"):
+            self.assertIn(p, merged)
+            self.assertGreater(merged[p].factor, 1)
+        self.assertNotIn("acquisition/ElectricalSeries/data", merged)
         self.zarr_pass(zarr.open_consolidated(store, mode="r"), "zarr(zarr_store)")
         # zarr.open without consolidation finds the same metadata in the store.
         self.zarr_pass(zarr.open(store, mode="r"), "zarr.open(zarr_store)")
@@ -457,10 +463,11 @@ class RawChunksNeverWritten(Base):
         import zarr
         path = os.path.join(ENV["H5CHUNKD_TEST_ROOT"], "sparse_gzip.h5")
         with h5py.File(path + ".part", "w") as f:
-            d = f.create_dataset("x", shape=(100, 60), chunks=(10, 20), dtype="<i4",
+            # Chunks of 80 KB: above Merge.SMALL, so the store reads them as they are.
+            d = f.create_dataset("x", shape=(1000, 600), chunks=(100, 200), dtype="<i4",
                                  compression="gzip", shuffle=True, fillvalue=7)
             for i in range(0, 10, 3):
-                d[i * 10:(i + 1) * 10, 20:40] = np.arange(200).reshape(10, 20) + i
+                d[i * 100:(i + 1) * 100, 200:400] = np.arange(20000).reshape(100, 200) + i
         os.replace(path + ".part", path)
         with h5py.File(path, "r") as f:
             want = f["x"][...]
