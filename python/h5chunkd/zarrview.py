@@ -8,8 +8,9 @@ are read with one POST /v1/chunks per dataset per call of fetch():
 
 - a dataset whose .zarray names compression codecs (zlib, shuffle, blosc,
   zstd) is read raw, as stored, and (decode="auto", the default) decoded
-  here with numcodecs by a pool of threads while the next frames arrive
-  (zlib, blosc and zstd release the GIL, so chunks decode on every core);
+  here with numcodecs as frames arrive: by a pool of threads when cores
+  are idle (zlib, blosc and zstd release the GIL, so chunks decode on every
+  core), else in the reading thread;
   the metadata zarr sees then names no compression codec.  A chunk whose
   optional filter was skipped when it was written (filter_mask) just skips
   that codec;
@@ -37,7 +38,28 @@ from .errors import ChunkError, DaemonError
 
 META_NAMES = (".zarray", ".zgroup", ".zattrs")
 TEXT_CODECS = ("vlen-utf8",)  # what the view applies to values it serves decoded
-DECODE_THREADS = min(8, os.cpu_count() or 1)
+def _decode_threads():
+    """Threads that decode chunks while frames arrive: $H5CHUNKD_DECODE_THREADS,
+    else one per CPU up to 8; 0 (or one CPU) decodes in the reading thread."""
+    v = os.environ.get("H5CHUNKD_DECODE_THREADS", "")
+    if v.isdigit():
+        return min(int(v), 64)
+    n = os.cpu_count() or 1
+    return min(8, n) if n > 1 else 0
+
+
+DECODE_THREADS = _decode_threads()
+CPUS = os.cpu_count() or 1
+
+
+def _cores_idle():
+    """Whether other threads would find a free core: a pool only pays when
+    they do.  On busy cores every handoff to a worker waits for the
+    scheduler, and decoding in the reading thread is faster (bench/)."""
+    try:
+        return os.getloadavg()[0] < CPUS - 1
+    except OSError:
+        return False
 
 _pool = None
 _pool_lock = threading.Lock()
@@ -187,13 +209,14 @@ class ZarrView:
             pre = d + "/" if d else ""
             pending = []
             codecs = self._local.get(d) if here else None
+            inline = len(cks) == 1 or DECODE_THREADS == 0 or not _cores_idle()
             try:
                 for f in self.client.batch(self.url, path, cks, decode):
                     if f.status == 200:
                         data = f.payload
-                        if here and len(cks) == 1:
-                            # One chunk: no other work to overlap with; a thread
-                            # handoff would only add two context switches.
+                        if here and inline:
+                            # One chunk, or no idle core: a thread handoff
+                            # would only add context switches.
                             out[pre + f.key] = local_decode(data, f.filter_mask, codecs, path,
                                                             f.key)
                             continue
