@@ -212,6 +212,25 @@ class EveryEntryPoint(Base):
         # zarr.open without consolidation finds the same metadata in the store.
         self.zarr_pass(zarr.open(store, mode="r"), "zarr.open(zarr_store)")
 
+    def test_zarr_store_decode_threads(self):
+        # Both ways of decoding here, whatever the machine's load.
+        import zarr
+        from h5chunkd import zarrview
+        saved = zarrview._cores_idle, zarrview.DECODE_THREADS
+        try:
+            for idle, threads in ((True, 2), (False, 2), (True, 0)):
+                zarrview._cores_idle = lambda idle=idle: idle
+                zarrview.DECODE_THREADS = threads
+                store = self.client.zarr_store(url())
+                root = zarr.open_consolidated(store, mode="r")
+                for p in ("/acquisition/ElectricalSeries/data", "/acquisition/data_link",
+                          "/units/spike_times"):
+                    self.assertEqual(store.view._mode(p[1:])[:2], (False, True))
+                    self.assertSameValues(MODEL.datasets[p].values, root[p[1:]][...],
+                                          "decode threads %d idle %s: %s" % (threads, idle, p))
+        finally:
+            zarrview._cores_idle, zarrview.DECODE_THREADS = saved
+
     def test_zarr_store_zarr_decodes(self):
         import zarr
         store = self.client.zarr_store(url(), decode=False)
