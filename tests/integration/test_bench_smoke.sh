@@ -25,7 +25,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/h5cd-test_bench_smoke.XXXXXX")
 trap 'rm -rf -- "$T"' EXIT
 
 rc=0
-timeout -k 10 150 "$SRC/bench/run" --quick --no-doc --rtt-ms 2 --clients 1,2 \
+timeout -k 10 240 "$SRC/bench/run" --quick --no-doc --rtt-ms 2 --clients 1,2 \
     --sections cold,warm,wrk \
     --daemon "$H5CHUNKD_BIN" --results "$T/results.json" >"$T/bench.log" 2>&1 || rc=$?
 if [[ $rc == 77 ]]; then
