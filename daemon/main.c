@@ -376,6 +376,7 @@ static void start_engine(struct server *srv)
         .retries = cfg->upstream_retries,
         .retry_base_ms = cfg->upstream_retry_base_ms,
         .retry_budget_ms = cfg->upstream_retry_budget_ms,
+        .max_redirects = cfg->max_redirects,
         .user_agent = cfg->user_agent,
         .policy = srv->policy,
         .stats = &srv->stats,

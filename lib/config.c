@@ -25,6 +25,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "urlpolicy.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "0.0.0"
@@ -136,6 +137,10 @@ static const struct option options[] = {
      "stop retrying after this much time"},
     {"allow_private_upstreams", OPT_BOOL, OFF(allow_private_upstreams), 0, 1, F_RELOAD, "false",
      "permit upstreams on loopback, private and link-local addresses"},
+    {"allow_upstream_networks", OPT_LIST, OFF(allow_upstream_networks), 0, 0, F_RELOAD, "",
+     "address blocks (CIDR) permitted as upstreams even if private, e.g. 10.1.0.0/16"},
+    {"max_redirects", OPT_UINT, OFF(max_redirects), 0, H5CD_MAX_REDIRECTS, 0, "5",
+     "redirect hops followed for one upstream request; each is checked by the policy"},
     {"allow_prefixes", OPT_LIST, OFF(allow_prefixes), 0, 0, F_RELOAD, "",
      "if set, a URL must start with one of these prefixes"},
     {"deny_prefixes", OPT_LIST, OFF(deny_prefixes), 0, 0, F_RELOAD, "",
@@ -838,6 +843,15 @@ int config_validate(const struct h5cd_config *cfg, char *err, size_t errlen)
         return h5cd_errf(err, errlen,
                          "upstream_max_per_host (%u) must not exceed upstream_max_total (%u)",
                          cfg->upstream_max_per_host, cfg->upstream_max_total);
+    for (size_t i = 0; i < cfg->allow_upstream_networks.count; i++) {
+        struct urlpolicy_network net;
+        const char *item = cfg->allow_upstream_networks.items[i];
+        if (urlpolicy_parse_network(item, &net) < 0)
+            return h5cd_errf(err, errlen,
+                             "allow_upstream_networks: '%s' is not an address block such as "
+                             "10.1.0.0/16 or fd00::/8",
+                             item);
+    }
     if (cfg->listen == NULL)
         return h5cd_errf(err, errlen, "listen: not set");
     bool loopback = false;

@@ -59,18 +59,20 @@ struct h5cd_config {
     uint64_t max_slice_bytes;      /* decoded bytes one /v1/slice may return; default 256M */
 
     /* Upstream fetch engine. */
-    unsigned upstream_max_per_host;       /* concurrent connections per host; default 8 */
-    unsigned upstream_max_total;          /* concurrent connections overall; default 64 */
-    unsigned upstream_connect_timeout_ms; /* default 10000 */
-    unsigned upstream_timeout_ms;         /* one attempt, whole transfer; default 60000 */
-    unsigned upstream_retries;            /* attempts after the first; default 4 */
-    unsigned upstream_retry_base_ms;      /* first backoff; doubles with jitter; default 200 */
-    unsigned upstream_retry_budget_ms;    /* give up after this much time; default 30000 */
-    bool allow_private_upstreams;         /* permit loopback/private/link-local upstreams */
-    struct strlist allow_prefixes;        /* if non-empty, a URL must start with one of these */
-    struct strlist deny_prefixes;         /* a URL starting with one of these is refused */
-    struct strlist strip_query_params;    /* dropped from a URL's cache identity */
-    char *user_agent;                     /* default "h5chunkd/VERSION" */
+    unsigned upstream_max_per_host;         /* concurrent connections per host; default 8 */
+    unsigned upstream_max_total;            /* concurrent connections overall; default 64 */
+    unsigned upstream_connect_timeout_ms;   /* default 10000 */
+    unsigned upstream_timeout_ms;           /* one attempt, whole transfer; default 60000 */
+    unsigned upstream_retries;              /* attempts after the first; default 4 */
+    unsigned upstream_retry_base_ms;        /* first backoff; doubles with jitter; default 200 */
+    unsigned upstream_retry_budget_ms;      /* give up after this much time; default 30000 */
+    bool allow_private_upstreams;           /* permit loopback/private/link-local upstreams */
+    struct strlist allow_upstream_networks; /* CIDR blocks permitted even if private */
+    unsigned max_redirects;                 /* redirect hops followed; default 5 */
+    struct strlist allow_prefixes;          /* if non-empty, a URL must start with one of these */
+    struct strlist deny_prefixes;           /* a URL starting with one of these is refused */
+    struct strlist strip_query_params;      /* dropped from a URL's cache identity */
+    char *user_agent;                       /* default "h5chunkd/VERSION" */
 
     /* Process. */
     bool foreground;  /* do not detach; default false */

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -82,6 +83,7 @@ struct remote {
 struct fetchctx {
     struct remote *remote;
     uint64_t offset;
+    uint64_t file_size; /* of the version opened: an answer about another size is a change */
     size_t nentries;
     struct entry *entries[];
 };
@@ -141,8 +143,7 @@ static int errcode_for_fetch(const struct fetch_result *res)
         return H5CD_E_NOT_FOUND;
     case FETCH_ERR_DENIED:
         /* Upstream's own 401/403 is its business; a refusal by our policy is ours. */
-        return res->http_status == 401 || res->http_status == 403 ? H5CD_E_UPSTREAM_ERROR
-                                                                  : H5CD_E_URL_NOT_ALLOWED;
+        return res->policy_refused ? H5CD_E_URL_NOT_ALLOWED : H5CD_E_UPSTREAM_ERROR;
     case FETCH_ERR_RANGE:
         return H5CD_E_RANGE_NOT_SATISFIABLE;
     case FETCH_ERR_CHANGED:
@@ -596,6 +597,13 @@ static void fetch_done(struct fetch_result *res, void *arg)
     struct fetchctx *ctx = arg;
     struct remote *r = ctx->remote;
     struct fetchbuf *buf = NULL;
+    if (res->status == FETCH_OK && res->total_size != UINT64_MAX &&
+        res->total_size != ctx->file_size) {
+        /* Same validator (or none to compare), another length: not the version opened. */
+        res->status = FETCH_ERR_CHANGED;
+        snprintf(res->error, sizeof(res->error),
+                 "upstream file changed (its size is no longer the size it was opened with)");
+    }
     if (res->status == FETCH_OK) {
         buf = malloc(sizeof(*buf));
         if (buf != NULL) {
@@ -743,6 +751,7 @@ static void submit_fetch(struct remote_batch *b, const struct coalesce_range *ra
     }
     ctx->remote = r;
     ctx->offset = range->offset;
+    ctx->file_size = b->file.size;
     ctx->nentries = nowned;
     memcpy(ctx->entries, owned, nowned * sizeof(owned[0]));
     int rc = fetch_submit(r->fetch, b->file.url, range->offset, range->length, b->file.validator,

@@ -286,6 +286,7 @@ static struct fetch_config default_config(void)
         .retries = 3,
         .retry_base_ms = 20,
         .retry_budget_ms = 10000,
+        .max_redirects = 5,
         .user_agent = "check_fetch",
         .policy = open_policy,
         .stats = &stats,
