@@ -358,11 +358,15 @@ int urlpolicy_normalize_host(const char *host, char *out, size_t cap, struct h5c
             return h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL host contains a '%c'", c);
     }
     name[len] = '\0';
-    if (len > 1 && name[len - 1] == '.')
+    bool rooted = len > 1 && name[len - 1] == '.';
+    if (rooted)
         name[--len] = '\0'; /* the root label: the same host */
     if (name[0] == '.' || strstr(name, "..") != NULL || name[len - 1] == '.')
         return h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL host has an empty label");
     if (last_label_numeric(name)) {
+        /* Resolvers do not read "127.0.0.1." as an address: it could never be fetched. */
+        if (rooted)
+            return h5cd_fail(err, H5CD_E_BAD_REQUEST, "a numeric host has no trailing dot");
         uint32_t a;
         if (parse_ipv4_any(name, &a) < 0)
             return h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL host is not a valid IPv4 address");

@@ -43,7 +43,8 @@ int urlpolicy_parse_network(const char *text, struct urlpolicy_network *out);
  * dotted quad, IPv4-mapped and IPv4-compatible IPv6 as their IPv4 address,
  * other IPv6 in RFC 5952 form within brackets.  Refuses (-1, with err
  * H5CD_E_BAD_REQUEST) percent-escapes, characters outside [a-z0-9._-],
- * empty labels and a numeric last label that is not a valid IPv4 address.
+ * empty labels, a numeric last label that is not a valid IPv4 address and
+ * a numeric host with a trailing dot (no resolver reads it as an address).
  */
 int urlpolicy_normalize_host(const char *host, char *out, size_t cap, struct h5cd_error *err);
 

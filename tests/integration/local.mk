@@ -19,3 +19,6 @@ INTEGRATION_TESTS += tests/integration/test_bench_smoke.sh
 INTEGRATION_TESTS += tests/integration/test_realfiles.sh
 EXTRA_DIST += tests/data/make_realfiles.py tests/integration/test_realfiles.py
 INTEGRATION_TESTS += tests/integration/test_python.sh
+# The upstream attack suite (issue 10): hostile_origin.py on 127.0.0.1-3; ~30 s.
+INTEGRATION_TESTS += tests/integration/test_attacks_origin.sh
+EXTRA_DIST += tests/integration/hostile_origin.py

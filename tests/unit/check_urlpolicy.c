@@ -289,13 +289,21 @@ END_TEST
 START_TEST(test_host_spellings)
 {
     static const char *const loopback[] = {
-        "http://127.0.0.1:8080/secret/x",       "http://127.1:8080/secret/x",
-        "http://0x7f.0.0.1:8080/secret/x",      "http://0x7f.1:8080/secret/x",
-        "http://017700000001:8080/secret/x",    "http://2130706433:8080/secret/x",
-        "http://0x7f000001:8080/secret/x",      "http://0177.0.0.01:8080/secret/x",
-        "http://127.0.0.1.:8080/secret/x",      "http://[::ffff:127.0.0.1]:8080/secret/x",
-        "http://[::127.0.0.1]:8080/secret/x",   "http://[0:0:0:0:0:ffff:7f00:1]:8080/secret/x",
-        "http://%31%32%37.0.0.1:8080/secret/x", "HTTP://127.0.0.1:8080/SECRET/../secret/x",
+        "http://127.0.0.1:8080/secret/x",
+        "http://127.1:8080/secret/x",
+        "http://0x7f.0.0.1:8080/secret/x",
+        "http://0x7f.1:8080/secret/x",
+        "http://017700000001:8080/secret/x",
+        "http://2130706433:8080/secret/x",
+        "http://0x7f000001:8080/secret/x",
+        "http://0177.0.0.01:8080/secret/x",
+        "http://127.0.0.1.:8080/secret/x",
+        "http://[::ffff:127.0.0.1]:8080/secret/x",
+        "http://2130706433.:8080/secret/x",
+        "http://[::127.0.0.1]:8080/secret/x",
+        "http://[0:0:0:0:0:ffff:7f00:1]:8080/secret/x",
+        "http://%31%32%37.0.0.1:8080/secret/x",
+        "HTTP://127.0.0.1:8080/SECRET/../secret/x",
         "http://127.0.0.1:08080/secret/x",
     };
     struct urlpolicy *open = policy_with(NULL);
@@ -372,6 +380,8 @@ START_TEST(test_normalize_host)
         "[fe80::1%25eth0]",
         "example.123",
         "0x.0x.0x.0x.0x",
+        "127.0.0.1.",
+        "2130706433.",
     };
     char out[300];
     struct h5cd_error err;
