@@ -498,6 +498,14 @@ static enum verdict retry_because(struct request *req, bool timeout, const char 
     return VERDICT_RETRY;
 }
 
+/* An answer, redirect target or address refused as unsafe or unusable (not a failure
+ * of upstream's own making): operators watch these separately. */
+static void count_refusal(const struct request *req)
+{
+    if (req->engine->cfg.stats != NULL)
+        STATS_INC(req->engine->cfg.stats, upstream_refused);
+}
+
 static enum verdict fail_because(struct request *req, enum fetch_status status,
                                  enum fetch_status *out, const char *msg)
 {
@@ -528,14 +536,18 @@ static bool curl_error_is_permanent(CURLcode code)
 static enum verdict judge_transport(struct request *req, CURLcode code, enum fetch_status *out)
 {
     const char *why = req->curl_error[0] != '\0' ? req->curl_error : curl_easy_strerror(code);
-    if (req->resp.encoded != NULL)
+    if (req->resp.encoded != NULL) {
+        count_refusal(req);
         return fail_because(req, FETCH_ERR_UPSTREAM, out, req->resp.encoded);
+    }
     if (req->ignored_range)
         return fail_because(req, FETCH_ERR_UPSTREAM, out,
                             "upstream ignored the Range request and sent the whole file");
-    if (req->overflow)
+    if (req->overflow) {
+        count_refusal(req);
         return fail_because(req, FETCH_ERR_UPSTREAM, out,
                             "upstream sent more bytes than its answer announced");
+    }
     if (req->resp.malformed != NULL)
         return fail_because(req, FETCH_ERR_UPSTREAM, out, req->resp.malformed);
     if (code == CURLE_OPERATION_TIMEDOUT)
@@ -620,8 +632,10 @@ static enum verdict judge_http(struct request *req, long status, enum fetch_stat
     if (status == 200 || status == 206 || status == 416) {
         if (r->malformed != NULL)
             return fail_because(req, FETCH_ERR_UPSTREAM, out, r->malformed);
-        if (r->encoded != NULL)
+        if (r->encoded != NULL) {
+            count_refusal(req);
             return fail_because(req, FETCH_ERR_UPSTREAM, out, r->encoded);
+        }
         if (!validator_matches(req))
             return fail_because(req, FETCH_ERR_CHANGED, out,
                                 "upstream file changed (its validator differs)");
@@ -706,6 +720,7 @@ static enum verdict next_hop(struct request *req, enum fetch_status *out)
     struct h5cd_error err;
     if (policy != NULL && urlpolicy_check(policy, next, identity, sizeof(identity), &err) < 0) {
         free(next);
+        count_refusal(req);
         req->res->policy_refused = true;
         set_error(msg, "upstream redirected to a URL the policy refuses: %s", err.message);
         return fail_because(req, FETCH_ERR_DENIED, out, msg);
@@ -713,6 +728,8 @@ static enum verdict next_hop(struct request *req, enum fetch_status *out)
     free(req->hop_url);
     req->hop_url = next;
     req->res->redirects++;
+    if (req->engine->cfg.stats != NULL)
+        STATS_INC(req->engine->cfg.stats, upstream_redirects);
     return VERDICT_REDIRECT;
 }
 
@@ -773,6 +790,7 @@ static void attempt_done(struct request *req, CURLcode code)
     enum verdict verdict;
     req->retry_after_s = -1;
     if (req->policy_refused) {
+        count_refusal(req);
         req->res->policy_refused = true;
         verdict = fail_because(req, FETCH_ERR_DENIED, &final,
                                "the URL policy refused an address of the upstream host");

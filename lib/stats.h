@@ -22,6 +22,8 @@
     X(upstream_bytes, "payload bytes received from upstream")                                      \
     X(upstream_retries, "upstream requests retried after a failure")                               \
     X(upstream_errors, "upstream fetches that failed after all retries")                           \
+    X(upstream_redirects, "upstream redirect hops followed (each checked by the policy)")          \
+    X(upstream_refused, "upstream hops, addresses or answers refused as unsafe or unusable")       \
     X(bytes_served, "payload bytes sent to clients")                                               \
     X(inflight_joins, "block reads that joined a fetch already under way")                         \
     X(corrupt_blocks, "cached blocks that failed their checksum and were dropped")                 \

@@ -122,6 +122,9 @@ sys.exit(0 if data == want else 1)
 EOF
 }
 
+REFUSED0=$(stat_get upstream_refused)
+REDIRECTS0=$(stat_get upstream_redirects)
+
 # ---- redirects ----
 begin "a redirect to a host outside allow_prefixes is refused before B is contacted"
 get "$(redirect_to "$B/ok/x")"
@@ -313,6 +316,15 @@ done
 n=$(origin_stat 'requests.A /secret/x')
 assert_eq 0 "$n" "requests that reached the denied path"
 row "deny_prefixes, 12 spellings of the host/path" "400/403 each, none reach the origin" "$(tally <<<"$obs")origin hits $n"
+
+check "refusals and redirects are counted in /v1/stats"
+refused=$(($(stat_get upstream_refused) - REFUSED0))
+redirects=$(($(stat_get upstream_redirects) - REDIRECTS0))
+# At least: 2 B hops, 1 denied hop, 4 schemes, 7 forbidden addresses, 3 codings, 2 lengths.
+assert_ge "$refused" 19 "upstream_refused after the attacks"
+# At least: 5 for the loop, 5 + 5 for the chains.
+assert_ge "$redirects" 15 "upstream_redirects after the attacks"
+log "upstream_refused +$refused, upstream_redirects +$redirects"
 
 check "the daemon is still healthy"
 st=$(http_get "$DAEMON_URL/v1/health" "$T/h.out")
