@@ -30,6 +30,11 @@ tests_unit_check_blockcache_LDADD = $(TEST_LIBS)
 tests_unit_check_fetch_SOURCES = tests/unit/check_fetch.c
 tests_unit_check_fetch_CFLAGS = $(TEST_CFLAGS) -DFAULT_ORIGIN='"$(abs_top_srcdir)/tests/integration/fault_origin.py"'
 tests_unit_check_fetch_LDADD = $(TEST_LIBS)
+# Canned hostile answers from an in-process origin thread (issue 10); ~2 s.
+check_PROGRAMS += tests/unit/check_fetch_hostile
+tests_unit_check_fetch_hostile_SOURCES = tests/unit/check_fetch_hostile.c
+tests_unit_check_fetch_hostile_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_fetch_hostile_LDADD = $(TEST_LIBS)
 tests_unit_check_h5meta_SOURCES = tests/unit/check_h5meta.c
 tests_unit_check_h5meta_CFLAGS = $(TEST_CFLAGS) \
 	-DMETA_FIXTURE_SCRIPT='"$(abs_top_srcdir)/tests/data/make_meta_fixture.py"' \
