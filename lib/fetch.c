@@ -81,6 +81,7 @@ struct request {
     /* Per hop. */
     bool overflow;       /* body longer than its headers or the request allow */
     bool body_capped;    /* a non-2xx body reached H5CD_MAX_ERROR_BODY_BYTES: dropped */
+    size_t head_bytes;   /* header bytes of this hop so far, 1xx answers included */
     size_t discarded;    /* bytes of a non-2xx body read so far */
     bool ignored_range;  /* 200 answering a range that is not the whole file */
     bool policy_refused; /* an address was refused at connect time */
@@ -318,6 +319,12 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
     if (n > H5CD_MAX_UPSTREAM_HEADER_BYTES) {
         req->resp.malformed = "upstream sent a header line that is too long";
         return 0; /* aborts the transfer */
+    }
+    req->head_bytes += len;
+    if (req->head_bytes > H5CD_MAX_UPSTREAM_HEAD_BYTES) {
+        /* Endless headers (or endless 1xx answers) would hold the request until its timeout. */
+        req->resp.malformed = "upstream sent too many header bytes";
+        return 0;
     }
     memcpy(line, data, n);
     line[n] = '\0';
@@ -850,6 +857,9 @@ static int configure_easy(struct request *req, CURL *easy)
     SETOPT(easy, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
     /* Redirects are ours to follow (next_hop): libcurl must not. */
     SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    /* No proxy from the environment: through a proxy the address connected to would be the
+     * proxy's, and the policy could not judge the upstream's. */
+    SETOPT(easy, CURLOPT_PROXY, "");
 #if LIBCURL_VERSION_NUM >= 0x075500
     SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
@@ -872,6 +882,7 @@ static int start_hop(struct request *req)
     req->overflow = false;
     req->body_capped = false;
     req->discarded = 0;
+    req->head_bytes = 0;
     req->ignored_range = false;
     req->policy_refused = false;
     response_reset(&req->resp);

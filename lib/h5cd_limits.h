@@ -18,9 +18,10 @@
 #define H5CD_MAX_RANGE_HEADER_BYTES 128
 
 /* Upstream responses. */
-#define H5CD_MAX_VALIDATOR_BYTES       256  /* an ETag or Last-Modified value */
-#define H5CD_MAX_UPSTREAM_HEADER_BYTES 8192 /* one response header line */
-#define H5CD_MAX_REDIRECTS             20   /* outer bound of the max_redirects option */
+#define H5CD_MAX_VALIDATOR_BYTES       256         /* an ETag or Last-Modified value */
+#define H5CD_MAX_UPSTREAM_HEADER_BYTES 8192        /* one response header line */
+#define H5CD_MAX_UPSTREAM_HEAD_BYTES   (64 * 1024) /* all header lines of one hop */
+#define H5CD_MAX_REDIRECTS             20          /* outer bound of the max_redirects option */
 #define H5CD_MAX_ERROR_BODY_BYTES      4096 /* read of a non-2xx body before dropping the connection */
 #define H5CD_MAX_RETRY_AFTER_SECONDS   60 /* a longer Retry-After is clamped */
 

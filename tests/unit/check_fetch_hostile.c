@@ -87,8 +87,12 @@ static bool read_request(int fd)
 
 static void serve_endless(int fd)
 {
+    /* Short header-like lines: an endless body, or endless headers after a head that
+     * does not end. */
     static char filler[65536];
-    memset(filler, 'E', sizeof(filler));
+    static const char line[] = "X-Pad: EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE\r\n";
+    for (size_t i = 0; i + sizeof(line) - 1 <= sizeof(filler); i += sizeof(line) - 1)
+        memcpy(filler + i, line, sizeof(line) - 1);
     uint64_t deadline = now_ms() + ENDLESS_SECONDS * 1000u;
     unsigned long long sent = 0;
     while (sent < ENDLESS_MAX && now_ms() < deadline) {
@@ -380,6 +384,21 @@ START_TEST(test_endless_error_body_is_cut)
 }
 END_TEST
 
+START_TEST(test_endless_headers_are_cut)
+{
+    static const char head[] = "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/100\r\n";
+    script(head, NULL, 0, true);
+    uint64_t t0 = now_ms();
+    struct fetch_result *res = fetch(0, 10, "");
+    uint64_t took = now_ms() - t0;
+    ck_assert_int_eq(res->status, FETCH_ERR_UPSTREAM);
+    ck_assert_ptr_nonnull(strstr(res->error, "header bytes"));
+    ck_assert_msg(took < 5000, "endless headers took %llu ms", (unsigned long long)took);
+    ck_assert_uint_eq(atomic_load(&requests), 1);
+    fetch_result_free(res);
+}
+END_TEST
+
 START_TEST(test_bad_locations)
 {
     static const char *const heads[] = {
@@ -415,6 +434,7 @@ int main(void)
     tcase_add_test(tc, test_bodies_past_their_length_are_refused);
     tcase_add_test(tc, test_missing_validator_is_a_change);
     tcase_add_test(tc, test_endless_error_body_is_cut);
+    tcase_add_test(tc, test_endless_headers_are_cut);
     tcase_add_test(tc, test_bad_locations);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
