@@ -47,5 +47,8 @@ enum MHD_Result http_send_text(struct server *srv, struct MHD_Connection *conn, 
  * access log's bytes= of the current request).  Call it from the route or
  * its content reader: both run on the connection's thread. */
 void http_count_sent(struct server *srv, uint64_t n);
+/* Charges n bytes to the daemon's memory budget until the current request
+ * ends, waiting up to H5CD_BUDGET_WAIT_MS.  False: over budget (answer 503). */
+bool http_charge(struct server *srv, uint64_t n);
 
 #endif

@@ -29,8 +29,11 @@ struct h5cd_config {
     char *listen;                /* "HOST:PORT" or "[V6]:PORT"; default 127.0.0.1:7661 */
     bool allow_remote_clients;   /* permit a non-loopback listen address; default false */
     struct strlist server_names; /* extra Host names accepted besides loopback names */
-    unsigned max_connections;    /* concurrent client connections; default 256 */
+    unsigned max_connections;    /* concurrent client connections; default 1024 */
     unsigned client_timeout_s;   /* idle client connection timeout; default 60 */
+    unsigned header_timeout_s;   /* total time to send a request's headers; default 10 */
+    unsigned body_timeout_s;     /* total time to send a request's body; default 60 */
+    uint64_t memory_budget;      /* bytes all requests may hold together; default 256M */
     uint64_t max_request_body;   /* bytes of a POST body; default 8M */
     unsigned unix_socket_mode;   /* permissions of a unix: listen socket; default 0660 */
     char *unix_socket_group;     /* group of a unix: listen socket; "" keeps the daemon's */

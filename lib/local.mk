@@ -27,4 +27,6 @@ lib_libh5chunkd_a_SOURCES = \
 	lib/prefetch.c lib/prefetch.h \
 	lib/zarrmeta.c lib/zarrmeta.h \
 	lib/jobs.c lib/jobs.h \
-	lib/fastdecode.c lib/fastdecode.h
+	lib/fastdecode.c lib/fastdecode.h \
+	lib/membudget.c lib/membudget.h \
+	lib/batchreq.c lib/batchreq.h

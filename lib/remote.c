@@ -1003,6 +1003,33 @@ static void claim_gaps_locked(struct remote_batch *b, size_t from)
     free(wanted);
 }
 
+/* Charges n bytes of a range about to be admitted to the batch's budget and the
+ * daemon-wide one; a batch holding nothing may always take one range. */
+static bool charge_range(struct remote_batch *b, uint64_t n)
+{
+    struct remote *r = b->remote;
+    bool first = b->admitted_bytes == 0;
+    if (!first && b->admitted_bytes + n > b->budget)
+        return false;
+    if (r->cfg.budget != NULL) {
+        if (first)
+            membudget_force(r->cfg.budget, n);
+        return first || membudget_try(r->cfg.budget, n);
+    }
+    if (!first && atomic_load(&r->admitted_bytes) + n > r->cfg.total_budget)
+        return false;
+    atomic_fetch_add(&r->admitted_bytes, n);
+    return true;
+}
+
+static void uncharge_range(struct remote_batch *b, uint64_t n)
+{
+    if (b->remote->cfg.budget != NULL)
+        membudget_release(b->remote->cfg.budget, n);
+    else
+        atomic_fetch_sub(&b->remote->admitted_bytes, n);
+}
+
 /* Admits ranges while the byte budget allows (always at least one), then fetches their misses. */
 static void admit_ranges(struct remote_batch *b)
 {
@@ -1011,13 +1038,10 @@ static void admit_ranges(struct remote_batch *b)
         struct batch_range *range = &b->ranges[b->next_admit];
         /* A batch may always hold one range, so every batch progresses; beyond that,
          * its own budget and the daemon-wide one bound memory. */
-        uint64_t all = atomic_load(&b->remote->admitted_bytes);
-        if (b->admitted_bytes > 0 && (b->admitted_bytes + range->length > b->budget ||
-                                      all + range->length > b->remote->cfg.total_budget))
+        if (!charge_range(b, range->length))
             break;
         size_t ri = b->next_admit++;
         b->admitted_bytes += range->length;
-        atomic_fetch_add(&b->remote->admitted_bytes, range->length);
         size_t slots_mark = b->nslots;
         if (admit_one(b, ri) < 0) {
             b->nslots = slots_mark;
@@ -1213,7 +1237,7 @@ static void retire_last(struct remote_batch *b)
         range->own_dst = false;
     }
     b->admitted_bytes -= range->length;
-    atomic_fetch_sub(&b->remote->admitted_bytes, range->length);
+    uncharge_range(b, range->length);
     b->last = SIZE_MAX;
 }
 
@@ -1262,7 +1286,7 @@ void remote_batch_free(struct remote_batch *b)
         return;
     drop_plans(b);
     abandon_slots(b, false);
-    atomic_fetch_sub(&b->remote->admitted_bytes, b->admitted_bytes);
+    uncharge_range(b, b->admitted_bytes);
     for (size_t i = 0; i < b->nranges; i++)
         if (b->ranges[i].own_dst)
             free(b->ranges[i].dst);

@@ -32,6 +32,8 @@
     X(validator_changes, "remote files whose ETag/Last-Modified changed")                          \
     X(h5_lookups, "chunk locations resolved through libhdf5")                                      \
     X(index_hits, "chunk locations answered from the persistent index")                            \
+    X(client_timeouts, "client connections closed past their header, body or idle deadline")       \
+    X(client_evictions, "idle client connections closed to make room for new clients")             \
     X(errors, "client requests that ended in an error response")
 
 struct h5cd_stats {
