@@ -355,6 +355,8 @@ static void start_cache(struct server *srv)
     int rc = blockcache_open(&bcfg, &srv->cache, &rep);
     if (rc == -EBUSY)
         die("cache directory %s is in use by another h5chunkd", cfg->cache_dir);
+    if (rc == -EPERM)
+        die("%s", rep.reason);
     if (rc < 0)
         die("cannot open the cache in %s: %s", cfg->cache_dir, strerror(-rc));
     if (rep.degraded)
@@ -404,6 +406,7 @@ static void start_engine(struct server *srv)
     struct h5index_config icfg = {
         .dir = cs.degraded ? NULL : cfg->cache_dir,
         .prefix_bytes = cfg->h5_prefix_bytes,
+        .cache_epoch = blockcache_epoch(srv->cache),
     };
     rc = h5index_open(&icfg, srv->remote, &srv->stats, &srv->h5index);
     if (rc < 0)

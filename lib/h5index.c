@@ -138,14 +138,47 @@ static int drop_stale_docs(sqlite3 *db)
     return 0;
 }
 
-static int open_db(struct h5index *idx, const char *path)
+/*
+ * Rows are keyed by the block cache's file ids, which mean something only
+ * within the cache's epoch: when the block index was rebuilt (ids start
+ * again from 1), every row made under another epoch is dropped.
+ */
+static int bind_epoch(sqlite3 *db, uint64_t epoch)
 {
-    if (sqlite3_open_v2(path, &idx->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+    sqlite3_stmt *s = NULL;
+    int64_t stored = 0;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'cache_epoch'", -1, &s, NULL) !=
         SQLITE_OK)
+        return -1;
+    bool known = sqlite3_step(s) == SQLITE_ROW;
+    if (known)
+        stored = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (known && (uint64_t)stored == epoch)
+        return 0;
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "BEGIN; DELETE FROM chunks; DELETE FROM objects; DELETE FROM files;"
+             " INSERT OR REPLACE INTO meta(key, value) VALUES ('cache_epoch', %lld); COMMIT;",
+             (long long)epoch);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    if (known)
+        log_info("msg=\"the block index was rebuilt: HDF5 index entries of its old file ids "
+                 "dropped\"");
+    return 0;
+}
+
+static int open_db(struct h5index *idx, const char *path, uint64_t epoch)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW;
+    if (sqlite3_open_v2(path, &idx->db, flags, NULL) != SQLITE_OK)
         goto fail;
     sqlite3_busy_timeout(idx->db, 5000);
     if (sqlite3_exec(idx->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
-        drop_stale_docs(idx->db) < 0)
+        drop_stale_docs(idx->db) < 0 || bind_epoch(idx->db, epoch) < 0)
         goto fail;
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(idx->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &idx->stmts[i],
@@ -189,8 +222,8 @@ int h5index_open(const struct h5index_config *cfg, struct remote *remote, struct
     bool on_disk = false;
     if (cfg->dir != NULL &&
         snprintf(path, sizeof(path), "%s/h5index.sqlite", cfg->dir) < (int)sizeof(path))
-        on_disk = open_db(idx, path) == 0;
-    if (!on_disk && open_db(idx, ":memory:") < 0) {
+        on_disk = open_db(idx, path, cfg->cache_epoch) == 0;
+    if (!on_disk && open_db(idx, ":memory:", cfg->cache_epoch) < 0) {
         pthread_mutex_destroy(&idx->lock);
         free(idx->files);
         free(idx);
@@ -231,15 +264,20 @@ static void sync_version_locked(struct h5index *idx, const struct remote_file *f
     sqlite3_reset(s);
     if (known == file->file_id)
         return;
-    if (known >= 0) {
-        sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
-        for (enum stmt_id id = ST_FILE_DROP_CHUNKS; id <= ST_FILE_DROP_OBJECTS; id++) {
+    /* Rows under the new id belong to no one this identity knows: drop them too. */
+    sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
+    for (int which = 0; which < 2; which++) {
+        int64_t id_to_drop = which == 0 ? known : file->file_id;
+        for (enum stmt_id id = ST_FILE_DROP_CHUNKS; id_to_drop >= 0 && id <= ST_FILE_DROP_OBJECTS;
+             id++) {
             s = stmt(idx, id);
-            sqlite3_bind_int64(s, 1, known);
+            sqlite3_bind_int64(s, 1, id_to_drop);
             sqlite3_step(s);
             sqlite3_reset(s);
         }
-        sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
+    }
+    sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
+    if (known >= 0) {
         for (size_t i = 0; i < idx->nfiles; i++)
             if (idx->files[i].file_id == known)
                 idx->files[i].stale = true;

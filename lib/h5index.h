@@ -41,6 +41,7 @@ struct h5index_config {
     const char *dir;         /* where h5index.sqlite lives; NULL or unusable: in memory only */
     uint64_t prefix_bytes;   /* read when a file is opened (most metadata lives there) */
     unsigned max_open_files; /* libhdf5 file handles kept open; 0 = 16 */
+    uint64_t cache_epoch;    /* blockcache_epoch(): rows of another epoch are dropped */
 };
 
 enum h5layout { H5LAYOUT_CHUNKED = 0, H5LAYOUT_CONTIGUOUS, H5LAYOUT_COMPACT };
