@@ -46,6 +46,7 @@
 #define LISTEN_BACKLOG            128
 #define MHD_MEMORY_PER_CONNECTION (64 * 1024)
 #define GROUP_BUFFER_BYTES        16384 /* getgrnam_r's scratch space: member lists can be long */
+#define CLOSING_SLACK_MIN         16    /* see http_connection_slots */
 
 /* Splits "HOST:PORT" / "[V6]:PORT" into host and port strings. */
 static int split_host_port(const char *listen, char *host, size_t hostcap, char *port,
@@ -542,6 +543,27 @@ static enum h5cd_errcode check_host(const struct server *srv, struct MHD_Connect
     return H5CD_E_HOST_NOT_ALLOWED;
 }
 
+static enum MHD_Result find_control_char(void *cls, enum MHD_ValueKind kind, const char *key,
+                                         size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    bool *bad = cls;
+    for (size_t i = 0; i < key_size && !*bad; i++)
+        *bad = (unsigned char)key[i] < 0x20 || key[i] == 0x7f;
+    for (size_t i = 0; value != NULL && i < value_size && !*bad; i++)
+        *bad = (unsigned char)value[i] < 0x20 || value[i] == 0x7f;
+    return *bad ? MHD_NO : MHD_YES;
+}
+
+/* True when a query argument, once percent-decoded, holds a control
+ * character (a NUL would otherwise silently cut the value short). */
+static bool arguments_have_control_chars(struct MHD_Connection *conn)
+{
+    bool bad = false;
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, find_control_char, &bad);
+    return bad;
+}
+
 /*
  * Framing a proxy and we could read differently is refused (request
  * smuggling): two Content-Length headers, Content-Length together with
@@ -820,6 +842,9 @@ static enum MHD_Result admit(struct server *srv, struct MHD_Connection *conn, co
         return http_fail(srv, conn, host, "%s", why);
     if ((why = framing_problem(conn)) != NULL)
         return http_fail(srv, conn, H5CD_E_BAD_REQUEST, "%s", why);
+    if (arguments_have_control_chars(conn))
+        return http_fail(srv, conn, H5CD_E_BAD_REQUEST,
+                         "a query argument holds a control character (%%00..%%1f, %%7f)");
     /* Before the body: an unauthorised client uploads nothing. */
     if (!authorized(srv, conn, url))
         return send_unauthorized(srv, conn);
@@ -918,7 +943,17 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t len = strlen(line);
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         line[--len] = '\0';
-    log_warn("source=libmicrohttpd msg=\"%s\"", line);
+    /* Clients going away (or being sent away by the sweeper) are routine. */
+    if (strstr(line, "connection closure") != NULL || strstr(line, "Connection reset") != NULL)
+        log_debug("source=libmicrohttpd msg=\"%s\"", line);
+    else
+        log_warn("source=libmicrohttpd msg=\"%s\"", line);
+}
+
+unsigned http_connection_slots(unsigned max_connections)
+{
+    unsigned slack = max_connections / 4;
+    return max_connections + (slack < CLOSING_SLACK_MIN ? CLOSING_SLACK_MIN : slack);
 }
 
 /* libmicrohttpd takes one listening socket per daemon, so each socket gets
@@ -932,10 +967,11 @@ int http_start(struct server *srv, char *err, size_t errlen)
         srv->mhd[i] = MHD_start_daemon(
             flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
             MHD_OPTION_LISTEN_SOCKET, srv->listen_fd[i], MHD_OPTION_CONNECTION_LIMIT,
-            cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->client_timeout_s,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MHD_MEMORY_PER_CONNECTION,
-            MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
-            on_connection, srv, MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv, MHD_OPTION_END);
+            http_connection_slots(cfg->max_connections), MHD_OPTION_CONNECTION_TIMEOUT,
+            cfg->client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            (size_t)MHD_MEMORY_PER_CONNECTION, MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_URI_LOG_CALLBACK,
+            on_request_line, srv, MHD_OPTION_END);
         if (srv->mhd[i] == NULL) {
             char addr[128];
             http_describe_socket(srv->listen_fd[i], addr, sizeof(addr));

@@ -29,6 +29,11 @@ int http_adopt_sockets(struct server *srv, bool allow_remote, char *err, size_t 
 /* Writes the bound address of fd as "HOST:PORT" into out. */
 void http_describe_socket(int fd, char *out, size_t outlen);
 
+/* Connections libmicrohttpd may hold on one socket: max_connections are served,
+ * and the slack above it absorbs connections the sweeper has ended that are
+ * still closing, so a burst of attackers cannot fill the table meanwhile. */
+unsigned http_connection_slots(unsigned max_connections);
+
 /* Starts serving on every srv->listen_fd.  0, or -1 with a reason in err. */
 int http_start(struct server *srv, char *err, size_t errlen);
 /* Stops accepting, lets in-flight requests finish, joins every thread. */

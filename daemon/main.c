@@ -440,7 +440,7 @@ static void raise_fd_limit(unsigned max_connections)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return;
-    rlim_t want = (rlim_t)max_connections * 2 + FDS_BESIDES_CLIENTS;
+    rlim_t want = (rlim_t)http_connection_slots(max_connections) * 2 + FDS_BESIDES_CLIENTS;
     if (rl.rlim_cur < want && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
         setrlimit(RLIMIT_NOFILE, &rl);

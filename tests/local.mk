@@ -79,6 +79,7 @@ TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/fault_origin.py
 EXTRA_DIST += tests/data/make_h5_testset.py tests/integration/test_h5chunks.py
 EXTRA_DIST += tests/data/make_nwb_like.py tests/integration/test_clients.py
+EXTRA_DIST += tests/integration/attack_clients.py
 AM_TESTS_ENVIRONMENT = \
 	H5CHUNKD_BIN='$(abs_top_builddir)/daemon/h5chunkd'; \
 	NGINX_BIN='$(NGINX)'; PYTHON_H5='$(PYTHON_H5)'; \
