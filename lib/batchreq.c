@@ -9,7 +9,8 @@
  * plus four bytes per key, charged to the daemon's budget as it grows.
  * yajl itself buffers only the token being lexed: a token longer than
  * MAX_TOKEN_BYTES (no legitimate url, path or key is) refuses the body,
- * and nesting deeper than the request's own shape is refused at once.
+ * and nesting deeper than MAX_SKIP_DEPTH inside an unknown field is refused
+ * at once (yajl keeps a byte per level).
  */
 #include "batchreq.h"
 
@@ -23,7 +24,7 @@
 #include "h5cd_limits.h"
 
 #define MAX_TOKEN_BYTES (64 * 1024) /* bytes fed without a complete token */
-#define MAX_DEPTH       2           /* the object, and its keys array */
+#define MAX_SKIP_DEPTH  8           /* nesting inside a field we ignore */
 #define ARENA_FIRST     4096
 
 enum field { F_NONE, F_URL, F_PATH, F_KEYS, F_DECODE, F_OTHER };
@@ -211,7 +212,7 @@ static int on_start_map(void *ctx)
     struct batchreq *r = ctx;
     r->since_event = 0;
     if (r->skip_depth > 0 || (r->depth == 1 && r->field == F_OTHER)) {
-        if (++r->skip_depth > MAX_DEPTH)
+        if (++r->skip_depth > MAX_SKIP_DEPTH)
             return fail(r, H5CD_E_BAD_REQUEST, "%s", "unknown fields may not nest deeper");
         return 1;
     }
@@ -239,7 +240,7 @@ static int on_start_array(void *ctx)
     struct batchreq *r = ctx;
     r->since_event = 0;
     if (r->skip_depth > 0 || (r->depth == 1 && r->field == F_OTHER)) {
-        if (++r->skip_depth > MAX_DEPTH)
+        if (++r->skip_depth > MAX_SKIP_DEPTH)
             return fail(r, H5CD_E_BAD_REQUEST, "%s", "unknown fields may not nest deeper");
         return 1;
     }

@@ -79,7 +79,7 @@ static const struct option options[] = {
      "seconds a client has to send a request's headers, however slowly"},
     {"body_timeout_s", OPT_UINT, OFF(body_timeout_s), 1, 3600, 0, "60",
      "seconds a client has to send a request's body, however slowly"},
-    {"memory_budget", OPT_SIZE, OFF(memory_budget), 16 * M, 1024 * G, F_RELOAD, "256M",
+    {"memory_budget", OPT_SIZE, OFF(memory_budget), 16 * M, 1024 * G, F_RELOAD, "512M",
      "memory all requests together may hold (bodies, keys, batches, decoded chunks)"},
     {"max_request_body", OPT_SIZE, OFF(max_request_body), K, G, F_RELOAD, "16M",
      "largest accepted POST body"},
@@ -845,6 +845,15 @@ int config_validate(const struct h5cd_config *cfg, char *err, size_t errlen)
         return h5cd_errf(err, errlen, "read_window (%s) must be at least block_size (%s)",
                          format_size(cfg->read_window, a, sizeof(a)),
                          format_size(cfg->block_size, b, sizeof(b)));
+    if (cfg->memory_budget < cfg->max_slice_bytes || cfg->memory_budget < cfg->batch_inflight_bytes)
+        return h5cd_errf(err, errlen,
+                         "memory_budget (%s) must be at least max_slice_bytes and "
+                         "batch_inflight_bytes (%s)",
+                         format_size(cfg->memory_budget, a, sizeof(a)),
+                         format_size(cfg->max_slice_bytes > cfg->batch_inflight_bytes
+                                         ? cfg->max_slice_bytes
+                                         : cfg->batch_inflight_bytes,
+                                     b, sizeof(b)));
     if (cfg->upstream_max_per_host > cfg->upstream_max_total)
         return h5cd_errf(err, errlen,
                          "upstream_max_per_host (%u) must not exceed upstream_max_total (%u)",

@@ -33,7 +33,7 @@ struct h5cd_config {
     unsigned client_timeout_s;   /* idle client connection timeout; default 60 */
     unsigned header_timeout_s;   /* total time to send a request's headers; default 10 */
     unsigned body_timeout_s;     /* total time to send a request's body; default 60 */
-    uint64_t memory_budget;      /* bytes all requests may hold together; default 256M */
+    uint64_t memory_budget;      /* bytes all requests may hold together; default 512M */
     uint64_t max_request_body;   /* bytes of a POST body; default 8M */
     unsigned unix_socket_mode;   /* permissions of a unix: listen socket; default 0660 */
     char *unix_socket_group;     /* group of a unix: listen socket; "" keeps the daemon's */

@@ -64,6 +64,12 @@ tests_unit_check_accesslog_SOURCES = tests/unit/check_accesslog.c
 tests_unit_check_accesslog_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_accesslog_LDADD = $(TEST_LIBS)
 
+# Hostile clients: the streaming batch-body parser and the memory budget.
+check_PROGRAMS += tests/unit/check_batchreq
+tests_unit_check_batchreq_SOURCES = tests/unit/check_batchreq.c
+tests_unit_check_batchreq_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_batchreq_LDADD = $(TEST_LIBS)
+
 check_PROGRAMS += tests/unit/check_h5chunk_args
 tests_unit_check_h5chunk_args_SOURCES = tests/unit/check_h5chunk_args.c \
 	client/args.c client/util.c client/frames.c client/h5chunk.h

@@ -117,7 +117,7 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(c.max_connections, 1024);
     ck_assert_uint_eq(c.header_timeout_s, 10);
     ck_assert_uint_eq(c.body_timeout_s, 60);
-    ck_assert_uint_eq(c.memory_budget, 256 * H5CD_MIB);
+    ck_assert_uint_eq(c.memory_budget, 512 * H5CD_MIB);
     ck_assert_uint_eq(c.client_timeout_s, 60);
     ck_assert_uint_eq(c.max_request_body, 16 * H5CD_MIB);
     ck_assert_str_eq(c.cache_dir, "/srv/xdg/h5chunkd");
@@ -380,7 +380,7 @@ static void load_bad(const char *text, const char *want)
     ck_assert_uint_eq(c.max_connections, 1024);
     ck_assert_uint_eq(c.header_timeout_s, 10);
     ck_assert_uint_eq(c.body_timeout_s, 60);
-    ck_assert_uint_eq(c.memory_budget, 256 * H5CD_MIB);
+    ck_assert_uint_eq(c.memory_budget, 512 * H5CD_MIB);
     config_free(&c);
 }
 
