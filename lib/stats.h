@@ -49,6 +49,10 @@ struct h5cd_gauges {
     uint64_t cache_blocks;
     uint64_t evictions; /* since start */
     uint64_t uptime_seconds;
+    uint64_t memory_used_bytes;   /* held under memory_budget now */
+    uint64_t memory_budget_bytes; /* memory_budget */
+    uint64_t memory_refusals;     /* requests refused (503) for want of memory, since start */
+    uint64_t client_connections;  /* client connections open now */
 };
 
 #define STATS_ADD(stats, field, n)                                                                 \

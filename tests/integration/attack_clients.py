@@ -180,6 +180,7 @@ def cmd_crowd(hostport, mode, n, secs, path):
     return {"mode": mode, "opened": len(socks), "refused": refused,
             "probes": len(probes), "probes_ok": sum(1 for p in probes if p[0] == 200),
             "max_latency_s": round(max(lat), 3) if lat else None,
+            "median_latency_s": round(sorted(lat)[len(lat) // 2], 3) if lat else None,
             "still_open": open_now, "seconds": round(time.monotonic() - start, 1)}
 
 
