@@ -6,6 +6,7 @@ daemon_h5chunkd_SOURCES = \
 	daemon/main.c \
 	daemon/server.h \
 	daemon/http.c daemon/http.h \
+	daemon/conntrack.c daemon/conntrack.h \
 	daemon/routes_info.c \
 	daemon/routes_file.c \
 	daemon/routes_chunks.c \

@@ -468,6 +468,14 @@ static enum MHD_Result slice_answer(struct server *srv, struct MHD_Connection *c
         return http_fail(srv, conn, H5CD_E_TOO_LARGE,
                          "JSON is for small selections: at most %d values (use format=npy)",
                          H5CD_MAX_JSON_ELEMENTS);
+    /* The decoded values, within the daemon's memory budget. */
+    uint64_t elems = selection_elements(&sel);
+    uint64_t need = ds.elem_size != 0 && elems > srv->cfg->max_slice_bytes / ds.elem_size
+                        ? srv->cfg->max_slice_bytes
+                        : elems * ds.elem_size;
+    if (!http_charge(srv, need))
+        return http_fail(srv, conn, H5CD_E_UNAVAILABLE,
+                         "the daemon's memory budget is in use by other requests; retry");
     if (warm_selection(srv, file, &ds, &sel, &err) < 0)
         return http_send_error(srv, conn, &err);
     struct h5slice values;

@@ -18,6 +18,7 @@
 #include "fetch.h"
 #include "h5index.h"
 #include "jobs.h"
+#include "membudget.h"
 #include "remote.h"
 #include "stats.h"
 #include "urlpolicy.h"
@@ -26,6 +27,7 @@
 #define H5CD_MAX_LISTEN_SOCKETS 8 /* sockets served at once (systemd may pass several) */
 
 struct accesslog;
+struct conntrack;
 
 struct server {
     _Atomic(struct h5cd_config *) cfg; /* the configuration in effect; SIGHUP swaps it */
@@ -39,6 +41,8 @@ struct server {
     struct h5index *h5index;
     struct workerpool *workers;                      /* the HDF5 worker processes */
     struct jobs *jobs;                               /* background prefetch jobs */
+    struct membudget *budget;                        /* memory clients can make us hold */
+    struct conntrack *conns;                         /* open client connections, deadlines */
     struct MHD_Daemon *mhd[H5CD_MAX_LISTEN_SOCKETS]; /* one per listening socket */
     int listen_fd[H5CD_MAX_LISTEN_SOCKETS];
     size_t nlisten;

@@ -63,9 +63,13 @@ int fastdecode_chunk(const struct h5dataset *ds, const uint64_t *coords, uint32_
             return 1;
         want *= ds->grid.chunk[d];
     }
-    for (unsigned i = 0; i < ds->nfilters; i++)
+    for (unsigned i = 0; i < ds->nfilters; i++) {
         if (ds->filters[i] != FILTER_DEFLATE && ds->filters[i] != FILTER_SHUFFLE)
             return 1;
+        /* A shuffle parameter that is not the type's size (an edited file) is libhdf5's to undo. */
+        if (ds->filters[i] == FILTER_SHUFFLE && ds->shuffle_elem != ds->elem_size)
+            return 1;
+    }
     /* Undo the pipeline from its last filter to its first. */
     uint8_t *cur = malloc(raw_len > 0 ? raw_len : 1);
     if (cur == NULL)

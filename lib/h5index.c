@@ -142,14 +142,47 @@ static int drop_stale_docs(sqlite3 *db)
     return 0;
 }
 
-static int open_db(struct h5index *idx, const char *path)
+/*
+ * Rows are keyed by the block cache's file ids, which mean something only
+ * within the cache's epoch: when the block index was rebuilt (ids start
+ * again from 1), every row made under another epoch is dropped.
+ */
+static int bind_epoch(sqlite3 *db, uint64_t epoch)
 {
-    if (sqlite3_open_v2(path, &idx->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+    sqlite3_stmt *s = NULL;
+    int64_t stored = 0;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'cache_epoch'", -1, &s, NULL) !=
         SQLITE_OK)
+        return -1;
+    bool known = sqlite3_step(s) == SQLITE_ROW;
+    if (known)
+        stored = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (known && (uint64_t)stored == epoch)
+        return 0;
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "BEGIN; DELETE FROM chunks; DELETE FROM objects; DELETE FROM files; DELETE FROM quarantine;"
+             " INSERT OR REPLACE INTO meta(key, value) VALUES ('cache_epoch', %lld); COMMIT;",
+             (long long)epoch);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    if (known)
+        log_info("msg=\"the block index was rebuilt: HDF5 index entries of its old file ids "
+                 "dropped\"");
+    return 0;
+}
+
+static int open_db(struct h5index *idx, const char *path, uint64_t epoch)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW;
+    if (sqlite3_open_v2(path, &idx->db, flags, NULL) != SQLITE_OK)
         goto fail;
     sqlite3_busy_timeout(idx->db, 5000);
     if (sqlite3_exec(idx->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
-        drop_stale_docs(idx->db) < 0)
+        drop_stale_docs(idx->db) < 0 || bind_epoch(idx->db, epoch) < 0)
         goto fail;
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(idx->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &idx->stmts[i],
@@ -186,8 +219,8 @@ int h5index_open(const struct h5index_config *cfg, struct workerpool *pool,
     bool on_disk = false;
     if (cfg->dir != NULL &&
         snprintf(path, sizeof(path), "%s/h5index.sqlite", cfg->dir) < (int)sizeof(path))
-        on_disk = open_db(idx, path) == 0;
-    if (!on_disk && open_db(idx, ":memory:") < 0) {
+        on_disk = open_db(idx, path, cfg->cache_epoch) == 0;
+    if (!on_disk && open_db(idx, ":memory:", cfg->cache_epoch) < 0) {
         pthread_mutex_destroy(&idx->lock);
         free(idx);
         return -ENOMEM;
@@ -220,23 +253,27 @@ static void sync_version_locked(struct h5index *idx, const struct remote_file *f
     sqlite3_reset(s);
     if (known == file->file_id)
         return;
-    if (known >= 0) {
-        sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
-        for (enum stmt_id id = ST_FILE_DROP_CHUNKS; id <= ST_FILE_DROP_OBJECTS; id++) {
+    /* Rows under the new id belong to no one this identity knows: drop them too. */
+    sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
+    for (int which = 0; which < 2; which++) {
+        int64_t id_to_drop = which == 0 ? known : file->file_id;
+        for (enum stmt_id id = ST_FILE_DROP_CHUNKS; id_to_drop >= 0 && id <= ST_FILE_DROP_OBJECTS;
+             id++) {
             s = stmt(idx, id);
-            sqlite3_bind_int64(s, 1, known);
+            sqlite3_bind_int64(s, 1, id_to_drop);
             sqlite3_step(s);
             sqlite3_reset(s);
         }
-        s = stmt(idx, ST_QUARANTINE_DROP_STALE); /* a new version gets a new chance */
-        sqlite3_bind_text(s, 1, file->identity, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, file->file_id);
-        sqlite3_bind_text(s, 3, file->validator, -1, SQLITE_STATIC);
-        sqlite3_step(s);
-        sqlite3_reset(s);
-        sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
-        log_info("msg=\"remote file changed: its HDF5 index was dropped\"");
     }
+    s = stmt(idx, ST_QUARANTINE_DROP_STALE); /* a new version gets a new chance */
+    sqlite3_bind_text(s, 1, file->identity, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, file->file_id);
+    sqlite3_bind_text(s, 3, file->validator, -1, SQLITE_STATIC);
+    sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
+    if (known >= 0)
+        log_info("msg=\"remote file changed: its HDF5 index was dropped\"");
     s = stmt(idx, ST_FILE_PUT);
     sqlite3_bind_text(s, 1, file->identity, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, file->file_id);
@@ -369,8 +406,13 @@ static int dataset_from_doc(json_t *doc, int64_t id, const char *path, struct h5
     ds->data_offset = json_is_integer(off) ? (uint64_t)json_integer_value(off) : UINT64_MAX;
     json_t *filters = json_object_get(meta, "filters");
     ds->nfilters = (unsigned)json_array_size(filters);
-    for (unsigned i = 0; i < ds->nfilters && i < H5INDEX_MAX_FILTERS; i++)
-        ds->filters[i] = (int)json_integer_value(json_object_get(json_array_get(filters, i), "id"));
+    for (unsigned i = 0; i < ds->nfilters && i < H5INDEX_MAX_FILTERS; i++) {
+        json_t *filter = json_array_get(filters, i);
+        ds->filters[i] = (int)json_integer_value(json_object_get(filter, "id"));
+        if (ds->filters[i] == 2) /* H5Z_FILTER_SHUFFLE: libhdf5 unshuffles by its parameter */
+            ds->shuffle_elem =
+                (uint64_t)json_integer_value(json_array_get(json_object_get(filter, "params"), 0));
+    }
     /* Simple dtypes whose stored layout is the value layout (not compounds, which
      * are stored with the file's offsets, nor padded integers). */
     ds->raw_is_values = json_is_string(json_object_get(meta, "dtype")) &&

@@ -39,6 +39,7 @@ struct h5index_config {
     const char *dir;           /* where h5index.sqlite lives; NULL or unusable: in memory only */
     uint64_t prefix_bytes;     /* read when a file is opened (most metadata lives there) */
     uint64_t max_decode_bytes; /* largest decoded chunk or slice; 0 = 256 MiB */
+    uint64_t cache_epoch;      /* blockcache_epoch(): rows of another epoch are dropped */
 };
 
 /* How decoded values are laid out. */
@@ -59,6 +60,7 @@ struct h5dataset {
     uint64_t row_bytes;   /* contiguous: bytes of one step along the first dimension */
     unsigned nfilters;
     int filters[H5INDEX_MAX_FILTERS]; /* filter ids in pipeline order (the first ones) */
+    uint64_t shuffle_elem;            /* the shuffle filter's own element size (its parameter) */
     bool raw_is_values;               /* stored bytes, once unfiltered, are the dtype's values */
 };
 

@@ -22,11 +22,14 @@ lib_libh5chunkd_a_SOURCES = \
 	lib/h5index.c lib/h5index.h \
 	lib/workerproto.c lib/workerproto.h \
 	lib/workerpool.c lib/workerpool.h \
+	lib/h5chunkindex.c lib/h5chunkindex.h \
 	lib/selection.c lib/selection.h \
 	lib/prefetch.c lib/prefetch.h \
 	lib/zarrmeta.c lib/zarrmeta.h \
 	lib/jobs.c lib/jobs.h \
-	lib/fastdecode.c lib/fastdecode.h
+	lib/fastdecode.c lib/fastdecode.h \
+	lib/membudget.c lib/membudget.h \
+	lib/batchreq.c lib/batchreq.h
 lib_libh5worker_a_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)
 lib_libh5worker_a_SOURCES = \
 	lib/h5meta.c lib/h5meta.h \

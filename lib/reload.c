@@ -75,7 +75,8 @@ static void on_diff(const char *name, bool reloadable, void *arg)
         plan->revalidate = true;
     else if (strcmp(name, "allow_prefixes") == 0 || strcmp(name, "deny_prefixes") == 0 ||
              strcmp(name, "strip_query_params") == 0 ||
-             strcmp(name, "allow_private_upstreams") == 0)
+             strcmp(name, "allow_private_upstreams") == 0 ||
+             strcmp(name, "allow_upstream_networks") == 0)
         plan->policy = true;
 }
 

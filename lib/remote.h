@@ -21,6 +21,7 @@
 #include "errors.h"
 #include "fetch.h"
 #include "h5cd_limits.h"
+#include "membudget.h"
 #include "stats.h"
 #include "urlpolicy.h"
 
@@ -33,7 +34,8 @@ struct remote_config {
     unsigned wait_timeout_ms; /* longest wait for a fetch before giving up; 0 = 10 minutes */
     unsigned max_fetches_per_batch; /* upstream requests one batch has in flight; 0 = 8 */
     uint64_t total_budget;          /* range bytes all batches hold at once (each may hold one
-                                     * range more); 0 = 64 MiB */
+                                     * range more); 0 = 64 MiB.  Unused when budget is set. */
+    struct membudget *budget;       /* the daemon-wide memory budget batches charge; may be NULL */
 };
 
 /* What is known about one version of a remote file. */
