@@ -161,10 +161,11 @@ static int bind_epoch(sqlite3 *db, uint64_t epoch)
     if (known && (uint64_t)stored == epoch)
         return 0;
     char sql[256];
-    snprintf(sql, sizeof(sql),
-             "BEGIN; DELETE FROM chunks; DELETE FROM objects; DELETE FROM files; DELETE FROM quarantine;"
-             " INSERT OR REPLACE INTO meta(key, value) VALUES ('cache_epoch', %lld); COMMIT;",
-             (long long)epoch);
+    snprintf(
+        sql, sizeof(sql),
+        "BEGIN; DELETE FROM chunks; DELETE FROM objects; DELETE FROM files; DELETE FROM quarantine;"
+        " INSERT OR REPLACE INTO meta(key, value) VALUES ('cache_epoch', %lld); COMMIT;",
+        (long long)epoch);
     if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
