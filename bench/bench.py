@@ -16,6 +16,10 @@ Started by bench/run (see `bench/run --help`).  One run:
    file; each run is a new client in a worker process;
 5. measures, with wrk, warm batch throughput and the latency of one cached
    chunk under 32 concurrent clients;
+5b. the Python package's paths (python/h5chunkd), cold and warm (1 client
+   and the highest level): zarr through h5chunkd.zarr_store (one batch per
+   read), zarr through the Zarr view over fsspec HTTP, h5py through
+   h5chunkd.open;
 6. records the daemon's peak RSS (VmHWM) over the whole run, writes
    results.json and, unless --no-doc, docs/benchmarks.md and its chart.
 
@@ -48,7 +52,12 @@ import workloads  # noqa: E402
 START_TIMEOUT = 15
 PEERS_COLD = ["h5chunkd", "mirror", "nginx", "fsspec", "ros3"]
 PEERS_WARM = ["h5chunkd", "mirror", "nginx"]
+PEERS_PY = ["py-zarr", "zarr-http", "py-h5py"]
+SECTIONS = ["cold", "warm", "wrk", "python"]
 PEER_LABELS = {
+    "py-zarr": "zarr on h5chunkd.zarr_store (batched)",
+    "zarr-http": "zarr on the Zarr view over fsspec HTTP",
+    "py-h5py": "h5py on h5chunkd.open",
     "h5chunkd": "h5chunkd batch API",
     "mirror": "h5py+fsspec on h5chunkd /v1/file",
     "nginx": "h5py+fsspec on nginx slice cache",
@@ -417,6 +426,8 @@ class Bench:
                                              urllib.parse.quote(remote, safe=""))
         elif peer == "nginx":
             t["url"] = "http://127.0.0.1:%d/%s" % (self.slice_port, rel)
+        elif peer in PEERS_PY:
+            t["url"] = remote
         else:
             t["url"] = remote
         return t
@@ -640,14 +651,69 @@ class Bench:
             self.rss("wrk %s" % name)
         self.results["wrk"] = out
 
+    # the Python package ---------------------------------------------------
+    def run_python(self):
+        """Cold (a fresh URL per run) and warm (one URL, first read untimed)
+        for each Python path of the package, per workload."""
+        a = self.args
+        out = self.results.setdefault("python", {})
+        levels = sorted({1, max(a.clients)})
+        for wl in a.workloads:
+            fname = self.manifest["workloads"][wl]["file"]
+            out[wl] = {}
+            for peer in PEERS_PY:
+
+                def make_cold(i, peer=peer, wl=wl, fname=fname):
+                    rel = self.fresh("cold/%s-%s-%d" % (peer, wl, i), fname)
+                    return [self.task(peer, wl, rel)]
+
+                cells = {"cold": self.expected(peer, self.cell("cold", wl, peer, 1, make_cold,
+                                                               a.reps, a.cell_budget))}
+                out[wl][peer] = cells
+                rel = self.fresh("warm/%s" % peer, fname)
+                _el, errs, _late, _o = self.measure([self.task(peer, wl, rel)])
+                if errs:
+                    log("warm %s %s: verification FAILED: %s" % (wl, peer, errs[0]))
+                    self.results["errors"].append("python warm %s %s verification: %s"
+                                                  % (wl, peer, errs[0]))
+                    continue
+                for n in levels:
+
+                    def make_warm(_i, n=n, peer=peer, wl=wl, rel=rel):
+                        return [self.task(peer, wl, rel) for _ in range(n)]
+
+                    cells["warm%d" % n] = self.expected(peer, self.cell(
+                        "warm", wl, peer, n, make_warm, a.warm_reps, a.cell_budget))
+                self.rss("python %s %s" % (wl, peer))
+
+    def expected(self, peer, c):
+        """zarr's FSStore turns every chunk request that fails into fill values
+        (zarr 2.13 + fsspec 2022.11); with many clients at once the daemon's
+        max_connections drops some of fsspec's many connections, so zarr-http
+        answers wrongly.  That is the peer's known failure, the reason for the
+        batched store: it stays FAILED in the table, with its reason, but
+        does not fail the run."""
+        if peer == "zarr-http" and not c["ok"] and c["errors"] and all(
+                e.startswith("wrong values") for e in c["errors"]):
+            label = self.results["errors"].pop()
+            self.results.setdefault("python_known_failures", []).append(label)
+            c["known_failure"] = "FSStore filled chunks whose requests failed"
+        return c
+
     # the whole run -------------------------------------------------------
     def run(self):
         t_start = time.monotonic()
         self.setup()
+        sec = self.args.sections
         try:
-            self.run_cold()
-            self.run_warm()
-            self.run_wrk()
+            if "cold" in sec:
+                self.run_cold()
+            if "warm" in sec:
+                self.run_warm()
+            if "wrk" in sec:
+                self.run_wrk()
+            if "python" in sec:
+                self.run_python()
         finally:
             self.pool.terminate()
             self.pool.join()
@@ -875,6 +941,8 @@ def parse_args(argv=None):
                     "repeating (at least one run; full 5, quick 3)")
     ap.add_argument("--workloads", default=",".join(workloads.WORKLOADS))
     ap.add_argument("--peers", default=",".join(PEERS_COLD))
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help="what to run (default all): " + ", ".join(SECTIONS))
     ap.add_argument("--wrk-secs", type=int)
     ap.add_argument("--wrk-conns", type=int, default=32)
     ap.add_argument("--wrk-threads", type=int, default=2)
@@ -905,6 +973,10 @@ def parse_args(argv=None):
     a.clients = [int(x) for x in (a.clients or ("1,4" if quick else "1,8,32")).split(",")]
     a.workloads = [w for w in a.workloads.split(",") if w]
     a.peers = [p for p in a.peers.split(",") if p]
+    a.sections = [x for x in a.sections.split(",") if x]
+    for x in a.sections:
+        if x not in SECTIONS:
+            ap.error("unknown section %s (known: %s)" % (x, ", ".join(SECTIONS)))
     for w in a.workloads:
         if w not in workloads.WORKLOADS:
             ap.error("unknown workload %s (known: %s)" % (w, ", ".join(workloads.WORKLOADS)))

@@ -16,11 +16,20 @@ Peers:
   fsspec    h5py over fsspec's HTTP file (defaults: 5 MiB "bytes" cache),
             used for the origin, the daemon's /v1/file mirror and the nginx
             slice cache alike.
+The Python package's paths (python/h5chunkd, the "python" section):
+  py-zarr   zarr.open_consolidated(h5chunkd.zarr_store(url)): one batch
+            request per zarr read.
+  zarr-http zarr.open_consolidated(Zarr view URL): zarr's FSStore over
+            fsspec's HTTP file system, one (concurrent) request per chunk.
+  py-h5py   h5py.File(h5chunkd.open(url)): libhdf5 over the /v1/file mirror
+            with block-sized read-ahead.
 """
 import base64
 import gc
 import http.client
 import json
+import os
+import sys
 import threading
 import time
 import urllib.parse
@@ -31,6 +40,8 @@ import numpy as np
 import workloads
 
 HTTP_TIMEOUT = 300
+PY_PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python")
+PY_PEERS = ("py-zarr", "zarr-http", "py-h5py")
 META_WALK_THREADS = 8
 
 _manifest = None
@@ -43,6 +54,13 @@ def init_worker(manifest):
     import fsspec  # noqa: F401
     import fsspec.implementations.http  # noqa: F401
     import h5py  # noqa: F401
+    try:
+        import zarr  # noqa: F401
+        if PY_PACKAGE not in sys.path:
+            sys.path.insert(0, PY_PACKAGE)
+        import h5chunkd  # noqa: F401
+    except ImportError:
+        pass  # the python section reports the failure
 
 
 def ping(secs):
@@ -240,6 +258,69 @@ def fsspec_read(url, wl, spec):
             fs.close_session(fs.loop, s)
 
 
+# ------------------------------------------------- the Python package's paths
+
+def read_zarr(root, wl, spec):
+    """One workload's answer read through zarr from the open root group."""
+    if wl == "listing":
+        import zarr
+        out = {}
+
+        def visit(name, obj):
+            if isinstance(obj, zarr.Array):
+                out["/" + name] = list(obj.shape)
+        root.visititems(visit)
+        return out
+    return workloads.read_h5py(_ZarrFile(root), wl, spec)
+
+
+class _ZarrFile:
+    """h5py-style paths ("/a/b") on a zarr group, for workloads.read_h5py."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def __getitem__(self, path):
+        return self.root[path.lstrip("/")]
+
+
+def pyzarr_read(base, url, wl, spec):
+    import h5chunkd
+    import zarr
+    c = h5chunkd.Client(base)
+    try:
+        return read_zarr(zarr.open_consolidated(c.zarr_store(url), mode="r"), wl, spec)
+    finally:
+        c.close()
+
+
+def zarrhttp_read(base, url, wl, spec):
+    import zarr
+    enc = base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+    store = zarr.storage.FSStore("%s/zarr/v2/%s/" % (base, enc), mode="r",
+                                 skip_instance_cache=True)
+    try:
+        return read_zarr(zarr.open_consolidated(store, mode="r"), wl, spec)
+    finally:
+        s = getattr(store.fs, "_session", None)
+        if s is not None:
+            store.fs.close_session(store.fs.loop, s)
+
+
+def pyh5py_read(base, url, wl, spec):
+    import h5chunkd
+    import h5py
+    c = h5chunkd.Client(base)
+    try:
+        with h5py.File(c.open(url), "r") as f:
+            return workloads.read_h5py(f, wl, spec)
+    finally:
+        c.close()
+
+
+PY_READERS = {"py-zarr": pyzarr_read, "zarr-http": zarrhttp_read, "py-h5py": pyh5py_read}
+
+
 # ------------------------------------------------------------------- runs
 
 def prime(task):
@@ -282,6 +363,8 @@ def run_task(task):
             value = h5chunkd_read(task["daemon"], url, wl, spec)
             if wl == "listing":
                 res["mode"] = LISTING_MODE["mode"]
+        elif peer in PY_READERS:
+            value = PY_READERS[peer](task["daemon"], url, wl, spec)
         elif peer == "ros3":
             value = ros3_read(url, wl, spec)
         else:

@@ -3,9 +3,21 @@
 # not asserted; tests/integration/test_bench_smoke.sh only checks that the
 # harness runs.  `make bench BENCH_ARGS='--rtt-ms 80'` passes options on.
 BENCH_FILES = bench/run bench/bench.py bench/clients.py bench/linkemu.py \
-	bench/report.py bench/workloads.py bench/notes.md
+	bench/report.py bench/workloads.py bench/notes.md bench/workers.py
 EXTRA_DIST += $(BENCH_FILES)
 
 .PHONY: bench
 bench: daemon/h5chunkd
 	$(srcdir)/bench/run --daemon $(abs_builddir)/daemon/h5chunkd $(BENCH_ARGS)
+
+# Our chunk-index reader against libhdf5 on a 1,000,000-chunk dataset
+# (docs/benchmarks.md): `make bench-chunkindex`.
+EXTRA_PROGRAMS += bench/chunkindex_measure
+bench_chunkindex_measure_SOURCES = bench/chunkindex_measure.c
+bench_chunkindex_measure_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS)
+bench_chunkindex_measure_LDADD = lib/libh5chunkd.a $(DEP_LIBS)
+CLEANFILES += bench/chunkindex_measure
+
+.PHONY: bench-chunkindex
+bench-chunkindex: bench/chunkindex_measure
+	bench/chunkindex_measure $(abs_builddir)/bench/chunkindex_1m.h5 100

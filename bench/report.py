@@ -387,6 +387,8 @@ def write(res, doc):
                  fmtf(r.get("p50_ms")), fmtf(r.get("p90_ms")), fmtf(r.get("p99_ms")),
                  fmtf(r.get("max_ms"))))
     w("")
+    for line in python_section(res):
+        w(line)
     w("## Memory")
     w("")
     hwm = res.get("daemon_hwm_kb")
@@ -438,6 +440,56 @@ def write(res, doc):
     with open(tmp, "w") as fh:
         fh.write("\n".join(out) + "\n")
     os.replace(tmp, doc)
+
+
+PY_PEERS = [("py-zarr", "zarr on `h5chunkd.zarr_store` (one batch per read)"),
+            ("zarr-http", "zarr on the Zarr view over fsspec HTTP (`FSStore`)"),
+            ("py-h5py", "h5py on `h5chunkd.open` (/v1/file, block read-ahead)")]
+
+
+def python_section(res):
+    """The Python package's paths side by side (bench.py run_python)."""
+    P = res.get("python")
+    if not P:
+        return []
+    out = ["## The Python package (python/h5chunkd)", "",
+           "Three ways a Python process reads the same workloads through the same daemon, on "
+           "the same link. Cold: a URL the daemon has never seen (the zarr paths include "
+           "building the Zarr view's consolidated metadata). Warm: the same URL again, every "
+           "chunk cached; x1 one client, xN that many at once. Medians in ms; ratios are "
+           "path / zarr_store (above 1, the batched store is faster). `bench/run --sections "
+           "python` runs only this part.", ""]
+    levels = sorted({k for wl in P.values() for cells in wl.values() for k in cells
+                     if k.startswith("warm")}, key=lambda k: int(k[4:]))
+    hdr = ["workload", "path", "cold", "cold / zarr_store"]
+    for k in levels:
+        hdr += ["warm x%s" % k[4:], "/ zarr_store"]
+    out.append("| " + " | ".join(hdr) + " |")
+    out.append("|" + "---|" * len(hdr))
+    for wl, peers in P.items():
+        base = peers.get("py-zarr", {})
+        for p, label in PY_PEERS:
+            cells = peers.get(p, {})
+            row = [wl, label]
+            for k in ["cold"] + levels:
+                c = cells.get(k)
+                row.append(cell_text(c) if c else "-")
+                b = base.get(k)
+                if p == "py-zarr":
+                    row.append("1" if c and c.get("ok") else "-")
+                else:
+                    row.append(ratio(c, b) if c and b else "-")
+            out.append("| " + " | ".join(row) + " |")
+    out.append("")
+    known = res.get("python_known_failures")
+    if known:
+        out.append("FAILED zarr-http cells returned wrong values: zarr's `FSStore` turns a chunk "
+                   "request that fails into fill values, and with many clients at once some of "
+                   "fsspec's many connections (up to 100 per client) are dropped by the daemon "
+                   "(`max_connections`). `zarr_store` makes one request per read and raises on "
+                   "any failed chunk. Cells: %s." % "; ".join(k.strip() for k in known))
+        out.append("")
+    return out
 
 
 def fmtf(v):

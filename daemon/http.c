@@ -37,12 +37,16 @@
 
 #include "accesslog.h"
 #include "authtoken.h"
+#include "batchreq.h"
+#include "conntrack.h"
 #include "log.h"
+#include "membudget.h"
 #include "routes.h"
 
 #define LISTEN_BACKLOG            128
 #define MHD_MEMORY_PER_CONNECTION (64 * 1024)
 #define GROUP_BUFFER_BYTES        16384 /* getgrnam_r's scratch space: member lists can be long */
+#define CLOSING_SLACK_MIN         16    /* see http_connection_slots */
 
 /* Splits "HOST:PORT" / "[V6]:PORT" into host and port strings. */
 static int split_host_port(const char *listen, char *host, size_t hostcap, char *port,
@@ -314,13 +318,25 @@ int http_adopt_sockets(struct server *srv, bool allow_remote, char *err, size_t 
     return (int)srv->nlisten;
 }
 
-/* Per-request state: the body as it arrives, bounded by max_request_body,
+/* What happens to a request's body as it arrives. */
+enum body_kind {
+    BODY_DISCARD, /* the route takes no body: bytes are dropped */
+    BODY_SMALL,   /* kept in memory, at most H5CD_MAX_SMALL_BODY (POST /v1/prefetch) */
+    BODY_BATCH,   /* parsed as it arrives (POST /v1/chunks), never kept whole */
+};
+
+/* Per-request state: the body as it arrives, the memory budget it holds,
  * and what the access log needs once the request is over. */
 struct request_ctx {
-    char *body;
+    struct server *srv;
+    enum body_kind body_kind;
+    char *body; /* BODY_SMALL */
     size_t len;
     size_t cap;
+    struct batchreq *batch; /* BODY_BATCH, until route_chunks takes it */
     bool too_large;
+    bool over_budget;      /* the budget refused memory for the body */
+    uint64_t charged;      /* bytes of the memory budget held until the request ends */
     struct timespec start; /* CLOCK_MONOTONIC */
     unsigned status;       /* of the queued response; 0 if none */
     uint64_t bytes;        /* payload bytes handed to the client */
@@ -331,6 +347,17 @@ struct request_ctx {
 
 /* The request this connection thread serves (see the comment at the top). */
 static _Thread_local struct request_ctx *current_request;
+
+bool http_charge(struct server *srv, uint64_t n)
+{
+    if (!membudget_acquire(srv->budget, n, H5CD_BUDGET_WAIT_MS))
+        return false;
+    if (current_request != NULL)
+        current_request->charged += n;
+    else
+        membudget_release(srv->budget, n); /* no request to hold it: nothing to bound */
+    return true;
+}
 
 void http_count_sent(struct server *srv, uint64_t n)
 {
@@ -410,8 +437,12 @@ enum MHD_Result http_send_error(struct server *srv, struct MHD_Connection *conn,
     }
     memcpy(withnl + len, "\n", 2);
     log_debug("code=%s msg=\"%s\"", h5cd_errcode_name(err->code), err->message);
-    return http_send_text(srv, conn, (unsigned)h5cd_errcode_status(err->code), withnl,
-                          "application/json");
+    /* A 503 we answer ourselves (memory budget, job slots) passes quickly. */
+    char retry[16];
+    snprintf(retry, sizeof(retry), "%d", H5CD_RETRY_AFTER_SECONDS);
+    bool busy = err->code == H5CD_E_UNAVAILABLE;
+    return send_body(conn, (unsigned)h5cd_errcode_status(err->code), withnl, "application/json",
+                     busy ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, busy ? retry : NULL);
 }
 
 enum MHD_Result http_fail(struct server *srv, struct MHD_Connection *conn, enum h5cd_errcode code,
@@ -427,23 +458,131 @@ enum MHD_Result http_fail(struct server *srv, struct MHD_Connection *conn, enum 
     return http_send_error(srv, conn, &err);
 }
 
-/* True when the Host header names this daemon (DNS rebinding defence). */
-static bool host_allowed(const struct server *srv, struct MHD_Connection *conn)
+/* ---- request hygiene ---- */
+
+/* What the request's headers say about one header name. */
+struct header_count {
+    const char *name;
+    size_t count;
+    const char *value; /* the first one */
+    bool has_nul;      /* some value holds a NUL byte */
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    size_t key_size, const char *value, size_t value_size)
 {
-    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-    if (host == NULL)
-        return true; /* HTTP/1.0 without Host: no browser sends this */
-    if (strlen(host) > H5CD_MAX_HOST_HEADER_BYTES)
+    (void)kind;
+    struct header_count *hc = cls;
+    if (key == NULL || strlen(hc->name) != key_size || strcasecmp(key, hc->name) != 0)
+        return MHD_YES;
+    if (hc->count++ == 0)
+        hc->value = value;
+    if (value == NULL || strlen(value) != value_size)
+        hc->has_nul = true;
+    return MHD_YES;
+}
+
+static struct header_count header_count(struct MHD_Connection *conn, const char *name)
+{
+    struct header_count hc = {.name = name};
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, count_header, &hc);
+    return hc;
+}
+
+/* A Host value made of the characters a host name, an IP literal and a port use. */
+static bool host_syntax_ok(const char *host)
+{
+    size_t n = strlen(host);
+    if (n == 0 || n > H5CD_MAX_HOST_HEADER_BYTES)
         return false;
-    if (urlpolicy_host_is_loopback(host))
-        return true;
+    return strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]") ==
+           n;
+}
+
+/* A configured server name, optionally followed by ":PORT". */
+static bool host_is_server_name(const struct server *srv, const char *host)
+{
     const struct strlist *names = &srv->cfg->server_names;
     for (size_t i = 0; i < names->count; i++) {
         size_t n = strlen(names->items[i]);
-        if (strncasecmp(host, names->items[i], n) == 0 && (host[n] == '\0' || host[n] == ':'))
+        if (strncasecmp(host, names->items[i], n) != 0)
+            continue;
+        const char *port = host + n;
+        if (port[0] == '\0' || (port[0] == ':' && port[1] != '\0' &&
+                                strspn(port + 1, "0123456789") == strlen(port + 1)))
             return true;
     }
     return false;
+}
+
+/*
+ * The DNS-rebinding defence: exactly one Host, well formed, naming a
+ * loopback address or a configured server name.  HTTP/1.1 requires Host;
+ * an HTTP/1.0 request without one comes from no browser and passes.
+ * 0: allowed; else the error code to answer with (400 malformed, 403 other host).
+ */
+static enum h5cd_errcode check_host(const struct server *srv, struct MHD_Connection *conn,
+                                    const char *version, const char **why)
+{
+    struct header_count hc = header_count(conn, MHD_HTTP_HEADER_HOST);
+    if (hc.count == 0) {
+        *why = "HTTP/1.1 requests need a Host header";
+        return strcmp(version, MHD_HTTP_VERSION_1_0) == 0 ? H5CD_OK : H5CD_E_BAD_REQUEST;
+    }
+    if (hc.count > 1) {
+        *why = "more than one Host header";
+        return H5CD_E_BAD_REQUEST;
+    }
+    if (hc.has_nul || !host_syntax_ok(hc.value)) {
+        *why = "the Host header is malformed";
+        return H5CD_E_BAD_REQUEST;
+    }
+    if (urlpolicy_host_is_loopback(hc.value) || host_is_server_name(srv, hc.value))
+        return H5CD_OK;
+    *why = "the Host header does not name this daemon";
+    return H5CD_E_HOST_NOT_ALLOWED;
+}
+
+static enum MHD_Result find_control_char(void *cls, enum MHD_ValueKind kind, const char *key,
+                                         size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    bool *bad = cls;
+    for (size_t i = 0; i < key_size && !*bad; i++)
+        *bad = (unsigned char)key[i] < 0x20 || key[i] == 0x7f;
+    for (size_t i = 0; value != NULL && i < value_size && !*bad; i++)
+        *bad = (unsigned char)value[i] < 0x20 || value[i] == 0x7f;
+    return *bad ? MHD_NO : MHD_YES;
+}
+
+/* True when a query argument, once percent-decoded, holds a control
+ * character (a NUL would otherwise silently cut the value short). */
+static bool arguments_have_control_chars(struct MHD_Connection *conn)
+{
+    bool bad = false;
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, find_control_char, &bad);
+    return bad;
+}
+
+/*
+ * Framing a proxy and we could read differently is refused (request
+ * smuggling): two Content-Length headers, Content-Length together with
+ * Transfer-Encoding, or a Transfer-Encoding other than chunked.
+ */
+static const char *framing_problem(struct MHD_Connection *conn)
+{
+    struct header_count cl = header_count(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    struct header_count te = header_count(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (cl.count > 1)
+        return "more than one Content-Length header";
+    if (cl.count == 1 &&
+        (cl.has_nul || cl.value[0] == '\0' || strspn(cl.value, "0123456789") != strlen(cl.value)))
+        return "the Content-Length header is malformed";
+    if (te.count > 0 && cl.count > 0)
+        return "both Content-Length and Transfer-Encoding";
+    if (te.count > 1 || (te.count == 1 && strcasecmp(te.value, "chunked") != 0))
+        return "a Transfer-Encoding other than chunked";
+    return NULL;
 }
 
 /* ---- bearer token ---- */
@@ -533,17 +672,29 @@ static void log_request(struct server *srv, struct MHD_Connection *conn,
     accesslog_write(srv->access_log, &e);
 }
 
+/* The connection's tracking handle, set when it was accepted. */
+static struct conntrack_conn *tracked(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
 static void request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                               enum MHD_RequestTerminationCode toe)
 {
     (void)toe;
+    struct server *srv = cls;
+    conntrack_phase(srv->conns, tracked(conn), CONNTRACK_IDLE);
     struct request_ctx *ctx = *req_cls;
     if (ctx == NULL)
         return;
     if (ctx->logged)
-        log_request(cls, conn, ctx);
+        log_request(srv, conn, ctx);
     if (current_request == ctx)
         current_request = NULL;
+    batchreq_free(ctx->batch);
+    membudget_release(srv->budget, ctx->charged);
     free(ctx->body);
     free(ctx);
     *req_cls = NULL;
@@ -556,6 +707,7 @@ static struct request_ctx *request_begin(struct server *srv, struct MHD_Connecti
     struct request_ctx *ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL)
         return NULL;
+    ctx->srv = srv;
     clock_gettime(CLOCK_MONOTONIC, &ctx->start);
     current_request = ctx;
     if (accesslog_enabled(srv->access_log)) {
@@ -567,10 +719,11 @@ static struct request_ctx *request_begin(struct server *srv, struct MHD_Connecti
     return ctx;
 }
 
-/* Appends a piece of the body; past the limit, remembers that instead. */
+/* Appends a piece of a small body, charging its memory; past the limit or
+ * the budget, remembers that instead. */
 static void body_append(struct request_ctx *ctx, const char *data, size_t n, uint64_t limit)
 {
-    if (ctx->too_large || n == 0)
+    if (ctx->too_large || ctx->over_budget || n == 0)
         return;
     if ((uint64_t)ctx->len + n > limit) {
         ctx->too_large = true;
@@ -580,9 +733,14 @@ static void body_append(struct request_ctx *ctx, const char *data, size_t n, uin
         size_t cap = ctx->cap ? ctx->cap : 4096;
         while (cap < ctx->len + n + 1)
             cap *= 2;
+        if (!membudget_acquire(ctx->srv->budget, cap - ctx->cap, H5CD_BUDGET_WAIT_MS)) {
+            ctx->over_budget = true;
+            return;
+        }
+        ctx->charged += cap - ctx->cap;
         char *bigger = realloc(ctx->body, cap);
         if (bigger == NULL) {
-            ctx->too_large = true;
+            ctx->over_budget = true;
             return;
         }
         ctx->body = bigger;
@@ -591,6 +749,25 @@ static void body_append(struct request_ctx *ctx, const char *data, size_t n, uin
     memcpy(ctx->body + ctx->len, data, n);
     ctx->len += n;
     ctx->body[ctx->len] = '\0';
+}
+
+/* Takes the next piece of the body as its route needs it. */
+static void body_piece(struct server *srv, struct request_ctx *ctx, const char *data, size_t n)
+{
+    switch (ctx->body_kind) {
+    case BODY_SMALL:
+        body_append(ctx, data, n, H5CD_MAX_SMALL_BODY);
+        break;
+    case BODY_BATCH:
+        if (ctx->len + n > srv->cfg->max_request_body)
+            ctx->too_large = true;
+        else if (!ctx->too_large)
+            batchreq_feed(ctx->batch, data, n); /* a refusal is reported when the body ends */
+        ctx->len += n;
+        break;
+    case BODY_DISCARD:
+        break;
+    }
 }
 
 typedef enum MHD_Result (*get_route)(struct server *, struct MHD_Connection *);
@@ -612,7 +789,9 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *conn,
         if (ctx->too_large)
             return http_fail(srv, conn, H5CD_E_TOO_LARGE, "request body larger than %llu bytes",
                              (unsigned long long)srv->cfg->max_request_body);
-        return route_chunks(srv, conn, ctx->body != NULL ? ctx->body : "", ctx->len);
+        struct batchreq *batch = ctx->batch;
+        ctx->batch = NULL;
+        return route_chunks(srv, conn, batch);
     }
     if (strcmp(url, "/v1/cache") == 0)
         return route_cache(srv, conn, method);
@@ -622,7 +801,11 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *conn,
         if (!post)
             return http_fail(srv, conn, H5CD_E_METHOD_NOT_ALLOWED, "use POST");
         if (ctx->too_large)
-            return http_fail(srv, conn, H5CD_E_TOO_LARGE, "request body too large");
+            return http_fail(srv, conn, H5CD_E_TOO_LARGE, "request body larger than %d bytes",
+                             (int)H5CD_MAX_SMALL_BODY);
+        if (ctx->over_budget)
+            return http_fail(srv, conn, H5CD_E_UNAVAILABLE,
+                             "the daemon's memory budget is in use by other requests; retry");
         return route_prefetch(srv, conn, ctx->body != NULL ? ctx->body : "", ctx->len);
     }
     if (strncmp(url, "/zarr/v2/", 9) == 0) {
@@ -648,9 +831,48 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *conn,
     return http_fail(srv, conn, H5CD_E_NOT_FOUND, "no such endpoint: %s", url);
 }
 
+/* Admission, once the headers are complete: Host, framing, token, body size
+ * and memory.  MHD_YES to read the body (or dispatch), or a queued error. */
+static enum MHD_Result admit(struct server *srv, struct MHD_Connection *conn, const char *url,
+                             const char *method, const char *version, struct request_ctx *ctx)
+{
+    const char *why = NULL;
+    enum h5cd_errcode host = check_host(srv, conn, version, &why);
+    if (host != H5CD_OK)
+        return http_fail(srv, conn, host, "%s", why);
+    if ((why = framing_problem(conn)) != NULL)
+        return http_fail(srv, conn, H5CD_E_BAD_REQUEST, "%s", why);
+    if (arguments_have_control_chars(conn))
+        return http_fail(srv, conn, H5CD_E_BAD_REQUEST,
+                         "a query argument holds a control character (%%00..%%1f, %%7f)");
+    /* Before the body: an unauthorised client uploads nothing. */
+    if (!authorized(srv, conn, url))
+        return send_unauthorized(srv, conn);
+    const char *clen =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t declared = clen != NULL ? strtoull(clen, NULL, 10) : 0;
+    bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+    if (post && strcmp(url, "/v1/chunks") == 0) {
+        if (declared > srv->cfg->max_request_body)
+            return http_fail(srv, conn, H5CD_E_TOO_LARGE, "request body larger than %llu bytes",
+                             (unsigned long long)srv->cfg->max_request_body);
+        ctx->batch = batchreq_new(srv->cfg->max_keys, srv->budget, H5CD_BUDGET_WAIT_MS);
+        if (ctx->batch == NULL)
+            return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
+        ctx->body_kind = BODY_BATCH;
+    } else if (post && strcmp(url, "/v1/prefetch") == 0) {
+        if (declared > H5CD_MAX_SMALL_BODY)
+            return http_fail(srv, conn, H5CD_E_TOO_LARGE, "request body larger than %d bytes",
+                             (int)H5CD_MAX_SMALL_BODY);
+        ctx->body_kind = BODY_SMALL;
+    }
+    return MHD_YES; /* the body, if any, arrives in the next calls */
+}
+
 static enum MHD_Result handle_request(struct server *srv, struct MHD_Connection *conn,
-                                      const char *url, const char *method, const char *upload_data,
-                                      size_t *upload_data_size, void **req_cls)
+                                      const char *url, const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls)
 {
     struct request_ctx *ctx = *req_cls;
     if (ctx == NULL) {
@@ -659,24 +881,15 @@ static enum MHD_Result handle_request(struct server *srv, struct MHD_Connection 
             return MHD_NO;
         *req_cls = ctx;
         STATS_INC(&srv->stats, requests);
-        if (!host_allowed(srv, conn))
-            return http_fail(srv, conn, H5CD_E_HOST_NOT_ALLOWED,
-                             "the Host header does not name this daemon");
-        /* Before the body: an unauthorised client uploads nothing. */
-        if (!authorized(srv, conn, url))
-            return send_unauthorized(srv, conn);
-        const char *clen =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (clen != NULL && strtoull(clen, NULL, 10) > srv->cfg->max_request_body)
-            return http_fail(srv, conn, H5CD_E_TOO_LARGE, "request body larger than %llu bytes",
-                             (unsigned long long)srv->cfg->max_request_body);
-        return MHD_YES; /* the body, if any, arrives in the next calls */
+        conntrack_phase(srv->conns, tracked(conn), CONNTRACK_BODY);
+        return admit(srv, conn, url, method, version, ctx);
     }
     if (*upload_data_size != 0) {
-        body_append(ctx, upload_data, *upload_data_size, srv->cfg->max_request_body);
+        body_piece(srv, ctx, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
+    conntrack_phase(srv->conns, tracked(conn), CONNTRACK_ACTIVE);
     return dispatch(srv, conn, method, url, ctx);
 }
 
@@ -684,9 +897,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
 {
-    (void)version;
     enum MHD_Result ret =
-        handle_request(cls, conn, url, method, upload_data, upload_data_size, req_cls);
+        handle_request(cls, conn, url, method, version, upload_data, upload_data_size, req_cls);
     /* Routes queue responses in many ways; libmicrohttpd knows the status of each. */
     struct request_ctx *ctx = *req_cls;
     if (ctx != NULL && ctx->status == 0) {
@@ -696,6 +908,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             ctx->status = ci->http_status;
     }
     return ret;
+}
+
+/* Called when a request line has arrived: the header deadline starts. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)uri;
+    struct server *srv = cls;
+    conntrack_phase(srv->conns, tracked(conn), CONNTRACK_HEADERS);
+    return NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conntrack_closed(srv->conns, *socket_context);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    *socket_context = ci != NULL ? conntrack_opened(srv->conns, ci->connect_fd) : NULL;
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -708,7 +943,17 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t len = strlen(line);
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         line[--len] = '\0';
-    log_warn("source=libmicrohttpd msg=\"%s\"", line);
+    /* Clients going away (or being sent away by the sweeper) are routine. */
+    if (strstr(line, "connection closure") != NULL || strstr(line, "Connection reset") != NULL)
+        log_debug("source=libmicrohttpd msg=\"%s\"", line);
+    else
+        log_warn("source=libmicrohttpd msg=\"%s\"", line);
+}
+
+unsigned http_connection_slots(unsigned max_connections)
+{
+    unsigned slack = max_connections / 4;
+    return max_connections + (slack < CLOSING_SLACK_MIN ? CLOSING_SLACK_MIN : slack);
 }
 
 /* libmicrohttpd takes one listening socket per daemon, so each socket gets
@@ -722,9 +967,11 @@ int http_start(struct server *srv, char *err, size_t errlen)
         srv->mhd[i] = MHD_start_daemon(
             flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
             MHD_OPTION_LISTEN_SOCKET, srv->listen_fd[i], MHD_OPTION_CONNECTION_LIMIT,
-            cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->client_timeout_s,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MHD_MEMORY_PER_CONNECTION,
-            MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_END);
+            http_connection_slots(cfg->max_connections), MHD_OPTION_CONNECTION_TIMEOUT,
+            cfg->client_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            (size_t)MHD_MEMORY_PER_CONNECTION, MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_URI_LOG_CALLBACK,
+            on_request_line, srv, MHD_OPTION_END);
         if (srv->mhd[i] == NULL) {
             char addr[128];
             http_describe_socket(srv->listen_fd[i], addr, sizeof(addr));

@@ -29,6 +29,11 @@ int http_adopt_sockets(struct server *srv, bool allow_remote, char *err, size_t 
 /* Writes the bound address of fd as "HOST:PORT" into out. */
 void http_describe_socket(int fd, char *out, size_t outlen);
 
+/* Connections libmicrohttpd may hold on one socket: max_connections are served,
+ * and the slack above it absorbs connections the sweeper has ended that are
+ * still closing, so a burst of attackers cannot fill the table meanwhile. */
+unsigned http_connection_slots(unsigned max_connections);
+
 /* Starts serving on every srv->listen_fd.  0, or -1 with a reason in err. */
 int http_start(struct server *srv, char *err, size_t errlen);
 /* Stops accepting, lets in-flight requests finish, joins every thread. */
@@ -52,5 +57,8 @@ const char *http_dandi_token(struct MHD_Connection *conn);
  * access log's bytes= of the current request).  Call it from the route or
  * its content reader: both run on the connection's thread. */
 void http_count_sent(struct server *srv, uint64_t n);
+/* Charges n bytes to the daemon's memory budget until the current request
+ * ends, waiting up to H5CD_BUDGET_WAIT_MS.  False: over budget (answer 503). */
+bool http_charge(struct server *srv, uint64_t n);
 
 #endif

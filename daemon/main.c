@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -30,6 +32,7 @@
 
 #include "accesslog.h"
 #include "authtoken.h"
+#include "conntrack.h"
 #include "http.h"
 #include "log.h"
 #include "reload.h"
@@ -39,12 +42,13 @@
 #define PACKAGE_VERSION "0.0.0"
 #endif
 
-#define ERR_LINE          512
-#define MALLOC_ARENAS     2   /* glibc malloc arenas (M_ARENA_MAX) */
-#define MAX_RUNNING_JOBS  4   /* prefetch jobs running at once */
-#define MAX_KEPT_JOBS     256 /* finished jobs remembered for GET /v1/jobs */
-#define STATUS_INTERVAL_S 30  /* systemd STATUS= refresh while idle */
-#define STATUS_BYTES      512
+#define ERR_LINE            512
+#define MALLOC_ARENAS       2   /* glibc malloc arenas (M_ARENA_MAX) */
+#define MAX_RUNNING_JOBS    4   /* prefetch jobs running at once */
+#define MAX_KEPT_JOBS       256 /* finished jobs remembered for GET /v1/jobs */
+#define STATUS_INTERVAL_S   30  /* systemd STATUS= refresh while idle */
+#define STATUS_BYTES        512
+#define FDS_BESIDES_CLIENTS 256 /* cache, sqlite, upstream connections, logs */
 
 /* Command-line values, applied over the config file's (at start and on SIGHUP). */
 struct cli {
@@ -352,6 +356,8 @@ static void start_cache(struct server *srv)
     int rc = blockcache_open(&bcfg, &srv->cache, &rep);
     if (rc == -EBUSY)
         die("cache directory %s is in use by another h5chunkd", cfg->cache_dir);
+    if (rc == -EPERM)
+        die("%s", rep.reason);
     if (rc < 0)
         die("cannot open the cache in %s: %s", cfg->cache_dir, strerror(-rc));
     if (rep.degraded)
@@ -368,6 +374,9 @@ static void start_cache(struct server *srv)
 static void start_engine(struct server *srv)
 {
     const struct h5cd_config *cfg = srv->cfg;
+    srv->budget = membudget_new(cfg->memory_budget);
+    if (srv->budget == NULL)
+        die("out of memory");
     struct fetch_config fcfg = {
         .max_per_host = cfg->upstream_max_per_host,
         .max_total = cfg->upstream_max_total,
@@ -376,6 +385,7 @@ static void start_engine(struct server *srv)
         .retries = cfg->upstream_retries,
         .retry_base_ms = cfg->upstream_retry_base_ms,
         .retry_budget_ms = cfg->upstream_retry_budget_ms,
+        .max_redirects = cfg->max_redirects,
         .user_agent = cfg->user_agent,
         .policy = srv->policy,
         .stats = &srv->stats,
@@ -388,7 +398,7 @@ static void start_engine(struct server *srv)
         .coalesce_max = cfg->coalesce_max,
         .revalidate_s = cfg->revalidate_s,
         .max_fetches_per_batch = cfg->upstream_max_per_host,
-        .total_budget = 4 * cfg->batch_inflight_bytes,
+        .budget = srv->budget,
     };
     if (remote_new(&rcfg, srv->cache, srv->fetch, srv->policy, &srv->stats, &srv->remote) < 0)
         die("out of memory");
@@ -405,15 +415,68 @@ static void start_engine(struct server *srv)
     remote_set_resolver(srv->remote, srv->resolve);
     struct blockcache_stats cs;
     blockcache_get_stats(srv->cache, &cs);
+    char worker[PATH_MAX];
+    if (workerpool_find_worker(cfg->worker_path, LIBEXECDIR, worker, sizeof(worker)) < 0)
+        die("cannot find the h5chunkd-worker program (worker_path, H5CHUNKD_WORKER, next to "
+            "h5chunkd, or %s/h5chunkd)",
+            LIBEXECDIR);
+    struct workerpool_config wcfg = {
+        .worker_path = worker,
+        .workers = cfg->workers,
+        .timeout_ms = cfg->worker_timeout_s * 1000,
+        .memory_bytes = cfg->worker_memory,
+        .log_level = cfg->log_level,
+    };
+    if (workerpool_new(&wcfg, srv->remote, &srv->stats, &srv->workers) < 0)
+        die("out of memory");
     struct h5index_config icfg = {
         .dir = cs.degraded ? NULL : cfg->cache_dir,
         .prefix_bytes = cfg->h5_prefix_bytes,
+        .max_decode_bytes = cfg->max_decode_bytes,
+        .cache_epoch = blockcache_epoch(srv->cache),
     };
-    rc = h5index_open(&icfg, srv->remote, &srv->stats, &srv->h5index);
+    rc = h5index_open(&icfg, srv->workers, &srv->stats, &srv->h5index);
     if (rc < 0)
         die("cannot open the HDF5 index: %s", strerror(-rc));
     if (jobs_new(MAX_RUNNING_JOBS, MAX_KEPT_JOBS, &srv->jobs) < 0)
         die("out of memory");
+}
+
+static void start_conntrack(struct server *srv)
+{
+    const struct h5cd_config *cfg = srv->cfg;
+    struct conntrack_config ccfg = {
+        .max_connections = cfg->max_connections,
+        .header_timeout_s = cfg->header_timeout_s,
+        .body_timeout_s = cfg->body_timeout_s,
+        .idle_timeout_s = cfg->client_timeout_s,
+        .stats = &srv->stats,
+    };
+    int rc = conntrack_new(&ccfg, &srv->conns);
+    if (rc < 0)
+        die("cannot start the connection sweeper: %s", strerror(-rc));
+}
+
+/*
+ * Each client connection needs two descriptors (its socket and the
+ * sweeper's duplicate) besides the cache's and upstream's: the soft limit
+ * (often 1024) is raised to the hard one, with a warning if that is short.
+ */
+static void raise_fd_limit(unsigned max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t want = (rlim_t)http_connection_slots(max_connections) * 2 + FDS_BESIDES_CLIENTS;
+    if (rl.rlim_cur < want && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < want)
+        log_warn("msg=\"the open-file limit is lower than max_connections needs: raise LimitNOFILE "
+                 "or lower max_connections\" limit=%llu needed=%llu",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)want);
 }
 
 /* Reverse order of start-up; every thread is joined before the generations go. */
@@ -421,12 +484,15 @@ static void stop_all(struct daemon *d)
 {
     struct server *srv = &d->srv;
     http_stop(srv);
+    conntrack_free(srv->conns);
     jobs_free(srv->jobs); /* cancels prefetches; they need the engine until they end */
     h5index_close(srv->h5index);
+    workerpool_free(srv->workers); /* no request uses a worker any more */
     fetch_free(srv->fetch);
     remote_free(srv->remote);
     resolve_free(srv->resolve);
     credstore_free(srv->creds);
+    membudget_free(srv->budget);
     blockcache_close(srv->cache);
     accesslog_free(srv->access_log);
     generation_free(d->gen);
@@ -443,6 +509,7 @@ static void publish(struct daemon *d, struct generation *next, const struct relo
         log_set_level((enum log_level)log_level_parse(next->cfg.log_level));
     if (plan->cache_size)
         blockcache_set_cap(srv->cache, next->cfg.cache_size);
+    membudget_set_limit(srv->budget, next->cfg.memory_budget);
     if (next->policy != NULL) {
         d->policy = next->policy;
         fetch_set_policy(srv->fetch, d->policy);
@@ -630,6 +697,8 @@ int main(int argc, char **argv)
     /* One thread per connection would otherwise get up to 8 malloc arenas per core,
      * each keeping freed chunk buffers: a few arenas keep RSS close to live data. */
     mallopt(M_ARENA_MAX, MALLOC_ARENAS);
+    /* The cache, its indexes and the access log name other users' URLs: private. */
+    umask(077);
     static struct daemon d; /* zeroed; lives as long as the process */
     int rc = parse_cli(argc, argv, &d.cli);
     if (rc != 0)
@@ -660,6 +729,7 @@ int main(int argc, char **argv)
     srv->cfg = cfg;
     srv->started = time(NULL);
     stats_init(&srv->stats);
+    raise_fd_limit(cfg->max_connections);
     prepare_start(&d);
     if (!cfg->foreground && !d.notify && detach(err, sizeof(err)) < 0)
         die("%s", err);
@@ -673,6 +743,7 @@ int main(int argc, char **argv)
     d.policy = d.gen->policy;
     start_cache(srv);
     start_engine(srv);
+    start_conntrack(srv);
     if (http_start(srv, err, sizeof(err)) < 0)
         die("%s", err);
     log_listening(&d);

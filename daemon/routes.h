@@ -10,6 +10,7 @@
 #include <microhttpd.h>
 #include <stdbool.h>
 
+#include "batchreq.h"
 #include "server.h"
 
 /* routes_info.c */
@@ -37,7 +38,8 @@ enum MHD_Result route_jobs(struct server *srv, struct MHD_Connection *conn, cons
 /* routes_slice.c */
 enum MHD_Result route_slice(struct server *srv, struct MHD_Connection *conn);
 
-enum MHD_Result route_chunks(struct server *srv, struct MHD_Connection *conn, const char *body,
-                             size_t len);
+/* POST /v1/chunks: request is the body parsed while it arrived; ownership is taken. */
+enum MHD_Result route_chunks(struct server *srv, struct MHD_Connection *conn,
+                             struct batchreq *request);
 
 #endif

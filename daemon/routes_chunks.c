@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batchreq.h"
 #include "chunkkey.h"
 #include "fastdecode.h"
-#include "h5decode.h"
 #include "http.h"
 #include "log.h"
 #include "prefetch.h"
@@ -28,6 +28,7 @@
 #define FRAME_HEADER_BYTES     640 /* a frame's JSON line: key (<= 400) and a few numbers */
 #define CHUNKS_RESPONSE_PIECE  (256 * 1024)
 #define MAX_SINGLE_CHUNK_BYTES (256ULL * 1024 * 1024)
+#define BATCH_RANGE_BYTES      160 /* lib/remote's range, slot and queue entries for one key */
 
 static const char *query(struct MHD_Connection *conn, const char *name)
 {
@@ -102,6 +103,9 @@ static int read_chunk(struct server *srv, const struct remote_file *file,
     if (loc->size > MAX_SINGLE_CHUNK_BYTES)
         return h5cd_fail(err, H5CD_E_TOO_LARGE, "chunk of %" PRIu64 " bytes is too large",
                          loc->size);
+    if (!http_charge(srv, loc->size))
+        return h5cd_fail(err, H5CD_E_UNAVAILABLE,
+                         "the daemon's memory budget is in use by other requests; retry");
     *len = (size_t)loc->size;
     *data = malloc(*len > 0 ? *len : 1);
     if (*data == NULL)
@@ -114,6 +118,16 @@ static int read_chunk(struct server *srv, const struct remote_file *file,
     return 0;
 }
 
+/* Bytes one decoded chunk takes (an upper bound for edge chunks). */
+static uint64_t decoded_bytes(const struct h5dataset *ds)
+{
+    uint64_t n = ds->elem_size;
+    for (int d = 0; d < ds->grid.rank; d++)
+        n = ds->grid.chunk[d] != 0 && n > UINT64_MAX / ds->grid.chunk[d] ? UINT64_MAX
+                                                                         : n * ds->grid.chunk[d];
+    return n;
+}
+
 /* GET /v1/chunk with decode=1: fetch the stored bytes into the cache, then decode. */
 static enum MHD_Result send_decoded_chunk(struct server *srv, struct MHD_Connection *conn,
                                           const struct remote_file *file,
@@ -124,6 +138,11 @@ static enum MHD_Result send_decoded_chunk(struct server *srv, struct MHD_Connect
     size_t len = 0;
     struct h5chunk_loc loc = {0};
     int fast = 1;
+    if (h5index_check_decode_size(srv->h5index, ds, &err) < 0)
+        return http_send_error(srv, conn, &err);
+    if (!http_charge(srv, decoded_bytes(ds)))
+        return http_fail(srv, conn, H5CD_E_UNAVAILABLE,
+                         "the daemon's memory budget is in use by other requests; retry");
     if (ds->layout == H5LAYOUT_CHUNKED) {
         /* Read the stored bytes (into the cache too); decode them here if we can. */
         uint8_t *raw = NULL;
@@ -143,11 +162,14 @@ static enum MHD_Result send_decoded_chunk(struct server *srv, struct MHD_Connect
                             srv->cfg->batch_inflight_bytes, NULL, NULL, &progress, &err) < 0)
             return http_send_error(srv, conn, &err);
     }
-    if (fast != 0 && h5decode_remote_chunk(srv->h5index, file, ds, coords, &data, &len, &err) < 0)
+    if (fast != 0 && h5index_decode_chunk(srv->h5index, file, ds, coords, &data, &len, &err) < 0)
         return http_send_error(srv, conn, &err);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    /* Values from a worker count against the memory budget until sent. */
+    MHD_ContentReaderFreeCallback release = fast != 0 ? h5index_free_values : free;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(len, data, release);
     if (resp == NULL) {
-        free(data);
+        release(data);
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
@@ -207,14 +229,15 @@ enum MHD_Result route_chunk(struct server *srv, struct MHD_Connection *conn)
 
 /* One requested key after validation. */
 struct batch_key {
-    const char *key; /* borrowed from the request document */
+    const char *key; /* borrowed from the parsed request */
     uint64_t linear; /* for de-duplication */
     struct h5chunk_loc loc;
 };
 
 struct chunks_stream {
     struct server *srv;
-    json_t *request; /* keeps the key strings alive */
+    struct batchreq *request; /* keeps the key strings alive */
+    uint64_t charged;         /* bytes of the daemon's memory budget this batch holds */
     struct remote_file file;
     struct h5dataset ds;
     struct batch_key *keys;
@@ -230,15 +253,29 @@ struct chunks_stream {
     const uint8_t *payload;
     size_t payload_len, payload_pos;
     uint8_t *owned_payload;
+    bool owned_budgeted;     /* owned_payload came from a worker: free with h5index_free_values */
+    uint64_t payload_charge; /* budget held by owned_payload */
 };
+
+/* Frees the payload this stream owns, then owns `data` (NULL for none). */
+static void own_payload(struct chunks_stream *cs, uint8_t *data, bool budgeted)
+{
+    if (cs->owned_budgeted)
+        h5index_free_values(cs->owned_payload);
+    else
+        free(cs->owned_payload);
+    cs->owned_payload = data;
+    cs->owned_budgeted = budgeted;
+}
 
 static void chunks_stream_free(void *cls)
 {
     struct chunks_stream *cs = cls;
     remote_batch_free(cs->batch);
-    free(cs->owned_payload);
+    own_payload(cs, NULL, false);
     free(cs->keys);
-    json_decref(cs->request);
+    batchreq_free(cs->request);
+    membudget_release(cs->srv->budget, cs->charged + cs->payload_charge);
     free(cs);
 }
 
@@ -269,6 +306,15 @@ static void frame_error(struct chunks_stream *cs, const struct batch_key *k, enu
     cs->payload_pos = 0;
 }
 
+/* Makes the budget held for the frame's payload n bytes.  A stream already
+ * under way cannot be refused, so the charge is forced: one chunk at a time. */
+static void charge_payload(struct chunks_stream *cs, uint64_t n)
+{
+    membudget_release(cs->srv->budget, cs->payload_charge);
+    membudget_force(cs->srv->budget, n);
+    cs->payload_charge = n;
+}
+
 /* Replaces the frame's payload by the key's decoded values (or an error frame). */
 static void frame_decoded(struct chunks_stream *cs, const struct batch_key *k)
 {
@@ -277,16 +323,15 @@ static void frame_decoded(struct chunks_stream *cs, const struct batch_key *k)
     struct h5cd_error err = {0};
     uint8_t *data = NULL;
     size_t len = 0;
-    free(cs->owned_payload);
-    cs->owned_payload = NULL;
+    own_payload(cs, NULL, false);
     if (chunkkey_parse(&cs->ds.grid, k->key, coords, why, sizeof(why)) < 0 ||
-        h5decode_remote_chunk(cs->srv->h5index, &cs->file, &cs->ds, coords, &data, &len, &err) <
-            0) {
+        h5index_decode_chunk(cs->srv->h5index, &cs->file, &cs->ds, coords, &data, &len, &err) < 0) {
         STATS_INC(&cs->srv->stats, errors);
         frame_error(cs, k, err.code != H5CD_OK ? err.code : H5CD_E_INTERNAL);
         return;
     }
-    cs->owned_payload = data;
+    own_payload(cs, data, true);
+    charge_payload(cs, len);
     frame_ok(cs, k, data, len);
 }
 
@@ -317,13 +362,13 @@ static bool next_immediate_frame(struct chunks_stream *cs)
         struct h5cd_error err = {0};
         uint8_t *data = NULL;
         size_t len = 0;
-        free(cs->owned_payload);
-        cs->owned_payload = NULL;
+        own_payload(cs, NULL, false);
         if (h5index_compact_bytes(cs->srv->h5index, &cs->file, &cs->ds, &data, &len, &err) < 0) {
             frame_error(cs, k, err.code);
             return true;
         }
-        cs->owned_payload = data;
+        own_payload(cs, data, false);
+        charge_payload(cs, len);
         frame_ok(cs, k, data, len);
         return true;
     }
@@ -357,8 +402,8 @@ static bool next_batch_frame(struct chunks_stream *cs)
                                           (size_t)res.length, &data, &len)
                        : 1;
         if (fast == 0) {
-            free(cs->owned_payload);
-            cs->owned_payload = data;
+            own_payload(cs, data, false);
+            charge_payload(cs, len);
             frame_ok(cs, k, data, len);
         } else {
             frame_decoded(cs, k); /* libhdf5 decides, from the now cached bytes */
@@ -408,12 +453,24 @@ static int cmp_keys(const void *a, const void *b)
     return ka->linear < kb->linear ? -1 : ka->linear > kb->linear;
 }
 
-/* Parses and de-duplicates every key; any bad key fails the whole request. */
-static int parse_keys(struct chunks_stream *cs, json_t *keys, struct h5cd_error *err,
-                      uint64_t **coords_out)
+/* Budget bytes a batch holds per key: its entry, coordinates, location,
+ * and the batch's range and slot bookkeeping in lib/remote. */
+static uint64_t per_key_bytes(int rank)
 {
-    size_t n = json_array_size(keys);
+    return sizeof(struct batch_key) + sizeof(struct h5chunk_loc) +
+           (uint64_t)(rank > 0 ? rank : 1) * sizeof(uint64_t) + BATCH_RANGE_BYTES;
+}
+
+/* Parses and de-duplicates every key; any bad key fails the whole request. */
+static int parse_keys(struct chunks_stream *cs, struct h5cd_error *err, uint64_t **coords_out)
+{
+    size_t n = batchreq_nkeys(cs->request);
     int rank = cs->ds.grid.rank;
+    uint64_t charge = (uint64_t)n * per_key_bytes(rank);
+    if (!membudget_acquire(cs->srv->budget, charge, H5CD_BUDGET_WAIT_MS))
+        return h5cd_fail(err, H5CD_E_UNAVAILABLE,
+                         "the daemon's memory budget is in use by other requests; retry");
+    cs->charged += charge;
     cs->keys = calloc(n > 0 ? n : 1, sizeof(*cs->keys));
     uint64_t *coords = calloc(n > 0 ? n * (size_t)(rank > 0 ? rank : 1) : 1, sizeof(*coords));
     if (cs->keys == NULL || coords == NULL) {
@@ -421,13 +478,9 @@ static int parse_keys(struct chunks_stream *cs, json_t *keys, struct h5cd_error 
         return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
-        const char *key = json_string_value(json_array_get(keys, i));
+        const char *key = batchreq_key(cs->request, i);
         char why[128];
         uint64_t c[H5CD_MAX_RANK];
-        if (key == NULL) {
-            free(coords);
-            return h5cd_fail(err, H5CD_E_BAD_KEY, "key %zu is not a string", i);
-        }
         if (chunkkey_parse(&cs->ds.grid, key, c, why, sizeof(why)) < 0) {
             free(coords);
             return h5cd_fail(err, H5CD_E_BAD_KEY, "bad key '%.64s': %s", key, why);
@@ -447,31 +500,6 @@ static int parse_keys(struct chunks_stream *cs, json_t *keys, struct h5cd_error 
         chunkkey_parse(&cs->ds.grid, cs->keys[i].key, coords + i * (size_t)rank, why, sizeof(why));
     }
     *coords_out = coords;
-    return 0;
-}
-
-/* Validates the request document.  0 with the fields set, or -1 with err. */
-static int parse_request(struct server *srv, json_t *doc, const char **url, const char **path,
-                         json_t **keys, bool *decode_out, struct h5cd_error *err)
-{
-    if (!json_is_object(doc))
-        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "the body must be a JSON object");
-    *url = json_string_value(json_object_get(doc, "url"));
-    *path = json_string_value(json_object_get(doc, "path"));
-    *keys = json_object_get(doc, "keys");
-    json_t *decode = json_object_get(doc, "decode");
-    if (*url == NULL)
-        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "'url' must be a string");
-    if (*path == NULL)
-        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "'path' must be a string");
-    if (!json_is_array(*keys))
-        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "'keys' must be an array of strings");
-    if (decode != NULL && !json_is_boolean(decode))
-        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "'decode' must be true or false");
-    *decode_out = json_is_true(decode);
-    if (json_array_size(*keys) > srv->cfg->max_keys)
-        return h5cd_fail(err, H5CD_E_TOO_LARGE, "%zu keys; at most %u per request",
-                         json_array_size(*keys), srv->cfg->max_keys);
     return 0;
 }
 
@@ -495,22 +523,18 @@ static int plan_batch(struct chunks_stream *cs, struct h5cd_error *err)
     return 0;
 }
 
-static int prepare_stream(struct chunks_stream *cs, const char *body, size_t len,
-                          struct h5cd_error *err)
+static int prepare_stream(struct chunks_stream *cs, struct h5cd_error *err)
 {
-    json_error_t jerr;
-    cs->request = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (cs->request == NULL)
-        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "malformed JSON at line %d column %d: %s",
-                         jerr.line, jerr.column, jerr.text);
-    const char *url = NULL, *path = NULL;
-    json_t *keys = NULL;
-    if (parse_request(cs->srv, cs->request, &url, &path, &keys, &cs->decode, err) < 0)
+    if (batchreq_finish(cs->request, err) < 0)
         return -1;
-    if (open_dataset(cs->srv, url, cs->token, path, &cs->file, &cs->ds, err) < 0)
+    cs->decode = batchreq_decode(cs->request);
+    if (open_dataset(cs->srv, batchreq_url(cs->request), cs->token, batchreq_path(cs->request),
+                     &cs->file, &cs->ds, err) < 0)
+        return -1;
+    if (cs->decode && h5index_check_decode_size(cs->srv->h5index, &cs->ds, err) < 0)
         return -1;
     uint64_t *coords = NULL;
-    if (parse_keys(cs, keys, err, &coords) < 0)
+    if (parse_keys(cs, err, &coords) < 0)
         return -1;
     int rc = 0;
     if (cs->ds.layout != H5LAYOUT_COMPACT) {
@@ -527,16 +551,19 @@ static int prepare_stream(struct chunks_stream *cs, const char *body, size_t len
     return rc < 0 ? -1 : plan_batch(cs, err);
 }
 
-enum MHD_Result route_chunks(struct server *srv, struct MHD_Connection *conn, const char *body,
-                             size_t len)
+enum MHD_Result route_chunks(struct server *srv, struct MHD_Connection *conn,
+                             struct batchreq *request)
 {
     struct chunks_stream *cs = calloc(1, sizeof(*cs));
-    if (cs == NULL)
+    if (cs == NULL) {
+        batchreq_free(request);
         return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
+    }
     cs->srv = srv;
     cs->token = http_dandi_token(conn);
+    cs->request = request;
     struct h5cd_error err = {0};
-    if (prepare_stream(cs, body, len, &err) < 0) {
+    if (prepare_stream(cs, &err) < 0) {
         chunks_stream_free(cs);
         return http_send_error(srv, conn, &err);
     }

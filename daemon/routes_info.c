@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conntrack.h"
 #include "http.h"
 #include "routes.h"
 
@@ -24,6 +25,13 @@ void server_gauges(struct server *srv, struct h5cd_gauges *gauges)
     gauges->evictions = cs.evictions;
     time_t now = time(NULL);
     gauges->uptime_seconds = now > srv->started ? (uint64_t)(now - srv->started) : 0;
+    if (srv->budget != NULL) {
+        gauges->memory_used_bytes = membudget_used(srv->budget);
+        gauges->memory_budget_bytes = membudget_limit(srv->budget);
+        gauges->memory_refusals = membudget_refusals(srv->budget);
+    }
+    if (srv->conns != NULL)
+        gauges->client_connections = conntrack_count(srv->conns);
 }
 
 static char *with_newline(char *text)

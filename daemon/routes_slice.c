@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5decode.h"
 #include "http.h"
 #include "prefetch.h"
 #include "routes.h"
@@ -23,23 +22,13 @@
 #define NPY_HEADER_MAX            4096
 #define MAX_SLICE_PREFETCH_CHUNKS 100000
 
+/* Decoded values of the selection (from a worker: free with h5index_free_values). */
 struct slice_call {
-    const struct h5dataset *ds;
-    const struct selection *sel;
-    uint64_t max_bytes;
     uint8_t *out;
     size_t len;
     enum h5decode_format format;
     size_t elem_size;
 };
-
-static int slice_in_file(hid_t fid, void *arg, struct h5cd_error *err)
-{
-    struct slice_call *sc = arg;
-    if (h5decode_format_of(fid, sc->ds, &sc->format, &sc->elem_size, err) < 0)
-        return -1;
-    return h5decode_slice(fid, sc->ds, sc->sel, sc->max_bytes, &sc->out, &sc->len, err);
-}
 
 /* A structured dtype (Zarr's [["name", "<i4"], ["v", "<f8", [3]]]) as an .npy descr:
  * [('name', '<i4'), ('v', '<f8', (3,))].  0, or -1 if it does not fit. */
@@ -349,13 +338,16 @@ static char *json_document(json_t *elem_dtype, const char *dtype, const struct s
     return text;
 }
 
+/* Sends data, released with `release` once sent. */
 static enum MHD_Result send_bytes(struct server *srv, struct MHD_Connection *conn, uint8_t *data,
-                                  size_t len, const char *type, const char *dtype,
-                                  const uint64_t *shape, int rank)
+                                  size_t len, MHD_ContentReaderFreeCallback release,
+                                  const char *type, const char *dtype, const uint64_t *shape,
+                                  int rank)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(len, data, release);
     if (resp == NULL) {
-        free(data);
+        release(data);
         return MHD_NO;
     }
     char tuple[1024];
@@ -477,11 +469,23 @@ static enum MHD_Result slice_answer(struct server *srv, struct MHD_Connection *c
         return http_fail(srv, conn, H5CD_E_TOO_LARGE,
                          "JSON is for small selections: at most %d values (use format=npy)",
                          H5CD_MAX_JSON_ELEMENTS);
+    /* The decoded values, within the daemon's memory budget. */
+    uint64_t elems = selection_elements(&sel);
+    uint64_t need = ds.elem_size != 0 && elems > srv->cfg->max_slice_bytes / ds.elem_size
+                        ? srv->cfg->max_slice_bytes
+                        : elems * ds.elem_size;
+    if (!http_charge(srv, need))
+        return http_fail(srv, conn, H5CD_E_UNAVAILABLE,
+                         "the daemon's memory budget is in use by other requests; retry");
     if (warm_selection(srv, file, &ds, &sel, &err) < 0)
         return http_send_error(srv, conn, &err);
-    struct slice_call sc = {.ds = &ds, .sel = &sel, .max_bytes = srv->cfg->max_slice_bytes};
-    if (h5index_with_file(srv->h5index, file, slice_in_file, &sc, &err) < 0)
+    struct h5slice values;
+    if (h5index_slice(srv->h5index, file, &ds, &sel, srv->cfg->max_slice_bytes, &values, &err) < 0)
         return http_send_error(srv, conn, &err);
+    struct slice_call sc = {.out = values.data,
+                            .len = values.len,
+                            .format = values.format,
+                            .elem_size = values.elem_size};
     uint64_t shape[2 * H5CD_MAX_RANK];
     int rank = selection_shape(&sel, shape);
     json_array_foreach(subdims, i, dim)
@@ -492,31 +496,31 @@ static enum MHD_Result slice_answer(struct server *srv, struct MHD_Connection *c
     if (sc.format == H5DECODE_FIXED && !vlen &&
         (dtype_bytes(elem_dtype, 0) == 0 ||
          (uint64_t)sc.elem_size != dtype_bytes(elem_dtype, 0) * per_elem)) {
-        free(sc.out);
+        h5index_free_values(sc.out);
         return http_fail(srv, conn, H5CD_E_INTERNAL,
                          "decoded element size %zu does not match dtype %s", sc.elem_size, dtype);
     }
     if (json) {
         char *text = json_document(elem_dtype, dtype, &sc, shape, rank);
-        free(sc.out);
+        h5index_free_values(sc.out);
         if (text == NULL)
             return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
         return http_send_text(srv, conn, MHD_HTTP_OK, text, "application/json");
     }
     if (sc.format != H5DECODE_FIXED || !has_dtype) {
-        free(sc.out);
+        h5index_free_values(sc.out);
         return http_fail(srv, conn, H5CD_E_UNSUPPORTED,
                          sc.format != H5DECODE_FIXED
                              ? "variable-length values have no fixed-size layout: use format=json"
                              : "this structured dtype has no .npy spelling: use format=json");
     }
     if (strcmp(format, "raw") == 0)
-        return send_bytes(srv, conn, sc.out, sc.len, "application/octet-stream", dtype, shape,
-                          rank);
+        return send_bytes(srv, conn, sc.out, sc.len, h5index_free_values,
+                          "application/octet-stream", dtype, shape, rank);
     size_t npy_len = 0;
     uint8_t *npy = npy_wrap(dtype, structured, shape, rank, sc.out, sc.len, &npy_len);
-    free(sc.out);
+    h5index_free_values(sc.out);
     if (npy == NULL)
         return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
-    return send_bytes(srv, conn, npy, npy_len, "application/x-npy", dtype, shape, rank);
+    return send_bytes(srv, conn, npy, npy_len, free, "application/x-npy", dtype, shape, rank);
 }

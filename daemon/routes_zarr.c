@@ -19,7 +19,6 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "h5decode.h"
 #include "http.h"
 #include "log.h"
 #include "prefetch.h"
@@ -399,6 +398,7 @@ static enum MHD_Result send_chunk(struct server *srv, struct MHD_Connection *con
     uint8_t *data = NULL;
     size_t len = 0;
     int rc = -1;
+    bool budgeted = false; /* data came from a worker: h5index_free_values */
     if (zarray == NULL)
         h5cd_fail(&err, H5CD_E_NOT_FOUND, "%s has no Zarr form", path);
     else if (h5index_dataset(srv->h5index, file, path, &ds, &err) < 0)
@@ -418,21 +418,36 @@ static enum MHD_Result send_chunk(struct server *srv, struct MHD_Connection *con
             h5cd_fail(&err, H5CD_E_INTERNAL, "out of memory");
         else
             rc = remote_read(srv->remote, file, loc.offset, loc.size, data, &err);
-    } else {
+    } else if (h5index_check_decode_size(srv->h5index, &ds, &err) == 0) {
         struct prefetch_progress progress;
         if (prefetch_chunks(srv->h5index, srv->remote, file, &ds, coords, 1,
                             srv->cfg->batch_inflight_bytes, NULL, NULL, &progress, &err) == 0 &&
-            h5decode_remote_chunk(srv->h5index, file, &ds, coords, &data, &len, &err) == 0)
-            rc = mode == ZARR_CHUNKS_RAW ? reencode(zarray, &data, &len, &err) : 0;
+            h5index_decode_chunk(srv->h5index, file, &ds, coords, &data, &len, &err) == 0) {
+            rc = 0;
+            budgeted = true;
+            if (mode == ZARR_CHUNKS_RAW) {
+                /* Re-encoding replaces the buffer: work on a plain copy. */
+                uint8_t *copy = malloc(len > 0 ? len : 1);
+                if (copy != NULL)
+                    memcpy(copy, data, len);
+                h5index_free_values(data);
+                data = copy;
+                budgeted = false;
+                rc = copy != NULL ? reencode(zarray, &data, &len, &err)
+                                  : h5cd_fail(&err, H5CD_E_INTERNAL, "out of memory");
+            }
+        }
     }
     json_decref(zarray);
+    MHD_ContentReaderFreeCallback release = budgeted ? h5index_free_values : free;
     if (rc < 0) {
-        free(data);
+        release(data);
         return http_send_error(srv, conn, &err);
     }
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(len, data, release);
     if (resp == NULL) {
-        free(data);
+        release(data);
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");

@@ -19,14 +19,17 @@
 #include "fetch.h"
 #include "h5index.h"
 #include "jobs.h"
+#include "membudget.h"
 #include "remote.h"
 #include "resolve.h"
 #include "stats.h"
 #include "urlpolicy.h"
+#include "workerpool.h"
 
 #define H5CD_MAX_LISTEN_SOCKETS 8 /* sockets served at once (systemd may pass several) */
 
 struct accesslog;
+struct conntrack;
 
 struct server {
     _Atomic(struct h5cd_config *) cfg; /* the configuration in effect; SIGHUP swaps it */
@@ -40,7 +43,10 @@ struct server {
     struct credstore *creds; /* upstream headers from credentials_file; SIGHUP swaps the set */
     struct resolve *resolve; /* names, redirects and what upstream accepted */
     struct h5index *h5index;
+    struct workerpool *workers;                      /* the HDF5 worker processes */
     struct jobs *jobs;                               /* background prefetch jobs */
+    struct membudget *budget;                        /* memory clients can make us hold */
+    struct conntrack *conns;                         /* open client connections, deadlines */
     struct MHD_Daemon *mhd[H5CD_MAX_LISTEN_SOCKETS]; /* one per listening socket */
     int listen_fd[H5CD_MAX_LISTEN_SOCKETS];
     size_t nlisten;

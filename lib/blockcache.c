@@ -39,10 +39,12 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +67,8 @@
 #define BLOCKCACHE_MAX_DIR_BYTES 384
 /* remove_tree() gives up below this depth (our tree is 3 levels deep). */
 #define TREE_MAX_DEPTH 8
+/* Names tried for a new temp file before giving up (another one exists each time). */
+#define TEMP_NAME_ATTEMPTS 8
 
 enum stmt_id {
     ST_BEGIN,
@@ -145,6 +149,12 @@ struct blockcache {
     unsigned cooldown_s;
     bool degraded;
     int lock_fd;
+    int dir_fd;     /* the cache directory, checked at open; -1 when degraded */
+    int blocks_fd;  /* <dir>/blocks */
+    int tmp_fd;     /* <dir>/tmp */
+    uint64_t epoch; /* identity of the file-id space (see blockcache_epoch) */
+
+    _Atomic unsigned tmp_seq; /* names of temp files */
 
     pthread_mutex_t lock; /* guards everything below */
     uint64_t cap_bytes;   /* changed at run time by blockcache_set_cap */
@@ -366,12 +376,63 @@ static void set_reason(struct blockcache_report *rep, const char *fmt, ...)
 
 /* ---- paths and directories ---- */
 
+/* The block's path, for log lines only: every access goes through directory descriptors. */
 static int block_path(const struct blockcache *bc, int64_t file_id, uint64_t index, char *buf,
                       size_t cap)
 {
     int n = snprintf(buf, cap, "%s/blocks/%" PRId64 "/%02x/%" PRIu64, bc->dir, file_id,
                      (unsigned)(index & 0xff), index);
     return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+/* A block's name inside its directory blocks/<file_id>/<index % 256>. */
+struct block_name {
+    char id[24];
+    char fan[3];
+    char leaf[24];
+};
+
+static void block_name(int64_t file_id, uint64_t index, struct block_name *n)
+{
+    snprintf(n->id, sizeof(n->id), "%" PRId64, file_id);
+    snprintf(n->fan, sizeof(n->fan), "%02x", (unsigned)(index & 0xff));
+    snprintf(n->leaf, sizeof(n->leaf), "%" PRIu64, index);
+}
+
+/* Opens (with create: makes, 0700) the directory name under dirfd, never through a symlink. */
+static int subdir_at(int dirfd, const char *name, bool create)
+{
+    if (create && mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+/* The descriptor of blocks/<file_id>/<fan>, each component opened without
+ * following symlinks.  Returns it or a negative errno (-ENOENT: not there). */
+static int block_dir(const struct blockcache *bc, const struct block_name *n, bool create)
+{
+    if (bc->blocks_fd < 0)
+        return -ENOENT;
+    int idfd = subdir_at(bc->blocks_fd, n->id, create);
+    if (idfd < 0)
+        return idfd;
+    int fanfd = subdir_at(idfd, n->fan, create);
+    close(idfd);
+    return fanfd;
+}
+
+/* Unlinks a block's file (never following a symlink there).  0, or a negative errno. */
+static int unlink_block(const struct blockcache *bc, int64_t file_id, uint64_t index)
+{
+    struct block_name n;
+    block_name(file_id, index, &n);
+    int dfd = block_dir(bc, &n, false);
+    if (dfd < 0)
+        return dfd == -ENOENT ? 0 : dfd;
+    int rc = unlinkat(dfd, n.leaf, 0) < 0 && errno != ENOENT ? -errno : 0;
+    close(dfd);
+    return rc;
 }
 
 static int sub_path(const struct blockcache *bc, const char *name, char *buf, size_t cap)
@@ -429,6 +490,30 @@ static int open_dir_at(int dirfd, const char *name, DIR **out)
     return fd;
 }
 
+typedef int (*entry_fn)(int dirfd, const char *name, const struct stat *st, void *arg);
+
+/* Calls fn for every entry of directory name (under dirfd); stops at the first error. */
+static int each_entry(int dirfd, const char *name, entry_fn fn, void *arg)
+{
+    DIR *d = NULL;
+    int fd = open_dir_at(dirfd, name, &d);
+    if (fd < 0)
+        return fd;
+    int rc = 0;
+    struct dirent *e;
+    struct stat st;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            rc = errno == ENOENT ? 0 : -errno;
+        else
+            rc = fn(fd, e->d_name, &st, arg);
+    }
+    closedir(d);
+    return rc;
+}
+
 /* Removes name (under dirfd) and everything below it; counts removed non-directories. */
 static int remove_tree(int dirfd, const char *name, int depth, uint64_t *files)
 {
@@ -466,13 +551,14 @@ static int remove_tree(int dirfd, const char *name, int depth, uint64_t *files)
 /* Removes the block directory of a file version that is gone from the index. */
 static void remove_file_dir(struct blockcache *bc, int64_t file_id)
 {
-    char path[PATH_MAX];
-    int n = snprintf(path, sizeof(path), "%s/blocks/%" PRId64, bc->dir, file_id);
-    if (bc->degraded || n < 0 || (size_t)n >= sizeof(path))
+    struct block_name n;
+    if (bc->degraded || bc->blocks_fd < 0)
         return;
-    int rc = remove_tree(AT_FDCWD, path, 0, NULL);
+    block_name(file_id, 0, &n);
+    int rc = remove_tree(bc->blocks_fd, n.id, 0, NULL);
     if (rc < 0)
-        log_warn("msg=\"cannot remove cached file\" path=%s err=\"%s\"", path, strerror(-rc));
+        log_warn("msg=\"cannot remove cached file\" dir=%s/blocks/%s err=\"%s\"", bc->dir, n.id,
+                 strerror(-rc));
 }
 
 /* ---- access times ---- */
@@ -585,18 +671,23 @@ static int meta_set(sqlite3 *db, const char *key, int64_t value)
     return rc == SQLITE_DONE ? 0 : db_fail(db, rc, "meta set");
 }
 
+static int wipe_entry(int dirfd, const char *name, const struct stat *st, void *arg)
+{
+    (void)st;
+    (void)arg;
+    return remove_tree(dirfd, name, 1, NULL);
+}
+
 /* Empties the cache.  Block files left behind are orphans that reconciliation removes. */
 static int wipe(struct blockcache *bc)
 {
-    char path[PATH_MAX];
     int rc = db_exec(bc->db, "DELETE FROM blocks; DELETE FROM files;");
-    if (rc < 0 || sub_path(bc, "blocks", path, sizeof(path)) < 0)
+    if (rc < 0 || bc->dir_fd < 0)
         return rc;
-    int r = remove_tree(AT_FDCWD, path, 0, NULL);
-    if (r == 0)
-        r = make_dir(path);
+    int r = each_entry(bc->dir_fd, "blocks", wipe_entry, NULL);
     if (r < 0)
-        log_warn("msg=\"cannot empty the cache directory\" path=%s err=\"%s\"", path, strerror(-r));
+        log_warn("msg=\"cannot empty the cache directory\" dir=%s/blocks err=\"%s\"", bc->dir,
+                 strerror(-r));
     return 0;
 }
 
@@ -605,15 +696,28 @@ static int wipe(struct blockcache *bc)
  * only a cache), and a different block size wipes every block because the
  * stored blocks no longer line up with the new ones.
  */
+/* A fresh random epoch: the file ids handed out from now on belong to it. */
+static int new_epoch(struct blockcache *bc)
+{
+    uint64_t e = 0;
+    while (e == 0 || e > INT64_MAX)
+        if (getrandom(&e, sizeof(e), 0) != (ssize_t)sizeof(e))
+            return -EIO;
+    bc->epoch = e;
+    return meta_set(bc->db, "epoch", (int64_t)e);
+}
+
 static int schema_setup(struct blockcache *bc, bool on_disk)
 {
-    int64_t version = 0, bs = 0;
+    int64_t version = 0, bs = 0, epoch = 0;
+    bool fresh = false; /* the files table starts empty, its ids from 1 */
     int rc = db_exec(bc->db, "CREATE TABLE IF NOT EXISTS meta ("
                              " key TEXT PRIMARY KEY, value INTEGER NOT NULL)");
     if (rc == 0 && meta_get(bc->db, "schema_version", &version) == 0 && version != SCHEMA_VERSION) {
         log_warn("msg=\"cache index has another schema: rebuilding\" found=%" PRId64 " expected=%d",
                  version, SCHEMA_VERSION);
         rc = db_exec(bc->db, "DROP TABLE IF EXISTS blocks; DROP TABLE IF EXISTS files;");
+        fresh = true;
     }
     if (rc == 0)
         rc = db_exec(bc->db, schema_sql);
@@ -623,9 +727,14 @@ static int schema_setup(struct blockcache *bc, bool on_disk)
         log_warn("msg=\"cache block size changed: wiping the cache\" old=%" PRId64 " new=%" PRIu32,
                  bs, bc->block_size);
         rc = wipe(bc);
+        fresh = true;
     }
     if (rc == 0)
         rc = meta_set(bc->db, "block_size", bc->block_size);
+    if (rc == 0 && (fresh || meta_get(bc->db, "epoch", &epoch) < 0 || epoch <= 0))
+        rc = new_epoch(bc);
+    else if (rc == 0)
+        bc->epoch = (uint64_t)epoch;
     return rc;
 }
 
@@ -647,7 +756,8 @@ static int set_wal(sqlite3 *db)
 static int db_open(struct blockcache *bc, const char *path)
 {
     bool on_disk = strcmp(path, ":memory:") != 0;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    int flags =
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
     int rc = sqlite3_open_v2(path, &bc->db, flags, NULL);
     if (rc != SQLITE_OK) {
         rc = bc->db != NULL ? db_fail(bc->db, rc, "open") : -ENOMEM;
@@ -680,10 +790,10 @@ fail:
     return rc;
 }
 
-/* Creates path 0600 if missing, so sqlite (and its -wal/-shm, which copy it) stay private. */
-static int create_private(const char *path)
+/* Creates name 0600 if missing, so sqlite (and its -wal/-shm, which copy it) stay private. */
+static int create_private(const struct blockcache *bc, const char *name)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = openat(bc->dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -errno;
     close(fd);
@@ -697,30 +807,69 @@ static int db_open_disk(struct blockcache *bc)
     char path[PATH_MAX];
     int rc = sub_path(bc, names[0], path, sizeof(path));
     if (rc == 0)
-        rc = create_private(path);
+        rc = create_private(bc, names[0]);
     if (rc == 0)
         rc = db_open(bc, path);
     if (rc != -EBADMSG)
         return rc;
     log_warn("msg=\"cache index is corrupt: rebuilding it empty\" path=%s", path);
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (sub_path(bc, names[i], path, sizeof(path)) == 0)
-            unlink(path);
-    rc = sub_path(bc, names[0], path, sizeof(path));
-    if (rc == 0)
-        rc = create_private(path);
+        unlinkat(bc->dir_fd, names[i], 0);
+    rc = create_private(bc, names[0]);
     return rc == 0 ? db_open(bc, path) : rc;
 }
 
 /*
- * Creates the directory tree and takes the instance lock.  Returns 0,
- * -EBUSY, or another negative errno meaning the directory is unusable
+ * Whether another local user could change what lies under path: every
+ * directory on the way must belong to root or to us, and one others may
+ * write must be sticky (like /tmp); the cache directory itself must be
+ * ours and writable by nobody else.  0, or -EPERM with the reason.
+ */
+static int check_dir_safe(const char *path, int dir_fd, struct blockcache_report *rep)
+{
+    struct stat st;
+    uid_t me = geteuid();
+    if (fstat(dir_fd, &st) < 0) {
+        set_reason(rep, "cannot stat %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (st.st_uid != me || (st.st_mode & 022) != 0) {
+        set_reason(rep,
+                   "cache directory %s is unsafe: it must belong to uid %u and be writable by "
+                   "nobody else (owner uid %u, mode %04o); fix it with chown and chmod 0700",
+                   path, (unsigned)me, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+        return -EPERM;
+    }
+    char up[PATH_MAX];
+    snprintf(up, sizeof(up), "%s", path);
+    for (char *slash = strrchr(up, '/'); slash != NULL; slash = strrchr(up, '/')) {
+        slash[slash == up ? 1 : 0] = '\0';
+        if (lstat(up, &st) < 0) {
+            set_reason(rep, "cannot stat %s: %s", up, strerror(errno));
+            return -errno;
+        }
+        bool others_write = (st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0;
+        if ((st.st_uid != 0 && st.st_uid != me) || others_write) {
+            set_reason(rep,
+                       "cache directory %s is unsafe: its parent %s could be changed by another "
+                       "user (owner uid %u, mode %04o)",
+                       path, up, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+            return -EPERM;
+        }
+        if (slash == up)
+            break;
+    }
+    return 0;
+}
+
+/*
+ * Creates the directory tree, checks that no other user can change it and
+ * takes the instance lock.  Returns 0, -EBUSY, -EPERM (unsafe directory:
+ * fatal), or another negative errno meaning the directory is unusable
  * (rep->reason says why).
  */
 static int dir_open(struct blockcache *bc, struct blockcache_report *rep)
 {
-    static const char *const subdirs[] = {"blocks", "tmp"};
-    char path[PATH_MAX];
     struct stat st;
     int rc = make_dirs(bc->dir);
     if (rc < 0) {
@@ -737,28 +886,46 @@ static int dir_open(struct blockcache *bc, struct blockcache_report *rep)
     }
     free(bc->dir);
     bc->dir = abs;
-    if (stat(bc->dir, &st) == 0 && (st.st_mode & 077) != 0)
+    bc->dir_fd = open(bc->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (bc->dir_fd < 0) {
+        rc = -errno;
+        set_reason(rep, "cannot open %s: %s", bc->dir, strerror(-rc));
+        return rc;
+    }
+    rc = check_dir_safe(bc->dir, bc->dir_fd, rep);
+    if (rc < 0)
+        return rc;
+    if (fstat(bc->dir_fd, &st) == 0 && (st.st_mode & 077) != 0)
         log_warn("msg=\"cache directory is readable by others\" dir=%s mode=%03o", bc->dir,
                  (unsigned)(st.st_mode & 0777));
-    rc = sub_path(bc, "lock", path, sizeof(path));
-    if (rc == 0 && (bc->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+    bc->lock_fd = openat(bc->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (bc->lock_fd < 0)
         rc = -errno;
     if (rc == 0 && flock(bc->lock_fd, LOCK_EX | LOCK_NB) < 0)
         rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
     if (rc < 0) {
-        set_reason(rep, "cannot lock %s: %s", path, strerror(-rc));
+        set_reason(rep, "cannot lock %s/lock: %s", bc->dir, strerror(-rc));
         return rc;
     }
-    for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
-        rc = sub_path(bc, subdirs[i], path, sizeof(path));
-        if (rc == 0)
-            rc = make_dir(path);
-        if (rc < 0) {
-            set_reason(rep, "cannot create %s: %s", path, strerror(-rc));
-            return rc;
-        }
+    bc->blocks_fd = subdir_at(bc->dir_fd, "blocks", true);
+    bc->tmp_fd = subdir_at(bc->dir_fd, "tmp", true);
+    if (bc->blocks_fd < 0 || bc->tmp_fd < 0) {
+        rc = bc->blocks_fd < 0 ? bc->blocks_fd : bc->tmp_fd;
+        set_reason(rep, "cannot create %s/%s: %s", bc->dir, bc->blocks_fd < 0 ? "blocks" : "tmp",
+                   strerror(-rc));
+        return rc;
     }
     return 0;
+}
+
+static void close_dirs(struct blockcache *bc)
+{
+    int *fds[] = {&bc->tmp_fd, &bc->blocks_fd, &bc->dir_fd, &bc->lock_fd};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+        if (*fds[i] >= 0)
+            close(*fds[i]);
+        *fds[i] = -1;
+    }
 }
 
 /* ---- start-up reconciliation ---- */
@@ -770,30 +937,6 @@ struct recon {
     int64_t file_id;       /* directory being walked */
     const char *fan;
 };
-
-typedef int (*entry_fn)(int dirfd, const char *name, const struct stat *st, void *arg);
-
-/* Calls fn for every entry of directory name (under dirfd); stops at the first error. */
-static int each_entry(int dirfd, const char *name, entry_fn fn, void *arg)
-{
-    DIR *d = NULL;
-    int fd = open_dir_at(dirfd, name, &d);
-    if (fd < 0)
-        return fd;
-    int rc = 0;
-    struct dirent *e;
-    struct stat st;
-    while (rc == 0 && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-            rc = errno == ENOENT ? 0 : -errno;
-        else
-            rc = fn(fd, e->d_name, &st, arg);
-    }
-    closedir(d);
-    return rc;
-}
 
 static int tmp_entry(int dirfd, const char *name, const struct stat *st, void *arg)
 {
@@ -876,10 +1019,7 @@ static int file_dir_entry(int dirfd, const char *name, const struct stat *st, vo
 static int reconcile_blocks(struct blockcache *bc, struct blockcache_report *rep)
 {
     struct recon r = {.bc = bc, .rep = rep};
-    char path[PATH_MAX];
-    int rc = sub_path(bc, "blocks", path, sizeof(path));
-    if (rc == 0)
-        rc = db_exec(bc->db, "CREATE TEMP TABLE present (file_id INTEGER, idx INTEGER,"
+    int rc = db_exec(bc->db, "CREATE TEMP TABLE present (file_id INTEGER, idx INTEGER,"
                              " PRIMARY KEY (file_id, idx)) WITHOUT ROWID");
     if (rc < 0)
         return rc;
@@ -887,7 +1027,7 @@ static int reconcile_blocks(struct blockcache *bc, struct blockcache_report *rep
                                 &r.present, NULL);
     rc = sr == SQLITE_OK ? tx_begin(bc) : db_fail(bc->db, sr, "prepare present");
     if (rc == 0)
-        rc = each_entry(AT_FDCWD, path, file_dir_entry, &r);
+        rc = each_entry(bc->dir_fd, "blocks", file_dir_entry, &r);
     /* Only a complete walk may conclude that a row has no file. */
     if (rc == 0)
         rc = db_exec(bc->db, "DELETE FROM blocks WHERE NOT EXISTS (SELECT 1 FROM temp.present p"
@@ -921,7 +1061,6 @@ static int load_totals(struct blockcache *bc)
 
 static int open_disk(struct blockcache *bc, struct blockcache_report *rep)
 {
-    char path[PATH_MAX];
     int rc = dir_open(bc, rep);
     if (rc < 0)
         return rc;
@@ -930,9 +1069,7 @@ static int open_disk(struct blockcache *bc, struct blockcache_report *rep)
         set_reason(rep, "cannot open the cache index in %s: %s", bc->dir, strerror(-rc));
         return rc;
     }
-    rc = sub_path(bc, "tmp", path, sizeof(path));
-    if (rc == 0)
-        rc = each_entry(AT_FDCWD, path, tmp_entry, rep);
+    rc = each_entry(bc->dir_fd, "tmp", tmp_entry, rep);
     if (rc == 0)
         rc = reconcile_blocks(bc, rep);
     if (rc < 0)
@@ -948,9 +1085,7 @@ static int open_disk(struct blockcache *bc, struct blockcache_report *rep)
 static int go_degraded(struct blockcache *bc, struct blockcache_report *rep)
 {
     db_close(bc);
-    if (bc->lock_fd >= 0)
-        close(bc->lock_fd);
-    bc->lock_fd = -1;
+    close_dirs(bc);
     bc->degraded = true;
     rep->degraded = true;
     if (rep->reason[0] == '\0')
@@ -974,7 +1109,7 @@ int blockcache_open(const struct blockcache_config *cfg, struct blockcache **out
     bc = calloc(1, sizeof(*bc));
     if (bc == NULL)
         return -ENOMEM;
-    bc->lock_fd = -1;
+    bc->lock_fd = bc->dir_fd = bc->blocks_fd = bc->tmp_fd = -1;
     pthread_mutex_init(&bc->lock, NULL);
     bc->dir = strdup(cfg->dir);
     if (bc->dir == NULL) {
@@ -990,7 +1125,7 @@ int blockcache_open(const struct blockcache_config *cfg, struct blockcache **out
     bc->cooldown_s =
         cfg->enospc_cooldown_s != 0 ? cfg->enospc_cooldown_s : DEFAULT_ENOSPC_COOLDOWN_S;
     rc = open_disk(bc, rep);
-    if (rc == -EBUSY || rc == -ENOMEM)
+    if (rc == -EBUSY || rc == -ENOMEM || rc == -EPERM)
         goto fail;
     if (rc < 0 && (rc = go_degraded(bc, rep)) < 0)
         goto fail;
@@ -1012,10 +1147,14 @@ void blockcache_close(struct blockcache *bc)
     hot_forget(bc, -1, 0);
     pthread_mutex_unlock(&bc->lock);
     pthread_mutex_destroy(&bc->lock);
-    if (bc->lock_fd >= 0)
-        close(bc->lock_fd); /* releases the flock */
+    close_dirs(bc); /* closing lock_fd releases the flock */
     free(bc->dir);
     free(bc);
+}
+
+uint64_t blockcache_epoch(const struct blockcache *bc)
+{
+    return bc->epoch;
 }
 
 uint32_t blockcache_block_size(const struct blockcache *bc)
@@ -1176,6 +1315,7 @@ int blockcache_file_drop(struct blockcache *bc, const char *identity)
 /* Drops a block's row (if any) and its file.  Caller holds bc->lock. */
 static void drop_block(struct blockcache *bc, int64_t file_id, uint64_t index, const char *path)
 {
+    int err;
     hot_forget(bc, file_id, index);
     sqlite3_stmt *s = bc->st[ST_BLOCK_GET];
     sqlite3_bind_int64(s, 1, file_id);
@@ -1189,21 +1329,32 @@ static void drop_block(struct blockcache *bc, int64_t file_id, uint64_t index, c
         if (run(bc, ST_BLOCK_DELETE) == 0)
             uncount(bc, size, 1);
     }
-    if (unlink(path) < 0 && errno != ENOENT)
-        log_warn("msg=\"cannot remove cached block\" path=%s err=\"%s\"", path, strerror(errno));
+    if ((err = unlink_block(bc, file_id, index)) < 0)
+        log_warn("msg=\"cannot remove cached block\" path=%s err=\"%s\"", path, strerror(-err));
 }
 
-/* Reads and verifies one block file.  -ENOENT: gone; -EBADMSG: wrong size or checksum. */
-static int read_block(const char *path, uint8_t *buf, size_t size, uint64_t sum)
+/* Reads and verifies one block file.  -ENOENT: gone; -EBADMSG: wrong size or
+ * checksum, or not a regular file of ours (a symlink or a directory put there). */
+static int read_block(const struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
+                      size_t size, uint64_t sum)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct block_name name;
+    block_name(file_id, index, &name);
+    int dfd = block_dir(bc, &name, false);
+    if (dfd == -ELOOP || dfd == -ENOTDIR)
+        return -EBADMSG;
+    if (dfd < 0)
+        return dfd;
+    int fd = openat(dfd, name.leaf, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    int open_errno = errno;
+    close(dfd);
     if (fd < 0)
-        return -errno;
+        return open_errno == ELOOP ? -EBADMSG : -open_errno;
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) < 0)
         rc = -errno;
-    else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
+    else if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (uint64_t)st.st_size != size)
         rc = -EBADMSG;
     size_t got = 0;
     while (rc == 0 && got < size) {
@@ -1219,6 +1370,19 @@ static int read_block(const char *path, uint8_t *buf, size_t size, uint64_t sum)
     if (rc == 0 && XXH3_64bits(buf, size) != sum)
         rc = -EBADMSG;
     return rc;
+}
+
+/* True when something (anything) is at the block's path. */
+static bool block_exists(const struct blockcache *bc, int64_t file_id, uint64_t index)
+{
+    struct block_name n;
+    block_name(file_id, index, &n);
+    int dfd = block_dir(bc, &n, false);
+    if (dfd < 0)
+        return dfd != -ENOENT;
+    bool there = faccessat(dfd, n.leaf, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT;
+    close(dfd);
+    return there;
 }
 
 int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf, size_t cap,
@@ -1260,7 +1424,7 @@ int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8
     if (size <= 0 || size > (int64_t)bc->block_size)
         rc = -EBADMSG;
     else
-        rc = read_block(path, buf, (size_t)size, want);
+        rc = read_block(bc, file_id, index, buf, (size_t)size, want);
     pthread_mutex_lock(&bc->lock);
     if (rc == 0) {
         touch(bc, file_id, index);
@@ -1268,7 +1432,7 @@ int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8
     } else if (rc == -EBADMSG) {
         bc->corrupt++;
         drop_block(bc, file_id, index, path);
-    } else if (rc == -ENOENT && access(path, F_OK) < 0 && errno == ENOENT) {
+    } else if (rc == -ENOENT && !block_exists(bc, file_id, index)) {
         /* Evicted meanwhile, or lost: if its row is still there it lies.  A put
          * renames and inserts under the lock, so a row seen here without its
          * file is not a put in progress. */
@@ -1336,10 +1500,10 @@ static void evict(struct blockcache *bc)
         n = bc->bytes > bc->low_bytes ? evict_batch(bc, v) : 0;
         pthread_mutex_unlock(&bc->lock);
         for (size_t i = 0; i < n; i++) {
-            if (block_path(bc, v[i].file_id, v[i].index, path, sizeof(path)) == 0 &&
-                unlink(path) < 0 && errno != ENOENT)
+            int err = unlink_block(bc, v[i].file_id, v[i].index);
+            if (err < 0 && block_path(bc, v[i].file_id, v[i].index, path, sizeof(path)) == 0)
                 log_warn("msg=\"cannot remove evicted block\" path=%s err=\"%s\"", path,
-                         strerror(errno));
+                         strerror(-err));
         }
     } while (n > 0);
 }
@@ -1387,35 +1551,25 @@ static int write_all(int fd, const uint8_t *data, size_t len)
     return 0;
 }
 
-/* Writes data to a new temp file (name in tmp) and makes the block's directories. */
-static int write_temp(struct blockcache *bc, int64_t file_id, uint64_t index, const uint8_t *data,
-                      size_t len, char *tmp, size_t cap)
+/* Writes data to a new temp file under tmp/ (its name in tmp, created 0600
+ * and exclusively: never an existing file or a symlink). */
+static int write_temp(struct blockcache *bc, const uint8_t *data, size_t len, char *tmp, size_t cap)
 {
-    char dir[PATH_MAX];
-    int rc = block_path(bc, file_id, index, dir, sizeof(dir));
-    char *slash = rc == 0 ? strrchr(dir, '/') : NULL;
-    if (slash == NULL)
-        return -ENAMETOOLONG;
-    *slash = '\0'; /* blocks/<id>/<xx> */
-    char *mid = strrchr(dir, '/');
-    if (mid == NULL)
-        return -ENAMETOOLONG;
-    *mid = '\0'; /* blocks/<id> */
-    rc = make_dir(dir);
-    *mid = '/';
-    if (rc == 0)
-        rc = make_dir(dir);
-    int n = snprintf(tmp, cap, "%s/tmp/blk.XXXXXX", bc->dir);
-    if (rc < 0 || n < 0 || (size_t)n >= cap)
-        return rc < 0 ? rc : -ENAMETOOLONG;
-    int fd = mkostemp(tmp, O_CLOEXEC);
+    int fd = -1;
+    for (int attempt = 0; fd < 0 && attempt < TEMP_NAME_ATTEMPTS; attempt++) {
+        unsigned seq = atomic_fetch_add(&bc->tmp_seq, 1);
+        snprintf(tmp, cap, "blk.%ld.%u.%u", (long)getpid(), seq, (unsigned)rand_r(&seq));
+        fd = openat(bc->tmp_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            return -errno;
+    }
     if (fd < 0)
-        return -errno;
-    rc = write_all(fd, data, len);
+        return -EEXIST;
+    int rc = write_all(fd, data, len);
     if (close(fd) < 0 && rc == 0)
         rc = -errno;
     if (rc < 0)
-        unlink(tmp);
+        unlinkat(bc->tmp_fd, tmp, 0);
     return rc;
 }
 
@@ -1426,7 +1580,6 @@ static int write_temp(struct blockcache *bc, int64_t file_id, uint64_t index, co
 static int put_commit(struct blockcache *bc, int64_t file_id, uint64_t index, size_t len,
                       uint64_t sum, const char *tmp)
 {
-    char path[PATH_MAX];
     sqlite3_bind_int64(bc->st[ST_FILE_SIZE], 1, file_id);
     int rc = row(bc, ST_FILE_SIZE);
     sqlite3_reset(bc->st[ST_FILE_SIZE]);
@@ -1439,11 +1592,17 @@ static int put_commit(struct blockcache *bc, int64_t file_id, uint64_t index, si
     sqlite3_reset(s);
     if (rc != -ENOENT)
         return rc == 0 ? 1 : rc;
-    rc = block_path(bc, file_id, index, path, sizeof(path));
-    if (rc == 0 && rename(tmp, path) < 0)
+    struct block_name n;
+    block_name(file_id, index, &n);
+    int dfd = block_dir(bc, &n, true);
+    if (dfd < 0)
+        return dfd;
+    /* rename replaces whatever is at the name (a symlink too), never what it points to */
+    if (renameat(bc->tmp_fd, tmp, dfd, n.leaf) < 0) {
         rc = -errno;
-    if (rc < 0)
+        close(dfd);
         return rc;
+    }
     rc = tx_begin(bc);
     if (rc == 0) {
         touches_flush(bc); /* a failure only loses access times */
@@ -1456,9 +1615,11 @@ static int put_commit(struct blockcache *bc, int64_t file_id, uint64_t index, si
         rc = tx_end(bc, run(bc, ST_BLOCK_INSERT));
     }
     if (rc < 0) {
-        unlink(path);
+        unlinkat(dfd, n.leaf, 0);
+        close(dfd);
         return rc;
     }
+    close(dfd);
     bc->bytes += len;
     bc->blocks++;
     return 0;
@@ -1494,7 +1655,7 @@ int blockcache_put(struct blockcache *bc, int64_t file_id, uint64_t index, const
     if (rc != 0)
         return rc < 0 ? rc : 0;
     uint64_t sum = XXH3_64bits(data, len);
-    rc = write_temp(bc, file_id, index, data, len, tmp, sizeof(tmp));
+    rc = write_temp(bc, data, len, tmp, sizeof(tmp));
     if (rc < 0)
         return put_failed(bc, rc);
     pthread_mutex_lock(&bc->lock);
@@ -1502,7 +1663,7 @@ int blockcache_put(struct blockcache *bc, int64_t file_id, uint64_t index, const
     bool over = bc->bytes > bc->high_bytes;
     pthread_mutex_unlock(&bc->lock);
     if (rc != 0)
-        unlink(tmp);
+        unlinkat(bc->tmp_fd, tmp, 0);
     if (rc < 0 && rc != -ENOENT)
         return put_failed(bc, rc);
     if (rc == 0 && over)

@@ -81,6 +81,13 @@ int blockcache_open(const struct blockcache_config *cfg, struct blockcache **out
 /* Flushes pending access times and closes.  NULL is a no-op. */
 void blockcache_close(struct blockcache *bc);
 
+/*
+ * The identity of the file-id space: a random number drawn whenever the
+ * index starts over (created, rebuilt after corruption, schema or block
+ * size change), when ids start again from 1.  State kept elsewhere about a
+ * file id (the HDF5 index) is valid only under the epoch it was made in.
+ */
+uint64_t blockcache_epoch(const struct blockcache *bc);
 uint32_t blockcache_block_size(const struct blockcache *bc);
 
 /* Looks up a remote file by URL identity.  0 and *out filled, or -ENOENT. */

@@ -25,6 +25,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "urlpolicy.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "0.0.0"
@@ -71,10 +72,16 @@ static const struct option options[] = {
      "permit a listen address that is not loopback"},
     {"server_names", OPT_LIST, OFF(server_names), 0, 0, F_RELOAD, "",
      "Host header names accepted besides the loopback names"},
-    {"max_connections", OPT_UINT, OFF(max_connections), 1, 4096, 0, "256",
+    {"max_connections", OPT_UINT, OFF(max_connections), 1, 4096, 0, "1024",
      "concurrent client connections"},
     {"client_timeout_s", OPT_UINT, OFF(client_timeout_s), 1, 3600, 0, "60",
      "seconds an idle client connection is kept"},
+    {"header_timeout_s", OPT_UINT, OFF(header_timeout_s), 1, 3600, 0, "10",
+     "seconds a client has to send a request's headers, however slowly"},
+    {"body_timeout_s", OPT_UINT, OFF(body_timeout_s), 1, 3600, 0, "60",
+     "seconds a client has to send a request's body, however slowly"},
+    {"memory_budget", OPT_SIZE, OFF(memory_budget), 16 * M, 1024 * G, F_RELOAD, "512M",
+     "memory all requests together may hold (bodies, keys, batches, decoded chunks)"},
     {"max_request_body", OPT_SIZE, OFF(max_request_body), K, G, F_RELOAD, "16M",
      "largest accepted POST body"},
     {"unix_socket_mode", OPT_MODE, OFF(unix_socket_mode), 0, 0777, 0, "0660",
@@ -120,6 +127,18 @@ static const struct option options[] = {
     {"max_slice_bytes", OPT_SIZE, OFF(max_slice_bytes), K, 16 * G, F_RELOAD, "256M",
      "decoded bytes one /v1/slice request may return (413 beyond)"},
 
+    /* HDF5 worker processes. */
+    {"workers", OPT_UINT, OFF(workers), 1, 64, 0, "2",
+     "HDF5 worker processes (every libhdf5 call runs in one)"},
+    {"worker_timeout_s", OPT_UINT, OFF(worker_timeout_s), 1, 3600, 0, "30",
+     "a worker's own time for one operation before it is killed"},
+    {"worker_memory", OPT_SIZE, OFF(worker_memory), 64 * M, 1024 * G, 0, "1G",
+     "address space (RLIMIT_AS) of one worker"},
+    {"max_decode_bytes", OPT_SIZE, OFF(max_decode_bytes), K, 16 * G, 0, "256M",
+     "largest decoded chunk or slice (413 beyond, refused before allocation)"},
+    {"worker_path", OPT_STRING, OFF(worker_path), 0, 0, F_OPTPATH, "",
+     "the h5chunkd-worker program; empty: next to h5chunkd, then libexecdir"},
+
     /* Upstream fetch engine. */
     {"upstream_max_per_host", OPT_UINT, OFF(upstream_max_per_host), 1, 256, 0, "8",
      "concurrent upstream connections per host"},
@@ -137,6 +156,10 @@ static const struct option options[] = {
      "stop retrying after this much time"},
     {"allow_private_upstreams", OPT_BOOL, OFF(allow_private_upstreams), 0, 1, F_RELOAD, "false",
      "permit upstreams on loopback, private and link-local addresses"},
+    {"allow_upstream_networks", OPT_LIST, OFF(allow_upstream_networks), 0, 0, F_RELOAD, "",
+     "address blocks (CIDR) permitted as upstreams even if private, e.g. 10.1.0.0/16"},
+    {"max_redirects", OPT_UINT, OFF(max_redirects), 0, H5CD_MAX_REDIRECTS, 0, "5",
+     "redirect hops followed for one upstream request; each is checked by the policy"},
     {"allow_prefixes", OPT_LIST, OFF(allow_prefixes), 0, 0, F_RELOAD, "",
      "if set, a URL must start with one of these prefixes"},
     {"deny_prefixes", OPT_LIST, OFF(deny_prefixes), 0, 0, F_RELOAD, "",
@@ -856,10 +879,28 @@ int config_validate(const struct h5cd_config *cfg, char *err, size_t errlen)
         return h5cd_errf(err, errlen, "read_window (%s) must be at least block_size (%s)",
                          format_size(cfg->read_window, a, sizeof(a)),
                          format_size(cfg->block_size, b, sizeof(b)));
+    if (cfg->memory_budget < cfg->max_slice_bytes || cfg->memory_budget < cfg->batch_inflight_bytes)
+        return h5cd_errf(err, errlen,
+                         "memory_budget (%s) must be at least max_slice_bytes and "
+                         "batch_inflight_bytes (%s)",
+                         format_size(cfg->memory_budget, a, sizeof(a)),
+                         format_size(cfg->max_slice_bytes > cfg->batch_inflight_bytes
+                                         ? cfg->max_slice_bytes
+                                         : cfg->batch_inflight_bytes,
+                                     b, sizeof(b)));
     if (cfg->upstream_max_per_host > cfg->upstream_max_total)
         return h5cd_errf(err, errlen,
                          "upstream_max_per_host (%u) must not exceed upstream_max_total (%u)",
                          cfg->upstream_max_per_host, cfg->upstream_max_total);
+    for (size_t i = 0; i < cfg->allow_upstream_networks.count; i++) {
+        struct urlpolicy_network net;
+        const char *item = cfg->allow_upstream_networks.items[i];
+        if (urlpolicy_parse_network(item, &net) < 0)
+            return h5cd_errf(err, errlen,
+                             "allow_upstream_networks: '%s' is not an address block such as "
+                             "10.1.0.0/16 or fd00::/8",
+                             item);
+    }
     if (cfg->listen == NULL)
         return h5cd_errf(err, errlen, "listen: not set");
     bool loopback = false;

@@ -29,8 +29,11 @@ struct h5cd_config {
     char *listen;                /* "HOST:PORT" or "[V6]:PORT"; default 127.0.0.1:7661 */
     bool allow_remote_clients;   /* permit a non-loopback listen address; default false */
     struct strlist server_names; /* extra Host names accepted besides loopback names */
-    unsigned max_connections;    /* concurrent client connections; default 256 */
+    unsigned max_connections;    /* concurrent client connections; default 1024 */
     unsigned client_timeout_s;   /* idle client connection timeout; default 60 */
+    unsigned header_timeout_s;   /* total time to send a request's headers; default 10 */
+    unsigned body_timeout_s;     /* total time to send a request's body; default 60 */
+    uint64_t memory_budget;      /* bytes all requests may hold together; default 512M */
     uint64_t max_request_body;   /* bytes of a POST body; default 8M */
     unsigned unix_socket_mode;   /* permissions of a unix: listen socket; default 0660 */
     char *unix_socket_group;     /* group of a unix: listen socket; "" keeps the daemon's */
@@ -58,19 +61,28 @@ struct h5cd_config {
     uint64_t batch_inflight_bytes; /* chunk bytes one batch holds in memory; default 16M */
     uint64_t max_slice_bytes;      /* decoded bytes one /v1/slice may return; default 256M */
 
+    /* HDF5 worker processes (every libhdf5 call runs in one). */
+    unsigned workers;          /* processes; default 2 */
+    unsigned worker_timeout_s; /* a worker's own time per operation; default 30 */
+    uint64_t worker_memory;    /* RLIMIT_AS of a worker; default 1G */
+    uint64_t max_decode_bytes; /* largest decoded chunk or slice; default 256M */
+    char *worker_path;         /* h5chunkd-worker; "" = next to h5chunkd, then libexecdir */
+
     /* Upstream fetch engine. */
-    unsigned upstream_max_per_host;       /* concurrent connections per host; default 8 */
-    unsigned upstream_max_total;          /* concurrent connections overall; default 64 */
-    unsigned upstream_connect_timeout_ms; /* default 10000 */
-    unsigned upstream_timeout_ms;         /* one attempt, whole transfer; default 60000 */
-    unsigned upstream_retries;            /* attempts after the first; default 4 */
-    unsigned upstream_retry_base_ms;      /* first backoff; doubles with jitter; default 200 */
-    unsigned upstream_retry_budget_ms;    /* give up after this much time; default 30000 */
-    bool allow_private_upstreams;         /* permit loopback/private/link-local upstreams */
-    struct strlist allow_prefixes;        /* if non-empty, a URL must start with one of these */
-    struct strlist deny_prefixes;         /* a URL starting with one of these is refused */
-    struct strlist strip_query_params;    /* dropped from a URL's cache identity */
-    char *user_agent;                     /* default "h5chunkd/VERSION" */
+    unsigned upstream_max_per_host;         /* concurrent connections per host; default 8 */
+    unsigned upstream_max_total;            /* concurrent connections overall; default 64 */
+    unsigned upstream_connect_timeout_ms;   /* default 10000 */
+    unsigned upstream_timeout_ms;           /* one attempt, whole transfer; default 60000 */
+    unsigned upstream_retries;              /* attempts after the first; default 4 */
+    unsigned upstream_retry_base_ms;        /* first backoff; doubles with jitter; default 200 */
+    unsigned upstream_retry_budget_ms;      /* give up after this much time; default 30000 */
+    bool allow_private_upstreams;           /* permit loopback/private/link-local upstreams */
+    struct strlist allow_upstream_networks; /* CIDR blocks permitted even if private */
+    unsigned max_redirects;                 /* redirect hops followed; default 5 */
+    struct strlist allow_prefixes;          /* if non-empty, a URL must start with one of these */
+    struct strlist deny_prefixes;           /* a URL starting with one of these is refused */
+    struct strlist strip_query_params;      /* dropped from a URL's cache identity */
+    char *user_agent;                       /* default "h5chunkd/VERSION" */
 
     /* Names, resolution and upstream credentials (lib/resolve.h). */
     char *s3_endpoint;              /* "" = AWS; else http(s)://HOST[:PORT] */

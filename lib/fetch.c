@@ -2,7 +2,9 @@
  * fetch.c - the upstream fetch engine: one thread running a libuv loop that
  * drives libcurl's multi interface through its socket and timer callbacks
  * (the wiring of curl's docs/examples/multi-uv.c), the checks every
- * response must pass, and the retry policy.
+ * response must pass, redirects (followed hop by hop here, never by
+ * libcurl, so that the policy judges every URL before a byte is sent to
+ * it) and the retry policy.
  *
  * Threads: fetch_new and fetch_free run on the owner's thread, fetch_submit
  * on any thread (a mutex-guarded queue and uv_async_send); everything else
@@ -51,15 +53,20 @@ struct response {
     char etag[H5CD_MAX_VALIDATOR_BYTES - sizeof(ETAG_PREFIX) + 1];
     char last_modified[H5CD_MAX_VALIDATOR_BYTES - sizeof(LM_PREFIX) + 1];
     const char *malformed; /* why the headers are unusable, or NULL */
+    const char *encoded;   /* why the body is not the file's bytes (a coding), or NULL */
+    bool has_location;
+    bool location_too_long;
+    char location[H5CD_MAX_URL_BYTES + 1];
 };
 
-enum verdict { VERDICT_OK, VERDICT_FAIL, VERDICT_RETRY };
+enum verdict { VERDICT_OK, VERDICT_FAIL, VERDICT_RETRY, VERDICT_REDIRECT };
 
 struct request {
     struct request *next; /* submission queue, then the engine's active list */
     struct request *prev;
     struct fetch_engine *engine;
-    char *url;
+    char *url;     /* as submitted; every attempt starts here */
+    char *hop_url; /* the URL of the hop in flight (url, or a redirect target) */
     uint64_t offset;
     uint64_t length;
     char expect[H5CD_MAX_VALIDATOR_BYTES];
@@ -71,8 +78,11 @@ struct request {
     size_t body_len;
     uv_timer_t retry_timer; /* freed with the request in its close callback */
     CURL *easy;             /* the attempt in flight, or NULL */
-    /* Per attempt. */
-    bool overflow;       /* 206 body longer than asked for */
+    /* Per hop. */
+    bool overflow;       /* body longer than its headers or the request allow */
+    bool body_capped;    /* a non-2xx body reached H5CD_MAX_ERROR_BODY_BYTES: dropped */
+    size_t head_bytes;   /* header bytes of this hop so far, 1xx answers included */
+    size_t discarded;    /* bytes of a non-2xx body read so far */
     bool ignored_range;  /* 200 answering a range that is not the whole file */
     bool policy_refused; /* an address was refused at connect time */
     struct response resp;
@@ -229,6 +239,23 @@ static void parse_status_line(const char *line, struct response *r)
         r->status = (long)code;
 }
 
+/* True when every comma-separated token of value is `allowed` (empty ones are skipped). */
+static bool only_coding(const char *value, const char *allowed)
+{
+    size_t want = strlen(allowed);
+    for (const char *p = value; *p != '\0';) {
+        p += strspn(p, " \t,");
+        size_t len = strcspn(p, ",");
+        size_t trimmed = len;
+        while (trimmed > 0 && (p[trimmed - 1] == ' ' || p[trimmed - 1] == '\t'))
+            trimmed--;
+        if (trimmed > 0 && (trimmed != want || strncasecmp(p, allowed, want) != 0))
+            return false;
+        p += len;
+    }
+    return true;
+}
+
 static void parse_header_field(char *line, struct response *r)
 {
     char *colon = strchr(line, ':');
@@ -262,7 +289,23 @@ static void parse_header_field(char *line, struct response *r)
     } else if (strcasecmp(line, "retry-after") == 0) {
         if (!parse_retry_after(value, &r->retry_after_s))
             r->retry_after_s = -1; /* an unreadable hint is no hint */
+    } else if (strcasecmp(line, "content-encoding") == 0) {
+        /* We asked for identity: anything else is not the file's bytes. */
+        if (!only_coding(value, "identity"))
+            r->encoded = "upstream sent an encoded body (Content-Encoding is not identity)";
+    } else if (strcasecmp(line, "transfer-encoding") == 0) {
+        /* libcurl removes chunked framing; other codings would reach us undecoded. */
+        if (!only_coding(value, "chunked"))
+            r->encoded = "upstream sent a Transfer-Encoding other than chunked";
+    } else if (strcasecmp(line, "location") == 0) {
+        r->has_location = true;
+        r->location_too_long = !copy_bounded(r->location, sizeof(r->location), value);
     }
+}
+
+static bool is_success(long status)
+{
+    return status >= 200 && status <= 299;
 }
 
 static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
@@ -277,6 +320,12 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
         req->resp.malformed = "upstream sent a header line that is too long";
         return 0; /* aborts the transfer */
     }
+    req->head_bytes += len;
+    if (req->head_bytes > H5CD_MAX_UPSTREAM_HEAD_BYTES) {
+        /* Endless headers (or endless 1xx answers) would hold the request until its timeout. */
+        req->resp.malformed = "upstream sent too many header bytes";
+        return 0;
+    }
     memcpy(line, data, n);
     line[n] = '\0';
     if (memchr(line, '\0', n) != NULL) {
@@ -287,10 +336,24 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
         parse_status_line(line, &req->resp);
     else if (n > 0)
         parse_header_field(line, &req->resp);
+    if (req->resp.encoded != NULL && is_success(req->resp.status))
+        return 0; /* not one byte of an encoded body is read */
     return len;
 }
 
 /* ---- body and sockets ---- */
+
+/* The most body bytes the headers of the current answer allow. */
+static uint64_t announced_length(const struct request *req)
+{
+    const struct response *r = &req->resp;
+    uint64_t limit = UINT64_MAX;
+    if (r->has_range)
+        limit = r->range_last - r->range_first + 1;
+    if (r->has_length && r->content_length < limit)
+        limit = r->content_length;
+    return limit;
+}
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
@@ -300,10 +363,22 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
     if (stats != NULL)
         STATS_ADD(stats, upstream_bytes, len);
     long status = req->resp.status;
-    if (status != 200 && status != 206)
-        return len; /* an error page: only its status matters */
+    if (status != 200 && status != 206) {
+        /* An error page or a redirect: only its status and headers matter.  A few KiB
+         * are read so that a short page keeps the connection; past that it is dropped. */
+        if (len > H5CD_MAX_ERROR_BODY_BYTES - req->discarded) {
+            req->body_capped = true;
+            return 0;
+        }
+        req->discarded += len;
+        return len;
+    }
     if (status == 200 && req->offset != 0) {
         req->ignored_range = true;
+        return 0;
+    }
+    if (len > announced_length(req) - req->body_len) {
+        req->overflow = true;
         return 0;
     }
     if (len > req->length - req->body_len) {
@@ -351,6 +426,7 @@ static void request_closed(uv_handle_t *handle)
     struct request *req = handle->data;
     fetch_result_free(req->res);
     free(req->body);
+    free(req->hop_url);
     free(req->url);
     free(req);
 }
@@ -372,6 +448,8 @@ static void finish(struct request *req, enum fetch_status status)
     struct fetch_engine *engine = req->engine;
     struct fetch_result *res = req->res;
     res->status = status;
+    if (res->attempts > 0 && req->hop_url != NULL)
+        res->final_url = strdup(req->hop_url); /* NULL when out of memory: documented */
     if (status == FETCH_OK) {
         res->data = req->body;
         res->data_len = req->body_len;
@@ -427,6 +505,14 @@ static enum verdict retry_because(struct request *req, bool timeout, const char 
     return VERDICT_RETRY;
 }
 
+/* An answer, redirect target or address refused as unsafe or unusable (not a failure
+ * of upstream's own making): operators watch these separately. */
+static void count_refusal(const struct request *req)
+{
+    if (req->engine->cfg.stats != NULL)
+        STATS_INC(req->engine->cfg.stats, upstream_refused);
+}
+
 static enum verdict fail_because(struct request *req, enum fetch_status status,
                                  enum fetch_status *out, const char *msg)
 {
@@ -457,11 +543,18 @@ static bool curl_error_is_permanent(CURLcode code)
 static enum verdict judge_transport(struct request *req, CURLcode code, enum fetch_status *out)
 {
     const char *why = req->curl_error[0] != '\0' ? req->curl_error : curl_easy_strerror(code);
+    if (req->resp.encoded != NULL) {
+        count_refusal(req);
+        return fail_because(req, FETCH_ERR_UPSTREAM, out, req->resp.encoded);
+    }
     if (req->ignored_range)
         return fail_because(req, FETCH_ERR_UPSTREAM, out,
                             "upstream ignored the Range request and sent the whole file");
-    if (req->overflow)
-        return retry_because(req, false, "upstream sent more bytes than the requested range");
+    if (req->overflow) {
+        count_refusal(req);
+        return fail_because(req, FETCH_ERR_UPSTREAM, out,
+                            "upstream sent more bytes than its answer announced");
+    }
     if (req->resp.malformed != NULL)
         return fail_because(req, FETCH_ERR_UPSTREAM, out, req->resp.malformed);
     if (code == CURLE_OPERATION_TIMEDOUT)
@@ -509,7 +602,12 @@ static enum verdict judge_whole(struct request *req, enum fetch_status *out)
     return VERDICT_OK;
 }
 
-/* Sets res->validator; false (with the result failed) when it is not the expected one. */
+/*
+ * Sets res->validator (the ETag, else the Last-Modified) and says whether
+ * the answer is of the version expected: it must carry the same kind of
+ * validator the file was opened with, with the same value.  A missing one
+ * is a change too, or an origin that drops its ETag could mix versions.
+ */
 static bool validator_matches(struct request *req)
 {
     const struct response *r = &req->resp;
@@ -524,7 +622,14 @@ static bool validator_matches(struct request *req)
         v[0] = '\0';
     if (n < 0 || (size_t)n >= cap)
         v[0] = '\0'; /* cannot happen: the fields are sized to fit */
-    return req->expect[0] == '\0' || v[0] == '\0' || strcmp(req->expect, v) == 0;
+    const char *expect = req->expect;
+    if (expect[0] == '\0')
+        return true;
+    if (strncmp(expect, ETAG_PREFIX, strlen(ETAG_PREFIX)) == 0)
+        return strcmp(expect + strlen(ETAG_PREFIX), r->etag) == 0;
+    if (strncmp(expect, LM_PREFIX, strlen(LM_PREFIX)) == 0)
+        return strcmp(expect + strlen(LM_PREFIX), r->last_modified) == 0;
+    return false; /* a validator of an unknown kind cannot be confirmed */
 }
 
 static enum verdict judge_http(struct request *req, long status, enum fetch_status *out)
@@ -534,6 +639,10 @@ static enum verdict judge_http(struct request *req, long status, enum fetch_stat
     if (status == 200 || status == 206 || status == 416) {
         if (r->malformed != NULL)
             return fail_because(req, FETCH_ERR_UPSTREAM, out, r->malformed);
+        if (r->encoded != NULL) {
+            count_refusal(req);
+            return fail_because(req, FETCH_ERR_UPSTREAM, out, r->encoded);
+        }
         if (!validator_matches(req))
             return fail_because(req, FETCH_ERR_CHANGED, out,
                                 "upstream file changed (its validator differs)");
@@ -556,6 +665,12 @@ static enum verdict judge_http(struct request *req, long status, enum fetch_stat
     case 403:
         set_error(msg, "upstream returned %ld", status);
         return fail_because(req, FETCH_ERR_DENIED, out, msg);
+    case 301:
+    case 302:
+    case 303:
+    case 307:
+    case 308:
+        return VERDICT_REDIRECT;
     default:
         break;
     }
@@ -567,19 +682,62 @@ static enum verdict judge_http(struct request *req, long status, enum fetch_stat
     return fail_because(req, FETCH_ERR_UPSTREAM, out, msg);
 }
 
-static bool redirect_allowed(struct fetch_engine *engine, CURL *easy)
+/* The absolute form of the redirect target `location`, resolved against `base` by
+ * libcurl's URL parser (the one that will fetch it).  NULL when unusable. */
+static char *resolve_location(const char *base, const char *location)
 {
-    long redirects = 0;
-    char *url = NULL;
-    const struct urlpolicy *policy = current_policy(engine);
-    if (policy == NULL ||
-        curl_easy_getinfo(easy, CURLINFO_REDIRECT_COUNT, &redirects) != CURLE_OK || redirects == 0)
-        return true;
-    if (curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || url == NULL)
-        return false;
+    char *out = NULL;
+    CURLU *h = curl_url();
+    if (h == NULL)
+        return NULL;
+    if (curl_url_set(h, CURLUPART_URL, base, 0) == CURLUE_OK &&
+        curl_url_set(h, CURLUPART_URL, location, 0) == CURLUE_OK &&
+        curl_url_get(h, CURLUPART_URL, &out, 0) == CURLUE_OK) {
+        char *copy = strdup(out);
+        curl_free(out);
+        out = copy;
+    } else {
+        out = NULL;
+    }
+    curl_url_cleanup(h);
+    return out;
+}
+
+/* Decides whether the redirect just received may be followed; on VERDICT_REDIRECT,
+ * req->hop_url is the next hop, already judged by the policy. */
+static enum verdict next_hop(struct request *req, enum fetch_status *out)
+{
+    const struct response *r = &req->resp;
+    char msg[H5CD_MAX_ERROR_MESSAGE];
+    if (!r->has_location || r->location[0] == '\0' || r->location_too_long)
+        return fail_because(req, FETCH_ERR_UPSTREAM, out,
+                            r->location_too_long ? "upstream redirect target is too long"
+                                                 : "upstream sent a redirect without Location");
+    if (req->res->redirects >= req->engine->cfg.max_redirects) {
+        set_error(msg, "upstream redirected more than %u times", req->engine->cfg.max_redirects);
+        return fail_because(req, FETCH_ERR_UPSTREAM, out, msg);
+    }
+    char *next = resolve_location(req->hop_url, r->location);
+    if (next == NULL || strlen(next) > H5CD_MAX_URL_BYTES) {
+        free(next);
+        return fail_because(req, FETCH_ERR_UPSTREAM, out, "upstream sent a malformed Location");
+    }
+    const struct urlpolicy *policy = current_policy(req->engine);
     char identity[H5CD_MAX_URL_BYTES + 1];
     struct h5cd_error err;
-    return urlpolicy_check(policy, url, identity, sizeof(identity), &err) == 0;
+    if (policy != NULL && urlpolicy_check(policy, next, identity, sizeof(identity), &err) < 0) {
+        free(next);
+        count_refusal(req);
+        req->res->policy_refused = true;
+        set_error(msg, "upstream redirected to a URL the policy refuses: %s", err.message);
+        return fail_because(req, FETCH_ERR_DENIED, out, msg);
+    }
+    free(req->hop_url);
+    req->hop_url = next;
+    req->res->redirects++;
+    if (req->engine->cfg.stats != NULL)
+        STATS_INC(req->engine->cfg.stats, upstream_redirects);
+    return VERDICT_REDIRECT;
 }
 
 static void start_or_fail(struct request *req);
@@ -618,39 +776,52 @@ static void retry_or_give_up(struct request *req)
     uv_timer_start(&req->retry_timer, on_retry_timer, delay, 0);
 }
 
+static int start_hop(struct request *req);
+
 static void attempt_done(struct request *req, CURLcode code)
 {
     struct fetch_engine *engine = req->engine;
     CURL *easy = req->easy;
     long status = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-    bool redirect_ok = redirect_allowed(engine, easy);
     curl_multi_remove_handle(engine->multi, easy);
     curl_easy_cleanup(easy);
     req->easy = NULL;
     if (status != 0)
         req->res->http_status = (int)status;
+    /* We cut an error body short on purpose: the answer itself is complete. */
+    if (code == CURLE_WRITE_ERROR && req->body_capped)
+        code = CURLE_OK;
 
     enum fetch_status final = FETCH_ERR_UPSTREAM;
     enum verdict verdict;
     req->retry_after_s = -1;
-    if (req->policy_refused)
+    if (req->policy_refused) {
+        count_refusal(req);
+        req->res->policy_refused = true;
         verdict = fail_because(req, FETCH_ERR_DENIED, &final,
                                "the URL policy refused an address of the upstream host");
-    else if (!redirect_ok)
-        verdict = fail_because(req, FETCH_ERR_DENIED, &final,
-                               "upstream redirected to a URL the policy refuses");
-    else if (code != CURLE_OK)
+    } else if (code != CURLE_OK) {
         verdict = judge_transport(req, code, &final);
-    else
+    } else {
         verdict = judge_http(req, status, &final);
+    }
+    if (verdict == VERDICT_REDIRECT)
+        verdict = next_hop(req, &final);
 
-    if (verdict == VERDICT_OK)
+    if (verdict == VERDICT_REDIRECT) {
+        int rc = start_hop(req);
+        if (rc < 0) {
+            set_error(req->res->error, "cannot start an upstream request: %s", strerror(-rc));
+            finish(req, FETCH_ERR_UPSTREAM);
+        }
+    } else if (verdict == VERDICT_OK) {
         finish(req, FETCH_OK);
-    else if (verdict == VERDICT_FAIL)
+    } else if (verdict == VERDICT_FAIL) {
         finish(req, final);
-    else
+    } else {
         retry_or_give_up(req);
+    }
 }
 
 /* ---- attempts ---- */
@@ -670,7 +841,7 @@ static int configure_easy(struct request *req, CURL *easy)
                      req->offset + req->length - 1);
     if (n < 0 || (size_t)n >= sizeof(range))
         return -EINVAL;
-    SETOPT(easy, CURLOPT_URL, req->url);
+    SETOPT(easy, CURLOPT_URL, req->hop_url);
     SETOPT(easy, CURLOPT_RANGE, range); /* copied by curl */
     SETOPT(easy, CURLOPT_PRIVATE, (void *)req);
     SETOPT(easy, CURLOPT_ERRORBUFFER, req->curl_error);
@@ -684,14 +855,15 @@ static int configure_easy(struct request *req, CURL *easy)
     SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
     SETOPT(easy, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
-    SETOPT(easy, CURLOPT_FOLLOWLOCATION, 1L);
-    SETOPT(easy, CURLOPT_MAXREDIRS, (long)H5CD_MAX_REDIRECTS);
+    /* Redirects are ours to follow (next_hop): libcurl must not. */
+    SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    /* No proxy from the environment: through a proxy the address connected to would be the
+     * proxy's, and the policy could not judge the upstream's. */
+    SETOPT(easy, CURLOPT_PROXY, "");
 #if LIBCURL_VERSION_NUM >= 0x075500
     SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    SETOPT(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 #else
     SETOPT(easy, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-    SETOPT(easy, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
     SETOPT(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     SETOPT(easy, CURLOPT_PIPEWAIT, 1L); /* prefer a multiplexed connection to a new one */
@@ -702,11 +874,15 @@ static int configure_easy(struct request *req, CURL *easy)
     return 0;
 }
 
-static int start_attempt(struct request *req)
+/* Sends the request for req->hop_url: the first hop of an attempt or a redirect's next. */
+static int start_hop(struct request *req)
 {
     struct fetch_engine *engine = req->engine;
     req->body_len = 0;
     req->overflow = false;
+    req->body_capped = false;
+    req->discarded = 0;
+    req->head_bytes = 0;
     req->ignored_range = false;
     req->policy_refused = false;
     response_reset(&req->resp);
@@ -724,12 +900,28 @@ static int start_attempt(struct request *req)
         return rc;
     }
     req->easy = easy;
-    req->res->attempts++;
-    if (engine->cfg.stats != NULL) {
+    if (engine->cfg.stats != NULL)
         STATS_INC(engine->cfg.stats, upstream_requests);
-        if (req->res->attempts > 1)
-            STATS_INC(engine->cfg.stats, upstream_retries);
-    }
+    return 0;
+}
+
+/* A new attempt starts over from the submitted URL: redirect targets (presigned
+ * URLs, say) may have expired, and the policy may have changed. */
+static int start_attempt(struct request *req)
+{
+    char *first = strdup(req->url);
+    if (first == NULL)
+        return -ENOMEM;
+    free(req->hop_url);
+    req->hop_url = first;
+    req->res->redirects = 0;
+    req->res->policy_refused = false;
+    int rc = start_hop(req);
+    if (rc < 0)
+        return rc;
+    req->res->attempts++;
+    if (req->res->attempts > 1 && req->engine->cfg.stats != NULL)
+        STATS_INC(req->engine->cfg.stats, upstream_retries);
     return 0;
 }
 
@@ -956,6 +1148,8 @@ int fetch_new(const struct fetch_config *cfg, struct fetch_engine **out)
     if (engine == NULL)
         return -ENOMEM;
     engine->cfg = *cfg;
+    if (engine->cfg.max_redirects > H5CD_MAX_REDIRECTS)
+        engine->cfg.max_redirects = H5CD_MAX_REDIRECTS;
     engine->policy = cfg->policy;
     engine->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)engine ^ 0x9E3779B97F4A7C15ULL;
     if (pthread_mutex_init(&engine->lock, NULL) != 0) {
@@ -1080,6 +1274,7 @@ void fetch_result_free(struct fetch_result *res)
     if (res == NULL)
         return;
     free(res->data);
+    free(res->final_url);
     free(res);
 }
 

@@ -12,8 +12,22 @@
  * with a Content-Range that matches the request (a range that runs past
  * the end of the file is answered up to its end), a body of exactly that
  * length; 200 with the whole body only when it fits in the requested
- * range (the whole file was asked for).  Connections to addresses the URL
- * policy refuses are never opened (checked for redirects too).  5xx, 408,
+ * range (the whole file was asked for).  The body must carry no
+ * Content-Encoding but identity and no Transfer-Encoding but chunked, and
+ * must not run past the length its headers announce (the transfer is cut at
+ * the first extra byte).  When the request names the validator the file was
+ * opened with, an answer without that validator (its ETag, or its
+ * Last-Modified for a file opened without an ETag) is a change, like one
+ * with another value.  Error bodies are read up to
+ * H5CD_MAX_ERROR_BODY_BYTES, then the connection is dropped.
+ *
+ * Redirects are followed here, not by libcurl: each Location is resolved
+ * against the URL that answered (libcurl's URL API) and judged by the URL
+ * policy before any request is made to it, and every connection's address
+ * is judged by the policy when its socket is opened (the address connected
+ * to is the address judged: no window for DNS rebinding), up to
+ * max_redirects hops.  The URL that finally answered is reported
+ * (fetch_result.final_url) so that callers may remember it.  5xx, 408,
  * 429, timeouts, resets, short bodies and mismatched ranges are retried
  * with exponential backoff and jitter (Retry-After honoured, clamped),
  * bounded by a count and a time budget.
@@ -39,6 +53,7 @@ struct fetch_config {
     unsigned retries;         /* attempts after the first */
     unsigned retry_base_ms;   /* first backoff delay */
     unsigned retry_budget_ms; /* no new attempt starts after this much time */
+    unsigned max_redirects;   /* hops followed per attempt, at most H5CD_MAX_REDIRECTS */
     const char *user_agent;
     const struct urlpolicy *policy; /* borrowed; checks addresses and redirect targets;
                                      * fetch_set_policy replaces it */
@@ -50,7 +65,8 @@ enum fetch_status {
     FETCH_ERR_UPSTREAM,  /* bad status, malformed response, gave up retrying */
     FETCH_ERR_TIMEOUT,   /* every attempt timed out */
     FETCH_ERR_NOT_FOUND, /* 404 or 410 */
-    FETCH_ERR_DENIED,    /* 401/403 upstream, or the URL policy refused an address/redirect */
+    FETCH_ERR_DENIED,    /* 401/403 upstream (policy_refused false), or the URL policy
+                          * refused an address or a redirect target (policy_refused true) */
     FETCH_ERR_RANGE,     /* 416: offset at or past the end; total_size set when known */
     FETCH_ERR_CHANGED,   /* the validator differs from expect_validator; validator holds the new one
                           */
@@ -67,6 +83,10 @@ struct fetch_result {
     uint64_t total_size; /* file size from Content-Range (or 200 body); UINT64_MAX if unknown */
     char validator[H5CD_MAX_VALIDATOR_BYTES]; /* "etag:<ETag>" or "lm:<Last-Modified>" or "" */
     unsigned attempts;
+    unsigned redirects;  /* hops followed by the last attempt */
+    bool policy_refused; /* FETCH_ERR_DENIED by our policy, not by upstream */
+    char *final_url;     /* the URL that gave the last answer (after redirects); NULL when
+                          * no request was made; freed by fetch_result_free */
     char error[H5CD_MAX_ERROR_MESSAGE]; /* a sentence for logs and clients when not OK */
 };
 

@@ -16,11 +16,16 @@
 #define H5CD_MAX_PATH_BYTES         1024 /* an HDF5 object path */
 #define H5CD_MAX_HOST_HEADER_BYTES  255  /* the Host header we are willing to parse */
 #define H5CD_MAX_RANGE_HEADER_BYTES 128
+#define H5CD_MAX_SMALL_BODY         (64 * 1024) /* POST bodies other than /v1/chunks */
+#define H5CD_BUDGET_WAIT_MS         1000        /* a request waits this long for memory, then 503 */
+#define H5CD_RETRY_AFTER_SECONDS    1           /* Retry-After of a 503 the daemon answers itself */
 
 /* Upstream responses. */
-#define H5CD_MAX_VALIDATOR_BYTES       256  /* an ETag or Last-Modified value */
-#define H5CD_MAX_UPSTREAM_HEADER_BYTES 8192 /* one response header line */
-#define H5CD_MAX_REDIRECTS             5
+#define H5CD_MAX_VALIDATOR_BYTES       256         /* an ETag or Last-Modified value */
+#define H5CD_MAX_UPSTREAM_HEADER_BYTES 8192        /* one response header line */
+#define H5CD_MAX_UPSTREAM_HEAD_BYTES   (64 * 1024) /* all header lines of one hop */
+#define H5CD_MAX_REDIRECTS             20          /* outer bound of the max_redirects option */
+#define H5CD_MAX_ERROR_BODY_BYTES      4096 /* read of a non-2xx body before dropping the connection */
 #define H5CD_MAX_RETRY_AFTER_SECONDS   60 /* a longer Retry-After is clamped */
 
 /* Internal sizes. */

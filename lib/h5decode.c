@@ -425,28 +425,3 @@ int h5decode_slice(hid_t fid, const struct h5dataset *ds, const struct selection
     H5Dclose(dset);
     return rc;
 }
-
-struct chunk_call {
-    const struct h5dataset *ds;
-    const uint64_t *coords;
-    uint8_t *out;
-    size_t len;
-};
-
-static int chunk_in_file(hid_t fid, void *arg, struct h5cd_error *err)
-{
-    struct chunk_call *cc = arg;
-    return h5decode_chunk(fid, cc->ds, cc->coords, &cc->out, &cc->len, err);
-}
-
-int h5decode_remote_chunk(struct h5index *index, const struct remote_file *file,
-                          const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
-                          size_t *len, struct h5cd_error *err)
-{
-    struct chunk_call cc = {.ds = ds, .coords = coords};
-    if (h5index_with_file(index, file, chunk_in_file, &cc, err) < 0)
-        return -1;
-    *out = cc.out;
-    *len = cc.len;
-    return 0;
-}

@@ -3,10 +3,10 @@
  * filter libhdf5 can load (built-in deflate, shuffle, fletcher32, szip,
  * n-bit, scale-offset, and plugins such as lz4 and bitshuffle) works.
  *
- * The file must be open through lib/h5vfd.c, whose reads come from the
- * block cache: fetch the raw chunks first (a remote batch), then decode,
- * and decoding makes no extra upstream trip.  Calls libhdf5: client or
- * worker threads only, never the fetch loop thread.
+ * Runs in h5chunkd-worker only (worker/h5ops.c), on files open through
+ * lib/h5vfd.c, whose reads come from the daemon's block cache: fetch the
+ * raw chunks first (a remote batch), then decode, and decoding makes no
+ * extra upstream trip.  enum h5decode_format is in h5index.h.
  */
 #ifndef H5CD_H5DECODE_H
 #define H5CD_H5DECODE_H
@@ -18,12 +18,6 @@
 #include "errors.h"
 #include "h5index.h"
 #include "selection.h"
-
-/* How decoded values are laid out. */
-enum h5decode_format {
-    H5DECODE_FIXED,     /* fixed-size elements, C order, in the dataset's dtype */
-    H5DECODE_VLEN_UTF8, /* numcodecs VLenUTF8: u32le count, then u32le length + bytes each */
-};
 
 /* The layout decode uses for a dataset's type, and its element size
  * (for H5DECODE_FIXED).  -1 with err for types it cannot represent. */
@@ -38,11 +32,6 @@ int h5decode_format_of(hid_t fid, const struct h5dataset *ds, enum h5decode_form
  */
 int h5decode_chunk(hid_t fid, const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
                    size_t *len, struct h5cd_error *err);
-
-/* h5decode_chunk on a remote file, through the shared libhdf5 handle of the index. */
-int h5decode_remote_chunk(struct h5index *index, const struct remote_file *file,
-                          const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
-                          size_t *len, struct h5cd_error *err);
 
 /* Decodes a selection of ds into a malloc'd buffer (C order, shape of the selection).
  * max_bytes bounds the result (H5CD_E_TOO_LARGE beyond).  0, or -1 with err. */

@@ -5,13 +5,13 @@
  * file identity had when it was indexed, one row per described object
  * (its /v1/meta document plus the few layout facts batches need), and one
  * row per located chunk (NULL offset for a chunk never written, a BLOB for
- * a compact dataset's bytes).  Also owns a small table of open libhdf5
- * file handles (through lib/h5vfd.c), shared by all threads and closed
- * least-recently-used first.
+ * a compact dataset's bytes), and the quarantine: file versions on which
+ * an HDF5 worker crashed or overran, refused without a worker until the
+ * file changes upstream or an admin purges it.  What is not known yet is
+ * asked of an HDF5 worker process (lib/workerpool.c): the daemon itself
+ * never calls libhdf5.
  *
- * Locking: `lock` guards sqlite and the handle table and is never held
- * across a libhdf5 call (libhdf5 has its own global lock and its calls may
- * wait on upstream reads).
+ * Locking: `lock` guards sqlite and is never held across a worker call.
  */
 #include "h5index.h"
 
@@ -22,27 +22,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5filters.h"
-#include "h5meta.h"
-#include "h5vfd.h"
-#include "log.h"
+#include <time.h>
 
-#define DEFAULT_MAX_OPEN_FILES 16
-#define MAX_OPEN_FILES         64
-#define SCHEMA_VERSION         1
+#include "log.h"
+#include "workerpool.h"
+
+#define SCHEMA_VERSION 1
 /* How objects are described: documents of another version are dropped at
  * open (the index only caches libhdf5's answers).  2: object_id, bitfield and
  * H5T_ARRAY dtypes, stored element size of contiguous variable-length data. */
 #define DOC_VERSION     2
 #define RECENT_DATASETS 64 /* parsed dataset descriptions kept in memory */
-
-struct openfile {
-    int64_t file_id;
-    hid_t fid;
-    unsigned refs;
-    uint64_t last_used;
-    bool stale; /* its version was superseded: close once unused */
-};
 
 enum stmt_id {
     ST_FILE_GET,
@@ -53,6 +43,10 @@ enum stmt_id {
     ST_OBJECT_PUT,
     ST_CHUNK_GET,
     ST_CHUNK_PUT,
+    ST_QUARANTINE_GET,
+    ST_QUARANTINE_PUT,
+    ST_QUARANTINE_DROP,
+    ST_QUARANTINE_DROP_STALE,
     ST_COUNT
 };
 
@@ -68,6 +62,15 @@ static const char *const stmt_sql[ST_COUNT] = {
                      "WHERE object_id = ?1 AND idx = ?2",
     [ST_CHUNK_PUT] = "INSERT OR REPLACE INTO chunks(object_id, idx, offset, size, mask, data) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* A version is the cache's file id, or the same validator (the cache may have
+     * forgotten the file and given the same bytes a new id). */
+    [ST_QUARANTINE_GET] = "SELECT reason, at FROM quarantine WHERE identity = ?1 AND "
+                          "(file_id = ?2 OR (validator <> '' AND validator = ?3))",
+    [ST_QUARANTINE_PUT] = "INSERT OR REPLACE INTO quarantine(identity, file_id, validator, reason, "
+                          "at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_QUARANTINE_DROP] = "DELETE FROM quarantine WHERE identity = ?1",
+    [ST_QUARANTINE_DROP_STALE] = "DELETE FROM quarantine WHERE identity = ?1 AND file_id <> ?2 "
+                                 "AND (validator = '' OR validator <> ?3)",
 };
 
 static const char schema_sql[] =
@@ -79,17 +82,18 @@ static const char schema_sql[] =
     " path TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE(file_id, path));"
     "CREATE TABLE IF NOT EXISTS chunks(object_id INTEGER NOT NULL, idx INTEGER NOT NULL,"
     " offset INTEGER, size INTEGER, mask INTEGER, data BLOB,"
-    " PRIMARY KEY(object_id, idx)) WITHOUT ROWID;";
+    " PRIMARY KEY(object_id, idx)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS quarantine(identity TEXT PRIMARY KEY, file_id INTEGER NOT NULL,"
+    " validator TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);";
 
 struct h5index {
-    struct remote *remote;
+    struct workerpool *pool;
     struct h5cd_stats *stats;
     uint64_t prefix_bytes;
+    uint64_t max_decode_bytes;
     pthread_mutex_t lock;
     sqlite3 *db;
     sqlite3_stmt *stmts[ST_COUNT];
-    struct openfile *files;
-    size_t nfiles, maxfiles;
     uint64_t tick;
     /* Datasets recently described, so a warm request parses no stored document.
      * Keyed by file version and path: a new version simply never matches. */
@@ -138,14 +142,48 @@ static int drop_stale_docs(sqlite3 *db)
     return 0;
 }
 
-static int open_db(struct h5index *idx, const char *path)
+/*
+ * Rows are keyed by the block cache's file ids, which mean something only
+ * within the cache's epoch: when the block index was rebuilt (ids start
+ * again from 1), every row made under another epoch is dropped.
+ */
+static int bind_epoch(sqlite3 *db, uint64_t epoch)
 {
-    if (sqlite3_open_v2(path, &idx->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+    sqlite3_stmt *s = NULL;
+    int64_t stored = 0;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'cache_epoch'", -1, &s, NULL) !=
         SQLITE_OK)
+        return -1;
+    bool known = sqlite3_step(s) == SQLITE_ROW;
+    if (known)
+        stored = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (known && (uint64_t)stored == epoch)
+        return 0;
+    char sql[256];
+    snprintf(
+        sql, sizeof(sql),
+        "BEGIN; DELETE FROM chunks; DELETE FROM objects; DELETE FROM files; DELETE FROM quarantine;"
+        " INSERT OR REPLACE INTO meta(key, value) VALUES ('cache_epoch', %lld); COMMIT;",
+        (long long)epoch);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    if (known)
+        log_info("msg=\"the block index was rebuilt: HDF5 index entries of its old file ids "
+                 "dropped\"");
+    return 0;
+}
+
+static int open_db(struct h5index *idx, const char *path, uint64_t epoch)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW;
+    if (sqlite3_open_v2(path, &idx->db, flags, NULL) != SQLITE_OK)
         goto fail;
     sqlite3_busy_timeout(idx->db, 5000);
     if (sqlite3_exec(idx->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
-        drop_stale_docs(idx->db) < 0)
+        drop_stale_docs(idx->db) < 0 || bind_epoch(idx->db, epoch) < 0)
         goto fail;
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(idx->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &idx->stmts[i],
@@ -164,24 +202,17 @@ fail:
     return -1;
 }
 
-int h5index_open(const struct h5index_config *cfg, struct remote *remote, struct h5cd_stats *stats,
-                 struct h5index **out)
+int h5index_open(const struct h5index_config *cfg, struct workerpool *pool,
+                 struct h5cd_stats *stats, struct h5index **out)
 {
-    /* Our own decoders for LZF, LZO, blosc, bitshuffle, zstd and lz4 (lib/h5filters.c). */
-    if (h5filters_register() < 0)
-        log_warn("msg=\"libhdf5 refused a filter decoder\"");
     struct h5index *idx = calloc(1, sizeof(*idx));
     if (idx == NULL)
         return -ENOMEM;
-    idx->remote = remote;
+    idx->pool = pool;
     idx->stats = stats;
     idx->prefix_bytes = cfg->prefix_bytes;
-    idx->maxfiles = cfg->max_open_files ? cfg->max_open_files : DEFAULT_MAX_OPEN_FILES;
-    if (idx->maxfiles > MAX_OPEN_FILES)
-        idx->maxfiles = MAX_OPEN_FILES;
-    idx->files = calloc(idx->maxfiles, sizeof(*idx->files));
-    if (idx->files == NULL || pthread_mutex_init(&idx->lock, NULL) != 0) {
-        free(idx->files);
+    idx->max_decode_bytes = cfg->max_decode_bytes > 0 ? cfg->max_decode_bytes : 256ULL << 20;
+    if (pthread_mutex_init(&idx->lock, NULL) != 0) {
         free(idx);
         return -ENOMEM;
     }
@@ -189,16 +220,11 @@ int h5index_open(const struct h5index_config *cfg, struct remote *remote, struct
     bool on_disk = false;
     if (cfg->dir != NULL &&
         snprintf(path, sizeof(path), "%s/h5index.sqlite", cfg->dir) < (int)sizeof(path))
-        on_disk = open_db(idx, path) == 0;
-    if (!on_disk && open_db(idx, ":memory:") < 0) {
+        on_disk = open_db(idx, path, cfg->cache_epoch) == 0;
+    if (!on_disk && open_db(idx, ":memory:", cfg->cache_epoch) < 0) {
         pthread_mutex_destroy(&idx->lock);
-        free(idx->files);
         free(idx);
         return -ENOMEM;
-    }
-    if (h5vfd_register() < 0) {
-        h5index_close(idx);
-        return -EIO;
     }
     *out = idx;
     return 0;
@@ -208,13 +234,10 @@ void h5index_close(struct h5index *idx)
 {
     if (idx == NULL)
         return;
-    for (size_t i = 0; i < idx->nfiles; i++)
-        H5Fclose(idx->files[i].fid);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(idx->stmts[i]);
     sqlite3_close(idx->db);
     pthread_mutex_destroy(&idx->lock);
-    free(idx->files);
     free(idx);
 }
 
@@ -231,20 +254,27 @@ static void sync_version_locked(struct h5index *idx, const struct remote_file *f
     sqlite3_reset(s);
     if (known == file->file_id)
         return;
-    if (known >= 0) {
-        sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
-        for (enum stmt_id id = ST_FILE_DROP_CHUNKS; id <= ST_FILE_DROP_OBJECTS; id++) {
+    /* Rows under the new id belong to no one this identity knows: drop them too. */
+    sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
+    for (int which = 0; which < 2; which++) {
+        int64_t id_to_drop = which == 0 ? known : file->file_id;
+        for (enum stmt_id id = ST_FILE_DROP_CHUNKS; id_to_drop >= 0 && id <= ST_FILE_DROP_OBJECTS;
+             id++) {
             s = stmt(idx, id);
-            sqlite3_bind_int64(s, 1, known);
+            sqlite3_bind_int64(s, 1, id_to_drop);
             sqlite3_step(s);
             sqlite3_reset(s);
         }
-        sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
-        for (size_t i = 0; i < idx->nfiles; i++)
-            if (idx->files[i].file_id == known)
-                idx->files[i].stale = true;
-        log_info("msg=\"remote file changed: its HDF5 index was dropped\"");
     }
+    s = stmt(idx, ST_QUARANTINE_DROP_STALE); /* a new version gets a new chance */
+    sqlite3_bind_text(s, 1, file->identity, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, file->file_id);
+    sqlite3_bind_text(s, 3, file->validator, -1, SQLITE_STATIC);
+    sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
+    if (known >= 0)
+        log_info("msg=\"remote file changed: its HDF5 index was dropped\"");
     s = stmt(idx, ST_FILE_PUT);
     sqlite3_bind_text(s, 1, file->identity, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, file->file_id);
@@ -253,104 +283,67 @@ static void sync_version_locked(struct h5index *idx, const struct remote_file *f
     sqlite3_reset(s);
 }
 
-/* ---- libhdf5 file handles ---- */
+/* ---- quarantine ---- */
 
-/* Closes handles that are stale and unused, and the least recently used unused one
- * when the table is full.  Collects them in `close_ids` (closed after unlocking). */
-static size_t prune_locked(struct h5index *idx, hid_t *close_ids, bool need_slot)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < idx->nfiles;) {
-        if (idx->files[i].stale && idx->files[i].refs == 0) {
-            close_ids[n++] = idx->files[i].fid;
-            idx->files[i] = idx->files[--idx->nfiles];
-            continue;
-        }
-        i++;
-    }
-    if (!need_slot || idx->nfiles < idx->maxfiles)
-        return n;
-    size_t victim = SIZE_MAX;
-    for (size_t i = 0; i < idx->nfiles; i++)
-        if (idx->files[i].refs == 0 &&
-            (victim == SIZE_MAX || idx->files[i].last_used < idx->files[victim].last_used))
-            victim = i;
-    if (victim != SIZE_MAX) {
-        close_ids[n++] = idx->files[victim].fid;
-        idx->files[victim] = idx->files[--idx->nfiles];
-    }
-    return n;
-}
-
-static void close_all(hid_t *ids, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        H5Fclose(ids[i]);
-}
-
-/* Opens the file through the cache, or shares a handle already open.  -1 with err. */
-static hid_t acquire_file(struct h5index *idx, const struct remote_file *file,
-                          struct h5cd_error *err)
+/* -1 with err if the version is quarantined. */
+static int check_quarantine(struct h5index *idx, const struct remote_file *file, const char *what,
+                            struct h5cd_error *err)
 {
     pthread_mutex_lock(&idx->lock);
-    for (size_t i = 0; i < idx->nfiles; i++) {
-        struct openfile *of = &idx->files[i];
-        if (of->file_id == file->file_id && !of->stale) {
-            of->refs++;
-            of->last_used = ++idx->tick;
-            pthread_mutex_unlock(&idx->lock);
-            return of->fid;
-        }
-    }
+    sqlite3_stmt *s = stmt(idx, ST_QUARANTINE_GET);
+    sqlite3_bind_text(s, 1, file->identity, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, file->file_id);
+    sqlite3_bind_text(s, 3, file->validator, -1, SQLITE_STATIC);
+    int rc = 0;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        rc = h5cd_fail(err, H5CD_E_DAMAGED_FILE,
+                       "%.200s: quarantined: an HDF5 worker %.120s on this version of the file "
+                       "(until it changes upstream or is purged)",
+                       what, (const char *)sqlite3_column_text(s, 0));
+    sqlite3_reset(s);
     pthread_mutex_unlock(&idx->lock);
+    return rc;
+}
 
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || h5vfd_set_fapl(fapl, idx->remote, file, idx->prefix_bytes) < 0) {
-        if (fapl >= 0)
-            H5Pclose(fapl);
-        h5cd_fail(err, H5CD_E_INTERNAL, "cannot set up the HDF5 file driver");
+static void quarantine(struct h5index *idx, const struct remote_file *file, const char *reason)
+{
+    pthread_mutex_lock(&idx->lock);
+    sync_version_locked(idx, file);
+    sqlite3_stmt *s = stmt(idx, ST_QUARANTINE_PUT);
+    sqlite3_bind_text(s, 1, file->identity, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, file->file_id);
+    sqlite3_bind_text(s, 3, file->validator, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)time(NULL));
+    if (sqlite3_step(s) != SQLITE_DONE)
+        log_warn("msg=\"cannot record a quarantine\" reason=\"%s\"", sqlite3_errmsg(idx->db));
+    sqlite3_reset(s);
+    pthread_mutex_unlock(&idx->lock);
+    STATS_INC(idx->stats, quarantined_files);
+    log_warn("msg=\"file version quarantined\" url=\"%s\" reason=\"%s\"", file->url, reason);
+}
+
+/*
+ * Runs one worker operation for `what` (an object path, for messages).
+ * The quarantine is checked first; a worker that crashes or overruns
+ * quarantines the version.  0 with call->data, or -1 with err.
+ */
+static int run_worker(struct h5index *idx, const struct remote_file *file, const char *what,
+                      struct workerpool_call *call, struct h5cd_error *err)
+{
+    if (check_quarantine(idx, file, what, err) < 0)
         return -1;
+    call->file = file;
+    call->op->prefix_bytes = idx->prefix_bytes;
+    if (workerpool_run(idx->pool, call, err) == 0)
+        return 0;
+    if (call->fate == WORKERPOOL_CRASHED || call->fate == WORKERPOOL_TIMED_OUT ||
+        call->fate == WORKERPOOL_MISBEHAVED) {
+        quarantine(idx, file, call->reason);
+        h5cd_fail(err, H5CD_E_DAMAGED_FILE, "%.200s: the HDF5 worker reading it %.120s", what,
+                  call->reason);
     }
-    h5vfd_take_error(NULL);
-    hid_t fid = H5Fopen(file->identity, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
-    if (fid < 0) {
-        if (!h5vfd_take_error(err))
-            h5cd_fail(err, H5CD_E_BAD_REQUEST, "the remote file is not an HDF5 file");
-        return -1;
-    }
-    hid_t to_close[MAX_OPEN_FILES + 1];
-    pthread_mutex_lock(&idx->lock);
-    size_t nclose = prune_locked(idx, to_close, true);
-    if (idx->nfiles < idx->maxfiles) {
-        idx->files[idx->nfiles++] = (struct openfile){
-            .file_id = file->file_id, .fid = fid, .refs = 1, .last_used = ++idx->tick};
-    } else {
-        /* Every handle is in use: this one lives for this call only. */
-        log_debug("msg=\"open-file table full\"");
-    }
-    pthread_mutex_unlock(&idx->lock);
-    close_all(to_close, nclose);
-    return fid;
-}
-
-static void release_file(struct h5index *idx, hid_t fid)
-{
-    bool listed = false;
-    hid_t to_close[MAX_OPEN_FILES + 1];
-    pthread_mutex_lock(&idx->lock);
-    for (size_t i = 0; i < idx->nfiles; i++) {
-        if (idx->files[i].fid == fid) {
-            idx->files[i].refs--;
-            listed = true;
-            break;
-        }
-    }
-    size_t nclose = prune_locked(idx, to_close, false);
-    pthread_mutex_unlock(&idx->lock);
-    close_all(to_close, nclose);
-    if (!listed)
-        H5Fclose(fid);
+    return -1;
 }
 
 /* ---- objects ---- */
@@ -378,37 +371,6 @@ int h5index_canonical_path(const char *path, char *out, size_t outlen)
         if ((unsigned char)out[i + 1] < 0x20 || (out[i + 1] == '/' && out[i + 2] == '/'))
             return -1;
     return 0;
-}
-
-/* Layout facts a batch needs, derived from the /v1/meta document and libhdf5.
- * Only contiguous data needs its address: asking a chunked dataset for its
- * storage size would walk its whole chunk index. */
-static json_t *index_facts(hid_t fid, const char *path, bool contiguous)
-{
-    hid_t dset = H5Dopen2(fid, path, H5P_DEFAULT);
-    if (dset < 0)
-        return NULL;
-    hid_t type = H5Dget_type(dset);
-    size_t elem = type >= 0 ? H5Tget_size(type) : 0;
-    if (type >= 0)
-        H5Tclose(type);
-    haddr_t addr = contiguous ? H5Dget_offset(dset) : HADDR_UNDEF;
-    hsize_t storage = contiguous ? H5Dget_storage_size(dset) : 0;
-    /* H5Dget_type gives variable-length types in their memory form (a pointer),
-     * not the 16-byte heap id the file stores: contiguous storage tells the truth. */
-    hid_t space = H5Dget_space(dset);
-    hssize_t npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    if (space >= 0)
-        H5Sclose(space);
-    if (storage > 0 && npoints > 0 && storage % (hsize_t)npoints == 0)
-        elem = (size_t)(storage / (hsize_t)npoints);
-    H5Dclose(dset);
-    json_t *facts = json_object();
-    json_object_set_new(facts, "elem_size", json_integer((json_int_t)elem));
-    json_object_set_new(facts, "data_offset",
-                        addr == HADDR_UNDEF || storage == 0 ? json_null()
-                                                            : json_integer((json_int_t)addr));
-    return facts;
 }
 
 /* Parses a stored document into the dataset struct.  0, or -1 if it is not a dataset. */
@@ -479,31 +441,24 @@ static json_t *object_doc(struct h5index *idx, const struct remote_file *file, c
     if (doc != NULL)
         return doc;
 
-    hid_t fid = acquire_file(idx, file, err);
-    if (fid < 0)
+    struct wp_op op = {.opcode = WP_OP_DESCRIBE};
+    snprintf(op.path, sizeof(op.path), "%s", path);
+    struct workerpool_call call = {.op = &op, .max_result = WP_MAX_DOC_BYTES};
+    if (run_worker(idx, file, path, &call, err) < 0)
         return NULL;
-    h5vfd_take_error(NULL);
-    json_t *meta = h5meta_describe(fid, path, err);
-    if (meta == NULL) {
-        h5vfd_take_error(err); /* an upstream failure explains it better than "not found" */
-        release_file(idx, fid);
-        return NULL;
-    }
-    doc = json_pack("{s:o}", "meta", meta);
+    json_error_t jerr;
+    doc = json_loadb((const char *)call.data, call.len, JSON_REJECT_DUPLICATES, &jerr);
+    free(call.data);
+    /* The worker parsed a hostile file: check the shape of what it says. */
+    json_t *meta = json_object_get(doc, "meta");
     const char *kind = json_string_value(json_object_get(meta, "kind"));
-    if (doc != NULL && kind != NULL && strcmp(kind, "dataset") == 0) {
-        const char *layout = json_string_value(json_object_get(meta, "layout"));
-        json_t *facts = index_facts(fid, path, layout != NULL && strcmp(layout, "contiguous") == 0);
-        if (facts == NULL) {
-            json_decref(doc);
-            release_file(idx, fid);
-            if (!h5vfd_take_error(err))
-                h5cd_fail(err, H5CD_E_INTERNAL, "cannot read the dataset's layout");
-            return NULL;
-        }
-        json_object_set_new(doc, "facts", facts);
+    if (!json_is_object(meta) || kind == NULL ||
+        (strcmp(kind, "dataset") == 0 && !json_is_object(json_object_get(doc, "facts")))) {
+        json_decref(doc);
+        h5cd_fail(err, H5CD_E_DAMAGED_FILE, "%.200s: the HDF5 worker's description is malformed",
+                  path);
+        return NULL;
     }
-    release_file(idx, fid);
     char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
     if (text == NULL) {
         json_decref(doc);
@@ -532,7 +487,6 @@ json_t *h5index_meta(struct h5index *idx, const struct remote_file *file, const 
         h5cd_fail(err, H5CD_E_BAD_REQUEST, "malformed or too long object path");
         return NULL;
     }
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     int64_t row_id;
     json_t *doc = object_doc(idx, file, canon, &row_id, err);
     if (doc == NULL)
@@ -590,7 +544,6 @@ int h5index_dataset(struct h5index *idx, const struct remote_file *file, const c
     pthread_mutex_unlock(&idx->lock);
     if (hit != NULL)
         return 0;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     int64_t row_id;
     json_t *doc = object_doc(idx, file, canon, &row_id, err);
     if (doc == NULL)
@@ -682,96 +635,59 @@ static void store_locations(struct h5index *idx, const struct h5dataset *ds, con
     pthread_mutex_unlock(&idx->lock);
 }
 
-/* A reusable buffer for H5Dread_chunk's (zero-filled, never fetched) output. */
-struct scratch {
-    uint8_t *data;
-    size_t cap;
-};
-
-/*
- * Finds a chunk in O(log n) index reads: H5Dget_chunk_storage_size gives its
- * stored size (0: never written), and H5Dread_chunk under an h5vfd capture
- * gives its address without reading its bytes.  -1 when that did not work
- * (the caller falls back to H5Dget_chunk_info_by_coord).
- */
-static int locate_fast(hid_t dset, const hsize_t *offset, struct scratch *scratch, unsigned *mask,
-                       haddr_t *addr, hsize_t *size)
+/* Resolves the unknown chunks of a chunked dataset in a worker, in pieces of
+ * WP_MAX_LOCATE_KEYS, all on one file version. */
+static int resolve_with_worker(struct h5index *idx, const struct remote_file *file,
+                               const struct h5dataset *ds, const uint64_t *coords, size_t n,
+                               struct h5chunk_loc *locs, const bool *known, struct h5cd_error *err)
 {
-    hsize_t nbytes = 0;
-    if (H5Dget_chunk_storage_size(dset, offset, &nbytes) < 0)
-        return -1;
-    if (nbytes == 0) {
-        *addr = HADDR_UNDEF;
-        *size = 0;
-        *mask = 0;
-        return 0;
+    size_t rank = (size_t)ds->grid.rank;
+    uint64_t *batch = malloc(WP_MAX_LOCATE_KEYS * (rank > 0 ? rank : 1) * sizeof(*batch));
+    size_t *slots = malloc(WP_MAX_LOCATE_KEYS * sizeof(*slots));
+    struct wp_op *op = calloc(1, sizeof(*op));
+    if (batch == NULL || slots == NULL || op == NULL) {
+        free(batch);
+        free(slots);
+        free(op);
+        return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
     }
-    if (nbytes > scratch->cap) {
-        if (nbytes > 1024ULL * 1024 * 1024)
-            return -1;
-        uint8_t *bigger = realloc(scratch->data, (size_t)nbytes);
-        if (bigger == NULL)
-            return -1;
-        scratch->data = bigger;
-        scratch->cap = (size_t)nbytes;
-    }
-    uint32_t filters = 0;
-    uint64_t at = 0, len = 0;
-    h5vfd_capture_begin();
-    herr_t rc = H5Dread_chunk(dset, H5P_DEFAULT, offset, &filters, scratch->data);
-    bool seen = h5vfd_capture_end(&at, &len);
-    if (rc < 0 || !seen || len != nbytes)
-        return -1;
-    *addr = (haddr_t)at;
-    *size = nbytes;
-    *mask = filters;
-    return 0;
-}
-
-/* Resolves the unknown chunks of a chunked dataset with libhdf5, in one pass. */
-static int resolve_with_hdf5(struct h5index *idx, const struct remote_file *file,
-                             const struct h5dataset *ds, const uint64_t *coords, size_t n,
-                             struct h5chunk_loc *locs, const bool *known, struct h5cd_error *err)
-{
-    hid_t fid = acquire_file(idx, file, err);
-    if (fid < 0)
-        return -1;
+    op->opcode = WP_OP_LOCATE;
+    op->ds = *ds;
     int rc = 0;
-    hid_t dset = H5Dopen2(fid, ds->path, H5P_DEFAULT);
-    if (dset < 0) {
-        release_file(idx, fid);
-        if (!h5vfd_take_error(err))
-            h5cd_fail(err, H5CD_E_NOT_FOUND, "no dataset at %s", ds->path);
-        return -1;
-    }
-    int rank = ds->grid.rank;
     uint64_t lookups = 0;
-    struct scratch scratch = {0};
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        if (known[i])
-            continue;
-        hsize_t offset[H5CD_MAX_RANK];
-        for (int d = 0; d < rank; d++)
-            offset[d] = coords[i * rank + d] * ds->grid.chunk[d];
-        unsigned mask = 0;
-        haddr_t addr = HADDR_UNDEF;
-        hsize_t size = 0;
-        if (locate_fast(dset, offset, &scratch, &mask, &addr, &size) < 0 &&
-            H5Dget_chunk_info_by_coord(dset, offset, &mask, &addr, &size) < 0) {
-            if (!h5vfd_take_error(err))
-                h5cd_fail(err, H5CD_E_INTERNAL, "libhdf5 could not locate a chunk of %s", ds->path);
-            rc = -1;
-            break;
+    for (size_t i = 0; i < n && rc == 0;) {
+        size_t m = 0;
+        for (; i < n && m < WP_MAX_LOCATE_KEYS; i++) {
+            if (known[i])
+                continue;
+            memcpy(batch + m * rank, coords + i * rank, rank * sizeof(*batch));
+            slots[m++] = i;
         }
-        lookups++;
-        locs[i].allocated = addr != HADDR_UNDEF && size > 0;
-        locs[i].offset = locs[i].allocated ? (uint64_t)addr : 0;
-        locs[i].size = locs[i].allocated ? (uint64_t)size : 0;
-        locs[i].filter_mask = mask;
+        if (m == 0)
+            break;
+        op->ncoords = (uint32_t)m;
+        struct workerpool_call call = {
+            .op = op, .coords = batch, .max_result = m * sizeof(struct wp_loc)};
+        rc = run_worker(idx, file, ds->path, &call, err);
+        if (rc == 0 && call.len != m * sizeof(struct wp_loc))
+            rc = h5cd_fail(err, H5CD_E_DAMAGED_FILE, "%.200s: the HDF5 worker's answer is short",
+                           ds->path);
+        for (size_t k = 0; rc == 0 && k < m; k++) {
+            struct wp_loc loc;
+            memcpy(&loc, call.data + k * sizeof(loc), sizeof(loc));
+            struct h5chunk_loc *out = &locs[slots[k]];
+            out->allocated = loc.allocated != 0 && loc.size > 0;
+            out->offset = out->allocated ? loc.offset : 0;
+            out->size = out->allocated ? loc.size : 0;
+            out->filter_mask = loc.filter_mask;
+            /* Where a chunk lies is checked when it is read (inside the file). */
+        }
+        free(call.data);
+        lookups += m;
     }
-    free(scratch.data);
-    H5Dclose(dset);
-    release_file(idx, fid);
+    free(batch);
+    free(slots);
+    free(op);
     STATS_ADD(idx->stats, h5_lookups, lookups);
     return rc;
 }
@@ -796,8 +712,7 @@ int h5index_locate(struct h5index *idx, const struct remote_file *file, const st
     STATS_ADD(idx->stats, index_hits, found);
     int rc = 0;
     if (found < n) {
-        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-        rc = resolve_with_hdf5(idx, file, ds, coords, n, locs, known, err);
+        rc = resolve_with_worker(idx, file, ds, coords, n, locs, known, err);
         if (rc == 0)
             store_locations(idx, ds, coords, n, locs, known);
     }
@@ -805,44 +720,24 @@ int h5index_locate(struct h5index *idx, const struct remote_file *file, const st
     return rc;
 }
 
-/* Reads a compact dataset's bytes, as stored, through libhdf5. */
+/* Reads a compact dataset's bytes, as stored, in a worker. */
 static int read_compact(struct h5index *idx, const struct remote_file *file,
                         const struct h5dataset *ds, uint8_t **data, size_t *len,
                         struct h5cd_error *err)
 {
-    hid_t fid = acquire_file(idx, file, err);
-    if (fid < 0)
-        return -1;
-    hid_t dset = H5Dopen2(fid, ds->path, H5P_DEFAULT);
-    hid_t type = dset >= 0 ? H5Dget_type(dset) : -1;
-    hssize_t count = -1;
-    if (dset >= 0) {
-        hid_t space = H5Dget_space(dset);
-        count = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-        if (space >= 0)
-            H5Sclose(space);
-    }
-    int rc = -1;
-    if (type >= 0 && count >= 0 && H5Tis_variable_str(type) == 0 &&
-        H5Tdetect_class(type, H5T_VLEN) == 0 && H5Tdetect_class(type, H5T_REFERENCE) == 0) {
-        *len = (size_t)count * H5Tget_size(type);
-        *data = malloc(*len > 0 ? *len : 1);
-        if (*data != NULL && H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, *data) >= 0)
-            rc = 0;
-        else if (*data != NULL) {
-            free(*data);
-            *data = NULL;
-        }
-    }
-    if (type >= 0)
-        H5Tclose(type);
-    if (dset >= 0)
-        H5Dclose(dset);
-    release_file(idx, fid);
-    if (rc < 0 && !h5vfd_take_error(err))
-        h5cd_fail(err, H5CD_E_UNSUPPORTED, "cannot read compact dataset %s as raw bytes", ds->path);
+    struct wp_op op = {.opcode = WP_OP_COMPACT, .ds = *ds, .max_bytes = idx->max_decode_bytes};
+    struct workerpool_call call = {.op = &op, .max_result = idx->max_decode_bytes};
+    int rc = run_worker(idx, file, ds->path, &call, err);
     STATS_INC(idx->stats, h5_lookups);
-    return rc;
+    if (rc < 0)
+        return -1;
+    if (call.len > INT32_MAX) {
+        free(call.data);
+        return h5cd_fail(err, H5CD_E_TOO_LARGE, "compact dataset %.200s is too large", ds->path);
+    }
+    *data = call.data;
+    *len = call.len;
+    return 0;
 }
 
 int h5index_compact_bytes(struct h5index *idx, const struct remote_file *file,
@@ -869,7 +764,6 @@ int h5index_compact_bytes(struct h5index *idx, const struct remote_file *file,
         STATS_INC(idx->stats, index_hits);
         return 0;
     }
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (read_compact(idx, file, ds, data, len, err) < 0)
         return -1;
     pthread_mutex_lock(&idx->lock);
@@ -885,20 +779,73 @@ int h5index_compact_bytes(struct h5index *idx, const struct remote_file *file,
     return 0;
 }
 
-int h5index_with_file(struct h5index *idx, const struct remote_file *file,
-                      int (*fn)(hid_t fid, void *arg, struct h5cd_error *err), void *arg,
-                      struct h5cd_error *err)
+int h5index_check_decode_size(const struct h5index *idx, const struct h5dataset *ds,
+                              struct h5cd_error *err)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t fid = acquire_file(idx, file, err);
-    if (fid < 0)
-        return -1;
-    h5vfd_take_error(NULL);
-    int rc = fn(fid, arg, err);
+    uint64_t bytes = ds->elem_size > 0 ? ds->elem_size : 1;
+    for (int d = 0; d < ds->grid.rank; d++) {
+        if (ds->grid.chunk[d] != 0 && bytes > idx->max_decode_bytes / ds->grid.chunk[d])
+            bytes = UINT64_MAX;
+        else
+            bytes *= ds->grid.chunk[d];
+    }
+    if (bytes <= idx->max_decode_bytes)
+        return 0;
+    return h5cd_fail(err, H5CD_E_TOO_LARGE,
+                     "a chunk of %.200s decodes to more than max_decode_bytes (%llu bytes)",
+                     ds->path, (unsigned long long)idx->max_decode_bytes);
+}
+
+int h5index_decode_chunk(struct h5index *idx, const struct remote_file *file,
+                         const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
+                         size_t *len, struct h5cd_error *err)
+{
+    struct wp_op *op = calloc(1, sizeof(*op));
+    if (op == NULL)
+        return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+    *op = (struct wp_op){
+        .opcode = WP_OP_DECODE, .ncoords = 1, .ds = *ds, .max_bytes = idx->max_decode_bytes};
+    struct workerpool_call call = {
+        .op = op, .coords = coords, .max_result = idx->max_decode_bytes, .budgeted = true};
+    int rc = run_worker(idx, file, ds->path, &call, err);
+    free(op);
     if (rc < 0)
-        h5vfd_take_error(err); /* an upstream failure explains it better */
-    release_file(idx, fid);
-    return rc;
+        return -1;
+    *out = call.data;
+    *len = call.len;
+    return 0;
+}
+
+int h5index_slice(struct h5index *idx, const struct remote_file *file, const struct h5dataset *ds,
+                  const struct selection *sel, uint64_t max_bytes, struct h5slice *out,
+                  struct h5cd_error *err)
+{
+    if (max_bytes > idx->max_decode_bytes)
+        max_bytes = idx->max_decode_bytes;
+    struct wp_op *op = calloc(1, sizeof(*op));
+    if (op == NULL)
+        return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+    *op = (struct wp_op){.opcode = WP_OP_SLICE, .ds = *ds, .sel = *sel, .max_bytes = max_bytes};
+    struct workerpool_call call = {.op = op, .max_result = max_bytes, .budgeted = true};
+    int rc = run_worker(idx, file, ds->path, &call, err);
+    free(op);
+    if (rc < 0)
+        return -1;
+    if (call.format != H5DECODE_FIXED && call.format != H5DECODE_VLEN_UTF8) {
+        workerpool_free_values(call.data);
+        return h5cd_fail(err, H5CD_E_DAMAGED_FILE, "%.200s: the HDF5 worker's answer is malformed",
+                         ds->path);
+    }
+    out->data = call.data;
+    out->len = call.len;
+    out->format = (enum h5decode_format)call.format;
+    out->elem_size = (size_t)call.elem_size;
+    return 0;
+}
+
+void h5index_free_values(void *data)
+{
+    workerpool_free_values(data);
 }
 
 char *h5index_get_doc(struct h5index *idx, const struct remote_file *file, const char *name)
@@ -933,7 +880,6 @@ void h5index_put_doc(struct h5index *idx, const struct remote_file *file, const 
 /* Forgets one file (identity) or, with identity NULL, every file. */
 int h5index_forget(struct h5index *idx, const char *identity)
 {
-    hid_t to_close[MAX_OPEN_FILES + 1];
     pthread_mutex_lock(&idx->lock);
     int64_t file_id = -1;
     if (identity != NULL) {
@@ -946,11 +892,20 @@ int h5index_forget(struct h5index *idx, const char *identity)
     int rc = 0;
     sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
     if (identity == NULL) {
-        rc = sqlite3_exec(idx->db, "DELETE FROM chunks; DELETE FROM objects; DELETE FROM files;",
+        rc = sqlite3_exec(idx->db,
+                          "DELETE FROM chunks; DELETE FROM objects; DELETE FROM files;"
+                          "DELETE FROM quarantine;",
                           NULL, NULL, NULL) == SQLITE_OK
                  ? 0
                  : -EIO;
-    } else if (file_id >= 0) {
+    } else {
+        sqlite3_stmt *q = stmt(idx, ST_QUARANTINE_DROP);
+        sqlite3_bind_text(q, 1, identity, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            rc = -EIO;
+        sqlite3_reset(q);
+    }
+    if (identity != NULL && file_id >= 0) {
         for (enum stmt_id id = ST_FILE_DROP_CHUNKS; id <= ST_FILE_DROP_OBJECTS; id++) {
             sqlite3_stmt *s = stmt(idx, id);
             sqlite3_bind_int64(s, 1, file_id);
@@ -964,14 +919,9 @@ int h5index_forget(struct h5index *idx, const char *identity)
         sqlite3_free(sql);
     }
     sqlite3_exec(idx->db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
-    for (size_t i = 0; i < idx->nfiles; i++)
-        if (identity == NULL || idx->files[i].file_id == file_id)
-            idx->files[i].stale = true;
     for (size_t i = 0; i < RECENT_DATASETS; i++)
         if (identity == NULL || idx->recent[i].file_id == file_id)
             idx->recent[i].file_id = 0;
-    size_t nclose = prune_locked(idx, to_close, false);
     pthread_mutex_unlock(&idx->lock);
-    close_all(to_close, nclose);
     return rc;
 }

@@ -4,24 +4,20 @@
  * Answers, for a remote file version and a dataset path: the /v1/meta
  * document, the dataset's layout and chunk grid, and for chunk keys their
  * (file offset, stored size, filter mask).  Everything learnt is stored in
- * sqlite (<cache dir>/h5index.sqlite), so a warm request makes no libhdf5
- * call at all; misses are resolved with libhdf5 through lib/h5vfd.c, for a
- * whole batch in one pass.  In libhdf5 1.10 both H5Dget_chunk_info calls
- * walk the whole chunk index per call, so a chunk is found with
- * H5Dget_chunk_storage_size and H5Dread_chunk under an h5vfd capture
- * (O(log n) index reads, no data read); H5Dget_chunk_info_by_coord is the
- * fallback.
+ * sqlite (<cache dir>/h5index.sqlite), so a warm request needs no libhdf5
+ * at all; misses, decoding and slices are done by an HDF5 worker process
+ * (lib/workerpool.c, worker/h5ops.c), for a whole batch in one pass.
  * When a file's version (its cache file id) changes, everything known
- * about the old version is dropped.
+ * about the old version is dropped.  A version on which a worker crashed
+ * or overran is quarantined: refused (422 damaged_file) without a worker
+ * until it changes upstream or h5index_forget() purges it.
  *
- * Thread-safe: one mutex guards sqlite and the open-file table; libhdf5
- * serialises its own calls.  Calls block (libhdf5, upstream reads): call
- * them from client threads, never from the fetch loop.
+ * Thread-safe: one mutex guards sqlite.  Calls block (workers, upstream
+ * reads): call them from client threads, never from the fetch loop.
  */
 #ifndef H5CD_H5INDEX_H
 #define H5CD_H5INDEX_H
 
-#include <hdf5.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -29,6 +25,7 @@
 #include "chunkkey.h"
 #include "errors.h"
 #include "remote.h"
+#include "selection.h"
 #include "stats.h"
 
 #define H5INDEX_MAX_FILTERS 8
@@ -36,11 +33,19 @@
     (16 * 1024 * 1024) /* virtual chunk of a contiguous dataset */
 
 struct h5index;
+struct workerpool;
 
 struct h5index_config {
-    const char *dir;         /* where h5index.sqlite lives; NULL or unusable: in memory only */
-    uint64_t prefix_bytes;   /* read when a file is opened (most metadata lives there) */
-    unsigned max_open_files; /* libhdf5 file handles kept open; 0 = 16 */
+    const char *dir;           /* where h5index.sqlite lives; NULL or unusable: in memory only */
+    uint64_t prefix_bytes;     /* read when a file is opened (most metadata lives there) */
+    uint64_t max_decode_bytes; /* largest decoded chunk or slice; 0 = 256 MiB */
+    uint64_t cache_epoch;      /* blockcache_epoch(): rows of another epoch are dropped */
+};
+
+/* How decoded values are laid out. */
+enum h5decode_format {
+    H5DECODE_FIXED,     /* fixed-size elements, C order, in the dataset's dtype */
+    H5DECODE_VLEN_UTF8, /* numcodecs VLenUTF8: u32le count, then u32le length + bytes each */
 };
 
 enum h5layout { H5LAYOUT_CHUNKED = 0, H5LAYOUT_CONTIGUOUS, H5LAYOUT_COMPACT };
@@ -66,9 +71,10 @@ struct h5chunk_loc {
     uint32_t filter_mask;
 };
 
-/* 0, or a negative errno.  An unusable directory falls back to an in-memory index. */
-int h5index_open(const struct h5index_config *cfg, struct remote *remote, struct h5cd_stats *stats,
-                 struct h5index **out);
+/* 0, or a negative errno.  An unusable directory falls back to an in-memory index.
+ * `pool` runs every libhdf5 operation and must outlive the index. */
+int h5index_open(const struct h5index_config *cfg, struct workerpool *pool,
+                 struct h5cd_stats *stats, struct h5index **out);
 void h5index_close(struct h5index *index);
 
 /* The /v1/meta document of a dataset or group (new reference), or NULL with err. */
@@ -94,12 +100,41 @@ int h5index_compact_bytes(struct h5index *index, const struct remote_file *file,
                           const struct h5dataset *ds, uint8_t **data, size_t *len,
                           struct h5cd_error *err);
 
-/* Runs fn with a libhdf5 handle of the file (opened through the cache, shared
- * with other threads).  Returns fn's result, or -1 with err if the file
- * cannot be opened.  fn must not keep the handle. */
-int h5index_with_file(struct h5index *index, const struct remote_file *file,
-                      int (*fn)(hid_t fid, void *arg, struct h5cd_error *err), void *arg,
-                      struct h5cd_error *err);
+/*
+ * Decodes the chunk at `coords` of ds (a worker's libhdf5, reading through
+ * the cache: fetch the raw chunk first and decoding makes no upstream
+ * trip): the full chunk shape in C order, cells outside the dataset and
+ * chunks never written filled with the fill value.  More than
+ * max_decode_bytes is refused (413) before anything is allocated.  The
+ * buffer counts against the daemon-wide memory budget until freed with
+ * h5index_free_values().  0, or -1 with err.
+ */
+int h5index_decode_chunk(struct h5index *index, const struct remote_file *file,
+                         const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
+                         size_t *len, struct h5cd_error *err);
+
+/* 413 too_large (-1 with err) when one decoded chunk of ds exceeds max_decode_bytes;
+ * for decoding done in the daemon itself (lib/fastdecode.c), before it allocates.  0 if not. */
+int h5index_check_decode_size(const struct h5index *index, const struct h5dataset *ds,
+                              struct h5cd_error *err);
+
+/* Decoded values of a selection (C order, shape of the selection). */
+struct h5slice {
+    uint8_t *data; /* free with h5index_free_values() */
+    size_t len;
+    enum h5decode_format format;
+    size_t elem_size; /* bytes per element (H5DECODE_FIXED) */
+};
+
+/* Decodes a selection of ds in a worker; at most min(max_bytes, max_decode_bytes)
+ * bytes (413 too_large beyond, refused before allocation).  0, or -1 with err. */
+int h5index_slice(struct h5index *index, const struct remote_file *file, const struct h5dataset *ds,
+                  const struct selection *sel, uint64_t max_bytes, struct h5slice *out,
+                  struct h5cd_error *err);
+
+/* Frees values from h5index_decode_chunk / h5index_slice and returns their bytes
+ * to the budget.  NULL is a no-op. */
+void h5index_free_values(void *data);
 
 /* A derived document cached with the file's version (e.g. Zarr's .zmetadata):
  * malloc'd text, or NULL if none is stored.  `name` must not start with '/'. */
@@ -108,7 +143,7 @@ void h5index_put_doc(struct h5index *index, const struct remote_file *file, cons
                      const char *text);
 
 /* Forgets everything known about one remote file (by identity), or about every
- * file when identity is NULL.  0 or -EIO. */
+ * file when identity is NULL, its quarantine included.  0 or -EIO. */
 int h5index_forget(struct h5index *index, const char *identity);
 
 /* Canonical form of a client path ("a/b/" -> "/a/b").  0, or -1 if too long or malformed. */

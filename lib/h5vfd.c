@@ -1,7 +1,7 @@
 /*
  * h5vfd.c - the "h5chunkd" HDF5 virtual file driver: libhdf5 reads remote
- * files through lib/remote.c (block cache first, coalesced upstream fetch
- * on a miss).
+ * files through a caller's byte source (in the worker: the daemon's block
+ * cache, over the worker socket).
  *
  * Every callback runs on the thread that called libhdf5, under libhdf5's
  * global lock.  The driver is read-only: write, truncate and allocation
@@ -18,8 +18,8 @@
 
 /* What a file access property list carries to open(). */
 struct h5vfd_fapl {
-    struct remote *remote;
-    struct remote_file file;
+    struct h5vfd_source source;
+    struct h5vfd_file_desc file;
     uint64_t prefix_bytes;
 };
 
@@ -119,7 +119,7 @@ static int load_prefix(struct h5vfd_file *f)
     if (f->prefix == NULL)
         return -1;
     struct h5cd_error err = {0};
-    if (remote_read(f->fa.remote, &f->fa.file, 0, want, f->prefix, &err) < 0) {
+    if (f->fa.source.read(f->fa.source.ctx, &f->fa.file, 0, want, f->prefix, &err) < 0) {
         remember_error(&err);
         free(f->prefix);
         f->prefix = NULL;
@@ -136,7 +136,7 @@ static H5FD_t *vfd_open(const char *name, unsigned flags, hid_t fapl_id, haddr_t
     if ((flags & (H5F_ACC_RDWR | H5F_ACC_CREAT | H5F_ACC_TRUNC)) != 0)
         return NULL; /* read-only driver */
     const struct h5vfd_fapl *fa = H5Pget_driver_info(fapl_id);
-    if (fa == NULL || fa->remote == NULL)
+    if (fa == NULL || fa->source.read == NULL)
         return NULL;
     struct h5vfd_file *f = calloc(1, sizeof(*f));
     if (f == NULL)
@@ -230,7 +230,7 @@ static int read_window(struct h5vfd_file *f, uint64_t addr, size_t len, uint8_t 
         }
         struct h5cd_error err = {0};
         f->window_len = 0;
-        if (remote_read(f->fa.remote, &f->fa.file, start, wlen, f->window, &err) < 0) {
+        if (f->fa.source.read(f->fa.source.ctx, &f->fa.file, start, wlen, f->window, &err) < 0) {
             remember_error(&err);
             return -1;
         }
@@ -275,7 +275,7 @@ static herr_t vfd_read(H5FD_t *file, H5FD_mem_t type, hid_t dxpl, haddr_t addr, 
     if (type != H5FD_MEM_DRAW && read_window(f, (uint64_t)addr, real, out) == 0)
         return 0;
     struct h5cd_error err = {0};
-    if (remote_read(f->fa.remote, &f->fa.file, (uint64_t)addr, real, out, &err) < 0) {
+    if (f->fa.source.read(f->fa.source.ctx, &f->fa.file, (uint64_t)addr, real, out, &err) < 0) {
         remember_error(&err);
         return -1;
     }
@@ -330,12 +330,12 @@ hid_t h5vfd_register(void)
     return driver_id;
 }
 
-int h5vfd_set_fapl(hid_t fapl, struct remote *remote, const struct remote_file *file,
-                   uint64_t prefix_bytes)
+int h5vfd_set_fapl(hid_t fapl, const struct h5vfd_source *source,
+                   const struct h5vfd_file_desc *file, uint64_t prefix_bytes)
 {
     hid_t id = h5vfd_register();
     if (id < 0)
         return -1;
-    struct h5vfd_fapl fa = {.remote = remote, .file = *file, .prefix_bytes = prefix_bytes};
+    struct h5vfd_fapl fa = {.source = *source, .file = *file, .prefix_bytes = prefix_bytes};
     return H5Pset_driver(fapl, id, &fa) < 0 ? -1 : 0;
 }

@@ -1,6 +1,7 @@
 /*
- * h5vfd.h - an HDF5 virtual file driver whose reads go through the block
- * cache and, on a miss, the fetch engine (lib/remote.c).
+ * h5vfd.h - an HDF5 virtual file driver whose reads go to a byte source
+ * given by the caller: in h5chunkd-worker, READ messages to the daemon,
+ * which answers them from the block cache (lib/remote.c).
  *
  * Read-only.  Opening a file reads a prefix of it (where most HDF5
  * metadata lives) in one coalesced request and keeps that prefix in memory,
@@ -17,16 +18,31 @@
 #include <stdint.h>
 
 #include "errors.h"
-#include "remote.h"
+#include "h5cd_limits.h"
 
 /* Registers the driver (once per process; later calls return the same id).
  * Returns the driver id, or a negative value on failure. */
 hid_t h5vfd_register(void);
 
-/* Makes fapl open files through remote: `file` must come from remote_open
- * and is copied; `prefix_bytes` (0 for none) are read at open.  0 or -1. */
-int h5vfd_set_fapl(hid_t fapl, struct remote *remote, const struct remote_file *file,
-                   uint64_t prefix_bytes);
+/* The file a driver instance reads: one version of a remote file. */
+struct h5vfd_file_desc {
+    char identity[H5CD_MAX_URL_BYTES + 1]; /* its cache identity (also the name libhdf5 sees) */
+    int64_t file_id;                       /* the cache's id of this version */
+    uint64_t size;
+};
+
+/* Where the driver's bytes come from.  read() gets ranges inside the file,
+ * length > 0; it returns 0, or -1 with err (remembered for h5vfd_take_error). */
+struct h5vfd_source {
+    int (*read)(void *ctx, const struct h5vfd_file_desc *file, uint64_t offset, uint64_t length,
+                uint8_t *dst, struct h5cd_error *err);
+    void *ctx; /* must outlive every file opened with it */
+};
+
+/* Makes fapl open `file` (copied) through `source` (copied); `prefix_bytes`
+ * (0 for none) are read at open.  0 or -1. */
+int h5vfd_set_fapl(hid_t fapl, const struct h5vfd_source *source,
+                   const struct h5vfd_file_desc *file, uint64_t prefix_bytes);
 
 /* After a failed libhdf5 call on this thread: if the failure was an upstream
  * read error, copies it into err, clears it and returns true.  Returns false

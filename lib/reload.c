@@ -75,7 +75,8 @@ static void on_diff(const char *name, bool reloadable, void *arg)
         plan->revalidate = true;
     else if (strcmp(name, "allow_prefixes") == 0 || strcmp(name, "deny_prefixes") == 0 ||
              strcmp(name, "strip_query_params") == 0 ||
-             strcmp(name, "allow_private_upstreams") == 0)
+             strcmp(name, "allow_private_upstreams") == 0 ||
+             strcmp(name, "allow_upstream_networks") == 0)
         plan->policy = true;
     if (strncmp(name, "s3_", 3) == 0 || strncmp(name, "dandi_", 6) == 0 ||
         strcmp(name, "resolve_ttl_s") == 0 || strcmp(name, "access_ttl_s") == 0 ||

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -84,6 +85,7 @@ struct remote {
 struct fetchctx {
     struct remote *remote;
     uint64_t offset;
+    uint64_t file_size; /* of the version opened: an answer about another size is a change */
     size_t nentries;
     struct entry *entries[];
 };
@@ -143,8 +145,7 @@ static int errcode_for_fetch(const struct fetch_result *res)
         return H5CD_E_NOT_FOUND;
     case FETCH_ERR_DENIED:
         /* Upstream refused this URL (its signature, its token); a refusal by our policy is ours. */
-        return res->http_status == 401 || res->http_status == 403 ? H5CD_E_UPSTREAM_DENIED
-                                                                  : H5CD_E_URL_NOT_ALLOWED;
+        return res->policy_refused ? H5CD_E_URL_NOT_ALLOWED : H5CD_E_UPSTREAM_DENIED;
     case FETCH_ERR_RANGE:
         return H5CD_E_RANGE_NOT_SATISFIABLE;
     case FETCH_ERR_CHANGED:
@@ -669,6 +670,13 @@ static void fetch_done(struct fetch_result *res, void *arg)
     struct fetchctx *ctx = arg;
     struct remote *r = ctx->remote;
     struct fetchbuf *buf = NULL;
+    if (res->status == FETCH_OK && res->total_size != UINT64_MAX &&
+        res->total_size != ctx->file_size) {
+        /* Same validator (or none to compare), another length: not the version opened. */
+        res->status = FETCH_ERR_CHANGED;
+        snprintf(res->error, sizeof(res->error),
+                 "upstream file changed (its size is no longer the size it was opened with)");
+    }
     if (res->status == FETCH_OK) {
         buf = malloc(sizeof(*buf));
         if (buf != NULL) {
@@ -816,6 +824,7 @@ static void submit_fetch(struct remote_batch *b, const struct coalesce_range *ra
     }
     ctx->remote = r;
     ctx->offset = range->offset;
+    ctx->file_size = b->file.size;
     ctx->nentries = nowned;
     memcpy(ctx->entries, owned, nowned * sizeof(owned[0]));
     int rc = fetch_submit(r->fetch, b->file.url, range->offset, range->length, b->file.validator,
@@ -1069,6 +1078,33 @@ static void claim_gaps_locked(struct remote_batch *b, size_t from)
 
 static void start_slots(struct remote_batch *b, size_t slots_before, bool with_gaps);
 
+/* Charges n bytes of a range about to be admitted to the batch's budget and the
+ * daemon-wide one; a batch holding nothing may always take one range. */
+static bool charge_range(struct remote_batch *b, uint64_t n)
+{
+    struct remote *r = b->remote;
+    bool first = b->admitted_bytes == 0;
+    if (!first && b->admitted_bytes + n > b->budget)
+        return false;
+    if (r->cfg.budget != NULL) {
+        if (first)
+            membudget_force(r->cfg.budget, n);
+        return first || membudget_try(r->cfg.budget, n);
+    }
+    if (!first && atomic_load(&r->admitted_bytes) + n > r->cfg.total_budget)
+        return false;
+    atomic_fetch_add(&r->admitted_bytes, n);
+    return true;
+}
+
+static void uncharge_range(struct remote_batch *b, uint64_t n)
+{
+    if (b->remote->cfg.budget != NULL)
+        membudget_release(b->remote->cfg.budget, n);
+    else
+        atomic_fetch_sub(&b->remote->admitted_bytes, n);
+}
+
 /* Admits ranges while the byte budget allows (always at least one), then fetches their misses. */
 static void admit_ranges(struct remote_batch *b)
 {
@@ -1077,13 +1113,10 @@ static void admit_ranges(struct remote_batch *b)
         struct batch_range *range = &b->ranges[b->next_admit];
         /* A batch may always hold one range, so every batch progresses; beyond that,
          * its own budget and the daemon-wide one bound memory. */
-        uint64_t all = atomic_load(&b->remote->admitted_bytes);
-        if (b->admitted_bytes > 0 && (b->admitted_bytes + range->length > b->budget ||
-                                      all + range->length > b->remote->cfg.total_budget))
+        if (!charge_range(b, range->length))
             break;
         size_t ri = b->next_admit++;
         b->admitted_bytes += range->length;
-        atomic_fetch_add(&b->remote->admitted_bytes, range->length);
         size_t slots_mark = b->nslots;
         if (admit_one(b, ri) < 0) {
             b->nslots = slots_mark;
@@ -1285,7 +1318,7 @@ static void retire_last(struct remote_batch *b)
         range->own_dst = false;
     }
     b->admitted_bytes -= range->length;
-    atomic_fetch_sub(&b->remote->admitted_bytes, range->length);
+    uncharge_range(b, range->length);
     b->last = SIZE_MAX;
 }
 
@@ -1399,7 +1432,7 @@ void remote_batch_free(struct remote_batch *b)
         return;
     drop_plans(b);
     abandon_slots(b, false);
-    atomic_fetch_sub(&b->remote->admitted_bytes, b->admitted_bytes);
+    uncharge_range(b, b->admitted_bytes);
     for (size_t i = 0; i < b->nranges; i++)
         if (b->ranges[i].own_dst)
             free(b->ranges[i].dst);
@@ -1448,4 +1481,35 @@ int remote_identity(struct remote *r, const char *url, char *identity, size_t ca
     if (resolve_name(r->resolve, policy, url, NULL, false, &rr, err) < 0)
         return -1;
     return urlpolicy_check(policy, rr.url, identity, cap, err);
+}
+
+/* ---- memory held outside batches ---- */
+
+int remote_reserve(struct remote *r, uint64_t bytes, unsigned timeout_ms)
+{
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        uint64_t held = atomic_load(&r->admitted_bytes);
+        /* Like a batch's first range, a reservation alone may exceed the budget. */
+        if (held == 0 || held + bytes <= r->cfg.total_budget || timeout_ms == 0) {
+            if (atomic_compare_exchange_weak(&r->admitted_bytes, &held, held + bytes))
+                return 0;
+            continue;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t waited_ms =
+            (int64_t)(now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (waited_ms >= (int64_t)timeout_ms)
+            return -1;
+        /* Batches release their ranges without signalling: look again shortly. */
+        struct timespec pause = {.tv_nsec = 2 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+void remote_unreserve(struct remote *r, uint64_t bytes)
+{
+    atomic_fetch_sub(&r->admitted_bytes, bytes);
 }

@@ -21,6 +21,7 @@
 #include "errors.h"
 #include "fetch.h"
 #include "h5cd_limits.h"
+#include "membudget.h"
 #include "resolve.h"
 #include "stats.h"
 #include "urlpolicy.h"
@@ -35,7 +36,8 @@ struct remote_config {
     unsigned wait_timeout_ms; /* longest wait for a fetch before giving up; 0 = 10 minutes */
     unsigned max_fetches_per_batch; /* upstream requests one batch has in flight; 0 = 8 */
     uint64_t total_budget;          /* range bytes all batches hold at once (each may hold one
-                                     * range more); 0 = 64 MiB */
+                                     * range more); 0 = 64 MiB.  Unused when budget is set. */
+    struct membudget *budget;       /* the daemon-wide memory budget batches charge; may be NULL */
 };
 
 /* What is known about one version of a remote file. */
@@ -144,5 +146,13 @@ int remote_batch_add(struct remote_batch *batch, uint64_t offset, uint64_t lengt
 int remote_batch_next(struct remote_batch *batch, struct remote_batch_result *res);
 /* Releases the batch; ranges not yet returned are abandoned.  NULL is a no-op. */
 void remote_batch_free(struct remote_batch *batch);
+
+/* Counts `bytes` held outside batches (decoded values) against the daemon-wide
+ * budget that batches share (total_budget), waiting up to timeout_ms for room;
+ * alone, a reservation may exceed the budget; timeout_ms 0 counts without
+ * waiting.  0, or -1 on timeout. */
+int remote_reserve(struct remote *remote, uint64_t bytes, unsigned timeout_ms);
+/* Returns bytes reserved with remote_reserve. */
+void remote_unreserve(struct remote *remote, uint64_t bytes);
 
 #endif

@@ -37,6 +37,14 @@ char *stats_render_json(const struct h5cd_stats *stats, const struct h5cd_gauges
     rc |= json_object_set_new(obj, "evictions", json_integer((json_int_t)gauges->evictions));
     rc |= json_object_set_new(obj, "uptime_seconds",
                               json_integer((json_int_t)gauges->uptime_seconds));
+    rc |= json_object_set_new(obj, "memory_used_bytes",
+                              json_integer((json_int_t)gauges->memory_used_bytes));
+    rc |= json_object_set_new(obj, "memory_budget_bytes",
+                              json_integer((json_int_t)gauges->memory_budget_bytes));
+    rc |= json_object_set_new(obj, "memory_refusals",
+                              json_integer((json_int_t)gauges->memory_refusals));
+    rc |= json_object_set_new(obj, "client_connections",
+                              json_integer((json_int_t)gauges->client_connections));
     rc |= json_object_set_new(obj, "version", json_string(version));
     char *text = rc == 0 ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(obj);
@@ -105,6 +113,14 @@ char *stats_render_prometheus(const struct h5cd_stats *stats, const struct h5cd_
     prom_metric(&tb, "evictions", "counter", "blocks evicted to keep the cache under its cap",
                 gauges->evictions);
     prom_metric(&tb, "uptime_seconds", "gauge", "seconds since start", gauges->uptime_seconds);
+    prom_metric(&tb, "memory_used_bytes", "gauge", "memory requests hold under memory_budget",
+                gauges->memory_used_bytes);
+    prom_metric(&tb, "memory_budget_bytes", "gauge", "configured memory_budget",
+                gauges->memory_budget_bytes);
+    prom_metric(&tb, "memory_refusals", "counter", "charges refused for want of memory (503)",
+                gauges->memory_refusals);
+    prom_metric(&tb, "client_connections", "gauge", "client connections open",
+                gauges->client_connections);
     if (tb.failed) {
         free(tb.data);
         return NULL;

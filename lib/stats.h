@@ -22,6 +22,8 @@
     X(upstream_bytes, "payload bytes received from upstream")                                      \
     X(upstream_retries, "upstream requests retried after a failure")                               \
     X(upstream_errors, "upstream fetches that failed after all retries")                           \
+    X(upstream_redirects, "upstream redirect hops followed (each checked by the policy)")          \
+    X(upstream_refused, "upstream hops, addresses or answers refused as unsafe or unusable")       \
     X(bytes_served, "payload bytes sent to clients")                                               \
     X(inflight_joins, "block reads that joined a fetch already under way")                         \
     X(corrupt_blocks, "cached blocks that failed their checksum and were dropped")                 \
@@ -30,7 +32,13 @@
     X(validator_changes, "remote files whose ETag/Last-Modified changed")                          \
     X(h5_lookups, "chunk locations resolved through libhdf5")                                      \
     X(index_hits, "chunk locations answered from the persistent index")                            \
+    X(client_timeouts, "client connections closed past their header, body or idle deadline")       \
+    X(client_evictions, "idle client connections closed to make room for new clients")             \
     X(errors, "client requests that ended in an error response")                                   \
+    X(worker_requests, "operations run by HDF5 worker processes")                                  \
+    X(worker_crashes, "HDF5 workers that died or broke the protocol (replaced)")                   \
+    X(worker_timeouts, "HDF5 workers killed for overrunning worker_timeout_s")                     \
+    X(quarantined_files, "file versions quarantined after a worker crash or timeout")   \
     X(resolutions, "names resolved upstream: redirects followed, signed URLs or tokens checked")   \
     X(access_checks, "one-byte requests proving a cached file is readable without credentials")
 
@@ -47,6 +55,10 @@ struct h5cd_gauges {
     uint64_t cache_blocks;
     uint64_t evictions; /* since start */
     uint64_t uptime_seconds;
+    uint64_t memory_used_bytes;   /* held under memory_budget now */
+    uint64_t memory_budget_bytes; /* memory_budget */
+    uint64_t memory_refusals;     /* requests refused (503) for want of memory, since start */
+    uint64_t client_connections;  /* client connections open now */
 };
 
 #define STATS_ADD(stats, field, n)                                                                 \

@@ -22,6 +22,8 @@
 
 struct urlpolicy {
     bool allow_private;
+    struct urlpolicy_network *networks; /* private blocks allowed all the same */
+    size_t nnetworks;
     struct strlist allow; /* normalized prefixes */
     struct strlist deny;
     struct strlist strip; /* query parameter names, compared case-sensitively */
@@ -75,6 +77,16 @@ struct urlpolicy *urlpolicy_new(const struct h5cd_config *cfg)
     if (p == NULL)
         return NULL;
     p->allow_private = cfg->allow_private_upstreams;
+    if (cfg->allow_upstream_networks.count > 0) {
+        p->networks = calloc(cfg->allow_upstream_networks.count, sizeof(*p->networks));
+        if (p->networks == NULL)
+            goto fail;
+        /* config_validate refused unparsable blocks; one that slips through allows nothing. */
+        for (size_t i = 0; i < cfg->allow_upstream_networks.count; i++)
+            if (urlpolicy_parse_network(cfg->allow_upstream_networks.items[i],
+                                        &p->networks[p->nnetworks]) == 0)
+                p->nnetworks++;
+    }
     /* The strip list comes first: prefixes are normalized with it. */
     if (list_copy(&p->strip, &cfg->strip_query_params, NULL) < 0 ||
         list_copy(&p->allow, &cfg->allow_prefixes, p) < 0 ||
@@ -93,6 +105,7 @@ void urlpolicy_free(struct urlpolicy *policy)
     list_free(&policy->allow);
     list_free(&policy->deny);
     list_free(&policy->strip);
+    free(policy->networks);
     free(policy);
 }
 
@@ -205,22 +218,179 @@ fail:
     return rc;
 }
 
-/* Non-ASCII host names would need IDNA mapping to compare; ask for the
- * punycode form instead.  A trailing dot names the same host. */
-static int host_ok(char *host, struct h5cd_error *err)
+/* ---- hosts ---- */
+
+/* One part of a numeric IPv4 host: decimal, octal (leading 0) or hex (0x). */
+static bool read_ipv4_part(const char *s, size_t len, uint64_t *out)
 {
-    size_t len = strlen(host);
+    unsigned base = 10;
+    if (len >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        base = 16;
+        s += 2;
+        len -= 2;
+        if (len == 0) {
+            *out = 0; /* "0x" is zero, as in inet_aton and WHATWG */
+            return true;
+        }
+    } else if (len >= 2 && s[0] == '0') {
+        base = 8;
+        s++;
+        len--;
+    }
+    if (len == 0 || len > 32)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        int c = tolower((unsigned char)s[i]);
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else
+            return false;
+        if (d >= base)
+            return false;
+        v = v * base + d;
+        if (v > UINT32_MAX)
+            return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* inet_aton's forms: a, a.b, a.b.c, a.b.c.d, each part in any base; the last part
+ * fills the remaining bytes.  -1 when host is not such an address. */
+static int parse_ipv4_any(const char *host, uint32_t *out)
+{
+    uint64_t parts[4];
+    size_t n = 0;
+    for (const char *p = host;;) {
+        size_t len = strcspn(p, ".");
+        if (n == 4 || !read_ipv4_part(p, len, &parts[n]))
+            return -1;
+        n++;
+        p += len;
+        if (*p == '\0')
+            break;
+        p++;
+    }
+    uint64_t v = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (parts[i] > 255)
+            return -1;
+        v |= parts[i] << (8 * (3 - i));
+    }
+    uint64_t room = n == 1 ? UINT32_MAX : (1ULL << (8 * (5 - n))) - 1;
+    if (parts[n - 1] > room)
+        return -1;
+    *out = (uint32_t)(v | parts[n - 1]);
+    return 0;
+}
+
+/* True when the last label is numeric (decimal or 0x-hex): such a host can only be
+ * an IPv4 address, and browsers and libcurl read it as one. */
+static bool last_label_numeric(const char *host)
+{
+    const char *dot = strrchr(host, '.');
+    const char *label = dot != NULL ? dot + 1 : host;
+    if (label[0] == '0' && (label[1] == 'x' || label[1] == 'X'))
+        return strspn(label + 2, "0123456789abcdefABCDEF") == strlen(label + 2);
+    return label[0] != '\0' && strspn(label, "0123456789") == strlen(label);
+}
+
+static int format_ipv4(uint32_t a, char *out, size_t cap, struct h5cd_error *err)
+{
+    int n = snprintf(out, cap, "%u.%u.%u.%u", a >> 24, (a >> 16) & 0xff, (a >> 8) & 0xff, a & 0xff);
+    if (n < 0 || (size_t)n >= cap)
+        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "host too long");
+    return 0;
+}
+
+/* "[v6]": IPv4-mapped and -compatible addresses become IPv4, the rest RFC 5952 text. */
+static int normalize_ipv6_host(const char *host, size_t len, char *out, size_t cap,
+                               struct h5cd_error *err)
+{
+    char inner[INET6_ADDRSTRLEN + 1];
+    struct in6_addr a;
+    if (len < 3 || host[len - 1] != ']' || len - 2 >= sizeof(inner))
+        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "malformed IPv6 host");
+    memcpy(inner, host + 1, len - 2);
+    inner[len - 2] = '\0';
+    if (inet_pton(AF_INET6, inner, &a) != 1)
+        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "malformed IPv6 host");
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char zero[12] = {0};
+    const unsigned char *b = a.s6_addr;
+    bool compat = memcmp(b, zero, 12) == 0 && (b[12] | b[13] | b[14]) != 0;
+    if (memcmp(b, mapped, 12) == 0 || compat)
+        return format_ipv4((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
+                               b[15],
+                           out, cap, err);
+    char text[INET6_ADDRSTRLEN];
+    if (inet_ntop(AF_INET6, &a, text, sizeof(text)) == NULL)
+        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "malformed IPv6 host");
+    int n = snprintf(out, cap, "[%s]", text);
+    if (n < 0 || (size_t)n >= cap)
+        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "host too long");
+    return 0;
+}
+
+int urlpolicy_normalize_host(const char *host, char *out, size_t cap, struct h5cd_error *err)
+{
+    char name[256];
+    if (host == NULL || out == NULL || cap == 0)
+        return h5cd_fail(err, H5CD_E_INTERNAL, "bad arguments");
+    size_t len = strnlen(host, sizeof(name));
+    if (len == 0 || len >= sizeof(name))
+        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL host is empty or longer than 255 bytes");
+    if (host[0] == '[')
+        return normalize_ipv6_host(host, len, out, cap, err);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)host[i];
-        if (c >= 0x80 || c == '%')
+        if (c >= 0x80)
             return h5cd_fail(err, H5CD_E_BAD_REQUEST,
                              "host name must be ASCII (use the punycode form)");
-        if (c >= 'A' && c <= 'Z')
-            host[i] = (char)(c - 'A' + 'a');
+        if (c == '%')
+            return h5cd_fail(err, H5CD_E_BAD_REQUEST, "percent-escapes are not allowed in hosts");
+        name[i] = (char)tolower(c);
+        if (!isalnum((unsigned char)name[i]) && c != '.' && c != '-' && c != '_')
+            return h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL host contains a '%c'", c);
     }
-    if (len > 1 && host[len - 1] == '.' && host[0] != '[')
-        host[len - 1] = '\0';
+    name[len] = '\0';
+    bool rooted = len > 1 && name[len - 1] == '.';
+    if (rooted)
+        name[--len] = '\0'; /* the root label: the same host */
+    if (name[0] == '.' || strstr(name, "..") != NULL || name[len - 1] == '.')
+        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL host has an empty label");
+    if (last_label_numeric(name)) {
+        /* Resolvers do not read "127.0.0.1." as an address: it could never be fetched. */
+        if (rooted)
+            return h5cd_fail(err, H5CD_E_BAD_REQUEST, "a numeric host has no trailing dot");
+        uint32_t a;
+        if (parse_ipv4_any(name, &a) < 0)
+            return h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL host is not a valid IPv4 address");
+        return format_ipv4(a, out, cap, err);
+    }
+    if (len >= cap)
+        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "host too long");
+    memcpy(out, name, len + 1);
     return 0;
+}
+
+/* A percent-escape of a control character (C0 or DEL) anywhere: servers and
+ * libraries that decode it see a different URL than the one we judged. */
+static bool has_encoded_control(const char *url)
+{
+    for (const char *p = strchr(url, '%'); p != NULL; p = strchr(p + 1, '%')) {
+        if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]))
+            continue;
+        char hex[3] = {p[1], p[2], '\0'};
+        unsigned long c = strtoul(hex, NULL, 16);
+        if (c < 0x20 || c == 0x7f)
+            return true;
+    }
+    return false;
 }
 
 /* RFC 3986 6.2.2: decode escapes of unreserved characters and upper-case the
@@ -319,9 +489,13 @@ static int normalize(const struct urlpolicy *policy, const char *url, char *out,
         if ((unsigned char)url[i] < 0x21 || (unsigned char)url[i] == 0x7f)
             return h5cd_fail(err, H5CD_E_BAD_REQUEST,
                              "URL contains a space or a control character");
+    if (has_encoded_control(url))
+        return h5cd_fail(err, H5CD_E_BAD_REQUEST, "URL contains an encoded control character");
+    char host[256];
     if (split_url(url, &p, err) < 0)
         goto fail;
-    if (host_ok(p.host, err) < 0 || normalize_escapes(p.path, err) < 0)
+    if (urlpolicy_normalize_host(p.host, host, sizeof(host), err) < 0 ||
+        normalize_escapes(p.path, err) < 0)
         goto fail;
     remove_dot_segments(p.path);
 
@@ -336,7 +510,7 @@ static int normalize(const struct urlpolicy *policy, const char *url, char *out,
         if (v == (https ? 443UL : 80UL))
             port = NULL;
     }
-    int n = snprintf(out, cap, "%s://%s%s%s%s", https ? "https" : "http", p.host,
+    int n = snprintf(out, cap, "%s://%s%s%s%s", https ? "https" : "http", host,
                      port != NULL ? ":" : "", port != NULL ? port : "", p.path);
     if (n < 0 || (size_t)n >= cap ||
         (p.query != NULL && append_query(policy, p.query, out, (size_t)n, cap) < 0)) {
@@ -415,18 +589,86 @@ static uint32_t v4_tail(const unsigned char *b)
     return (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15];
 }
 
+/* IPv6 forms that carry an IPv4 address are judged by that address. */
 static bool v6_private(const struct in6_addr *a)
 {
     static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
+    static const unsigned char zero[12] = {0};
     const unsigned char *b = a->s6_addr;
-    if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0)
-        return v4_private(v4_tail(b));
     if (IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a))
         return true;
-    return (b[0] & 0xfe) == 0xfc                      /* fc00::/7 unique local */
+    if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0 ||
+        memcmp(b, zero, 12) == 0) /* ::a.b.c.d, IPv4-compatible (deprecated) */
+        return v4_private(v4_tail(b));
+    if (b[0] == 0x20 && b[1] == 0x02) /* 2002::/16 6to4: the IPv4 address follows */
+        return v4_private((uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 | (uint32_t)b[4] << 8 | b[5]);
+    return (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0) /* 2001::/32 Teredo */
+           || (b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0 &&
+               b[5] == 1)                             /* 64:ff9b:1::/48 local NAT64 */
+           || (b[0] & 0xfe) == 0xfc                   /* fc00::/7 unique local */
            || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) /* fe80::/10 link-local */
+           || (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) /* fec0::/10 site-local (deprecated) */
            || b[0] == 0xff;                           /* ff00::/8 multicast */
+}
+
+static bool bits_match(const unsigned char *a, const unsigned char *net, unsigned bits)
+{
+    unsigned whole = bits / 8, rest = bits % 8;
+    if (memcmp(a, net, whole) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (a[whole] & mask) == (net[whole] & mask);
+}
+
+static bool in_networks(const struct urlpolicy *policy, int family, const unsigned char *a)
+{
+    for (size_t i = 0; i < policy->nnetworks; i++) {
+        const struct urlpolicy_network *n = &policy->networks[i];
+        if (n->family == family && bits_match(a, n->addr, n->bits))
+            return true;
+    }
+    return false;
+}
+
+int urlpolicy_parse_network(const char *text, struct urlpolicy_network *out)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+    if (text == NULL || out == NULL)
+        return -1;
+    size_t len = strnlen(text, sizeof(buf));
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, text, len + 1);
+    char *slash = strchr(buf, '/');
+    long bits = -1;
+    if (slash != NULL) {
+        *slash++ = '\0';
+        size_t digits = strspn(slash, "0123456789");
+        if (digits == 0 || digits > 3 || slash[digits] != '\0')
+            return -1;
+        bits = strtol(slash, NULL, 10);
+    }
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, buf, out->addr) == 1)
+        out->family = AF_INET;
+    else if (inet_pton(AF_INET6, buf, out->addr) == 1)
+        out->family = AF_INET6;
+    else
+        return -1;
+    long max = out->family == AF_INET ? 32 : 128;
+    if (bits < 0)
+        bits = max;
+    if (bits > max)
+        return -1;
+    out->bits = (unsigned)bits;
+    /* Host bits set usually mean a typo in the length: refuse rather than guess. */
+    for (unsigned i = out->bits; i < (unsigned)max; i++)
+        if (out->addr[i / 8] & (0x80 >> (i % 8)))
+            return -1;
+    return 0;
 }
 
 bool urlpolicy_addr_allowed(const struct urlpolicy *policy, const struct sockaddr *addr,
@@ -435,16 +677,24 @@ bool urlpolicy_addr_allowed(const struct urlpolicy *policy, const struct sockadd
     if (policy == NULL || addr == NULL)
         return false;
     bool private;
+    bool listed;
     if (addr->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
         private = v4_private(ntohl(in->sin_addr.s_addr));
+        listed = in_networks(policy, AF_INET, (const unsigned char *)&in->sin_addr);
     } else if (addr->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+        const unsigned char *b = in6->sin6_addr.s6_addr;
         private = v6_private(&in6->sin6_addr);
+        listed = in_networks(policy, AF_INET6, b);
+        /* An IPv4-mapped address is the IPv4 host: its block applies. */
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (!listed && memcmp(b, mapped, 12) == 0)
+            listed = in_networks(policy, AF_INET, b + 12);
     } else {
         return false; /* unix sockets and unknown families never */
     }
-    return !private || policy->allow_private;
+    return !private || policy->allow_private || listed;
 }
 
 /* ---- Host header ---- */

@@ -1,6 +1,6 @@
 # tests/: Check unit suites (tests/unit) and integration scripts against real peers.
 TEST_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS) $(CHECK_CFLAGS)
-TEST_LIBS = lib/libh5chunkd.a $(DEP_LIBS) $(CHECK_LIBS)
+TEST_LIBS = lib/libh5worker.a lib/libh5chunkd.a $(DEP_LIBS) $(CHECK_LIBS)
 
 check_PROGRAMS += tests/unit/check_coalesce tests/unit/check_config tests/unit/check_httprange \
 	tests/unit/check_chunkkey tests/unit/check_fastdecode \
@@ -30,12 +30,27 @@ tests_unit_check_blockcache_LDADD = $(TEST_LIBS)
 tests_unit_check_fetch_SOURCES = tests/unit/check_fetch.c
 tests_unit_check_fetch_CFLAGS = $(TEST_CFLAGS) -DFAULT_ORIGIN='"$(abs_top_srcdir)/tests/integration/fault_origin.py"'
 tests_unit_check_fetch_LDADD = $(TEST_LIBS)
+# Canned hostile answers from an in-process origin thread (issue 10); ~2 s.
+check_PROGRAMS += tests/unit/check_fetch_hostile
+tests_unit_check_fetch_hostile_SOURCES = tests/unit/check_fetch_hostile.c
+tests_unit_check_fetch_hostile_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_fetch_hostile_LDADD = $(TEST_LIBS)
 tests_unit_check_h5meta_SOURCES = tests/unit/check_h5meta.c
 tests_unit_check_h5meta_CFLAGS = $(TEST_CFLAGS) \
 	-DMETA_FIXTURE_SCRIPT='"$(abs_top_srcdir)/tests/data/make_meta_fixture.py"' \
 	-DPYTHON_H5='"$(PYTHON_H5)"'
 tests_unit_check_h5meta_LDADD = $(TEST_LIBS)
 EXTRA_DIST += tests/data/make_meta_fixture.py
+
+# Our chunk-index reader against libhdf5 on files written by h5py.
+check_PROGRAMS += tests/unit/check_h5chunkindex
+tests_unit_check_h5chunkindex_SOURCES = tests/unit/check_h5chunkindex.c
+tests_unit_check_h5chunkindex_CFLAGS = $(TEST_CFLAGS) \
+	-DCHUNKINDEX_FIXTURE_SCRIPT='"$(abs_top_srcdir)/tests/data/make_chunkindex_fixture.py"' \
+	-DPYTHON_H5='"$(PYTHON_H5)"'
+tests_unit_check_h5chunkindex_LDADD = $(TEST_LIBS)
+EXTRA_DIST += tests/data/make_chunkindex_fixture.py tests/fuzz/fuzz_h5chunkindex.c \
+	tests/fuzz/make_h5chunkindex_seeds.py
 
 # Operations: SIGHUP reload plan, bearer token, access log.
 check_PROGRAMS += tests/unit/check_reload tests/unit/check_authtoken tests/unit/check_accesslog
@@ -48,6 +63,17 @@ tests_unit_check_authtoken_LDADD = $(TEST_LIBS)
 tests_unit_check_accesslog_SOURCES = tests/unit/check_accesslog.c
 tests_unit_check_accesslog_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_accesslog_LDADD = $(TEST_LIBS)
+
+# The worker pool against fake workers (the test program re-executed).
+check_PROGRAMS += tests/unit/check_workerpool
+tests_unit_check_workerpool_SOURCES = tests/unit/check_workerpool.c
+tests_unit_check_workerpool_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_workerpool_LDADD = $(TEST_LIBS)
+# Hostile clients: the streaming batch-body parser and the memory budget.
+check_PROGRAMS += tests/unit/check_batchreq
+tests_unit_check_batchreq_SOURCES = tests/unit/check_batchreq.c
+tests_unit_check_batchreq_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_batchreq_LDADD = $(TEST_LIBS)
 
 check_PROGRAMS += tests/unit/check_h5chunk_args
 tests_unit_check_h5chunk_args_SOURCES = tests/unit/check_h5chunk_args.c \
@@ -65,6 +91,7 @@ EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/fa
 	tests/integration/fake_dandi.py
 EXTRA_DIST += tests/data/make_h5_testset.py tests/integration/test_h5chunks.py
 EXTRA_DIST += tests/data/make_nwb_like.py tests/integration/test_clients.py
+EXTRA_DIST += tests/integration/attack_clients.py
 AM_TESTS_ENVIRONMENT = \
 	H5CHUNKD_BIN='$(abs_top_builddir)/daemon/h5chunkd'; \
 	NGINX_BIN='$(NGINX)'; PYTHON_H5='$(PYTHON_H5)'; \

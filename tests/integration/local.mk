@@ -12,11 +12,16 @@ INTEGRATION_TESTS += tests/integration/test_h5chunks.sh
 INTEGRATION_TESTS += tests/integration/test_systemd.sh
 INTEGRATION_TESTS += tests/integration/test_client.sh tests/integration/test_man.sh
 INTEGRATION_TESTS += tests/integration/test_clients.sh tests/integration/test_docs_curl.sh
-INTEGRATION_TESTS += tests/integration/test_admin.sh
+INTEGRATION_TESTS += tests/integration/test_admin.sh tests/integration/test_attacks_clients.sh
+INTEGRATION_TESTS += tests/integration/test_isolation.sh
 INTEGRATION_TESTS += tests/integration/test_format.sh
 INTEGRATION_TESTS += tests/integration/test_bench_smoke.sh
 # Files written by h5py, PyTables and bitshuffle's plugin, compared with h5py (about 20 s).
 INTEGRATION_TESTS += tests/integration/test_realfiles.sh
 EXTRA_DIST += tests/data/make_realfiles.py tests/integration/test_realfiles.py
+INTEGRATION_TESTS += tests/integration/test_python.sh
+# The upstream attack suite (issue 10): hostile_origin.py on 127.0.0.1-3; ~30 s.
+INTEGRATION_TESTS += tests/integration/test_attacks_origin.sh
+EXTRA_DIST += tests/integration/hostile_origin.py
 # DANDI and S3 names, resolve once, signatures and tokens (about 60 s).
 INTEGRATION_TESTS += tests/integration/test_dandi.sh

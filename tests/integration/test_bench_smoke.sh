@@ -1,7 +1,8 @@
 #!/bin/bash
 # test_bench_smoke.sh - the benchmark harness runs: bench/run --quick
 # --no-doc on a 2 ms link, every workload, every peer, cold and warm, wrk if
-# installed.  Checks that it finishes, that every answer was right (bench/run
+# installed; then the Python package's section (--sections python) on two
+# workloads.  Checks that it finishes, that every answer was right (bench/run
 # exits 1 on a wrong or failed cell) and that its results hold the link check
 # and the daemon's peak RSS.  Performance is not asserted.
 #
@@ -24,7 +25,8 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/h5cd-test_bench_smoke.XXXXXX")
 trap 'rm -rf -- "$T"' EXIT
 
 rc=0
-timeout -k 10 150 "$SRC/bench/run" --quick --no-doc --rtt-ms 2 --clients 1,2 \
+timeout -k 10 240 "$SRC/bench/run" --quick --no-doc --rtt-ms 2 --clients 1,2 \
+    --sections cold,warm,wrk \
     --daemon "$H5CHUNKD_BIN" --results "$T/results.json" >"$T/bench.log" 2>&1 || rc=$?
 if [[ $rc == 77 ]]; then
     echo "test_bench_smoke: SKIP: $(tail -n 1 "$T/bench.log")"
@@ -68,4 +70,30 @@ for b in bad:
     print("test_bench_smoke: FAIL: %s" % b)
 sys.exit(1 if bad else 0)
 PY
-echo "test_bench_smoke: PASS ($(grep -o 'total [0-9]* s' "$T/bench.log" | tail -n 1))"
+# The Python package's paths (bench.py run_python): two workloads, one client.
+rc=0
+timeout -k 10 120 "$SRC/bench/run" --quick --no-doc --rtt-ms 2 --clients 1 \
+    --sections python --workloads scattered,listing \
+    --daemon "$H5CHUNKD_BIN" --results "$T/py.json" >"$T/py.log" 2>&1 || rc=$?
+if [[ $rc != 0 ]]; then
+    echo "test_bench_smoke: FAIL: bench/run --sections python exited $rc"
+    tail -n 40 "$T/py.log"
+    exit 1
+fi
+"$PYTHON_H5" - "$T/py.json" <<'PY' || { tail -n 40 "$T/py.log"; exit 1; }
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = []
+for wl in ("scattered", "listing"):
+    for peer in ("py-zarr", "zarr-http", "py-h5py"):
+        cells = r.get("python", {}).get(wl, {}).get(peer, {})
+        if sorted(cells) != ["cold", "warm1"]:
+            bad.append("python %s %s: cells %s" % (wl, peer, sorted(cells)))
+        for k, c in cells.items():
+            if not c["ok"] and not (peer == "zarr-http" and c.get("known_failure")):
+                bad.append("python %s %s %s: %s" % (wl, peer, k, c["errors"]))
+for b in bad:
+    print("test_bench_smoke: FAIL: %s" % b)
+sys.exit(1 if bad else 0)
+PY
+echo "test_bench_smoke: PASS ($(grep -o 'total [0-9]* s' "$T/bench.log" "$T/py.log" | tr '\n' ' '))"

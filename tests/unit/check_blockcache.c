@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "blockcache.h"
@@ -37,17 +38,24 @@ static char root[PATH_MAX];
 /*
  * Fault injection: this definition takes the place of libc's for the
  * whole test program, so while inject_errno is set the cache cannot
- * create a temp file, as on a full disk.
+ * create a temp file (tmp/blk.*), as on a full disk.
  */
 static int inject_errno;
 
-int mkostemp(char *tmpl, int flags)
+int openat(int dirfd, const char *path, int flags, ...)
 {
-    if (inject_errno != 0) {
+    mode_t mode = 0;
+    if (flags & O_CREAT) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = (mode_t)va_arg(ap, int);
+        va_end(ap);
+    }
+    if (inject_errno != 0 && (flags & O_CREAT) && strncmp(path, "blk.", 4) == 0) {
         errno = inject_errno;
         return -1;
     }
-    return mkostemps(tmpl, 0, flags);
+    return (int)syscall(SYS_openat, dirfd, path, flags, mode);
 }
 
 static void root_setup(void)
@@ -1048,6 +1056,118 @@ START_TEST(test_set_cap)
 }
 END_TEST
 
+/* The epoch survives a restart and changes when the index starts over. */
+START_TEST(test_epoch)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    uint64_t first = blockcache_epoch(bc);
+    ck_assert_uint_ne(first, 0);
+    ck_assert_int_eq(new_file(bc, "https://example.org/x.h5", BS), 1);
+    blockcache_close(bc);
+    bc = open_ok(&cfg, NULL);
+    ck_assert_uint_eq(blockcache_epoch(bc), first);
+    blockcache_close(bc);
+    pathf(path, sizeof(path), "%s/index.sqlite", dir);
+    char junk[8192];
+    memset(junk, 'j', sizeof(junk) - 1);
+    junk[sizeof(junk) - 1] = '\0';
+    write_file(path, junk);
+    bc = open_ok(&cfg, NULL);
+    ck_assert_uint_ne(blockcache_epoch(bc), first);
+    ck_assert_uint_ne(blockcache_epoch(bc), 0);
+    /* ids restart from 1 under the new epoch: only the epoch tells them apart */
+    ck_assert_int_eq(new_file(bc, "https://example.org/y.h5", BS), 1);
+    blockcache_close(bc);
+}
+END_TEST
+
+/* A block (or its directory) replaced by a symlink is never read through: it is
+ * dropped as corrupt, and the next put puts a regular file back. */
+START_TEST(test_symlink_block)
+{
+    char dir[PATH_MAX], path[PATH_MAX], outside[PATH_MAX], fan[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 2 * BS);
+    put_block(bc, id, 0, BS);
+    put_block(bc, id, 1, BS);
+    /* a file of the same size elsewhere, with other bytes */
+    pathf(outside, sizeof(outside), "%s/outside", root);
+    char other[BS + 1];
+    memset(other, 'x', BS);
+    other[BS] = '\0';
+    write_file(outside, other);
+    path_of(path, sizeof(path), dir, id, 0);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(symlink(outside, path), 0);
+    expect_miss(bc, id, 0, -EBADMSG);
+    ck_assert(!exists(path)); /* the symlink itself was removed, not its target */
+    ck_assert(exists(outside));
+    put_block(bc, id, 0, BS);
+    struct stat st;
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+    expect_block(bc, id, 0, BS);
+    /* a directory on the way replaced by a symlink */
+    char moved[PATH_MAX];
+    pathf(fan, sizeof(fan), "%s/blocks/%" PRId64 "/01", dir, id);
+    pathf(moved, sizeof(moved), "%s/moved", root);
+    ck_assert_int_eq(rename(fan, moved), 0);
+    ck_assert_int_eq(symlink(moved, fan), 0);
+    expect_miss(bc, id, 1, -EBADMSG);
+    blockcache_close(bc);
+}
+END_TEST
+
+/* A cache directory others could change is refused, with the reason. */
+START_TEST(test_unsafe_dir)
+{
+    char dir[PATH_MAX], inner[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_report rep;
+    struct blockcache *bc = NULL;
+    ck_assert_int_eq(chmod(dir, 0777), 0);
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    ck_assert_int_eq(blockcache_open(&cfg, &bc, &rep), -EPERM);
+    ck_assert_ptr_null(bc);
+    ck_assert_ptr_nonnull(strstr(rep.reason, "unsafe"));
+    ck_assert_int_eq(chmod(dir, 01777), 0); /* sticky: still others may write it */
+    ck_assert_int_eq(blockcache_open(&cfg, &bc, &rep), -EPERM);
+    /* a world-writable, non-sticky parent lets others swap the directory */
+    ck_assert_int_eq(chmod(dir, 0777), 0);
+    pathf(inner, sizeof(inner), "%s/cache", dir);
+    cfg = config(inner, 64 * BS, 95, 85);
+    ck_assert_int_eq(blockcache_open(&cfg, &bc, &rep), -EPERM);
+    ck_assert_ptr_nonnull(strstr(rep.reason, "parent"));
+    /* sticky parent (like /tmp): accepted; everything created private */
+    ck_assert_int_eq(chmod(dir, 01777), 0);
+    mode_t old = umask(0);
+    bc = open_ok(&cfg, NULL);
+    umask(old);
+    int64_t id = new_file(bc, "https://example.org/a.h5", BS);
+    put_block(bc, id, 0, BS);
+    blockcache_close(bc);
+    static const char *const dirs[] = {"", "/blocks", "/tmp"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        char p[PATH_MAX];
+        struct stat st;
+        pathf(p, sizeof(p), "%s%s", inner, dirs[i]);
+        ck_assert_int_eq(stat(p, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 0777, 0700);
+    }
+    char p[PATH_MAX];
+    struct stat st;
+    pathf(p, sizeof(p), "%s/index.sqlite", inner);
+    ck_assert_int_eq(stat(p, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+}
+END_TEST
+
 static Suite *blockcache_suite(void)
 {
     Suite *s = suite_create("blockcache");
@@ -1071,6 +1191,9 @@ static Suite *blockcache_suite(void)
     tcase_add_test(core, test_block_size_change);
     tcase_add_test(core, test_degraded);
     tcase_add_test(core, test_corrupt_index);
+    tcase_add_test(core, test_epoch);
+    tcase_add_test(core, test_symlink_block);
+    tcase_add_test(core, test_unsafe_dir);
     tcase_add_test(core, test_disk_full);
     tcase_add_test(core, test_concurrent);
     suite_add_tcase(s, core);

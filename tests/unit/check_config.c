@@ -114,7 +114,10 @@ START_TEST(test_defaults)
     ck_assert(!c.allow_remote_clients);
     ck_assert_uint_eq(c.server_names.count, 0);
     ck_assert_ptr_null(c.server_names.items);
-    ck_assert_uint_eq(c.max_connections, 256);
+    ck_assert_uint_eq(c.max_connections, 1024);
+    ck_assert_uint_eq(c.header_timeout_s, 10);
+    ck_assert_uint_eq(c.body_timeout_s, 60);
+    ck_assert_uint_eq(c.memory_budget, 512 * H5CD_MIB);
     ck_assert_uint_eq(c.client_timeout_s, 60);
     ck_assert_uint_eq(c.max_request_body, 16 * H5CD_MIB);
     ck_assert_str_eq(c.cache_dir, "/srv/xdg/h5chunkd");
@@ -374,7 +377,10 @@ static void load_bad(const char *text, const char *want)
     ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "'%s' does not start with '%s'", err,
                   prefix);
     /* Nothing after the first bad line is applied. */
-    ck_assert_uint_eq(c.max_connections, 256);
+    ck_assert_uint_eq(c.max_connections, 1024);
+    ck_assert_uint_eq(c.header_timeout_s, 10);
+    ck_assert_uint_eq(c.body_timeout_s, 60);
+    ck_assert_uint_eq(c.memory_budget, 512 * H5CD_MIB);
     config_free(&c);
 }
 
@@ -473,7 +479,7 @@ START_TEST(test_print_round_trip)
            "https://three.example.org/some/long/prefix/, https://four.example.org/long/prefix/,"
            "https://five.example.org/some/long/prefix/");
     char *text = print_to_string(&c);
-    ck_assert_ptr_nonnull(strstr(text, "\nmax_connections = 256\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\nmax_connections = 1024\n"));
     ck_assert_ptr_nonnull(strstr(text, "\ncache_size = 1536M\n"));
     ck_assert_ptr_nonnull(strstr(text, "\ncoalesce_gap = 0\n"));
     ck_assert_ptr_nonnull(strstr(text, "\nmax_request_body = 1025\n"));

@@ -286,6 +286,7 @@ static struct fetch_config default_config(void)
         .retries = 3,
         .retry_base_ms = 20,
         .retry_budget_ms = 10000,
+        .max_redirects = 5,
         .user_agent = "check_fetch",
         .policy = open_policy,
         .stats = &stats,
@@ -655,6 +656,10 @@ START_TEST(test_redirects)
     control(json);
     struct fetch_result *res = fetch_one("moved", 10, 100, "");
     assert_pattern(res, 10, 100);
+    ck_assert_uint_eq(res->redirects, 1);
+    ck_assert_ptr_nonnull(res->final_url);
+    ck_assert_str_eq(res->final_url, target); /* what "resolve once" will remember */
+    ck_assert(!res->policy_refused);
     fetch_result_free(res);
 
     /* The same redirect, to a host name the policy denies. */
@@ -676,6 +681,7 @@ START_TEST(test_redirects)
     cfg.policy = policy;
     res = fetch_with(&cfg, "elsewhere", 10, 100, "");
     ck_assert_int_eq(res->status, FETCH_ERR_DENIED);
+    ck_assert(res->policy_refused);
     ck_assert_uint_eq(res->attempts, 1);
     ck_assert_ptr_null(res->data);
     fetch_result_free(res);
@@ -688,6 +694,15 @@ START_TEST(test_redirects)
     res = fetch_one("loop", 0, 100, "");
     ck_assert_int_eq(res->status, FETCH_ERR_UPSTREAM);
     ck_assert_uint_eq(res->attempts, 1);
+    ck_assert_uint_eq(res->redirects, 5);
+    fetch_result_free(res);
+
+    /* max_redirects = 0: a redirect is not followed at all. */
+    struct fetch_config none = default_config();
+    none.max_redirects = 0;
+    res = fetch_with(&none, "moved", 10, 100, "");
+    ck_assert_int_eq(res->status, FETCH_ERR_UPSTREAM);
+    ck_assert_uint_eq(res->redirects, 0);
     fetch_result_free(res);
 }
 END_TEST

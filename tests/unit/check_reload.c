@@ -59,7 +59,7 @@ START_TEST(test_build_precedence)
     ck_assert_str_eq(c.log_level, "warn");       /* the file beats the default */
     ck_assert_uint_eq(c.max_keys, 7);
     ck_assert(c.foreground);
-    ck_assert_uint_eq(c.max_connections, 256); /* untouched: the default */
+    ck_assert_uint_eq(c.max_connections, 1024); /* untouched: the default */
     ck_assert_uint_eq(c.unix_socket_mode, 0660);
     ck_assert_str_eq(c.token_scope, "admin");
     ck_assert_str_eq(c.token_file, "");
@@ -229,7 +229,7 @@ START_TEST(test_plan_restart_reverts)
     /* next now says what is in effect: the running values of restart-only options. */
     ck_assert_str_eq(next.listen, "127.0.0.1:7000");
     ck_assert_uint_eq(next.block_size, 64 * 1024);
-    ck_assert_uint_eq(next.max_connections, 256);
+    ck_assert_uint_eq(next.max_connections, 1024);
     ck_assert_str_eq(next.user_agent, running.user_agent);
     ck_assert_uint_eq(next.deny_prefixes.count, 1);
     /* A second SIGHUP with the same file names the same options again. */
@@ -269,6 +269,7 @@ START_TEST(test_plan_every_option)
     build_ok(&running);
     write_conf("listen = 127.0.0.1:1\nallow_remote_clients = true\nserver_names = a.example\n"
                "max_connections = 2\nclient_timeout_s = 3\nmax_request_body = 2K\n"
+               "header_timeout_s = 4\nbody_timeout_s = 5\nmemory_budget = 300M\n"
                "unix_socket_mode = 0600\nunix_socket_group = g\ntoken_file = /t\n"
                "token_scope = all\ncache_dir = /c\ncache_size = 2M\nblock_size = 8K\n"
                "cache_high_watermark = 90\ncache_low_watermark = 80\nrevalidate_s = 1\n"
@@ -286,8 +287,10 @@ START_TEST(test_plan_every_option)
     struct reload_plan plan;
     ck_assert_int_eq(reload_plan(&running, &next, &plan), 0);
     ck_assert_uint_eq(plan.napply + plan.nrestart, total);
-    ck_assert_uint_ge(total, 37);
-    ck_assert_uint_eq(plan.napply, 15);
+    ck_assert_uint_ge(total, 40);
+    ck_assert_uint_eq(plan.napply, 16);
+    ck_assert_ptr_nonnull(strstr(plan.apply, "memory_budget"));
+    ck_assert_ptr_nonnull(strstr(plan.restart, "header_timeout_s"));
     ck_assert_ptr_nonnull(strstr(plan.restart, "h5_prefix_bytes")); /* lib/h5index keeps a copy */
     ck_assert_uint_lt(strlen(plan.restart), RELOAD_NAMES_BYTES - 1);
     ck_assert_ptr_nonnull(strstr(plan.restart, "foreground"));

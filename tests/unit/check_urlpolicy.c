@@ -204,10 +204,18 @@ static const char *const refused_v6[] = {
     "64:ff9b::a00:1",
     "64:ff9b::7f00:1",
     "64:ff9b::a9fe:a9fe",
+    "::127.0.0.1", /* IPv4-compatible */
+    "::10.0.0.1",
+    "::2",            /* IPv4-compatible 0.0.0.2 */
+    "2002:7f00:1::1", /* 6to4 of 127.0.0.1 */
+    "2002:a9fe:a9fe::",
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2", /* Teredo */
+    "64:ff9b:1::a00:1",
+    "fec0::1", /* site-local, deprecated */
 };
 static const char *const public_v6[] = {
-    "2606:4700:4700::1111", "2001:db8::1",      "fbff::1", "fec0::1",
-    "::ffff:8.8.8.8",       "64:ff9b::808:808", "::2",     "2001:4860:4860::8888",
+    "2606:4700:4700::1111", "2001:db8::1", "fbff::1",         "::ffff:8.8.8.8",
+    "64:ff9b::808:808",     "::8.8.8.8",   "2002:808:808::1", "2001:4860:4860::8888",
 };
 
 /* Escapes, dot segments and doubled slashes must not carry a URL past the lists. */
@@ -274,6 +282,191 @@ START_TEST(test_addresses_allow_private)
     ck_assert(!urlpolicy_addr_allowed(p, NULL, 0));
     ck_assert(!urlpolicy_addr_allowed(NULL, (const struct sockaddr *)&sa, sizeof(sa)));
     urlpolicy_free(p);
+}
+END_TEST
+
+/* Every spelling of one host gets one identity, so deny_prefixes catches them all. */
+START_TEST(test_host_spellings)
+{
+    static const char *const loopback[] = {
+        "http://127.0.0.1:8080/secret/x",
+        "http://127.1:8080/secret/x",
+        "http://0x7f.0.0.1:8080/secret/x",
+        "http://0x7f.1:8080/secret/x",
+        "http://017700000001:8080/secret/x",
+        "http://2130706433:8080/secret/x",
+        "http://0x7f000001:8080/secret/x",
+        "http://0177.0.0.01:8080/secret/x",
+        "http://127.0.0.1.:8080/secret/x",
+        "http://[::ffff:127.0.0.1]:8080/secret/x",
+        "http://2130706433.:8080/secret/x",
+        "http://[::127.0.0.1]:8080/secret/x",
+        "http://[0:0:0:0:0:ffff:7f00:1]:8080/secret/x",
+        "http://%31%32%37.0.0.1:8080/secret/x",
+        "HTTP://127.0.0.1:8080/SECRET/../secret/x",
+        "http://127.0.0.1:08080/secret/x",
+    };
+    struct urlpolicy *open = policy_with(NULL);
+    const char *kv[] = {"deny_prefixes", "http://127.0.0.1:8080/secret/", NULL};
+    struct urlpolicy *deny = policy_with(kv);
+    const char *kv2[] = {"deny_prefixes", "http://0x7f.1:8080/secret/", NULL};
+    struct urlpolicy *deny2 = policy_with(kv2);
+    for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+        char id[H5CD_MAX_URL_BYTES + 1];
+        struct h5cd_error err = {0};
+        int rc = urlpolicy_check(open, loopback[i], id, sizeof(id), &err);
+        if (rc == 0)
+            ck_assert_msg(strcmp(id, "http://127.0.0.1:8080/secret/x") == 0, "%s -> %s",
+                          loopback[i], id);
+        url_bad(deny, loopback[i], rc == 0 ? H5CD_E_URL_NOT_ALLOWED : err.code);
+        url_bad(deny2, loopback[i], rc == 0 ? H5CD_E_URL_NOT_ALLOWED : err.code);
+    }
+    url_ok(deny, "http://127.0.0.2:8080/secret/x", "http://127.0.0.2:8080/secret/x");
+    url_ok(open, "http://[2001:0DB8:0:0::0001]/x", "http://[2001:db8::1]/x");
+    url_ok(open, "http://[::1]/x", "http://[::1]/x");
+    url_ok(open, "http://[::]/x", "http://[::]/x");
+    url_ok(open, "http://a_b.Example.COM./x", "http://a_b.example.com/x");
+    url_ok(open, "http://1e100.net/x", "http://1e100.net/x");
+    urlpolicy_free(open);
+    urlpolicy_free(deny);
+    urlpolicy_free(deny2);
+}
+END_TEST
+
+/* The pure host normalizer on its own (what the fuzzer drives). */
+START_TEST(test_normalize_host)
+{
+    static const struct {
+        const char *in, *out;
+    } ok[] = {
+        {"127.1", "127.0.0.1"},
+        {"0x7f.0.0.1", "127.0.0.1"},
+        {"017700000001", "127.0.0.1"},
+        {"2130706433", "127.0.0.1"},
+        {"0X7F.0x00.0.1", "127.0.0.1"},
+        {"1.2.65535", "1.2.255.255"},
+        {"0x", "0.0.0.0"},
+        {"4294967295", "255.255.255.255"},
+        {"Example.ORG.", "example.org"},
+        {"[::FFFF:10.0.0.1]", "10.0.0.1"},
+        {"[::10.0.0.1]", "10.0.0.1"},
+        {"[::1]", "[::1]"},
+        {"[2001:db8:0:0:0:0:0:1]", "[2001:db8::1]"},
+    };
+    static const char *const bad[] = {
+        "",
+        "4294967296",
+        "1.2.3.256",
+        "1.2.3.4.5",
+        "1.2.3.999",
+        "08.1.1.1",
+        "0x1g.1",
+        "256.1",
+        "1.2.16777216",
+        "a..b",
+        ".a",
+        "a.b..",
+        "..",
+        "%31.2.3.4",
+        "a b",
+        "a/b",
+        "a\\b",
+        "a@b",
+        "ex\x80mple",
+        "[::1",
+        "[1.2.3.4]",
+        "[::1]x",
+        "[]",
+        "[fe80::1%25eth0]",
+        "example.123",
+        "0x.0x.0x.0x.0x",
+        "127.0.0.1.",
+        "2130706433.",
+    };
+    char out[300];
+    struct h5cd_error err;
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        ck_assert_msg(urlpolicy_normalize_host(ok[i].in, out, sizeof(out), &err) == 0,
+                      "%s refused: %s", ok[i].in, err.message);
+        ck_assert_str_eq(out, ok[i].out);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(urlpolicy_normalize_host(bad[i], out, sizeof(out), &err) == -1,
+                      "%s accepted as %s", bad[i], out);
+        ck_assert_int_eq(err.code, H5CD_E_BAD_REQUEST);
+    }
+    char longhost[400];
+    memset(longhost, 'a', sizeof(longhost) - 1);
+    longhost[sizeof(longhost) - 1] = '\0';
+    ck_assert_int_eq(urlpolicy_normalize_host(longhost, out, sizeof(out), &err), -1);
+    ck_assert_int_eq(urlpolicy_normalize_host("example.org", out, 5, &err), -1);
+}
+END_TEST
+
+/* Control characters, raw or escaped, anywhere in a URL. */
+START_TEST(test_control_characters)
+{
+    struct urlpolicy *p = policy_with(NULL);
+    static const char *const bad[] = {
+        "http://h.example/a%00b",    "http://h.example/a?x=%00",
+        "http://h.example/a#%0a",    "http://h.example/a%0D%0AHost:%20evil",
+        "http://h.example/%7f",      "http://h.example/%1F",
+        "http://h.example/a\x01b",   "http://h.example/a\x7f",
+        "http://h.example/a\tb",     "http://h%00.example/",
+        "http://h.example/%2500%00",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        url_bad(p, bad[i], H5CD_E_BAD_REQUEST);
+    url_ok(p, "http://h.example/a%2500", "http://h.example/a%2500");
+    url_ok(p, "http://h.example/a%20b", "http://h.example/a%20b");
+    urlpolicy_free(p);
+}
+END_TEST
+
+START_TEST(test_networks)
+{
+    static const struct {
+        const char *text;
+        int family;
+        unsigned bits;
+    } ok[] = {{"10.1.0.0/16", AF_INET, 16}, {"127.0.0.2", AF_INET, 32},
+              {"0.0.0.0/0", AF_INET, 0},    {"fd00:1::/64", AF_INET6, 64},
+              {"::1", AF_INET6, 128},       {"10.1.2.3/32", AF_INET, 32}};
+    static const char *const bad[] = {
+        "10.1.0.1/16", "10.1.0.0/33", "10.1.0.0/",     "/8", "10.1/16",     "fd00::1/8",
+        "fd00::/129",  "x",           "10.1.0.0/016x", "",   "10.0.0.0/-1", "10.0.0.0/1000"};
+    struct urlpolicy_network n;
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        ck_assert_msg(urlpolicy_parse_network(ok[i].text, &n) == 0, "%s refused", ok[i].text);
+        ck_assert_int_eq(n.family, ok[i].family);
+        ck_assert_uint_eq(n.bits, ok[i].bits);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(urlpolicy_parse_network(bad[i], &n) == -1, "%s accepted", bad[i]);
+
+    const char *kv[] = {"allow_upstream_networks", "127.0.0.2/32, 10.1.0.0/16, fd00:1::/64", NULL};
+    struct urlpolicy *p = policy_with(kv);
+    ck_assert(v4_allowed(p, "127.0.0.2"));
+    ck_assert(v4_allowed(p, "10.1.255.255"));
+    ck_assert(!v4_allowed(p, "127.0.0.1"));
+    ck_assert(!v4_allowed(p, "10.2.0.1"));
+    ck_assert(!v4_allowed(p, "169.254.169.254"));
+    ck_assert(v4_allowed(p, "8.8.8.8"));
+    ck_assert(v6_allowed(p, "fd00:1::5"));
+    ck_assert(v6_allowed(p, "::ffff:127.0.0.2"));
+    ck_assert(!v6_allowed(p, "::ffff:127.0.0.1"));
+    ck_assert(!v6_allowed(p, "fd00:2::5"));
+    ck_assert(!v6_allowed(p, "::1"));
+    urlpolicy_free(p);
+
+    struct h5cd_config cfg;
+    char err[256];
+    ck_assert_int_eq(config_init(&cfg), 0);
+    ck_assert_int_eq(config_set(&cfg, "allow_upstream_networks", "10.1.0.1/16", err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "allow_upstream_networks"));
+    config_free(&cfg);
 }
 END_TEST
 
@@ -375,6 +568,10 @@ static Suite *urlpolicy_suite(void)
     tcase_add_test(core, test_addresses_refused);
     tcase_add_test(core, test_addresses_allow_private);
     tcase_add_test(core, test_host_is_loopback);
+    tcase_add_test(core, test_host_spellings);
+    tcase_add_test(core, test_normalize_host);
+    tcase_add_test(core, test_control_characters);
+    tcase_add_test(core, test_networks);
     suite_add_tcase(s, core);
 
     TCase *limits = tcase_create("limits");

@@ -1,0 +1,406 @@
+"""zarrview.py - the daemon's Zarr v2 view of a remote file, read with the
+batch API.  Shared by the zarr store (zarrstore.py) and the fsspec file
+system (fs.py); needs neither zarr nor fsspec.
+
+Metadata comes from the consolidated .zmetadata (one request, when the view
+is made); every .zarray/.zgroup/.zattrs is then answered locally.  Chunks
+are read with one POST /v1/chunks per dataset per call of fetch():
+
+- a dataset whose .zarray names compression codecs (zlib, shuffle, blosc,
+  zstd) is read raw, as stored, and (decode="auto", the default) decoded
+  here with numcodecs as frames arrive: by a pool of threads when cores
+  are idle (zlib, blosc and zstd release the GIL, so chunks decode on every
+  core), else in the reading thread;
+  the metadata zarr sees then names no compression codec.  A chunk whose
+  optional filter was skipped when it was written (filter_mask) just skips
+  that codec;
+- decode=False leaves decoding to zarr (one chunk after the other, once the
+  whole batch is in); a chunk with a skipped filter is then re-encoded here
+  so it still matches the codecs;
+- decode=True has the daemon decode every chunk (with libhdf5);
+- any other dataset (no codecs, or only vlen-utf8) is read decoded, as the
+  view serves it;
+- with merge_small (the zarr store), an array of chunks under 64 KiB is
+  shown with consecutive chunks merged along its first dimension (class
+  Merge), read decoded by the daemon.
+
+A chunk the daemon says was never written (404 chunk_not_allocated) is
+missing (zarr fills it); every other failure raises ChunkError.
+"""
+import json
+import os
+import posixpath
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from . import urls
+from .errors import ChunkError, DaemonError
+
+META_NAMES = (".zarray", ".zgroup", ".zattrs")
+TEXT_CODECS = ("vlen-utf8",)  # what the view applies to values it serves decoded
+def _decode_threads():
+    """Threads that decode chunks while frames arrive: $H5CHUNKD_DECODE_THREADS,
+    else one per CPU up to 8; 0 (or one CPU) decodes in the reading thread."""
+    v = os.environ.get("H5CHUNKD_DECODE_THREADS", "")
+    if v.isdigit():
+        return min(int(v), 64)
+    n = os.cpu_count() or 1
+    return min(8, n) if n > 1 else 0
+
+
+DECODE_THREADS = _decode_threads()
+CPUS = os.cpu_count() or 1
+
+
+def _cores_idle():
+    """Whether other threads would find a free core: a pool only pays when
+    they do.  On busy cores every handoff to a worker waits for the
+    scheduler, and decoding in the reading thread is faster (bench/)."""
+    try:
+        return os.getloadavg()[0] < CPUS - 1
+    except OSError:
+        return False
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _decode_pool():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="h5chunkd-decode")
+        return _pool
+
+
+def _codecs(zarray):
+    chain = list(zarray.get("filters") or [])
+    if zarray.get("compressor"):
+        chain.append(zarray["compressor"])
+    return chain
+
+
+class ZarrView:
+    """One remote file's Zarr view, rooted at `path` inside the file."""
+
+    def __init__(self, client, url, path=None, decode="auto", merge_small=False):
+        if decode not in ("auto", True, False):
+            raise ValueError("decode must be 'auto', True or False")
+        self.client, self.url = client, url
+        self._merged = {}  # array dir -> Merge, for arrays shown with merged chunks
+        self.root = (path or "").strip("/")
+        self.force_decode = decode is True
+        self.local_decode = decode == "auto" and _have_numcodecs()
+        target = "/zarr/v2/%s/.zmetadata" % urls.zarr_id(url)
+        doc = client.transport.get_json(target, "the Zarr view of %s" % url)
+        md = doc.get("metadata") if isinstance(doc, dict) else None
+        if not isinstance(md, dict):
+            raise DaemonError("the Zarr view's .zmetadata has no metadata object")
+        self.full_metadata = md
+        self.meta = {}  # key relative to root -> JSON object
+        prefix = self.root + "/" if self.root else ""
+        for k, v in md.items():
+            if prefix and not k.startswith(prefix):
+                continue
+            rel = k[len(prefix):]
+            if rel.endswith(".zarray") and (self.force_decode or self.local_decode):
+                v = self._decoded_form(v)
+            self.meta[rel] = v
+        if self.root and ".zarray" not in self.meta and ".zgroup" not in self.meta:
+            raise DaemonError("no object %s with a Zarr form in %s" % (path, url), 404,
+                              "not_found")
+        self._codecs = {}  # array dir -> its codec chain (as served), for local decoding
+        self._local = {}   # array dir -> codec objects, when decoded here
+        known = {}
+        for rel, v in self.meta.items():
+            if rel.endswith(".zarray"):
+                d = rel[:-len(".zarray")].rstrip("/")
+                chain = _codecs(md[prefix + rel])
+                self._codecs[d] = chain
+                if self.local_decode and chain:
+                    key = json.dumps(chain, sort_keys=True)
+                    if key not in known:
+                        known[key] = _codec_objects(chain)
+                    if known[key] is not None:
+                        self._local[d] = known[key]
+        self._zmetadata = None
+        if merge_small and decode is not False:
+            for rel in [k for k in self.meta if k.endswith(".zarray")]:
+                d = rel[:-len(".zarray")].rstrip("/")
+                m = Merge.plan(self.meta[rel])
+                if m is not None:
+                    self._merged[d] = m
+                    self.meta[rel] = m.zarray
+
+    @staticmethod
+    def _decoded_form(zarray):
+        z = dict(zarray)
+        chain = _codecs(z)
+        if chain and all(c.get("id") in TEXT_CODECS for c in chain):
+            return z
+        z["filters"] = [c for c in chain if c.get("id") in TEXT_CODECS] or None
+        z["compressor"] = None
+        return z
+
+    # ---------------------------------------------------------------- metadata
+    def is_meta_key(self, key):
+        return key == ".zmetadata" or posixpath.basename(key) in META_NAMES
+
+    def meta_bytes(self, key):
+        """The bytes of a metadata key; KeyError when there is none."""
+        if key == ".zmetadata":
+            if self._zmetadata is None:
+                self._zmetadata = json.dumps({"zarr_consolidated_format": 1,
+                                              "metadata": self.meta}).encode()
+            return self._zmetadata
+        v = self.meta[key]
+        return json.dumps(v).encode()
+
+    def array_of(self, key):
+        """(array dir relative to root, chunk key) of a chunk key, or None."""
+        d, _, ck = key.rpartition("/")
+        if not ck or (d + "/.zarray" if d else ".zarray") not in self.meta:
+            return None
+        return d, ck
+
+    def listdir(self, path=""):
+        p = path.strip("/")
+        pre = p + "/" if p else ""
+        out = set()
+        for k in self.meta:
+            if k.startswith(pre):
+                out.add(k[len(pre):].split("/", 1)[0])
+        return sorted(out)
+
+    # ------------------------------------------------------------------ chunks
+    def _h5path(self, d):
+        parts = [x for x in (self.root, d) if x]
+        return "/" + "/".join(parts)
+
+    def _mode(self, d):
+        """(ask the daemon to decode?, decode here?, codec chain as served)
+        of the array in directory d."""
+        chain = self._codecs[d]
+        if self.force_decode or not chain or all(c.get("id") in TEXT_CODECS for c in chain):
+            return True, False, chain
+        if self.local_decode:
+            # A codec this numcodecs lacks: the daemon decodes (the metadata
+            # zarr sees names no codec either way).
+            return (False, True, chain) if d in self._local else (True, False, chain)
+        return False, False, chain
+
+    def fetch(self, keys):
+        """Chunk keys (relative to root) -> {key: bytes}; keys of chunks never
+        written are left out; anything else that fails raises ChunkError.
+        One batch request per array among the keys."""
+        by_array = {}
+        for k in keys:
+            a = self.array_of(k)
+            if a is None:
+                raise KeyError(k)
+            by_array.setdefault(a[0], []).append(a[1])
+        out = {}
+        for d, cks in by_array.items():
+            if d in self._merged:
+                out.update(self._fetch_merged(d, cks))
+                continue
+            decode, here, chain = self._mode(d)
+            path = self._h5path(d)
+            pre = d + "/" if d else ""
+            pending = []
+            codecs = self._local.get(d) if here else None
+            inline = len(cks) == 1 or DECODE_THREADS == 0 or not _cores_idle()
+            try:
+                for f in self.client.batch(self.url, path, cks, decode):
+                    if f.status == 200:
+                        data = f.payload
+                        if here and inline:
+                            # One chunk, or no idle core: a thread handoff
+                            # would only add context switches.
+                            out[pre + f.key] = local_decode(data, f.filter_mask, codecs, path,
+                                                            f.key)
+                            continue
+                        if here:
+                            pending.append((pre + f.key, (data, f.filter_mask, f.key),
+                                            _decode_pool().submit(local_decode, data,
+                                                                  f.filter_mask, codecs, path,
+                                                                  f.key)))
+                            continue
+                        if f.filter_mask and not decode:
+                            data = reencode(data, f.filter_mask, chain, path, f.key)
+                        out[pre + f.key] = data
+                    elif f.status == 404 and f.error == "chunk_not_allocated":
+                        continue
+                    else:
+                        raise ChunkError("chunk %s of %s: HTTP %d %s"
+                                         % (f.key, path, f.status, f.error or "error"),
+                                         path, f.key, f.status, f.error)
+                # Every frame is in: this thread decodes what the pool has not
+                # started yet instead of waiting for a worker to be scheduled.
+                for k, (data, mask, key), fut in pending:
+                    if fut.cancel():
+                        out[k] = local_decode(data, mask, codecs, path, key)
+                for k, _args, fut in pending:
+                    if k not in out:
+                        out[k] = fut.result()
+            except DaemonError as e:
+                raise ChunkError("reading chunks of %s failed: %s" % (path, e), path, None,
+                                 e.status, e.code) from e
+            finally:
+                for _k, _args, fut in pending:
+                    fut.cancel()
+        return out
+
+
+    def _fetch_merged(self, d, vkeys):
+        """Merged chunks: every real chunk they hold, decoded by the daemon
+        (chunks never written come as fill values), in one batch."""
+        m = self._merged[d]
+        path = self._h5path(d)
+        pre = d + "/" if d else ""
+        need = {}
+        for vk in vkeys:
+            for rk in m.real_keys(vk):
+                need.setdefault(rk, []).append(vk)
+        parts = {}
+        try:
+            for f in self.client.batch(self.url, path, list(need), True):
+                if f.status != 200:
+                    raise ChunkError("chunk %s of %s: HTTP %d %s"
+                                     % (f.key, path, f.status, f.error or "error"),
+                                     path, f.key, f.status, f.error)
+                parts[f.key] = f.payload
+        except DaemonError as e:
+            raise ChunkError("reading chunks of %s failed: %s" % (path, e), path, None,
+                             e.status, e.code) from e
+        return {pre + vk: m.assemble(vk, parts, path) for vk in vkeys}
+
+
+class Merge:
+    """An array with small chunks, shown to zarr with `factor` consecutive
+    chunks along the first dimension merged into one: zarr's own work per
+    chunk (indexing, decoding, copying) is what costs when chunks hold a few
+    KB, and the daemon still reads the real chunks in one batch."""
+
+    SMALL = 64 * 1024          # chunks below this many bytes are merged
+    TARGET = 1024 * 1024       # into chunks of about this many
+
+    def __init__(self, zarray, factor, itemsize):
+        self.real = list(zarray["chunks"])
+        self.shape = list(zarray["shape"])
+        self.factor = factor
+        self.itemsize = itemsize
+        self.grid0 = -(-self.shape[0] // self.real[0])
+        self.real_bytes = itemsize
+        for c in self.real:
+            self.real_bytes *= c
+        z = dict(zarray)
+        z["chunks"] = [self.real[0] * factor] + self.real[1:]
+        z["filters"] = None
+        z["compressor"] = None
+        self.zarray = z
+
+    @classmethod
+    def plan(cls, zarray):
+        try:
+            import numpy as np
+            dt = np.dtype(_dtype_spec(zarray["dtype"]))
+        except (ImportError, TypeError, ValueError, KeyError):
+            return None
+        shape, chunks = zarray.get("shape"), zarray.get("chunks")
+        if dt.hasobject or not shape or not chunks or len(shape) != len(chunks):
+            return None
+        if zarray.get("order", "C") != "C" or any(c <= 0 for c in chunks):
+            return None
+        nbytes = dt.itemsize
+        for c in chunks:
+            nbytes *= c
+        grid0 = -(-shape[0] // chunks[0])
+        if nbytes >= cls.SMALL or grid0 < 2 or nbytes == 0:
+            return None
+        factor = min(grid0, max(1, cls.TARGET // nbytes))
+        return cls(zarray, factor, dt.itemsize) if factor > 1 else None
+
+    def real_keys(self, vkey):
+        idx = vkey.split(".")
+        first = int(idx[0]) * self.factor
+        rest = ".".join(idx[1:])
+        return [("%d.%s" % (i, rest)) if rest else str(i)
+                for i in range(first, min(first + self.factor, self.grid0))]
+
+    def assemble(self, vkey, parts, path):
+        buf = bytearray(self.real_bytes * self.factor)
+        for n, rk in enumerate(self.real_keys(vkey)):
+            data = parts.get(rk)
+            if data is None or len(data) != self.real_bytes:
+                raise ChunkError("chunk %s of %s: %s" % (rk, path, "missing from the answer"
+                                                         if data is None else
+                                                         "%d bytes, expected %d"
+                                                         % (len(data), self.real_bytes)),
+                                 path, rk)
+            buf[n * self.real_bytes:(n + 1) * self.real_bytes] = data
+        return buf
+
+
+def _dtype_spec(d):
+    """A Zarr dtype (a string, or [[name, type, shape?], ...]) for numpy.dtype."""
+    if isinstance(d, list):
+        return [tuple(_dtype_spec(x) if isinstance(x, list) else x for x in f) for f in d]
+    return d
+
+
+def _have_numcodecs():
+    try:
+        import numcodecs  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _codec_objects(chain):
+    """numcodecs codecs for a chain; None when one of them is unknown here."""
+    import numcodecs
+    try:
+        return [numcodecs.get_codec(dict(c)) for c in chain]
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def local_decode(data, mask, codecs, path, key):
+    """A stored chunk's values: its codecs undone, last first, skipping the
+    filters its filter mask says were not applied."""
+    if mask >> len(codecs):
+        raise ChunkError("chunk %s of %s: filter mask %d names filters the Zarr view does "
+                         "not list" % (key, path, mask), path, key)
+    buf = data
+    try:
+        for i in reversed(range(len(codecs))):
+            if not mask & (1 << i):
+                buf = codecs[i].decode(buf)
+    except Exception as e:  # a codec's own error: the stored bytes do not decode
+        raise ChunkError("chunk %s of %s does not decode (%s): %s"
+                         % (key, path, codecs[i].codec_id, e), path, key) from e
+    return buf
+
+
+def reencode(data, mask, chain, path, key):
+    """A stored chunk whose filters in `mask` were skipped, made to match the
+    whole codec chain: undo the filters that were applied (last first), then
+    apply every codec."""
+    try:
+        import numcodecs
+    except ImportError:
+        raise ChunkError("chunk %s of %s was stored with filters skipped (mask %d); "
+                         "numcodecs is needed to re-encode it" % (key, path, mask),
+                         path, key) from None
+    if mask >> len(chain):
+        raise ChunkError("chunk %s of %s: filter mask %d names filters the Zarr view does "
+                         "not list" % (key, path, mask), path, key)
+    codecs = [numcodecs.get_codec(dict(c)) for c in chain]
+    buf = bytes(data)
+    for i in reversed(range(len(codecs))):
+        if not mask & (1 << i):
+            buf = bytes(codecs[i].decode(buf))
+    for c in codecs:
+        buf = bytes(c.encode(buf))
+    return buf

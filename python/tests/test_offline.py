@@ -1,0 +1,339 @@
+"""test_offline.py - the package's unit tests that need no daemon: daemon
+addresses, token files, remote-URL forms, selections, the frame parser, the
+clear error when no daemon answers, and the fsspec registration.
+
+Run: /usr/bin/python3 -m unittest discover -s python/tests -t python
+"""
+import io
+import json
+import os
+import socket
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import h5chunkd  # noqa: E402
+from h5chunkd import client, frames, transport, urls  # noqa: E402
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Addresses(unittest.TestCase):
+    def test_forms(self):
+        cases = {
+            "http://127.0.0.1:7661": ("http://127.0.0.1:7661", None),
+            "http://127.0.0.1:7661/": ("http://127.0.0.1:7661", None),
+            "127.0.0.1:9000": ("http://127.0.0.1:9000", None),
+            "localhost": ("http://localhost:7661", None),
+            "[::1]:7000": ("http://[::1]:7000", None),
+            "http://[::1]:7000": ("http://[::1]:7000", None),
+            "https://h5.example.org": ("https://h5.example.org:443", None),
+            "unix:/run/h5chunkd/h5chunkd.sock": ("http://localhost", "/run/h5chunkd/h5chunkd.sock"),
+            "unix:///tmp/x.sock": ("http://localhost", "/tmp/x.sock"),
+        }
+        for text, (base, upath) in cases.items():
+            a = transport.parse_address(text)
+            self.assertEqual((a.base, a.unix_path), (base, upath), text)
+
+    def test_bad_forms(self):
+        for text in ("", "ftp://x:1", "unix:relative.sock", "http://u@h:1", "http://h:1/path",
+                     "h:1?x", "http://h:99999", "a b:1", "unix:/" + "x" * 200, ":7661"):
+            with self.assertRaises(ValueError, msg=text):
+                transport.parse_address(text)
+
+    def test_discovery_order(self):
+        env = dict(os.environ)
+        try:
+            os.environ["H5CHUNKD_URL"] = "unix:/tmp/nowhere.sock"
+            self.assertEqual(transport.discover_address().unix_path, "/tmp/nowhere.sock")
+            self.assertEqual(str(transport.discover_address("127.0.0.1:1")),
+                             "http://127.0.0.1:1")
+            os.environ["H5CHUNKD_URL"] = "gopher://x"
+            with self.assertRaisesRegex(ValueError, "H5CHUNKD_URL"):
+                transport.discover_address()
+            del os.environ["H5CHUNKD_URL"]
+            a = transport.discover_address()
+            if not os.path.exists(transport.DEFAULT_UNIX):
+                self.assertEqual(str(a), "http://127.0.0.1:7661")
+        finally:
+            os.environ.clear()
+            os.environ.update(env)
+
+
+class Tokens(unittest.TestCase):
+    def write(self, data):
+        fd, path = tempfile.mkstemp()
+        os.write(fd, data)
+        os.close(fd)
+        self.addCleanup(os.unlink, path)
+        return path
+
+    def test_good_and_bad(self):
+        self.assertEqual(transport.read_token_file(self.write(b"abc123\n")), "abc123")
+        self.assertEqual(transport.read_token_file(self.write(b"abc123")), "abc123")
+        for bad in (b"", b"\n", b"a b\n", b"a\nb\n", b"x" * 1025, b"\xff\n"):
+            with self.assertRaises(ValueError, msg=bad[:20]):
+                transport.read_token_file(self.write(bad))
+
+    def test_env_and_default_file(self):
+        env = dict(os.environ)
+        d = tempfile.mkdtemp()
+        try:
+            os.environ.pop("H5CHUNKD_TOKEN_FILE", None)
+            os.environ["XDG_CONFIG_HOME"] = d
+            self.assertIsNone(transport.discover_token())
+            os.makedirs(os.path.join(d, "h5chunkd"))
+            with open(os.path.join(d, "h5chunkd", "token"), "w") as fh:
+                fh.write("fromfile\n")
+            self.assertEqual(transport.discover_token(), "fromfile")
+            os.environ["H5CHUNKD_TOKEN_FILE"] = self.write(b"fromenv\n")
+            self.assertEqual(transport.discover_token(), "fromenv")
+            self.assertEqual(transport.discover_token("explicit"), "explicit")
+            t = transport.Transport("127.0.0.1:1")
+            self.assertEqual(t.headers()["Authorization"], "Bearer fromenv")
+        finally:
+            os.environ.clear()
+            os.environ.update(env)
+            import shutil
+            shutil.rmtree(d)
+
+
+class RemoteUrls(unittest.TestCase):
+    U = "https://dandiarchive.s3.amazonaws.com/blobs/a b?x=1&y=%2F"
+
+    def test_forms(self):
+        q = urllib_quote(self.U)
+        forms = [self.U, "h5chunkd::" + self.U, "h5chunkd://::" + self.U,
+                 "http://127.0.0.1:7661/v1/file?url=" + q,
+                 "http://localhost:9/zarr/v2/%s/" % urls.zarr_id(self.U),
+                 "http://[::1]:7661/zarr/v2/%s/acquisition/x/.zarray" % urls.zarr_id(self.U),
+                 "http://h5box:7000/v1/file?url=" + q]
+        for f in forms:
+            self.assertEqual(urls.remote_url(f, "http://h5box:7000"), self.U, f)
+
+    def test_not_ours(self):
+        # A remote server whose paths look like the daemon's is left alone.
+        u = "https://example.org/v1/file?url=https%3A%2F%2Fa%2Fb"
+        self.assertEqual(urls.remote_url(u), u)
+        for bad in ("s3://bucket/key", "/local/file.nwb", "https://x/\n", "https://x/" + "a" * 5000):
+            with self.assertRaises(ValueError, msg=bad[:40]):
+                urls.remote_url(bad)
+        with self.assertRaises(TypeError):
+            urls.remote_url(b"https://x/y")
+
+    def test_zarr_id(self):
+        # RFC 4648 base64url without padding, as docs/api.md defines {id}.
+        self.assertEqual(urls.zarr_id("https://a/b.nwb?"), "aHR0cHM6Ly9hL2IubndiPw")
+        self.assertEqual(urls.zarr_id("https://a/~~~"), "aHR0cHM6Ly9hL35-fg")
+
+
+def urllib_quote(s):
+    import urllib.parse
+    return urllib.parse.quote(s, safe="")
+
+
+class Selections(unittest.TestCase):
+    def test_format(self):
+        f = client.format_select
+        self.assertEqual(f(None), "")
+        self.assertEqual(f("0:10,5"), "0:10,5")
+        self.assertEqual(f(5), "5")
+        self.assertEqual(f((slice(0, 10), 5)), "0:10,5")
+        self.assertEqual(f((slice(None, None, 2), slice(-3, None))), "::2,-3:")
+        self.assertEqual(f((slice(1, 2), Ellipsis)), "1:2")
+        self.assertEqual(f(Ellipsis), "")
+        for bad in ((slice(0, 1, -1),), (Ellipsis, 1), (1.5,), (True,)):
+            with self.assertRaises((ValueError, TypeError), msg=repr(bad)):
+                f(bad)
+
+
+def frame(key, status=200, payload=b"", **extra):
+    h = {"key": key, "status": status, "length": len(payload)}
+    h.update(extra)
+    return json.dumps(h).encode() + b"\n" + payload
+
+
+class Frames(unittest.TestCase):
+    def parse(self, data, keys):
+        return list(frames.read_frames(io.BufferedReader(io.BytesIO(data)), keys))
+
+    def test_good(self):
+        data = frame("1.0", payload=b"abc", filter_mask=2) + \
+            frame("0.0", 404, error="chunk_not_allocated") + frame("2.0", payload=b"\n" * 5)
+        got = self.parse(data, ["0.0", "1.0", "2.0", "1.0"])
+        self.assertEqual([(f.key, f.status, bytes(f.payload), f.filter_mask) for f in got],
+                         [("1.0", 200, b"abc", 2), ("0.0", 404, b"", 0), ("2.0", 200, b"\n" * 5, 0)])
+        self.assertEqual(got[1].error, "chunk_not_allocated")
+
+    def test_hostile(self):
+        bad = {
+            "cut payload": frame("0", payload=b"abcd")[:-1],
+            "missing frame": frame("0", payload=b"x"),
+            "unknown key": frame("9", payload=b"x") + frame("0"),
+            "duplicate": frame("0") + frame("0"),
+            "trailing": frame("0") + frame("1") + b"x",
+            "not json": b"{nope\n" + frame("1"),
+            "not an object": b"[1]\n" + frame("1"),
+            "negative length": b'{"key":"0","status":200,"length":-1}\n' + frame("1"),
+            "string status": b'{"key":"0","status":"200","length":0}\n' + frame("1"),
+            "huge header": b'{"key":"0","x":"' + b"a" * 70000 + b'"}\n',
+            "no newline": b'{"key":"0","status":200,"length":0}',
+            "huge length": b'{"key":"0","status":200,"length":%d}\n' % (1 << 40),
+        }
+        for what, data in bad.items():
+            with self.assertRaises(h5chunkd.DaemonError, msg=what):
+                self.parse(data, ["0", "1"])
+
+
+class NoDaemon(unittest.TestCase):
+    def test_clear_exception(self):
+        port = free_port()
+        c = h5chunkd.Client("127.0.0.1:%d" % port)
+        with self.assertRaises(h5chunkd.DaemonNotRunning) as cm:
+            c.health()
+        msg = str(cm.exception)
+        self.assertIn("127.0.0.1:%d" % port, msg)
+        self.assertIn("start one with `h5chunkd`", msg)
+        self.assertIn("H5CHUNKD_URL", msg)
+        self.assertIsInstance(cm.exception, ConnectionError)
+        self.assertIsInstance(cm.exception, OSError)
+        with self.assertRaises(h5chunkd.DaemonNotRunning):
+            h5chunkd.open("https://example.org/f.nwb", daemon="127.0.0.1:%d" % port)
+        with self.assertRaises(h5chunkd.DaemonNotRunning):
+            h5chunkd.zarr_store("https://example.org/f.nwb", daemon="127.0.0.1:%d" % port)
+        with self.assertRaises(h5chunkd.DaemonNotRunning) as cm:
+            h5chunkd.Client("unix:/nonexistent/h5chunkd.sock").stats()
+        self.assertIn("unix:/nonexistent/h5chunkd.sock", str(cm.exception))
+
+    def test_env_default(self):
+        env = dict(os.environ)
+        try:
+            os.environ["H5CHUNKD_URL"] = "127.0.0.1:%d" % free_port()
+            with self.assertRaises(h5chunkd.DaemonNotRunning):
+                h5chunkd.Client().health()
+        finally:
+            os.environ.clear()
+            os.environ.update(env)
+
+
+class _FakeTransport:
+    def __init__(self, doc):
+        self.doc = doc
+
+    def get_json(self, target, what=None):
+        return self.doc
+
+
+class _FakeClient:
+    def __init__(self, doc):
+        self.transport = _FakeTransport(doc)
+
+
+def _zarray(filters):
+    return {"zarr_format": 2, "shape": [10], "chunks": [5], "dtype": "<i2", "order": "C",
+            "fill_value": 0, "compressor": None, "filters": filters}
+
+
+ZLIB = [{"id": "shuffle", "elementsize": 2}, {"id": "zlib", "level": 4}]
+METADATA = {"metadata": {
+    ".zgroup": {"zarr_format": 2}, ".zattrs": {"a": 1},
+    "g/.zgroup": {"zarr_format": 2}, "g/.zattrs": {},
+    "g/raw/.zarray": _zarray(ZLIB), "g/raw/.zattrs": {},
+    "g/plain/.zarray": _zarray(None), "g/plain/.zattrs": {},
+    "g/text/.zarray": _zarray([{"id": "vlen-utf8"}]), "g/text/.zattrs": {},
+    "g/odd/.zarray": _zarray([{"id": "no-such-codec"}]), "g/odd/.zattrs": {},
+}}
+
+
+class ZarrViewModes(unittest.TestCase):
+    """Which chunks are read raw or decoded, and what zarr is told."""
+
+    def setUp(self):
+        try:
+            import numcodecs  # noqa: F401
+        except ImportError:
+            self.skipTest("numcodecs not installed")
+        from h5chunkd.zarrview import ZarrView
+        self.View = ZarrView
+
+    def test_modes(self):
+        auto = self.View(_FakeClient(METADATA), "https://x/f.h5")
+        self.assertEqual(auto._mode("g/raw")[:2], (False, True))     # raw, decoded here
+        self.assertEqual(auto._mode("g/plain")[:2], (True, False))   # the view decodes
+        self.assertEqual(auto._mode("g/text")[:2], (True, False))
+        self.assertEqual(auto._mode("g/odd")[:2], (True, False))     # numcodecs lacks it
+        z = json.loads(auto.meta_bytes("g/raw/.zarray"))
+        self.assertIsNone(z["filters"])
+        self.assertEqual(json.loads(auto.meta_bytes("g/text/.zarray"))["filters"],
+                         [{"id": "vlen-utf8"}])
+        self.assertIsNone(json.loads(auto.meta_bytes("g/odd/.zarray"))["filters"])
+        zarr_decodes = self.View(_FakeClient(METADATA), "https://x/f.h5", decode=False)
+        self.assertEqual(zarr_decodes._mode("g/raw")[:2], (False, False))
+        self.assertEqual(json.loads(zarr_decodes.meta_bytes("g/raw/.zarray"))["filters"], ZLIB)
+        daemon = self.View(_FakeClient(METADATA), "https://x/f.h5", decode=True)
+        self.assertEqual(daemon._mode("g/raw")[:2], (True, False))
+        with self.assertRaises(ValueError):
+            self.View(_FakeClient(METADATA), "https://x/f.h5", decode="yes")
+
+    def test_rooted(self):
+        v = self.View(_FakeClient(METADATA), "https://x/f.h5", path="/g/")
+        self.assertEqual(v.listdir(""), [".zattrs", ".zgroup", "odd", "plain", "raw", "text"])
+        self.assertEqual(v.array_of("raw/1"), ("raw", "1"))
+        self.assertIsNone(v.array_of("nope/1"))
+        self.assertEqual(v._h5path("raw"), "/g/raw")
+        md = json.loads(v.meta_bytes(".zmetadata"))["metadata"]
+        self.assertIn("raw/.zarray", md)
+        a = self.View(_FakeClient(METADATA), "https://x/f.h5", path="g/raw")
+        self.assertEqual(a.array_of("0"), ("", "0"))
+        self.assertEqual(a._h5path(""), "/g/raw")
+        with self.assertRaises(h5chunkd.DaemonError):
+            self.View(_FakeClient(METADATA), "https://x/f.h5", path="/nope")
+        with self.assertRaises(h5chunkd.DaemonError):
+            self.View(_FakeClient({"metadata": []}), "https://x/f.h5")
+
+    def test_skipped_filters(self):
+        from h5chunkd.zarrview import _codec_objects, local_decode, reencode
+        values = bytes(range(200)) * 10
+        codecs = _codec_objects(ZLIB)
+        shuffled = bytes(codecs[0].encode(values))
+        stored_full = bytes(codecs[1].encode(shuffled))
+        # mask bit 1: zlib (filter 1) was skipped when the chunk was written.
+        self.assertEqual(bytes(local_decode(shuffled, 2, codecs, "/g/raw", "0")), values)
+        self.assertEqual(bytes(local_decode(stored_full, 0, codecs, "/g/raw", "0")), values)
+        fixed = reencode(shuffled, 2, ZLIB, "/g/raw", "0")
+        self.assertEqual(bytes(codecs[0].decode(codecs[1].decode(fixed))), values)
+        with self.assertRaises(h5chunkd.ChunkError):
+            local_decode(shuffled, 4, codecs, "/g/raw", "0")        # a filter not listed
+        with self.assertRaises(h5chunkd.ChunkError):
+            local_decode(b"not zlib", 0, codecs, "/g/raw", "0")     # damaged bytes
+        self.assertIsNone(_codec_objects([{"id": "no-such-codec"}]))
+
+
+class FsspecRegistration(unittest.TestCase):
+    def test_registered(self):
+        try:
+            import fsspec
+        except ImportError:
+            self.skipTest("fsspec not installed")
+        from h5chunkd.fs import H5chunkdFileSystem
+        self.assertIs(fsspec.get_filesystem_class("h5chunkd"), H5chunkdFileSystem)
+        import fsspec.core
+        for url in ("h5chunkd::https://x/y.nwb", "h5chunkd://::https://x/y.nwb"):
+            chain = fsspec.core._un_chain(url, {})
+            self.assertEqual([c[1] for c in chain], ["h5chunkd", "https"], url)
+            self.assertEqual(chain[1][0], "https://x/y.nwb")
+        # Other URLs are untouched by the chain fix.
+        self.assertEqual([c[1] for c in fsspec.core._un_chain("simplecache::https://x/y", {})],
+                         ["simplecache", "https"])
+
+
+if __name__ == "__main__":
+    unittest.main()
