@@ -38,7 +38,7 @@
     X(worker_requests, "operations run by HDF5 worker processes")                                  \
     X(worker_crashes, "HDF5 workers that died or broke the protocol (replaced)")                   \
     X(worker_timeouts, "HDF5 workers killed for overrunning worker_timeout_s")                     \
-    X(quarantined_files, "file versions quarantined after a worker crash or timeout")   \
+    X(quarantined_files, "file versions quarantined after a worker crash or timeout")              \
     X(resolutions, "names resolved upstream: redirects followed, signed URLs or tokens checked")   \
     X(access_checks, "one-byte requests proving a cached file is readable without credentials")
 
