@@ -44,6 +44,17 @@ static void stream_free(void *cls)
 /* Reads the window that starts at response position pos. */
 static int stream_fill(struct file_stream *fs, uint64_t pos, struct h5cd_error *err)
 {
+    /* A HEAD answer has no window; should libmicrohttpd ever ask it for body
+     * bytes, it must get bytes or an error, never the 0 that means "call again". */
+    if (fs->window == NULL) {
+        uint64_t window = fs->srv->cfg->read_window;
+        fs->win_cap = (size_t)(fs->length < window ? fs->length : window);
+        fs->window = fs->win_cap > 0 ? malloc(fs->win_cap) : NULL;
+        if (fs->window == NULL) {
+            h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+            return -1;
+        }
+    }
     uint64_t left = fs->length - pos;
     size_t want = left < fs->win_cap ? (size_t)left : fs->win_cap;
     if (remote_read(fs->srv->remote, &fs->file, fs->start + pos, want, fs->window, err) < 0)
@@ -98,7 +109,7 @@ static enum MHD_Result send_unsatisfiable(struct server *srv, struct MHD_Connect
 }
 
 static enum MHD_Result queue_stream(struct MHD_Connection *conn, struct file_stream *fs,
-                                    bool ranged)
+                                    bool ranged, bool head)
 {
     struct MHD_Response *resp = MHD_create_response_from_callback(fs->length, FILE_RESPONSE_PIECE,
                                                                   stream_read, fs, stream_free);
@@ -110,6 +121,15 @@ static enum MHD_Result queue_stream(struct MHD_Connection *conn, struct file_str
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
     if (strncmp(fs->file.validator, "etag:", 5) == 0)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, fs->file.validator + 5);
+    /* A whole-file answer ends its connection.  fsspec (HTTPFileSystem.exists,
+     * run by fsspec.open on any URL with a '?') GETs the file, reads only the
+     * status and lets the response go; aiohttp before 3.11 then pools the
+     * connection with reading paused once the unread body passed its 128 KiB
+     * high-water mark, and the next request on it waits for an answer that
+     * sits unread in the client's socket (aio-libs/aiohttp#10169).  Closing
+     * costs a whole-file reader one reconnect; range readers keep alive. */
+    if (!ranged && !head && fs->length > 0)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     unsigned status = MHD_HTTP_OK;
     if (ranged) {
         char crange[96];
@@ -166,5 +186,5 @@ enum MHD_Result route_file(struct server *srv, struct MHD_Connection *conn, bool
             return http_send_error(srv, conn, &err);
         }
     }
-    return queue_stream(conn, fs, ranged);
+    return queue_stream(conn, fs, ranged, head);
 }
