@@ -333,6 +333,66 @@ START_TEST(test_host_spellings)
 }
 END_TEST
 
+/* Checking an identity gives the identity back: a cache key is spelled
+ * one way only, whichever of its spellings a client sent. */
+START_TEST(test_identity_idempotent)
+{
+    static const char *const spellings[] = {
+        "http://1./x",
+        "http://1/x",
+        "http://%31/x",
+        "http://%31./x",
+        "http://1.2./x",
+        "http://0x7f.1/x",
+        "http://0x7f.1./x",
+        "http://017700000001/x",
+        "http://2130706433./x",
+        "http://127.0.0.1./x",
+        "http://%31%32%37.0.0.1/x",
+        "http://%31%32%37%2e0.0.1/x",
+        "http://%65xample.com/x",
+        "http://EXAMPLE.com./x",
+        "http://example.com../x",
+        "http://a_b.Example.COM./x",
+        "http://1e100.net/x",
+        "http://0x100000000/x",
+        "http://4294967295/x",
+        "http://4294967296/x",
+        "http://0/x",
+        "http://00/x",
+        "http://0x/x",
+        "http://1.0x/x",
+        "http://1.08/x",
+        "http://[::ffff:127.0.0.1]/x",
+        "http://[::127.0.0.1]/x",
+        "http://[0:0:0:0:0:ffff:7f00:1]/x",
+        "http://[2001:0DB8:0:0::0001]:80/x",
+        "https://example.com:443/a/../b//c?X-Amz-Signature=1&b=2#frag",
+        "http://example.com:0080/%7euser/%2fx",
+        "http://example.com/a%2F..%2Fb",
+        "http://example.com/?",
+        "http://example.com?q",
+    };
+    const char *kv[] = {"strip_query_params", "X-Amz-Signature", NULL};
+    struct urlpolicy *p = policy_with(kv);
+    size_t accepted = 0;
+    for (size_t i = 0; i < sizeof(spellings) / sizeof(spellings[0]); i++) {
+        char id[H5CD_MAX_URL_BYTES + 1], again[H5CD_MAX_URL_BYTES + 1];
+        struct h5cd_error err = {0};
+        if (urlpolicy_check(p, spellings[i], id, sizeof(id), &err) < 0)
+            continue; /* refused: no identity to be stable */
+        accepted++;
+        ck_assert_msg(urlpolicy_check(p, id, again, sizeof(again), &err) == 0,
+                      "%s -> %s, which is refused: %s", spellings[i], id, err.message);
+        ck_assert_msg(strcmp(id, again) == 0, "%s -> %s -> %s", spellings[i], id, again);
+    }
+    ck_assert_uint_ge(accepted, 20); /* the list exercises accepted spellings */
+    /* One host, one identity: every spelling of 0.0.0.1 that is accepted. */
+    url_ok(p, "http://1/x", "http://0.0.0.1/x");
+    urlpolicy_free(p);
+}
+END_TEST
+
 /* The pure host normalizer on its own (what the fuzzer drives). */
 START_TEST(test_normalize_host)
 {
@@ -570,6 +630,7 @@ static Suite *urlpolicy_suite(void)
     tcase_add_test(core, test_host_is_loopback);
     tcase_add_test(core, test_host_spellings);
     tcase_add_test(core, test_normalize_host);
+    tcase_add_test(core, test_identity_idempotent);
     tcase_add_test(core, test_control_characters);
     tcase_add_test(core, test_networks);
     suite_add_tcase(s, core);
