@@ -130,8 +130,9 @@ static double half_to_double(uint16_t h)
     return sign * ldexp(mantissa + 1024, exponent - 25);
 }
 
-/* One value of a simple dtype ("<i2", ">f8", "|u1", "|b1", "|S8") as JSON. */
-static json_t *json_value(const char *dtype, const uint8_t *p, size_t size)
+/* One value of a simple dtype ("<i2", ">f8", "|u1", "|b1", "|S8") as JSON.
+ * Sets *not_utf8 for a string that is not UTF-8: JSON has no form for it. */
+static json_t *json_value(const char *dtype, const uint8_t *p, size_t size, bool *not_utf8)
 {
     char kind = dtype[1];
     bool big = dtype[0] == '>';
@@ -180,8 +181,13 @@ static json_t *json_value(const char *dtype, const uint8_t *p, size_t size)
         return json_real(d);
     }
     case 'S': {
-        size_t n = strnlen((const char *)p, size);
+        /* NumPy's bytes_: trailing NULs are padding, NULs inside are kept. */
+        size_t n = size;
+        while (n > 0 && p[n - 1] == '\0')
+            n--;
         json_t *s = json_stringn((const char *)p, n);
+        if (s == NULL)
+            *not_utf8 = true;
         return s != NULL ? s : json_null();
     }
     default:
@@ -201,7 +207,7 @@ static json_t *json_nest(json_t *flat, const uint64_t *shape, int rank, int d, s
 }
 
 /* Decodes numcodecs VLenUTF8 into a JSON array of strings. */
-static json_t *json_strings(const uint8_t *p, size_t len)
+static json_t *json_strings(const uint8_t *p, size_t len, bool *not_utf8)
 {
     json_t *arr = json_array();
     if (len < 4)
@@ -215,6 +221,8 @@ static json_t *json_strings(const uint8_t *p, size_t len)
         if (sl > len - pos)
             break;
         json_t *s = json_stringn((const char *)p + pos, sl);
+        if (s == NULL)
+            *not_utf8 = true;
         json_array_append_new(arr, s != NULL ? s : json_null());
         pos += sl;
     }
@@ -264,20 +272,21 @@ static bool dtype_has_opaque(json_t *dtype)
     return false;
 }
 
-static json_t *element_json(json_t *dtype, const uint8_t *p);
+static json_t *element_json(json_t *dtype, const uint8_t *p, bool *not_utf8);
 
 /* count values of dtype at p nested along dims[0..rank). */
-static json_t *nested_json(json_t *dtype, size_t esize, json_t *dims, size_t d, const uint8_t **p)
+static json_t *nested_json(json_t *dtype, size_t esize, json_t *dims, size_t d, const uint8_t **p,
+                           bool *not_utf8)
 {
     if (d == json_array_size(dims)) {
-        json_t *v = element_json(dtype, *p);
+        json_t *v = element_json(dtype, *p, not_utf8);
         *p += esize;
         return v;
     }
     json_t *arr = json_array();
     json_int_t n = json_integer_value(json_array_get(dims, d));
     for (json_int_t i = 0; arr != NULL && i < n; i++)
-        if (json_array_append_new(arr, nested_json(dtype, esize, dims, d + 1, p)) < 0) {
+        if (json_array_append_new(arr, nested_json(dtype, esize, dims, d + 1, p, not_utf8)) < 0) {
             json_decref(arr);
             arr = NULL;
         }
@@ -286,10 +295,10 @@ static json_t *nested_json(json_t *dtype, size_t esize, json_t *dims, size_t d, 
 
 /* One packed element of a dtype: a number/string, or an object of fields (a
  * field of subarray shape is a nested list).  NULL when memory ran out. */
-static json_t *element_json(json_t *dtype, const uint8_t *p)
+static json_t *element_json(json_t *dtype, const uint8_t *p, bool *not_utf8)
 {
     if (json_is_string(dtype))
-        return json_value(json_string_value(dtype), p, dtype_bytes(dtype, 0));
+        return json_value(json_string_value(dtype), p, dtype_bytes(dtype, 0), not_utf8);
     json_t *obj = json_object();
     size_t i;
     json_t *field;
@@ -298,7 +307,8 @@ static json_t *element_json(json_t *dtype, const uint8_t *p)
         json_t *type = json_array_get(field, 1);
         size_t esize = dtype_bytes(type, 0);
         json_t *dims = json_array_get(field, 2);
-        json_t *v = dims != NULL ? nested_json(type, esize, dims, 0, &p) : element_json(type, p);
+        json_t *v = dims != NULL ? nested_json(type, esize, dims, 0, &p, not_utf8)
+                                 : element_json(type, p, not_utf8);
         if (dims == NULL)
             p += esize;
         if (obj == NULL ||
@@ -310,18 +320,25 @@ static json_t *element_json(json_t *dtype, const uint8_t *p)
     return obj;
 }
 
+/* The JSON answer; NULL when out of memory or, with *not_utf8 set, when a
+ * string value is not UTF-8 (a JSON string cannot hold it; null would not be
+ * the value h5py reads). */
 static char *json_document(json_t *elem_dtype, const char *dtype, const struct slice_call *sc,
-                           const uint64_t *shape, int rank)
+                           const uint64_t *shape, int rank, bool *not_utf8)
 {
     json_t *flat;
     if (sc->format == H5DECODE_VLEN_UTF8) {
-        flat = json_strings(sc->out, sc->len);
+        flat = json_strings(sc->out, sc->len, not_utf8);
     } else {
         flat = json_array();
         size_t esize = dtype_bytes(elem_dtype, 0);
         size_t n = esize > 0 ? sc->len / esize : 0;
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(flat, element_json(elem_dtype, sc->out + i * esize));
+            json_array_append_new(flat, element_json(elem_dtype, sc->out + i * esize, not_utf8));
+    }
+    if (*not_utf8) {
+        json_decref(flat);
+        return NULL;
     }
     size_t next = 0;
     json_t *values =
@@ -501,8 +518,13 @@ static enum MHD_Result slice_answer(struct server *srv, struct MHD_Connection *c
                          "decoded element size %zu does not match dtype %s", sc.elem_size, dtype);
     }
     if (json) {
-        char *text = json_document(elem_dtype, dtype, &sc, shape, rank);
+        bool not_utf8 = false;
+        char *text = json_document(elem_dtype, dtype, &sc, shape, rank, &not_utf8);
         h5index_free_values(sc.out);
+        if (text == NULL && not_utf8)
+            return http_fail(srv, conn, H5CD_E_UNSUPPORTED,
+                             "a string value is not UTF-8 and has no JSON form: use format=npy or "
+                             "format=raw for its bytes");
         if (text == NULL)
             return http_fail(srv, conn, H5CD_E_INTERNAL, "out of memory");
         return http_send_text(srv, conn, MHD_HTTP_OK, text, "application/json");

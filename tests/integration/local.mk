@@ -22,6 +22,8 @@ EXTRA_DIST += tests/data/make_realfiles.py tests/integration/test_realfiles.py
 INTEGRATION_TESTS += tests/integration/test_python.sh
 # Keep-alive on /v1/file with raw sockets, aiohttp and fsspec (about 8 s).
 INTEGRATION_TESTS += tests/integration/test_keepalive.sh
+# /v1/slice of h5py-written string datasets, non-UTF-8 bytes included (a few seconds).
+INTEGRATION_TESTS += tests/integration/test_slice_strings.sh
 # The upstream attack suite (issue 10): hostile_origin.py on 127.0.0.1-3; ~30 s.
 INTEGRATION_TESTS += tests/integration/test_attacks_origin.sh
 EXTRA_DIST += tests/integration/hostile_origin.py
