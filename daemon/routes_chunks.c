@@ -514,8 +514,8 @@ static int plan_batch(struct chunks_stream *cs, struct h5cd_error *err)
         if (is_immediate(cs, k))
             continue;
         int rc = remote_batch_add(cs->batch, k->loc.offset, k->loc.size, NULL, k);
-        if (rc == -ERANGE)
-            return h5cd_fail(err, H5CD_E_UPSTREAM_ERROR,
+        if (rc == -ERANGE) /* the file's own index points past its end */
+            return h5cd_fail(err, H5CD_E_DAMAGED_FILE,
                              "chunk %s lies outside the remote file: the file is damaged", k->key);
         if (rc < 0)
             return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");

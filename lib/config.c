@@ -439,6 +439,9 @@ static int strlist_append(struct strlist *l, const char *name, const char *text,
         if (len > H5CD_MAX_URL_BYTES)
             return h5cd_errf(err, errlen, "%s: an item is longer than %d bytes", name,
                              H5CD_MAX_URL_BYTES);
+        /* On a continuation line it would read back as a comment (config_print). */
+        if (*p == '#' || *p == ';')
+            return h5cd_errf(err, errlen, "%s: an item may not start with '%c'", name, *p);
         add++;
         p += len;
     }

@@ -6,6 +6,7 @@
  */
 #include "prefetch.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,8 +40,15 @@ int prefetch_chunks(struct h5index *index, struct remote *remote, const struct r
             continue;
         }
         progress->bytes_total += locs[i].size;
-        if (remote_batch_add(batch, locs[i].offset, locs[i].size, NULL, NULL) < 0) {
-            h5cd_fail(err, H5CD_E_UPSTREAM_ERROR, "a chunk lies outside the remote file");
+        int added = remote_batch_add(batch, locs[i].offset, locs[i].size, NULL, NULL);
+        if (added == -ERANGE) {
+            /* The file's own index points past its end: damage, not an upstream failure. */
+            h5cd_fail(err, H5CD_E_DAMAGED_FILE,
+                      "a chunk lies outside the remote file: the file is damaged");
+            goto done;
+        }
+        if (added < 0) {
+            h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
             goto done;
         }
     }

@@ -63,10 +63,11 @@ static int parse_item(const char **cursor, uint64_t n, struct selection *sel, in
     if (**cursor != ':') {
         if (has_a == 0)
             return reject(why, whylen, "empty selection item");
-        int64_t i = a < 0 ? a + (int64_t)n : a;
-        if (i < 0 || (uint64_t)i >= n)
+        /* Unsigned arithmetic: an extent read from a file may exceed INT64_MAX. */
+        uint64_t back = a < 0 ? (uint64_t)(-a) : 0;
+        if (a < 0 ? back > n : (uint64_t)a >= n)
             return reject(why, whylen, "index outside the dataset");
-        sel->start[d] = (uint64_t)i;
+        sel->start[d] = a < 0 ? n - back : (uint64_t)a;
         sel->step[d] = 1;
         sel->count[d] = 1;
         sel->keep[d] = false;
@@ -91,7 +92,7 @@ static int parse_item(const char **cursor, uint64_t n, struct selection *sel, in
     uint64_t stop = has_b ? clamp_bound(b, n) : n;
     sel->start[d] = start;
     sel->step[d] = (uint64_t)c;
-    sel->count[d] = stop > start ? (stop - start + (uint64_t)c - 1) / (uint64_t)c : 0;
+    sel->count[d] = stop > start ? (stop - start - 1) / (uint64_t)c + 1 : 0;
     sel->keep[d] = true;
     return 0;
 }

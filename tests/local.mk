@@ -75,6 +75,12 @@ tests_unit_check_batchreq_SOURCES = tests/unit/check_batchreq.c
 tests_unit_check_batchreq_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_batchreq_LDADD = $(TEST_LIBS)
 
+# Regressions found by the fuzz harnesses in parsers without their own suite.
+check_PROGRAMS += tests/unit/check_parsers
+tests_unit_check_parsers_SOURCES = tests/unit/check_parsers.c
+tests_unit_check_parsers_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_parsers_LDADD = $(TEST_LIBS)
+
 check_PROGRAMS += tests/unit/check_h5chunk_args
 tests_unit_check_h5chunk_args_SOURCES = tests/unit/check_h5chunk_args.c \
 	client/args.c client/util.c client/frames.c client/h5chunk.h
@@ -95,8 +101,9 @@ EXTRA_DIST += tests/integration/attack_clients.py
 AM_TESTS_ENVIRONMENT = \
 	H5CHUNKD_BIN='$(abs_top_builddir)/daemon/h5chunkd'; \
 	NGINX_BIN='$(NGINX)'; PYTHON_H5='$(PYTHON_H5)'; \
+	H5CD_SANITIZERS='$(enable_sanitizers)'; \
 	TESTS_SRCDIR='$(abs_top_srcdir)/tests'; \
-	export H5CHUNKD_BIN NGINX_BIN PYTHON_H5 TESTS_SRCDIR;
+	export H5CHUNKD_BIN NGINX_BIN PYTHON_H5 TESTS_SRCDIR H5CD_SANITIZERS;
 
 # Third-party filter decoders (lib/h5filters.c).
 check_PROGRAMS += tests/unit/check_h5filters
@@ -112,3 +119,12 @@ tests_unit_check_urlforms_LDADD = $(TEST_LIBS)
 tests_unit_check_credentials_SOURCES = tests/unit/check_credentials.c
 tests_unit_check_credentials_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_credentials_LDADD = $(TEST_LIBS)
+
+# libFuzzer harnesses (tests/fuzz/run, driven by tests/integration/test_fuzz.sh).
+EXTRA_DIST += tests/fuzz/run tests/fuzz/fuzz_common.h tests/fuzz/fuzz_httprange.c \
+	tests/fuzz/fuzz_chunkkey.c tests/fuzz/fuzz_selection.c tests/fuzz/fuzz_urlpolicy.c \
+	tests/fuzz/fuzz_config.c tests/fuzz/fuzz_batchreq.c tests/fuzz/corpus
+# The real-files corpus (run by hand: make check TESTS=tests/integration/test_corpus.sh) and the
+# damaged-files suite share the corpus builder and the h5py peers.
+EXTRA_DIST += tests/data/make_corpus.py tests/integration/h5peers.py tests/integration/test_corpus.py \
+	tests/data/make_damaged.py tests/integration/test_damaged.py tests/integration/test_corpus.sh

@@ -29,3 +29,5 @@ INTEGRATION_TESTS += tests/integration/test_attacks_origin.sh
 EXTRA_DIST += tests/integration/hostile_origin.py
 # DANDI and S3 names, resolve once, signatures and tokens (about 60 s).
 INTEGRATION_TESTS += tests/integration/test_dandi.sh
+INTEGRATION_TESTS += tests/integration/test_fuzz.sh
+INTEGRATION_TESTS += tests/integration/test_damaged.sh

@@ -5,7 +5,7 @@ set -euo pipefail
 src="${TESTS_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}/.."
 command -v clang-format >/dev/null 2>&1 || { echo "test_format: SKIP: clang-format not installed"; exit 77; }
 cd "$src"
-files=$(find lib daemon worker client tests/unit -name '*.[ch]' | sort)
+files=$(find lib daemon worker client tests/unit tests/fuzz -name '*.[ch]' | sort)
 bad=0
 for f in $files; do
     if ! clang-format --dry-run --Werror "$f" >/dev/null 2>&1; then

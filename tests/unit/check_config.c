@@ -661,6 +661,10 @@ START_TEST(test_list_limits)
     strcat(item, "x");
     set_bad(&c, "allow_prefixes", item, "longer than 4096");
     free(item);
+    /* config_print would put such an item at the start of a continuation
+     * line, where it reads back as a comment (found by tests/fuzz). */
+    set_bad(&c, "allow_prefixes", "https://a/,#b", "may not start with '#'");
+    set_bad(&c, "deny_prefixes", "https://a/ ;b", "may not start with ';'");
 
     char *ua = malloc(4098);
     ck_assert_ptr_nonnull(ua);
