@@ -207,15 +207,20 @@ static int on_map_key(void *ctx, const unsigned char *s, size_t len)
     return 1;
 }
 
+/* True when a container opens inside a skipped value or as an unknown field's value. */
+static bool skipping_into(const struct batchreq *r)
+{
+    return r->skip_depth > 0 || (r->depth == 1 && r->field == F_OTHER);
+}
+
 static int on_start_map(void *ctx)
 {
     struct batchreq *r = ctx;
     r->since_event = 0;
-    if (r->skip_depth > 0 || (r->depth == 1 && r->field == F_OTHER)) {
-        if (++r->skip_depth > MAX_SKIP_DEPTH)
-            return fail(r, H5CD_E_BAD_REQUEST, "%s", "unknown fields may not nest deeper");
-        return 1;
-    }
+    if (skipping_into(r))
+        return ++r->skip_depth > MAX_SKIP_DEPTH
+                   ? fail(r, H5CD_E_BAD_REQUEST, "%s", "unknown fields may not nest deeper")
+                   : 1;
     if (r->depth != 0 || r->done)
         return value_event(r, "an object");
     r->depth = 1;
@@ -239,11 +244,10 @@ static int on_start_array(void *ctx)
 {
     struct batchreq *r = ctx;
     r->since_event = 0;
-    if (r->skip_depth > 0 || (r->depth == 1 && r->field == F_OTHER)) {
-        if (++r->skip_depth > MAX_SKIP_DEPTH)
-            return fail(r, H5CD_E_BAD_REQUEST, "%s", "unknown fields may not nest deeper");
-        return 1;
-    }
+    if (skipping_into(r))
+        return ++r->skip_depth > MAX_SKIP_DEPTH
+                   ? fail(r, H5CD_E_BAD_REQUEST, "%s", "unknown fields may not nest deeper")
+                   : 1;
     if (r->depth == 1 && r->field == F_KEYS) {
         r->depth = 2;
         return 1;
