@@ -48,7 +48,7 @@ for bin in "$@"; do
     PIDS+=($pid)
     addr=""
     for ((i = 0; i < 100; i++)); do
-        addr=$(grep -oE 'listening" addr=[^ ]+' "$T/daemon.log" | head -n1 | sed 's/.*addr=//') || true
+        addr=$(grep -m1 -oE 'listening" addr=[^ ]+' "$T/daemon.log" | sed 's/.*addr=//') || true
         [[ -n "$addr" ]] && break
         sleep 0.1
     done

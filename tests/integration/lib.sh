@@ -430,7 +430,7 @@ start_daemon() { # [extra args...]
     track_pid "$DAEMON_PID"
     local i addr=""
     for ((i = 0; i < 100; i++)); do
-        addr=$(grep -oE 'listening" addr=[^ ]+' "$DAEMON_LOG" 2>/dev/null | head -n 1 |
+        addr=$(grep -m1 -oE 'listening" addr=[^ ]+' "$DAEMON_LOG" 2>/dev/null |
             sed 's/.*addr=//') || true
         [[ -n "$addr" ]] && break
         if ! kill -0 "$DAEMON_PID" 2>/dev/null; then

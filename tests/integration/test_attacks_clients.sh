@@ -145,7 +145,7 @@ kill -0 "$DAEMON_PID" || fail "the daemon died under malformed requests"
 
 # ---- a planted symlink under blocks/ ----
 check "a block replaced by a symlink is refused and replaced, never read through"
-blk=$(find "$CACHE_DIR/blocks" -type f | head -n 1)
+blk=$(find "$CACHE_DIR/blocks" -type f -print -quit)
 [[ -n "$blk" ]] || fail "no cached block under $CACHE_DIR/blocks"
 echo "planted secret" >"$T/planted"
 rm -f "$blk" && ln -s "$T/planted" "$blk"
@@ -178,7 +178,7 @@ row "index.sqlite zeroed, h5index kept" "y.h5 chunk = h5py's bytes" "right bytes
 
 # ---- file modes ----
 check "every file of the cache is private (0600 files, 0700 directories)"
-bad=$(find "$CACHE_DIR" \( -type f ! -perm 0600 \) -o \( -type d ! -perm 0700 \) | head -n 5)
+bad=$(find "$CACHE_DIR" \( -type f ! -perm 0600 \) -o \( -type d ! -perm 0700 \) | sed -n 1,5p)
 [[ -z "$bad" ]] || fail "not private: $bad ($(stat -c '%a %n' $bad))"
 row "cache file modes" "files 0600, dirs 0700" "$(find "$CACHE_DIR" -type f | wc -l) files, all private"
 stop_daemon

@@ -427,7 +427,7 @@ if serves_admin; then
     hc --daemon "$DAEMON_URL" --timeout 2 prefetch "$FU" /big1
     assert_rc 1 "prefetch past --timeout"
     assert_contains "$T/err" "not done within --timeout" "timeout message"
-    job=$(grep -oE 'job [0-9]+' "$T/err" | head -n 1 | cut -d' ' -f2)
+    job=$(grep -m1 -oE 'job [0-9]+' "$T/err" | cut -d' ' -f2)
     [[ -n "$job" ]] || fail "no job id in: $(cat "$T/err")"
     wait_job_state "$job" cancelled
 
@@ -452,7 +452,7 @@ if serves_admin; then
     untrack_pid "$cpid"
     assert_rc 130 "prefetch after SIGINT"
     assert_contains "$T/err" "interrupted; job" "SIGINT message"
-    job=$(grep -oE 'job [0-9]+' "$T/err" | head -n 1 | cut -d' ' -f2)
+    job=$(grep -m1 -oE 'job [0-9]+' "$T/err" | cut -d' ' -f2)
     wait_job_state "$job" cancelled
     fault_control '{"mode": "reset_all"}'
     stop_daemon

@@ -18,7 +18,10 @@
 [[ -x "$PYTHON_H5" ]] || skip "no python3 with h5py ($PYTHON_H5)"
 # In sanitizer builds a worker's SIGSEGV must kill it as in production
 # (AddressSanitizer would print a report, slowly, and exit 1).
-if ldd "$H5CHUNKD_BIN" | grep -q libasan; then
+# ldd's output is read whole: `ldd | grep -q` under pipefail fails at random
+# when grep exits before ldd has written everything (SIGPIPE).
+DAEMON_LIBS=$(ldd "$H5CHUNKD_BIN")
+if grep -q libasan <<<"$DAEMON_LIBS"; then
     export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_segv=0:handle_sigbus=0:symbolize=0"
 fi
 "$PYTHON_H5" -c 'import h5py, numpy' 2>/dev/null || skip "h5py/numpy missing for $PYTHON_H5"
@@ -90,8 +93,8 @@ print("damaged files that crash h5py:", kept)
 EOF
 
 # ---- the daemon does not link libhdf5; workers are confined ----
-if ldd "$H5CHUNKD_BIN" | grep -q hdf5; then
-    fail "the daemon binary links libhdf5: $(ldd "$H5CHUNKD_BIN" | grep hdf5)"
+if grep -q hdf5 <<<"$DAEMON_LIBS"; then
+    fail "the daemon binary links libhdf5: $(grep hdf5 <<<"$DAEMON_LIBS")"
 fi
 check "h5chunkd does not link libhdf5"
 
@@ -259,7 +262,7 @@ kill -0 "$DAEMON_PID" || fail "the daemon died"
 stop_daemon
 
 # ---- worker_memory: a decode beyond the worker's address space ----
-if ldd "$H5CHUNKD_BIN" | grep -q libasan; then
+if grep -q libasan <<<"$DAEMON_LIBS"; then
     log "AddressSanitizer build: RLIMIT_AS is not applied to workers; memory limit not tested"
 else
     write_config "$CONF" "workers = 1" "worker_memory = 64M" "max_decode_bytes = 256M"

@@ -49,7 +49,7 @@ launch() { # NAME args...
     track_pid "$DAEMON_PID"
     LAUNCH_ENV=()
     for ((i = 0; i < 100; i++)); do
-        addr=$(grep -oE 'listening" addr=[^ ]+' "$DAEMON_LOG" 2>/dev/null | head -n 1 |
+        addr=$(grep -m1 -oE 'listening" addr=[^ ]+' "$DAEMON_LOG" 2>/dev/null |
             sed 's/.*addr=//') || true
         [[ -n "$addr" ]] && break
         kill -0 "$DAEMON_PID" 2>/dev/null || fail "$name exited before listening: $(tail -n 3 "$DAEMON_LOG")"
@@ -142,7 +142,7 @@ launch daemon-notify --listen 127.0.0.1:0 --cache-dir "$T/cache-notify"
 wait_for_line "$T/notify.msgs" 'READY=1' 10 || fail "no READY=1: $(cat "$T/notify.msgs")"
 kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon detached or died although NOTIFY_SOCKET was set"
 assert_contains "$DAEMON_LOG" "staying in the foreground" "notify: no-detach log line"
-ready=$(grep 'READY=1' "$T/notify.msgs" | head -n 1)
+ready=$(grep -m1 'READY=1' "$T/notify.msgs")
 [[ "$ready" == *"STATUS=Serving on 127.0.0.1:${DAEMON_URL##*:}; cache "*" requests, block hit ratio "* ]] ||
     fail "READY message lacks the STATUS line: $ready"
 assert_eq 200 "$(status_of "$DAEMON_URL/v1/health" "$T/h.out")" "health under NOTIFY_SOCKET"
@@ -153,7 +153,7 @@ reloading=$(grep -m1 'RELOADING=1' "$T/notify.numbered" | cut -d: -f1)
 second_ready=$(grep 'READY=1' "$T/notify.numbered" | sed -n 2p | cut -d: -f1)
 [[ -n "$reloading" ]] || fail "no RELOADING=1: $(cat "$T/notify.msgs")"
 assert_gt "$second_ready" "$reloading" "READY=1 comes after RELOADING=1"
-grep -m1 'RELOADING=1' "$T/notify.msgs" | grep -qE 'MONOTONIC_USEC=[0-9]+' ||
+[[ "$(grep -m1 'RELOADING=1' "$T/notify.msgs")" =~ MONOTONIC_USEC=[0-9]+ ]] ||
     fail "RELOADING=1 without MONOTONIC_USEC: $(cat "$T/notify.msgs")"
 stop_daemon TERM
 wait_for_line "$T/notify.msgs" 'STOPPING=1' 5 || fail "no STOPPING=1: $(cat "$T/notify.msgs")"
