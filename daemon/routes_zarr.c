@@ -305,11 +305,46 @@ static uint8_t *shuffle_bytes(const uint8_t *in, size_t len, size_t elem)
     return out;
 }
 
+/* Bytes of a Blosc (format 2) header. */
+#define BLOSC_HEADER_BYTES  16
+#define BLOSC_FLAG_MEMCPYED 0x02
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
 /*
- * A chunk stored with some filters skipped (deflate is optional in HDF5 and
- * skipped when it would not shrink the data) does not match the codecs
- * .zarray names: decode it, then encode it again with every codec.  Only
- * shuffle and zlib can be re-applied here.
+ * Wraps raw bytes in a Blosc frame flagged "memcpyed" (stored as is, as
+ * Blosc itself does with data it cannot shrink): every Blosc decoder returns
+ * the bytes unchanged, so the daemon needs no Blosc compressor to serve a
+ * chunk whose optional Blosc filter HDF5 skipped (PyTables writes such).
+ */
+static uint8_t *blosc_memcpyed_frame(const uint8_t *in, size_t len, size_t *out_len)
+{
+    if (len == 0 || len > INT32_MAX - BLOSC_HEADER_BYTES)
+        return NULL;
+    uint8_t *out = malloc(len + BLOSC_HEADER_BYTES);
+    if (out == NULL)
+        return NULL;
+    out[0] = 2; /* format version */
+    out[1] = 1; /* codec format version */
+    out[2] = BLOSC_FLAG_MEMCPYED;
+    out[3] = 1; /* type size: only unshuffling uses it, and stored bytes are not shuffled */
+    put_le32(out + 4, (uint32_t)len);                         /* bytes decoded */
+    put_le32(out + 8, (uint32_t)len);                         /* block size */
+    put_le32(out + 12, (uint32_t)(len + BLOSC_HEADER_BYTES)); /* bytes of the frame */
+    memcpy(out + BLOSC_HEADER_BYTES, in, len);
+    *out_len = len + BLOSC_HEADER_BYTES;
+    return out;
+}
+
+/*
+ * A chunk stored with some filters skipped (HDF5 skips an optional filter
+ * that fails or would not shrink the data: deflate, PyTables' Blosc) does
+ * not match the codecs .zarray names: decode it, then encode it again with
+ * every codec.  Shuffle and zlib are re-applied; Blosc gets a stored frame.
  */
 static int reencode(json_t *zarray, uint8_t **data, size_t *len, struct h5cd_error *err)
 {
@@ -333,6 +368,11 @@ static int reencode(json_t *zarray, uint8_t **data, size_t *len, struct h5cd_err
                 next = NULL;
             }
             next_len = bound;
+        } else if (id != NULL && strcmp(id, "blosc") == 0) {
+            next = blosc_memcpyed_frame(*data, *len, &next_len);
+            if (next == NULL && (*len == 0 || *len > INT32_MAX - BLOSC_HEADER_BYTES))
+                return h5cd_fail(err, H5CD_E_UNSUPPORTED,
+                                 "a chunk of %zu bytes cannot be framed for blosc", *len);
         } else {
             return h5cd_fail(err, H5CD_E_UNSUPPORTED,
                              "chunk stored with skipped filters cannot be re-encoded for %s",

@@ -124,7 +124,6 @@ tests_unit_check_credentials_LDADD = $(TEST_LIBS)
 EXTRA_DIST += tests/fuzz/run tests/fuzz/fuzz_common.h tests/fuzz/fuzz_httprange.c \
 	tests/fuzz/fuzz_chunkkey.c tests/fuzz/fuzz_selection.c tests/fuzz/fuzz_urlpolicy.c \
 	tests/fuzz/fuzz_config.c tests/fuzz/fuzz_batchreq.c tests/fuzz/corpus
-# The real-files corpus (run by hand: make check TESTS=tests/integration/test_corpus.sh) and the
-# damaged-files suite share the corpus builder and the h5py peers.
+# The real-files corpus (tests/integration/test_corpus.sh) and the damaged-files suite share the corpus builder and the h5py peers.
 EXTRA_DIST += tests/data/make_corpus.py tests/integration/h5peers.py tests/integration/test_corpus.py \
-	tests/data/make_damaged.py tests/integration/test_damaged.py tests/integration/test_corpus.sh
+	tests/data/make_damaged.py tests/integration/test_damaged.py
