@@ -295,9 +295,11 @@ static void store_probe_blocks(struct remote *r, int64_t file_id, uint64_t size,
 }
 
 /* Fetches the file's first probe_bytes (at least one block) to learn size and validator,
- * records both, and caches the blocks. */
+ * records both, and caches the blocks.  With remember_redirect, where a public URL
+ * redirected is remembered (resolve_note_redirect). */
 static int probe_upstream(struct remote *r, const char *url, const char *identity,
-                          uint64_t probe_bytes, struct remote_file *file, struct h5cd_error *err)
+                          uint64_t probe_bytes, bool remember_redirect, struct remote_file *file,
+                          struct h5cd_error *err)
 {
     uint64_t want = probe_bytes < r->block_size ? r->block_size : probe_bytes;
     want = (want + r->block_size - 1) / r->block_size * r->block_size;
@@ -336,6 +338,10 @@ static int probe_upstream(struct remote *r, const char *url, const char *identit
     }
     if (res->status == FETCH_OK)
         store_probe_blocks(r, row.id, size, res);
+    if (remember_redirect && res->final_url != NULL && strcmp(res->final_url, url) != 0) {
+        resolve_note_redirect(r->resolve, identity, res->final_url);
+        snprintf(file->url, sizeof(file->url), "%s", res->final_url);
+    }
     file->file_id = row.id;
     file->size = size;
     snprintf(file->validator, sizeof(file->validator), "%s", row.validator);
@@ -429,7 +435,8 @@ static int open_shared(struct remote *r, const char *url, const char *identity,
     pthread_mutex_unlock(&r->lock);
 
     probe->file = *out;
-    int rc = probe_upstream(r, url, identity, probe_bytes, &probe->file, &probe->error);
+    int rc =
+        probe_upstream(r, url, identity, probe_bytes, mark_public, &probe->file, &probe->error);
     *probed = rc == 0;
     /* Marked before the probe is unlisted: whoever joined it or comes after it finds the
      * mark, so concurrent openers of a public file ask upstream nothing more. */
@@ -472,6 +479,30 @@ void remote_set_resolver(struct remote *r, struct resolve *resolve)
     r->resolve = resolve;
 }
 
+/*
+ * A public URL that redirected when last probed: opens (and reads) where it
+ * led, without the hops.  A failure there forgets that target and the caller
+ * opens the URL itself.  0 when opened this way, -1 otherwise.
+ */
+static int open_public_redirect(struct remote *r, unsigned revalidate_s, bool public,
+                                uint64_t probe_bytes, struct remote_file *out, bool *probed)
+{
+    char target[H5CD_MAX_URL_BYTES + 1];
+    if (!public || !resolve_redirect_target(r->resolve, out->identity, target, sizeof(target)))
+        return -1;
+    struct remote_file file = *out;
+    struct h5cd_error ignored;
+    snprintf(file.url, sizeof(file.url), "%s", target);
+    if (open_shared(r, target, file.identity, probe_bytes, revalidate_s, true, &file, probed,
+                    &ignored) < 0) {
+        resolve_forget_redirect(r->resolve, out->identity);
+        return -1;
+    }
+    *out = file;
+    STATS_INC(r->stats, redirects_skipped);
+    return 0;
+}
+
 /* Opens the URL a name resolved to; the gate of cached bytes for credential-free URLs. */
 static int open_resolved(struct remote *r, const struct urlpolicy *policy, unsigned revalidate_s,
                          const struct resolve_result *rr, uint64_t probe_bytes,
@@ -482,8 +513,10 @@ static int open_resolved(struct remote *r, const struct urlpolicy *policy, unsig
         return -1;
     snprintf(out->url, sizeof(out->url), "%s", rr->url);
     bool mark_public = r->resolve != NULL && !rr->credentialed;
-    if (open_shared(r, rr->url, out->identity, probe_bytes, revalidate_s, mark_public, out, &probed,
-                    err) < 0)
+    if (open_public_redirect(r, revalidate_s, mark_public, probe_bytes, out, &probed) == 0)
+        ; /* went straight to where the URL redirected last time */
+    else if (open_shared(r, rr->url, out->identity, probe_bytes, revalidate_s, mark_public, out,
+                         &probed, err) < 0)
         return -1;
     if (!mark_public || probed)
         return 0; /* a credentialed name was checked upstream by the resolver */
@@ -1346,6 +1379,8 @@ static bool reresolve(struct remote_batch *b)
         if (resolve_name(r->resolve, policy, b->file.name, token, true, &rr, &e) < 0)
             return false;
     }
+    /* A public URL's remembered redirect target was refused: hop by hop from now on. */
+    resolve_forget_redirect(r->resolve, b->file.identity);
     if (strcmp(rr.url, b->file.url) == 0 ||
         urlpolicy_check(policy, rr.url, identity, sizeof(identity), &e) < 0 ||
         strcmp(identity, b->file.identity) != 0)

@@ -55,6 +55,7 @@ struct resolve {
     struct h5cd_stats *stats;
     struct table resolved;
     struct table public;
+    struct table redirects; /* public identity -> where its URL redirected */
 };
 
 /* ---- settings ---- */
@@ -202,6 +203,14 @@ static struct memo *table_find(struct table *t, const char *key, time_t now)
     return NULL;
 }
 
+/* Caller holds the lock. */
+static void table_drop_key(struct table *t, const char *key, time_t now)
+{
+    struct memo *m = table_find(t, key, now);
+    if (m != NULL)
+        table_drop(t, (size_t)(m - t->items));
+}
+
 /* Caller holds the lock.  A full table gives up the entry that expires first. */
 static void table_put(struct table *t, const char *key, const char *url, bool credentialed,
                       time_t expires, time_t now)
@@ -258,6 +267,7 @@ void resolve_free(struct resolve *r)
         return;
     table_clear(&r->resolved);
     table_clear(&r->public);
+    table_clear(&r->redirects);
     while (r->set != NULL) {
         struct settings *older = r->set->older;
         settings_free(r->set);
@@ -279,6 +289,7 @@ int resolve_reconfigure(struct resolve *r, const struct h5cd_config *cfg, char *
     r->set = s;
     table_clear(&r->resolved);
     table_clear(&r->public);
+    table_clear(&r->redirects);
     pthread_mutex_unlock(&r->lock);
     return 0;
 }
@@ -611,6 +622,7 @@ void resolve_forget_all(struct resolve *r)
 {
     pthread_mutex_lock(&r->lock);
     table_clear(&r->resolved);
+    table_clear(&r->redirects);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -652,6 +664,38 @@ int resolve_check_public(struct resolve *r, const struct urlpolicy *policy, cons
         return -1;
     resolve_mark_public(r, identity);
     return 0;
+}
+
+void resolve_note_redirect(struct resolve *r, const char *identity, const char *final_url)
+{
+    struct settings *s = current(r);
+    time_t now = time(NULL);
+    bool credentialed = resolve_url_has_credentials(r, final_url);
+    time_t until = expiry_of(s, final_url, final_url, credentialed, now);
+    pthread_mutex_lock(&r->lock);
+    if (until > now)
+        table_put(&r->redirects, identity, final_url, credentialed, until, now);
+    else
+        table_drop_key(&r->redirects, identity, now);
+    pthread_mutex_unlock(&r->lock);
+}
+
+bool resolve_redirect_target(struct resolve *r, const char *identity, char *out, size_t cap)
+{
+    pthread_mutex_lock(&r->lock);
+    struct memo *m = table_find(&r->redirects, identity, time(NULL));
+    bool found = m != NULL && m->url != NULL && strlen(m->url) < cap;
+    if (found)
+        memcpy(out, m->url, strlen(m->url) + 1);
+    pthread_mutex_unlock(&r->lock);
+    return found;
+}
+
+void resolve_forget_redirect(struct resolve *r, const char *identity)
+{
+    pthread_mutex_lock(&r->lock);
+    table_drop_key(&r->redirects, identity, time(NULL));
+    pthread_mutex_unlock(&r->lock);
 }
 
 unsigned resolve_access_ttl(struct resolve *r)

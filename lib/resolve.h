@@ -70,6 +70,21 @@ int resolve_name(struct resolve *r, const struct urlpolicy *policy, const char *
                  const char *token, bool refresh, struct resolve_result *out,
                  struct h5cd_error *err);
 
+/*
+ * Plain public URLs that redirect (a landing URL sending every request to a
+ * mirror or a presigned S3 URL): the final URL a probe reached is
+ * remembered per cache identity until it expires (its own signature less
+ * RESOLVE_EXPIRY_MARGIN_S, resolve_ttl_s, and access_ttl_s when it carries
+ * credentials), so range requests go straight to it instead of following
+ * the hops every time.  Only for names that carry no credentials: their
+ * redirects are what anybody asking gets.
+ */
+void resolve_note_redirect(struct resolve *r, const char *identity, const char *final_url);
+/* True, with the remembered final URL in out, when there is one. */
+bool resolve_redirect_target(struct resolve *r, const char *identity, char *out, size_t cap);
+/* Upstream refused the remembered URL: follow the hops again next time. */
+void resolve_forget_redirect(struct resolve *r, const char *identity);
+
 /* Drops every remembered resolution (the credentials changed). */
 void resolve_forget_all(struct resolve *r);
 

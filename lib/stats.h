@@ -40,6 +40,7 @@
     X(worker_timeouts, "HDF5 workers killed for overrunning worker_timeout_s")                     \
     X(quarantined_files, "file versions quarantined after a worker crash or timeout")              \
     X(resolutions, "names resolved upstream: redirects followed, signed URLs or tokens checked")   \
+    X(redirects_skipped, "opens of a public URL that went straight to where it redirected")        \
     X(access_checks, "one-byte requests proving a cached file is readable without credentials")
 
 struct h5cd_stats {

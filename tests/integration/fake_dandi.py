@@ -27,6 +27,8 @@ The API, shaped like the DANDI REST API (paginated like the real one):
 The origin, shaped like S3: single byte ranges (206, Content-Range,
 ETag), 416 past the end, never HEAD-only tricks:
   /blobs/NAME     public
+  /moved/NAME     302 to /blobs/NAME (a plain landing URL)
+  /moved-signed/S/NAME   302 to a /private/NAME URL presigned for S seconds
   /private/NAME   needs X-Amz-Date, X-Amz-Expires and X-Amz-Signature =
                   HMAC-SHA256(secret, path + date + expires), not expired;
                   else 403 with an S3-like XML body.
@@ -247,6 +249,20 @@ class Origin(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
         q = urllib.parse.parse_qs(url.query)
+        m = re.fullmatch(r"/moved/([^/]+)|/moved-signed/(\d+)/([^/]+)", url.path)
+        if m:
+            origin = "http://127.0.0.1:%d" % ORIGIN_PORT
+            if m.group(1):
+                count("origin", "moved")
+                location = origin + "/blobs/" + m.group(1)
+            else:
+                count("origin", "moved-signed")
+                location = signed_url(origin, "/private/" + m.group(3), expires=m.group(2))
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         m = re.fullmatch(r"/(blobs|private)/([^/]+)", url.path)
         if not m or not os.path.isfile(os.path.join(ARGS.root, m.group(2))):
             count("origin", "404")

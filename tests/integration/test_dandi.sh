@@ -134,6 +134,35 @@ o2=$(count origin /blobs/other.nwb)
 log "REQUEST COUNTS then a second 5-chunk batch, meta, a range: api_download=$((d2 - d1)) origin=$((o2 - o1))"
 assert_eq 0 $((d2 - d1)) "redirects followed again within resolve_ttl_s"
 
+check "a plain public URL that redirects: hops followed once per file, then ranges go straight"
+MOVED="$ORIGIN/moved/session.nwb"
+m0=$(count origin moved)
+s0=$(stat_get redirects_skipped)
+assert_eq 206 "$(http_get "$(mirror_url "$MOVED")" "$T/moved0.bin" -r 0-99)" "a first range"
+assert_eq 206 "$(http_get "$(mirror_url "$MOVED")" "$T/moved.bin" -r 300000-399999)" "a second range"
+dd if="$T/root/session.nwb" of="$T/moved.want" bs=1 skip=300000 count=100000 status=none
+cmp -s "$T/moved.bin" "$T/moved.want" || fail "a range through a redirecting URL differs from the file"
+st=$(http_get "$DAEMON_URL/v1/chunks" "$T/frames.bin" -X POST -H 'Content-Type: application/json' \
+    --data-binary "{\"url\": \"$MOVED\", \"path\": \"$DSET\", \"keys\": [\"1.0\", \"3.0\", \"5.0\"]}")
+assert_eq 200 "$st" "a batch through a redirecting URL"
+log "REQUEST COUNTS two ranges and a batch through /moved/: redirects=$(($(count origin moved) - m0))"
+assert_eq 1 $(($(count origin moved) - m0)) "redirects followed for two ranges and a batch"
+assert_gt "$(stat_get redirects_skipped)" "$s0" "redirects_skipped"
+
+check "a redirect to a presigned URL is remembered until upstream refuses it, then followed again"
+SIGNED="$ORIGIN/moved-signed/3600/other.nwb"
+m0=$(count origin moved-signed)
+assert_eq 206 "$(http_get "$(mirror_url "$SIGNED")" "$T/s1.bin" -r 0-99)" "a first range"
+assert_eq 206 "$(http_get "$(mirror_url "$SIGNED")" "$T/s2.bin" -r 500000-599999)" "a second range"
+assert_eq 1 $(($(count origin moved-signed) - m0)) "redirects followed for two ranges"
+fake_field /_rotate rotated >/dev/null # every URL signed so far is refused from now on
+assert_eq 206 "$(http_get "$(mirror_url "$SIGNED")" "$T/s3.bin" -r 700000-799999)" \
+    "a range after the remembered URL's signature stopped working"
+dd if="$T/root/other.nwb" of="$T/s3.want" bs=1 skip=700000 count=100000 status=none
+cmp -s "$T/s3.bin" "$T/s3.want" || fail "bytes after a refused redirect target differ from the file"
+assert_gt "$(count origin "403 /private/other.nwb")" 0 "the remembered URL was refused upstream"
+assert_eq 2 $(($(count origin moved-signed) - m0)) "redirects followed after the refusal"
+
 # ---- signatures ----
 P=/private/embargo_session.nwb
 GOOD=$(fake_field "/_sign?path=$P" url)
