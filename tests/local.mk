@@ -93,7 +93,7 @@ TESTS += $(check_PROGRAMS)
 INTEGRATION_TESTS =
 include tests/integration/local.mk
 TESTS += $(INTEGRATION_TESTS)
-EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/fault_origin.py \
+EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/pysuite.sh tests/integration/fault_origin.py \
 	tests/integration/fake_dandi.py
 EXTRA_DIST += tests/data/make_h5_testset.py tests/integration/test_h5chunks.py
 EXTRA_DIST += tests/data/make_nwb_like.py tests/integration/test_clients.py

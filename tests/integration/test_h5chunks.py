@@ -27,7 +27,6 @@ Run by hand from a VPATH build dir:
   H5CHUNKD_BIN=$PWD/daemon/h5chunkd /usr/bin/python3 .../tests/integration/test_h5chunks.py
 """
 import argparse
-import atexit
 import concurrent.futures
 import http.client
 import itertools
@@ -38,13 +37,15 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
+
+from h5peers import (_kill_all, _procs, free_port, wait_port, tail, stop_process,  # noqa: E402
+                     FrameError)  # processes started here are stopped at exit
 
 NAME = "test_h5chunks"
 VIRTUAL_CHUNK_BYTES = 16 * 1024 * 1024
@@ -66,7 +67,6 @@ ERROR_STATUS = {
     "upstream_timeout": 504,
 }
 
-_procs = []  # every process this test started, stopped at exit
 _failures = []
 _checks = 0
 
@@ -95,49 +95,6 @@ class Skip(Exception):
 
 
 # ---------------------------------------------------------------- processes
-
-def _kill_all():
-    for p in _procs:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-
-
-atexit.register(_kill_all)
-
-
-def _on_signal(signum, _frame):
-    sys.exit(128 + signum)  # runs atexit
-
-
-signal.signal(signal.SIGTERM, _on_signal)
-signal.signal(signal.SIGINT, _on_signal)
-
-
-def free_port():
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
-def wait_port(port, proc, secs):
-    deadline = time.monotonic() + secs
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class Nginx:
@@ -219,24 +176,6 @@ class Nginx:
                 if m and m.group(2) == uri and (args is None or m.group(3) == args):
                     out.append((m.group(1), m.group(4), int(m.group(5))))
         return out
-
-
-def tail(path, n=15):
-    try:
-        with open(path, errors="replace") as fh:
-            return "".join(fh.readlines()[-n:])
-    except OSError:
-        return "(no %s)" % path
-
-
-def stop_process(proc, secs):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(secs)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 class Daemon:
@@ -328,9 +267,6 @@ def stats_diff(before, after, names=("upstream_requests", "h5_lookups", "index_h
 
 
 # ---------------------------------------------------------------- frames
-
-class FrameError(Exception):
-    pass
 
 
 def parse_frames(body):

@@ -2,23 +2,7 @@
 # test_realfiles.sh - runs test_realfiles.py (files written by h5py, PyTables
 # and bitshuffle's plugin, served and compared with h5py) with the Python that
 # has h5py, numpy, PyTables, zarr and fsspec.  About 20 s.
-#
-# Environment: as tests/integration/test_h5chunks.sh.
+# Environment: see tests/integration/pysuite.sh.
 # Exit status: 0 pass, 1 fail, 77 skip.
-set -euo pipefail
-
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-: "${PYTHON_H5:=/usr/bin/python3}"
-: "${TESTS_SRCDIR:=$(cd "$HERE/.." && pwd)}"
-if [[ -z "${H5CHUNKD_BIN:-}" && -x "$PWD/daemon/h5chunkd" ]]; then
-    H5CHUNKD_BIN="$PWD/daemon/h5chunkd"
-fi
-export PYTHON_H5 TESTS_SRCDIR
-if [[ -n "${H5CHUNKD_BIN:-}" ]]; then export H5CHUNKD_BIN; fi
-if [[ -n "${NGINX_BIN:-}" ]]; then export NGINX_BIN; fi
-
-if ! "$PYTHON_H5" -c 'import h5py, numpy, zarr, fsspec, tables' >/dev/null 2>&1; then
-    echo "test_realfiles: SKIP: $PYTHON_H5 cannot import h5py, numpy, zarr, fsspec and tables"
-    exit 77
-fi
-exec "$PYTHON_H5" "$HERE/test_realfiles.py" "$@"
+. "$(dirname "$0")/pysuite.sh"
+run_python_suite test_realfiles h5py,numpy,zarr,fsspec,tables "$@"
