@@ -111,11 +111,27 @@ void urlpolicy_free(struct urlpolicy *policy)
 
 /* ---- identity ---- */
 
+/*
+ * S3's response-header overrides change the headers of an answer, never its
+ * bytes: DANDI's presigned URLs carry response-content-disposition with the
+ * asset's file name, and the blob they name is the one s3:// names.  Always
+ * left out of the identity (and, unlike strip_query_params, not credentials).
+ */
+static const char *const header_only_params[] = {
+    "response-cache-control",    "response-content-disposition", "response-content-encoding",
+    "response-content-language", "response-content-type",        "response-expires",
+};
+
 static bool stripped(const struct urlpolicy *policy, const char *param, size_t len)
 {
     size_t name = 0;
     while (name < len && param[name] != '=')
         name++;
+    for (size_t i = 0; i < sizeof(header_only_params) / sizeof(header_only_params[0]); i++) {
+        const char *s = header_only_params[i];
+        if (strlen(s) == name && memcmp(s, param, name) == 0)
+            return true;
+    }
     for (size_t i = 0; i < policy->strip.count; i++) {
         const char *s = policy->strip.items[i];
         if (strlen(s) == name && memcmp(s, param, name) == 0)

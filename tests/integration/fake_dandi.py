@@ -14,7 +14,8 @@ The API, shaped like the DANDI REST API (paginated like the real one):
         assets whose path starts with P, two per page, with "next" links
   GET /api/assets/{asset_id}/                      the asset's metadata
   GET /api/assets/{asset_id}/download/             302 to the blob:
-        public Dandiset 000001: an unsigned /blobs/NAME URL;
+        public Dandiset 000001: an unsigned /blobs/NAME URL with a
+        response-content-disposition parameter, as the real archive sends;
         embargoed Dandiset 000002: a presigned /private/NAME URL valid for
         --expires seconds, and only with "Authorization: token tokenA"
         (401 without a token, 403 with another)
@@ -186,8 +187,9 @@ class Api(BaseHTTPRequestHandler):
                     return self.send_json(denied, {"detail": "denied"})
                 if a["_dandiset"] == "000002":
                     location = signed_url(origin, "/private/" + a["_name"])
-                else:
-                    location = origin + "/blobs/" + a["_name"]
+                else:  # like the real archive: the file name in a header override
+                    location = origin + "/blobs/" + a["_name"] + "?" + urllib.parse.urlencode(
+                        {"response-content-disposition": 'attachment; filename="%s"' % a["_name"]})
                 self.send_response(302)
                 self.send_header("Location", location)
                 self.send_header("Content-Length", "0")

@@ -82,6 +82,15 @@ START_TEST(test_signature_stripping)
     url_ok(p, "https://h.example/f?a=1&&b&Signature&=x", "https://h.example/f?a=1&b&=x");
     url_ok(p, "https://h.example/f?Signatures=1&XSignature=2",
            "https://h.example/f?Signatures=1&XSignature=2");
+    /* DANDI's presigned URLs name the file in a response-header override. */
+    url_ok(p,
+           "https://b.s3.amazonaws.com/blobs/abc?response-content-disposition=attachment%3B"
+           "%20filename%3D%22x.nwb%22&X-Amz-Signature=s&response-content-type=a%2Fb"
+           "&response-cache-control=no&response-expires=1&response-content-language=en"
+           "&response-content-encoding=identity",
+           "https://b.s3.amazonaws.com/blobs/abc");
+    url_ok(p, "https://h.example/f?response-content-typo=1&Response-Content-Type=2",
+           "https://h.example/f?response-content-typo=1&Response-Content-Type=2");
     urlpolicy_free(p);
 
     const char *kv[] = {"strip_query_params", "token", NULL};
