@@ -39,7 +39,8 @@ class ZarrStore(_Base):
         self.client = client
         self.url = url
         self.path = path
-        self.view = ZarrView(client, url, path, decode, merge_small=True)
+        self.view = ZarrView(client, url, path, decode, merge_small=True,
+                             drop_empty_attrs=True)
         self.batches = 0  # batch requests sent by getitems (for tests)
 
     def __repr__(self):

@@ -7,22 +7,32 @@ is made); every .zarray/.zgroup/.zattrs is then answered locally.  Chunks
 are read with one POST /v1/chunks per dataset per call of fetch():
 
 - a dataset whose .zarray names compression codecs (zlib, shuffle, blosc,
-  zstd) is read raw, as stored, and (decode="auto", the default) decoded
-  here with numcodecs as frames arrive: by a pool of threads when cores
-  are idle (zlib, blosc and zstd release the GIL, so chunks decode on every
-  core), else in the reading thread;
-  the metadata zarr sees then names no compression codec.  A chunk whose
-  optional filter was skipped when it was written (filter_mask) just skips
-  that codec;
-- decode=False leaves decoding to zarr (one chunk after the other, once the
-  whole batch is in); a chunk with a skipped filter is then re-encoded here
-  so it still matches the codecs;
+  zstd) is read raw, as stored.  decode="auto" (the default) hands the
+  stored bytes to zarr, which decodes one chunk at a time into one reused
+  buffer: decoding here instead keeps every decoded chunk of a read alive
+  at once (getitems() returns them together), fresh memory each read whose
+  page faults cost more than the decoding they would parallelize
+  (docs/python.md, "Performance").  A codec this numcodecs lacks: the
+  daemon decodes that dataset and the metadata zarr sees names no codec;
+- decode="local" decodes here with numcodecs as frames arrive, by a pool of
+  threads when cores are idle (zlib, blosc and zstd release the GIL), else
+  in the reading thread; the metadata zarr sees then names no compression
+  codec.  A chunk whose optional filter was skipped when it was written
+  (filter_mask) just skips that codec;
+- decode=False (and "auto") leave decoding to zarr; a chunk with a skipped
+  filter is then re-encoded here so it still matches the codecs;
 - decode=True has the daemon decode every chunk (with libhdf5);
 - any other dataset (no codecs, or only vlen-utf8) is read decoded, as the
   view serves it;
 - with merge_small (the zarr store), an array of chunks under 64 KiB is
   shown with consecutive chunks merged along its first dimension (class
   Merge), read decoded by the daemon.
+
+With drop_empty_attrs (the zarr store), a .zattrs holding {} is left out:
+zarr reads a missing .zattrs as no attributes, and every key fewer is one
+fewer string zarr compares in each of its listings (zarr's consolidated
+store lists a group by scanning every key, so a walk of the hierarchy costs
+groups x keys).
 
 A chunk the daemon says was never written (404 chunk_not_allocated) is
 missing (zarr fills it); every other failure raises ChunkError.
@@ -83,14 +93,16 @@ def _codecs(zarray):
 class ZarrView:
     """One remote file's Zarr view, rooted at `path` inside the file."""
 
-    def __init__(self, client, url, path=None, decode="auto", merge_small=False):
-        if decode not in ("auto", True, False):
-            raise ValueError("decode must be 'auto', True or False")
+    def __init__(self, client, url, path=None, decode="auto", merge_small=False,
+                 drop_empty_attrs=False):
+        if decode not in ("auto", "local", True, False):
+            raise ValueError("decode must be 'auto', 'local', True or False")
         self.client, self.url = client, url
         self._merged = {}  # array dir -> Merge, for arrays shown with merged chunks
         self.root = (path or "").strip("/")
         self.force_decode = decode is True
-        self.local_decode = decode == "auto" and _have_numcodecs()
+        self.local_decode = decode == "local" and _have_numcodecs()
+        auto = decode == "auto" and _have_numcodecs()
         target = "/zarr/v2/%s/.zmetadata" % urls.zarr_id(url)
         doc = client.transport.get_json(target, "the Zarr view of %s" % url)
         md = doc.get("metadata") if isinstance(doc, dict) else None
@@ -103,26 +115,30 @@ class ZarrView:
             if prefix and not k.startswith(prefix):
                 continue
             rel = k[len(prefix):]
-            if rel.endswith(".zarray") and (self.force_decode or self.local_decode):
-                v = self._decoded_form(v)
+            if drop_empty_attrs and v == {} and posixpath.basename(rel) == ".zattrs":
+                continue
             self.meta[rel] = v
         if self.root and ".zarray" not in self.meta and ".zgroup" not in self.meta:
             raise DaemonError("no object %s with a Zarr form in %s" % (path, url), 404,
                               "not_found")
-        self._codecs = {}  # array dir -> its codec chain (as served), for local decoding
+        self._codecs = {}  # array dir -> its codec chain (as served)
         self._local = {}   # array dir -> codec objects, when decoded here
+        self._daemon_decodes = set()  # "auto": array dirs whose codecs numcodecs lacks
         known = {}
-        for rel, v in self.meta.items():
-            if rel.endswith(".zarray"):
-                d = rel[:-len(".zarray")].rstrip("/")
-                chain = _codecs(md[prefix + rel])
-                self._codecs[d] = chain
-                if self.local_decode and chain:
-                    key = json.dumps(chain, sort_keys=True)
-                    if key not in known:
-                        known[key] = _codec_objects(chain)
-                    if known[key] is not None:
-                        self._local[d] = known[key]
+        for rel in [k for k in self.meta if k.endswith(".zarray")]:
+            d = rel[:-len(".zarray")].rstrip("/")
+            chain = _codecs(self.meta[rel])
+            self._codecs[d] = chain
+            if (self.local_decode or auto) and chain and not _text_only(chain):
+                key = json.dumps(chain, sort_keys=True)
+                if key not in known:
+                    known[key] = _codec_objects(chain)
+                if known[key] is None:
+                    self._daemon_decodes.add(d)
+                elif self.local_decode:
+                    self._local[d] = known[key]
+            if self.force_decode or self.local_decode or d in self._daemon_decodes:
+                self.meta[rel] = self._decoded_form(self.meta[rel])
         self._zmetadata = None
         if merge_small and decode is not False:
             for rel in [k for k in self.meta if k.endswith(".zarray")]:
@@ -136,7 +152,7 @@ class ZarrView:
     def _decoded_form(zarray):
         z = dict(zarray)
         chain = _codecs(z)
-        if chain and all(c.get("id") in TEXT_CODECS for c in chain):
+        if chain and _text_only(chain):
             return z
         z["filters"] = [c for c in chain if c.get("id") in TEXT_CODECS] or None
         z["compressor"] = None
@@ -181,12 +197,10 @@ class ZarrView:
         """(ask the daemon to decode?, decode here?, codec chain as served)
         of the array in directory d."""
         chain = self._codecs[d]
-        if self.force_decode or not chain or all(c.get("id") in TEXT_CODECS for c in chain):
+        if self.force_decode or not chain or _text_only(chain) or d in self._daemon_decodes:
             return True, False, chain
         if self.local_decode:
-            # A codec this numcodecs lacks: the daemon decodes (the metadata
-            # zarr sees names no codec either way).
-            return (False, True, chain) if d in self._local else (True, False, chain)
+            return False, True, chain
         return False, False, chain
 
     def fetch(self, keys):
@@ -340,6 +354,12 @@ class Merge:
                                  path, rk)
             buf[n * self.real_bytes:(n + 1) * self.real_bytes] = data
         return buf
+
+
+def _text_only(chain):
+    """Whether a codec chain holds only codecs the view applies to values it
+    serves decoded (such a dataset is always read decoded)."""
+    return all(c.get("id") in TEXT_CODECS for c in chain)
 
 
 def _dtype_spec(d):

@@ -266,15 +266,23 @@ class ZarrViewModes(unittest.TestCase):
 
     def test_modes(self):
         auto = self.View(_FakeClient(METADATA), "https://x/f.h5")
-        self.assertEqual(auto._mode("g/raw")[:2], (False, True))     # raw, decoded here
+        self.assertEqual(auto._mode("g/raw")[:2], (False, False))    # raw, zarr decodes
         self.assertEqual(auto._mode("g/plain")[:2], (True, False))   # the view decodes
         self.assertEqual(auto._mode("g/text")[:2], (True, False))
         self.assertEqual(auto._mode("g/odd")[:2], (True, False))     # numcodecs lacks it
-        z = json.loads(auto.meta_bytes("g/raw/.zarray"))
-        self.assertIsNone(z["filters"])
+        self.assertEqual(json.loads(auto.meta_bytes("g/raw/.zarray"))["filters"], ZLIB)
         self.assertEqual(json.loads(auto.meta_bytes("g/text/.zarray"))["filters"],
                          [{"id": "vlen-utf8"}])
         self.assertIsNone(json.loads(auto.meta_bytes("g/odd/.zarray"))["filters"])
+        local = self.View(_FakeClient(METADATA), "https://x/f.h5", decode="local")
+        self.assertEqual(local._mode("g/raw")[:2], (False, True))    # raw, decoded here
+        self.assertEqual(local._mode("g/plain")[:2], (True, False))
+        self.assertEqual(local._mode("g/text")[:2], (True, False))
+        self.assertEqual(local._mode("g/odd")[:2], (True, False))
+        self.assertIsNone(json.loads(local.meta_bytes("g/raw/.zarray"))["filters"])
+        self.assertEqual(json.loads(local.meta_bytes("g/text/.zarray"))["filters"],
+                         [{"id": "vlen-utf8"}])
+        self.assertIsNone(json.loads(local.meta_bytes("g/odd/.zarray"))["filters"])
         zarr_decodes = self.View(_FakeClient(METADATA), "https://x/f.h5", decode=False)
         self.assertEqual(zarr_decodes._mode("g/raw")[:2], (False, False))
         self.assertEqual(json.loads(zarr_decodes.meta_bytes("g/raw/.zarray"))["filters"], ZLIB)
@@ -282,6 +290,19 @@ class ZarrViewModes(unittest.TestCase):
         self.assertEqual(daemon._mode("g/raw")[:2], (True, False))
         with self.assertRaises(ValueError):
             self.View(_FakeClient(METADATA), "https://x/f.h5", decode="yes")
+
+    def test_empty_attrs_dropped(self):
+        # The store leaves out .zattrs holding {} (zarr reads a missing one as
+        # no attributes); attributes that exist stay, and the view as served
+        # (fsspec) keeps every key.
+        v = self.View(_FakeClient(METADATA), "https://x/f.h5", drop_empty_attrs=True)
+        self.assertEqual(v.listdir("g"), [".zgroup", "odd", "plain", "raw", "text"])
+        self.assertEqual(json.loads(v.meta_bytes(".zattrs")), {"a": 1})
+        with self.assertRaises(KeyError):
+            v.meta_bytes("g/raw/.zattrs")
+        self.assertNotIn("g/.zattrs", json.loads(v.meta_bytes(".zmetadata"))["metadata"])
+        full = self.View(_FakeClient(METADATA), "https://x/f.h5")
+        self.assertIn(".zattrs", full.listdir("g"))
 
     def test_rooted(self):
         v = self.View(_FakeClient(METADATA), "https://x/f.h5", path="/g/")
