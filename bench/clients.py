@@ -17,8 +17,12 @@ Peers:
             used for the origin, the daemon's /v1/file mirror and the nginx
             slice cache alike.
 The Python package's paths (python/h5chunkd, the "python" section):
-  py-zarr   zarr.open_consolidated(h5chunkd.zarr_store(url)): one batch
-            request per zarr read.
+  py-zarr   zarr.open(h5chunkd.zarr_store(url)): one batch request per zarr
+            read.  The store holds the consolidated metadata already (one
+            request when it is made), so zarr.open asks nothing more and
+            lists groups from the store's index; open_consolidated would
+            wrap it in zarr's own metadata store, which scans every key for
+            each group it lists (docs/python.md, "Performance").
   zarr-http zarr.open_consolidated(Zarr view URL): zarr's FSStore over
             fsspec's HTTP file system, one (concurrent) request per chunk.
   py-h5py   h5py.File(h5chunkd.open(url)): libhdf5 over the /v1/file mirror
@@ -289,7 +293,7 @@ def pyzarr_read(base, url, wl, spec):
     import zarr
     c = h5chunkd.Client(base)
     try:
-        return read_zarr(zarr.open_consolidated(c.zarr_store(url), mode="r"), wl, spec)
+        return read_zarr(zarr.open(c.zarr_store(url), mode="r"), wl, spec)
     finally:
         c.close()
 

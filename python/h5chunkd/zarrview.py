@@ -140,6 +140,7 @@ class ZarrView:
             if self.force_decode or self.local_decode or d in self._daemon_decodes:
                 self.meta[rel] = self._decoded_form(self.meta[rel])
         self._zmetadata = None
+        self._children = None  # directory -> sorted names under it (listdir)
         if merge_small and decode is not False:
             for rel in [k for k in self.meta if k.endswith(".zarray")]:
                 d = rel[:-len(".zarray")].rstrip("/")
@@ -180,13 +181,17 @@ class ZarrView:
         return d, ck
 
     def listdir(self, path=""):
-        p = path.strip("/")
-        pre = p + "/" if p else ""
-        out = set()
-        for k in self.meta:
-            if k.startswith(pre):
-                out.add(k[len(pre):].split("/", 1)[0])
-        return sorted(out)
+        """The names under a directory of the view, sorted: from an index
+        made on the first call, so a walk of the hierarchy costs the keys
+        once, not once per group."""
+        if self._children is None:
+            children = {}
+            for k in self.meta:
+                parts = k.split("/")
+                for i in range(len(parts)):
+                    children.setdefault("/".join(parts[:i]), set()).add(parts[i])
+            self._children = {d: sorted(names) for d, names in children.items()}
+        return list(self._children.get(path.strip("/"), ()))
 
     # ------------------------------------------------------------------ chunks
     def _h5path(self, d):

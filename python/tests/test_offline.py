@@ -304,6 +304,19 @@ class ZarrViewModes(unittest.TestCase):
         full = self.View(_FakeClient(METADATA), "https://x/f.h5")
         self.assertIn(".zattrs", full.listdir("g"))
 
+    def test_listdir_index(self):
+        # The index answers what a scan of every key would.
+        v = self.View(_FakeClient(METADATA), "https://x/f.h5")
+
+        def scan(path):
+            pre = path.strip("/") + "/" if path.strip("/") else ""
+            return sorted({k[len(pre):].split("/", 1)[0] for k in v.meta if k.startswith(pre)})
+        for path in ("", "g", "/g/", "g/raw", "g/raw/.zarray", "nope", "g/nope/x"):
+            self.assertEqual(v.listdir(path), scan(path), path)
+        self.assertEqual(v.listdir("g/raw"), [".zarray", ".zattrs"])
+        v.listdir("g").append("junk")  # callers get their own list
+        self.assertNotIn("junk", v.listdir("g"))
+
     def test_rooted(self):
         v = self.View(_FakeClient(METADATA), "https://x/f.h5", path="/g/")
         self.assertEqual(v.listdir(""), [".zattrs", ".zgroup", "odd", "plain", "raw", "text"])
