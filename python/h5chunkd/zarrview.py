@@ -141,6 +141,7 @@ class ZarrView:
                 self.meta[rel] = self._decoded_form(self.meta[rel])
         self._zmetadata = None
         self._children = None  # directory -> sorted names under it (listdir)
+        self._meta_bytes = {}  # key -> its JSON bytes, made once (zarr reads each often)
         if merge_small and decode is not False:
             for rel in [k for k in self.meta if k.endswith(".zarray")]:
                 d = rel[:-len(".zarray")].rstrip("/")
@@ -170,8 +171,10 @@ class ZarrView:
                 self._zmetadata = json.dumps({"zarr_consolidated_format": 1,
                                               "metadata": self.meta}).encode()
             return self._zmetadata
-        v = self.meta[key]
-        return json.dumps(v).encode()
+        b = self._meta_bytes.get(key)
+        if b is None:
+            b = self._meta_bytes[key] = json.dumps(self.meta[key]).encode()
+        return b
 
     def array_of(self, key):
         """(array dir relative to root, chunk key) of a chunk key, or None."""
