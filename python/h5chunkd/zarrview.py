@@ -162,7 +162,7 @@ class ZarrView:
 
     # ---------------------------------------------------------------- metadata
     def is_meta_key(self, key):
-        return key == ".zmetadata" or posixpath.basename(key) in META_NAMES
+        return key.rpartition("/")[2] in META_NAMES or key == ".zmetadata"
 
     def meta_bytes(self, key):
         """The bytes of a metadata key; KeyError when there is none."""
