@@ -56,6 +56,7 @@ struct cli {
     bool check_only;
     struct reload_override overrides[16];
     size_t noverrides;
+    char *parents; /* every --parent, joined with commas; NULL for none */
 };
 
 static void usage(FILE *out)
@@ -63,7 +64,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: h5chunkd [--config FILE] [--listen HOST:PORT] [--cache-dir DIR]\n"
             "                [--cache-size SIZE] [--foreground] [--allow-private-upstreams]\n"
-            "                [--log-level LEVEL] [--check-config] [--help] [--version]\n"
+            "                [--parent URL]... [--log-level LEVEL] [--check-config] [--help]\n"
+            "                [--version]\n"
             "A caching daemon for chunks and byte ranges of remote HDF5 files.\n"
             "SIZE takes suffixes K M G T (powers of 1024). See h5chunkd.conf for every option.\n");
 }
@@ -78,6 +80,20 @@ static int add_override(struct cli *cli, const char *key, const char *value)
     return 0;
 }
 
+/* --parent may be given many times: the URLs are joined into one value of `parents`. */
+static int add_parent_flag(struct cli *cli, const char *url)
+{
+    size_t had = cli->parents != NULL ? strlen(cli->parents) : 0;
+    if (had + strlen(url) > H5CD_MAX_URL_BYTES * PARENTS_MAX)
+        return -1;
+    char *joined = realloc(cli->parents, had + strlen(url) + 2);
+    if (joined == NULL)
+        return -1;
+    snprintf(joined + had, strlen(url) + 2, "%s%s", had > 0 ? "," : "", url);
+    cli->parents = joined;
+    return 0;
+}
+
 /* Returns 0 to run, 1 to exit successfully (help/version), -1 on a bad flag. */
 static int parse_cli(int argc, char **argv, struct cli *cli)
 {
@@ -87,7 +103,8 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
         OPT_CACHE_SIZE,
         OPT_ALLOW_PRIVATE,
         OPT_LOG_LEVEL,
-        OPT_CHECK
+        OPT_CHECK,
+        OPT_PARENT
     };
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
@@ -98,6 +115,7 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
         {"allow-private-upstreams", no_argument, NULL, OPT_ALLOW_PRIVATE},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"check-config", no_argument, NULL, OPT_CHECK},
+        {"parent", required_argument, NULL, OPT_PARENT},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -131,6 +149,9 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
         case OPT_CHECK:
             cli->check_only = true;
             break;
+        case OPT_PARENT:
+            rc = add_parent_flag(cli, optarg);
+            break;
         case 'h':
             usage(stdout);
             return 1;
@@ -143,6 +164,8 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
             return -1;
         }
     }
+    if (rc == 0 && cli->parents != NULL)
+        rc = add_override(cli, "parents", cli->parents);
     if (rc != 0) {
         fprintf(stderr, "h5chunkd: too many options\n");
         return -1;
@@ -371,6 +394,28 @@ static void start_cache(struct server *srv)
                  (unsigned long long)rep.temp_files_removed, (unsigned long long)rep.rows_dropped);
 }
 
+/* The site caches named by `parents`, or NULL when there are none. */
+static struct parents *start_parents(const struct h5cd_config *cfg, struct parents **out)
+{
+    *out = NULL;
+    if (cfg->parents.count == 0)
+        return NULL;
+    struct parents_config pcfg = {
+        .urls = (const char *const *)cfg->parents.items,
+        .count = cfg->parents.count,
+        .slice = cfg->parent_slice,
+        .retry_ms = cfg->parent_retry_ms,
+        .retry_max_ms = cfg->parent_retry_max_ms,
+    };
+    char err[ERR_LINE];
+    int rc = parents_new(&pcfg, out, err, sizeof(err));
+    if (rc < 0)
+        die("parents: %s", rc == -ENOMEM ? "out of memory" : err);
+    log_info("msg=\"site caches before the origin\" parents=%zu slice=%llu", cfg->parents.count,
+             (unsigned long long)cfg->parent_slice);
+    return *out;
+}
+
 static void start_engine(struct server *srv)
 {
     const struct h5cd_config *cfg = srv->cfg;
@@ -389,6 +434,8 @@ static void start_engine(struct server *srv)
         .user_agent = cfg->user_agent,
         .policy = srv->policy,
         .stats = &srv->stats,
+        .parents = start_parents(cfg, &srv->parents),
+        .parent_connect_timeout_ms = cfg->parent_connect_timeout_ms,
     };
     int rc = fetch_new(&fcfg, &srv->fetch);
     if (rc < 0)
@@ -399,6 +446,7 @@ static void start_engine(struct server *srv)
         .revalidate_s = cfg->revalidate_s,
         .max_fetches_per_batch = cfg->upstream_max_per_host,
         .budget = srv->budget,
+        .parent_slice = srv->parents != NULL ? cfg->parent_slice : 0,
     };
     if (remote_new(&rcfg, srv->cache, srv->fetch, srv->policy, &srv->stats, &srv->remote) < 0)
         die("out of memory");
@@ -489,6 +537,7 @@ static void stop_all(struct daemon *d)
     h5index_close(srv->h5index);
     workerpool_free(srv->workers); /* no request uses a worker any more */
     fetch_free(srv->fetch);
+    parents_free(srv->parents);
     remote_free(srv->remote);
     resolve_free(srv->resolve);
     credstore_free(srv->creds);

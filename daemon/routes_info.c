@@ -56,11 +56,27 @@ enum MHD_Result route_health(struct server *srv, struct MHD_Connection *conn)
     return http_send_text(srv, conn, MHD_HTTP_OK, with_newline(text), "application/json");
 }
 
+/* Adds the site caches' counters ("parents") to the stats object text; NULL on failure. */
+static char *with_parents_json(struct server *srv, char *text)
+{
+    if (srv->parents == NULL || text == NULL)
+        return text;
+    json_t *obj = json_loads(text, 0, NULL);
+    free(text);
+    json_t *list = parents_stats_json(srv->parents);
+    char *out = NULL;
+    if (obj != NULL && list != NULL && json_object_set(obj, "parents", list) == 0)
+        out = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(list);
+    json_decref(obj);
+    return out;
+}
+
 enum MHD_Result route_stats(struct server *srv, struct MHD_Connection *conn)
 {
     struct h5cd_gauges gauges;
     server_gauges(srv, &gauges);
-    char *text = stats_render_json(&srv->stats, &gauges, PACKAGE_VERSION);
+    char *text = with_parents_json(srv, stats_render_json(&srv->stats, &gauges, PACKAGE_VERSION));
     return http_send_text(srv, conn, MHD_HTTP_OK, with_newline(text), "application/json");
 }
 
@@ -68,6 +84,17 @@ enum MHD_Result route_metrics(struct server *srv, struct MHD_Connection *conn)
 {
     struct h5cd_gauges gauges;
     server_gauges(srv, &gauges);
-    return http_send_text(srv, conn, MHD_HTTP_OK, stats_render_prometheus(&srv->stats, &gauges),
-                          "text/plain; version=0.0.4");
+    char *text = stats_render_prometheus(&srv->stats, &gauges);
+    if (srv->parents != NULL && text != NULL) {
+        char *more = parents_render_prometheus(srv->parents);
+        size_t len = strlen(text), extra = more != NULL ? strlen(more) : 0;
+        char *both = more != NULL ? realloc(text, len + extra + 1) : NULL;
+        if (both != NULL)
+            memcpy(both + len, more, extra + 1);
+        else
+            free(text);
+        free(more);
+        text = both;
+    }
+    return http_send_text(srv, conn, MHD_HTTP_OK, text, "text/plain; version=0.0.4");
 }

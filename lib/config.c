@@ -25,6 +25,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "parents.h"
 #include "urlpolicy.h"
 
 #ifndef PACKAGE_VERSION
@@ -170,6 +171,18 @@ static const struct option options[] = {
      "query parameters left out of a URL's cache identity"},
     {"user_agent", OPT_STRING, OFF(user_agent), 0, 0, F_NONEMPTY, "h5chunkd/" PACKAGE_VERSION,
      "User-Agent sent upstream"},
+
+    /* Site caches (parents). */
+    {"parents", OPT_LIST, OFF(parents), 0, 0, 0, "",
+     "site caches (made by h5chunkd-site-cache) asked before the origin: URL[, URL...]"},
+    {"parent_slice", OPT_SIZE, OFF(parent_slice), H5CD_MIN_BLOCK_BYTES, H5CD_MAX_FETCH_BYTES,
+     F_POW2, "1M", "slice size of the site caches (their --slice); at least block_size"},
+    {"parent_retry_ms", OPT_UINT, OFF(parent_retry_ms), 100, 3600000, 0, "10000",
+     "wait before a failed site cache gets a trial request; doubles while trials fail"},
+    {"parent_retry_max_ms", OPT_UINT, OFF(parent_retry_max_ms), 100, 86400000, 0, "300000",
+     "longest wait before a failed site cache gets a trial request"},
+    {"parent_connect_timeout_ms", OPT_UINT, OFF(parent_connect_timeout_ms), 100, 300000, 0, "2000",
+     "connect timeout towards a site cache (then the next one, or the origin)"},
 
     /* Names (s3://, dandi://), redirects resolved once, upstream credentials. */
     {"s3_endpoint", OPT_STRING, OFF(s3_endpoint), 0, 0, F_RELOAD, "",
@@ -867,6 +880,25 @@ int config_load_file(struct h5cd_config *cfg, const char *path, char *err, size_
 
 /* ---- checks and printing ---- */
 
+static int validate_parents(const struct h5cd_config *cfg, char *err, size_t errlen)
+{
+    char a[32], b[32], why[H5CD_MAX_ERROR_MESSAGE];
+    if (cfg->parents.count > PARENTS_MAX)
+        return h5cd_errf(err, errlen, "parents: at most %d site caches", PARENTS_MAX);
+    for (size_t i = 0; i < cfg->parents.count; i++)
+        if (parents_check_url(cfg->parents.items[i], why, sizeof(why)) < 0)
+            return h5cd_errf(err, errlen, "parents: %s", why);
+    if (cfg->parent_slice < cfg->block_size)
+        return h5cd_errf(err, errlen, "parent_slice (%s) must be at least block_size (%s)",
+                         format_size(cfg->parent_slice, a, sizeof(a)),
+                         format_size(cfg->block_size, b, sizeof(b)));
+    if (cfg->parent_retry_max_ms < cfg->parent_retry_ms)
+        return h5cd_errf(err, errlen,
+                         "parent_retry_max_ms (%u) must be at least parent_retry_ms (%u)",
+                         cfg->parent_retry_max_ms, cfg->parent_retry_ms);
+    return 0;
+}
+
 int config_validate(const struct h5cd_config *cfg, char *err, size_t errlen)
 {
     char a[32], b[32];
@@ -904,6 +936,8 @@ int config_validate(const struct h5cd_config *cfg, char *err, size_t errlen)
                              "10.1.0.0/16 or fd00::/8",
                              item);
     }
+    if (validate_parents(cfg, err, errlen) < 0)
+        return -1;
     if (cfg->listen == NULL)
         return h5cd_errf(err, errlen, "listen: not set");
     bool loopback = false;

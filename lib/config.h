@@ -84,6 +84,13 @@ struct h5cd_config {
     struct strlist strip_query_params;      /* dropped from a URL's cache identity */
     char *user_agent;                       /* default "h5chunkd/VERSION" */
 
+    /* Site caches tried before the origin (lib/parents.h). */
+    struct strlist parents;             /* nginx site caches: URL[, URL...]; default none */
+    uint64_t parent_slice;              /* their slice size; default 1M */
+    unsigned parent_retry_ms;           /* first wait before a down one is tried; default 10000 */
+    unsigned parent_retry_max_ms;       /* longest such wait; default 300000 */
+    unsigned parent_connect_timeout_ms; /* default 2000 */
+
     /* Names, resolution and upstream credentials (lib/resolve.h). */
     char *s3_endpoint;              /* "" = AWS; else http(s)://HOST[:PORT] */
     char *s3_region;                /* default us-east-1 */

@@ -91,6 +91,11 @@ struct request {
     bool last_was_timeout;
     long retry_after_s;
     char last_error[H5CD_MAX_ERROR_MESSAGE];
+    /* Site caches (engine->cfg.parents): where this hop goes. */
+    struct parents_route route;
+    char *wire_url;                 /* the parent's URL for hop_url, or NULL: the origin */
+    bool rerouting;                 /* the next start_hop keeps the route's ranking */
+    struct curl_slist *hop_headers; /* engine->headers plus a refresh, or NULL */
 };
 
 struct sockctx {
@@ -407,7 +412,9 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct cu
     struct request *req = userp;
     const struct urlpolicy *policy = current_policy(req->engine);
     (void)purpose;
-    if (policy != NULL && !urlpolicy_addr_allowed(policy, &addr->addr, addr->addrlen)) {
+    bool to_parent = req->route.current >= 0; /* named by the operator, not by a client */
+    if (policy != NULL && !to_parent &&
+        !urlpolicy_addr_allowed(policy, &addr->addr, addr->addrlen)) {
         req->policy_refused = true;
         log_warn("msg=\"upstream address refused by the URL policy\" family=%d", addr->family);
         return CURL_SOCKET_BAD;
@@ -426,6 +433,8 @@ static void request_closed(uv_handle_t *handle)
     struct request *req = handle->data;
     fetch_result_free(req->res);
     free(req->body);
+    free(req->wire_url);
+    curl_slist_free_all(req->hop_headers);
     free(req->hop_url);
     free(req->url);
     free(req);
@@ -447,6 +456,8 @@ static void finish(struct request *req, enum fetch_status status)
 {
     struct fetch_engine *engine = req->engine;
     struct fetch_result *res = req->res;
+    if (engine->cfg.parents != NULL)
+        parents_report(engine->cfg.parents, &req->route, PARENTS_ABANDONED, 0);
     res->status = status;
     if (res->attempts > 0 && req->hop_url != NULL)
         res->final_url = strdup(req->hop_url); /* NULL when out of memory: documented */
@@ -778,6 +789,57 @@ static void retry_or_give_up(struct request *req)
 
 static int start_hop(struct request *req);
 
+/* How a hop sent to a parent went, for its circuit breaker.  Answers that are the
+ * origin's word (redirects, 404, 401/403, 416) count as served. */
+static enum parents_outcome parent_outcome(CURLcode code, long status, enum verdict verdict,
+                                           enum fetch_status final)
+{
+    if (verdict == VERDICT_OK || verdict == VERDICT_REDIRECT)
+        return PARENTS_SERVED;
+    if (verdict == VERDICT_FAIL && code == CURLE_OK &&
+        (final == FETCH_ERR_NOT_FOUND || final == FETCH_ERR_DENIED || final == FETCH_ERR_RANGE))
+        return PARENTS_SERVED;
+    if (code == CURLE_OK && status == PARENTS_STATUS_NOT_SERVED)
+        return PARENTS_NOT_SERVED;
+    if (code == CURLE_OPERATION_TIMEDOUT)
+        return PARENTS_TIMEOUT;
+    if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST)
+        return PARENTS_UNREACHABLE;
+    return PARENTS_FAILED;
+}
+
+/*
+ * A hop a parent failed goes on at once to the next parent or the origin,
+ * and a stale answer is asked again with a refresh: the client never sees a
+ * parent's failure.  Returns true when it took the request over.
+ */
+static bool reroute_from_parent(struct request *req, CURLcode code, long status,
+                                enum verdict verdict, enum fetch_status final)
+{
+    struct parents *parents = req->engine->cfg.parents;
+    if (parents == NULL || req->route.current < 0)
+        return false;
+    if (verdict == VERDICT_FAIL && final == FETCH_ERR_CHANGED) {
+        parents_stale(parents, &req->route);
+    } else {
+        enum parents_outcome outcome = parent_outcome(code, status, verdict, final);
+        parents_report(parents, &req->route, outcome,
+                       verdict == VERDICT_OK ? (uint64_t)req->body_len : 0);
+        if (outcome == PARENTS_SERVED)
+            return false;
+    }
+    log_info("msg=\"site cache failed a request, going on\" http_status=%ld error=\"%s\"", status,
+             req->res->error[0] != '\0' ? req->res->error : req->last_error);
+    req->res->error[0] = '\0';
+    req->rerouting = true;
+    int rc = start_hop(req);
+    if (rc < 0) {
+        set_error(req->res->error, "cannot start an upstream request: %s", strerror(-rc));
+        finish(req, FETCH_ERR_UPSTREAM);
+    }
+    return true;
+}
+
 static void attempt_done(struct request *req, CURLcode code)
 {
     struct fetch_engine *engine = req->engine;
@@ -806,6 +868,8 @@ static void attempt_done(struct request *req, CURLcode code)
     } else {
         verdict = judge_http(req, status, &final);
     }
+    if (reroute_from_parent(req, code, status, verdict, final))
+        return;
     if (verdict == VERDICT_REDIRECT)
         verdict = next_hop(req, &final);
 
@@ -841,7 +905,11 @@ static int configure_easy(struct request *req, CURL *easy)
                      req->offset + req->length - 1);
     if (n < 0 || (size_t)n >= sizeof(range))
         return -EINVAL;
-    SETOPT(easy, CURLOPT_URL, req->hop_url);
+    bool to_parent = req->wire_url != NULL;
+    unsigned connect_ms = to_parent && cfg->parent_connect_timeout_ms > 0
+                              ? cfg->parent_connect_timeout_ms
+                              : cfg->connect_timeout_ms;
+    SETOPT(easy, CURLOPT_URL, to_parent ? req->wire_url : req->hop_url);
     SETOPT(easy, CURLOPT_RANGE, range); /* copied by curl */
     SETOPT(easy, CURLOPT_PRIVATE, (void *)req);
     SETOPT(easy, CURLOPT_ERRORBUFFER, req->curl_error);
@@ -853,7 +921,7 @@ static int configure_easy(struct request *req, CURL *easy)
     SETOPT(easy, CURLOPT_OPENSOCKETDATA, (void *)req);
     SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
     SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
+    SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
     SETOPT(easy, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
     /* Redirects are ours to follow (next_hop): libcurl must not. */
     SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
@@ -868,9 +936,38 @@ static int configure_easy(struct request *req, CURL *easy)
     SETOPT(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     SETOPT(easy, CURLOPT_PIPEWAIT, 1L); /* prefer a multiplexed connection to a new one */
     /* Raw bytes: no CURLOPT_ACCEPT_ENCODING, so curl never decodes. */
-    SETOPT(easy, CURLOPT_HTTPHEADER, engine->headers);
+    SETOPT(easy, CURLOPT_HTTPHEADER, req->hop_headers != NULL ? req->hop_headers : engine->headers);
     if (engine->user_agent != NULL)
         SETOPT(easy, CURLOPT_USERAGENT, engine->user_agent);
+    return 0;
+}
+
+/* Chooses where the hop for req->hop_url goes: a parent (req->wire_url, with a refresh
+ * header when the route asks for one) or the origin (wire_url NULL). */
+static int route_hop(struct request *req)
+{
+    struct parents *parents = req->engine->cfg.parents;
+    free(req->wire_url);
+    req->wire_url = NULL;
+    curl_slist_free_all(req->hop_headers);
+    req->hop_headers = NULL;
+    if (parents == NULL)
+        return 0;
+    if (!req->rerouting)
+        parents_route_begin(parents, &req->route, req->hop_url, req->offset);
+    req->rerouting = false;
+    req->wire_url = parents_route_next(parents, &req->route, req->hop_url);
+    if (req->wire_url == NULL || !req->route.refresh)
+        return 0;
+    req->hop_headers = curl_slist_append(NULL, "Accept-Encoding: identity");
+    struct curl_slist *both = req->hop_headers != NULL
+                                  ? curl_slist_append(req->hop_headers, PARENTS_REFRESH_HEADER)
+                                  : NULL;
+    if (both == NULL) {
+        parents_report(parents, &req->route, PARENTS_ABANDONED, 0);
+        return -ENOMEM;
+    }
+    req->hop_headers = both;
     return 0;
 }
 
@@ -878,6 +975,9 @@ static int configure_easy(struct request *req, CURL *easy)
 static int start_hop(struct request *req)
 {
     struct fetch_engine *engine = req->engine;
+    int routed = route_hop(req);
+    if (routed < 0)
+        return routed;
     req->body_len = 0;
     req->overflow = false;
     req->body_capped = false;

@@ -31,6 +31,16 @@
  * 429, timeouts, resets, short bodies and mismatched ranges are retried
  * with exponential backoff and jitter (Retry-After honoured, clamped),
  * bounded by a count and a time budget.
+ *
+ * With parents (site caches, parents.h), each hop goes first to the parent
+ * its file and slice rank best, as /<scheme>/<host>/<path>?<query>; the
+ * parent's answer passes every check above.  A parent that fails the hop
+ * (cannot connect, times out, 5xx, an answer failing a check) is reported
+ * to its circuit breaker and the hop goes at once to the next parent, then
+ * to the origin, without counting as an attempt.  An answer with another
+ * validator than expected is asked again of the same parent with a
+ * refresh, then of the origin, whose word is final.  The address of a
+ * parent is not judged by the URL policy: the operator named it.
  */
 #ifndef H5CD_FETCH_H
 #define H5CD_FETCH_H
@@ -40,6 +50,7 @@
 #include <stdint.h>
 
 #include "h5cd_limits.h"
+#include "parents.h"
 #include "stats.h"
 #include "urlpolicy.h"
 
@@ -58,6 +69,10 @@ struct fetch_config {
     const struct urlpolicy *policy; /* borrowed; checks addresses and redirect targets;
                                      * fetch_set_policy replaces it */
     struct h5cd_stats *stats;       /* borrowed; upstream_* counters, may be NULL */
+    struct parents *parents;        /* borrowed; site caches tried before the origin (see
+                                     * parents.h), may be NULL */
+    unsigned
+        parent_connect_timeout_ms; /* connect timeout towards a parent; 0 = connect_timeout_ms */
 };
 
 enum fetch_status {

@@ -15,6 +15,7 @@ lib_libh5chunkd_a_SOURCES = \
 	lib/coalesce.c lib/coalesce.h \
 	lib/urlpolicy.c lib/urlpolicy.h \
 	lib/blockcache.c lib/blockcache.h \
+	lib/parents.c lib/parents.h \
 	lib/fetch.c lib/fetch.h \
 	lib/httprange.c lib/httprange.h \
 	lib/remote.c lib/remote.h \

@@ -26,6 +26,7 @@
 
 #include "coalesce.h"
 #include "log.h"
+#include "parents.h"
 #include "urlforms.h"
 
 #define INFLIGHT_BUCKETS        4096
@@ -1001,7 +1002,8 @@ static void fetch_owned(struct remote_batch *b, size_t from)
         ranges[i].length = block_length(r, &b->file, owned[i]->index);
     }
     /* Gaps were filled by claiming their blocks (claim_gaps): merge only neighbours. */
-    if (coalesce_plan(ranges, nowned, 0, r->cfg.coalesce_max, &plan) < 0) {
+    if (coalesce_plan(ranges, nowned, 0, r->cfg.coalesce_max, &plan) < 0 ||
+        (r->cfg.parent_slice > 0 && parents_split_plan(&plan, r->cfg.parent_slice) < 0)) {
         fail_entries(r, owned, nowned, H5CD_E_INTERNAL, "cannot plan upstream requests");
         goto done;
     }

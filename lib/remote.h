@@ -38,6 +38,8 @@ struct remote_config {
     uint64_t total_budget;          /* range bytes all batches hold at once (each may hold one
                                      * range more); 0 = 64 MiB.  Unused when budget is set. */
     struct membudget *budget;       /* the daemon-wide memory budget batches charge; may be NULL */
+    uint64_t parent_slice; /* with site caches: no upstream request crosses a multiple of this
+                            * (a multiple of the block size); 0 without */
 };
 
 /* What is known about one version of a remote file. */
