@@ -95,6 +95,7 @@ struct request {
     struct parents_route route;
     char *wire_url;                 /* the parent's URL for hop_url, or NULL: the origin */
     bool rerouting;                 /* the next start_hop keeps the route's ranking */
+    bool fresh;                     /* through a parent, always with a refresh */
     struct curl_slist *hop_headers; /* engine->headers plus a refresh, or NULL */
 };
 
@@ -953,8 +954,11 @@ static int route_hop(struct request *req)
     req->hop_headers = NULL;
     if (parents == NULL)
         return 0;
-    if (!req->rerouting)
+    if (!req->rerouting) {
         parents_route_begin(parents, &req->route, req->hop_url, req->offset);
+        req->route.refresh |= req->fresh;
+        req->route.refreshed |= req->fresh;
+    }
     req->rerouting = false;
     req->wire_url = parents_route_next(parents, &req->route, req->hop_url);
     if (req->wire_url == NULL || !req->route.refresh)
@@ -1334,8 +1338,8 @@ static struct request *request_new(const char *url, uint64_t offset, uint64_t le
     return req;
 }
 
-int fetch_submit(struct fetch_engine *engine, const char *url, uint64_t offset, uint64_t length,
-                 const char *expect_validator, fetch_done_fn done, void *arg)
+static int submit(struct fetch_engine *engine, const char *url, uint64_t offset, uint64_t length,
+                  const char *expect_validator, bool fresh, fetch_done_fn done, void *arg)
 {
     const char *expect = expect_validator != NULL ? expect_validator : "";
     if (engine == NULL || url == NULL || done == NULL || length == 0 ||
@@ -1346,6 +1350,7 @@ int fetch_submit(struct fetch_engine *engine, const char *url, uint64_t offset, 
     if (req == NULL)
         return -ENOMEM;
     req->engine = engine;
+    req->fresh = fresh;
     /* The wake-up is sent under the lock: once fetch_free has set shutdown
      * the loop may close the async handle, so no send may follow. */
     pthread_mutex_lock(&engine->lock);
@@ -1367,6 +1372,18 @@ int fetch_submit(struct fetch_engine *engine, const char *url, uint64_t offset, 
         return -ESHUTDOWN;
     }
     return 0;
+}
+
+int fetch_submit(struct fetch_engine *engine, const char *url, uint64_t offset, uint64_t length,
+                 const char *expect_validator, fetch_done_fn done, void *arg)
+{
+    return submit(engine, url, offset, length, expect_validator, false, done, arg);
+}
+
+int fetch_submit_fresh(struct fetch_engine *engine, const char *url, uint64_t offset,
+                       uint64_t length, const char *expect_validator, fetch_done_fn done, void *arg)
+{
+    return submit(engine, url, offset, length, expect_validator, true, done, arg);
 }
 
 void fetch_result_free(struct fetch_result *res)

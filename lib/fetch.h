@@ -124,6 +124,12 @@ void fetch_free(struct fetch_engine *engine);
 int fetch_submit(struct fetch_engine *engine, const char *url, uint64_t offset, uint64_t length,
                  const char *expect_validator, fetch_done_fn done, void *arg);
 
+/* fetch_submit for an answer that must be the origin's current one: through a parent
+ * the request asks it to refresh its copy (a revalidation).  Without parents, the same. */
+int fetch_submit_fresh(struct fetch_engine *engine, const char *url, uint64_t offset,
+                       uint64_t length, const char *expect_validator, fetch_done_fn done,
+                       void *arg);
+
 void fetch_result_free(struct fetch_result *res);
 
 /*

@@ -242,7 +242,7 @@ static void sync_fetch_done(struct fetch_result *res, void *arg)
 
 /* Returns the result (caller frees) or NULL with err set. */
 static struct fetch_result *fetch_sync(struct remote *r, const char *url, uint64_t offset,
-                                       uint64_t length, struct h5cd_error *err)
+                                       uint64_t length, bool fresh, struct h5cd_error *err)
 {
     struct sync_fetch *sf = calloc(1, sizeof(*sf));
     if (sf == NULL) {
@@ -250,7 +250,8 @@ static struct fetch_result *fetch_sync(struct remote *r, const char *url, uint64
         return NULL;
     }
     sf->remote = r;
-    int rc = fetch_submit(r->fetch, url, offset, length, "", sync_fetch_done, sf);
+    int rc = (fresh ? fetch_submit_fresh : fetch_submit)(r->fetch, url, offset, length, "",
+                                                         sync_fetch_done, sf);
     if (rc < 0) {
         free(sf);
         h5cd_fail(err, rc == -ESHUTDOWN ? H5CD_E_UNAVAILABLE : H5CD_E_INTERNAL,
@@ -297,16 +298,18 @@ static void store_probe_blocks(struct remote *r, int64_t file_id, uint64_t size,
 
 /* Fetches the file's first probe_bytes (at least one block) to learn size and validator,
  * records both, and caches the blocks.  With remember_redirect, where a public URL
- * redirected is remembered (resolve_note_redirect). */
+ * redirected is remembered (resolve_note_redirect).  A revalidation must reach the origin
+ * (revalidating): a site cache's copy may be older. */
 static int probe_upstream(struct remote *r, const char *url, const char *identity,
-                          uint64_t probe_bytes, bool remember_redirect, struct remote_file *file,
-                          struct h5cd_error *err)
+                          uint64_t probe_bytes, bool remember_redirect, bool revalidating,
+                          struct remote_file *file, struct h5cd_error *err)
 {
     uint64_t want = probe_bytes < r->block_size ? r->block_size : probe_bytes;
     want = (want + r->block_size - 1) / r->block_size * r->block_size;
     if (want > H5CD_MAX_FETCH_BYTES)
         want = H5CD_MAX_FETCH_BYTES / r->block_size * r->block_size;
-    struct fetch_result *res = fetch_sync(r, url, 0, want, err);
+    /* A revalidation must reach the origin: a site cache's copy may be older. */
+    struct fetch_result *res = fetch_sync(r, url, 0, want, revalidating, err);
     if (res == NULL)
         return -1;
     uint64_t size;
@@ -375,11 +378,13 @@ static void probe_release_locked(struct remote *r, struct probe *probe)
 /* Learns size and validator from upstream, sharing the probe with concurrent openers. */
 /* True (and *out filled) when the cache knows the file and confirmed it recently. */
 static bool fresh_in_cache(struct remote *r, const char *identity, unsigned revalidate_s,
-                           struct remote_file *out)
+                           struct remote_file *out, bool *known)
 {
     struct blockcache_file row;
+    *known = false;
     if (blockcache_file_get(r->cache, identity, &row) != 0)
         return false;
+    *known = true;
     int64_t age = (int64_t)time(NULL) - row.checked_at;
     if (age < 0 || age >= (int64_t)revalidate_s)
         return false;
@@ -420,7 +425,8 @@ static int open_shared(struct remote *r, const char *url, const char *identity,
         pthread_mutex_unlock(&r->lock);
         return rc;
     }
-    if (fresh_in_cache(r, identity, revalidate_s, out)) {
+    bool known;
+    if (fresh_in_cache(r, identity, revalidate_s, out, &known)) {
         pthread_mutex_unlock(&r->lock);
         return 0;
     }
@@ -436,8 +442,8 @@ static int open_shared(struct remote *r, const char *url, const char *identity,
     pthread_mutex_unlock(&r->lock);
 
     probe->file = *out;
-    int rc =
-        probe_upstream(r, url, identity, probe_bytes, mark_public, &probe->file, &probe->error);
+    int rc = probe_upstream(r, url, identity, probe_bytes, mark_public, known, &probe->file,
+                            &probe->error);
     *probed = rc == 0;
     /* Marked before the probe is unlisted: whoever joined it or comes after it finds the
      * mark, so concurrent openers of a public file ask upstream nothing more. */
