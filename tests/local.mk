@@ -6,6 +6,10 @@ check_PROGRAMS += tests/unit/check_coalesce tests/unit/check_config tests/unit/c
 	tests/unit/check_chunkkey tests/unit/check_fastdecode \
 	tests/unit/check_h5meta \
 	tests/unit/check_urlpolicy tests/unit/check_blockcache tests/unit/check_fetch
+check_PROGRAMS += tests/unit/check_parents
+tests_unit_check_parents_SOURCES = tests/unit/check_parents.c
+tests_unit_check_parents_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_parents_LDADD = $(TEST_LIBS)
 tests_unit_check_coalesce_SOURCES = tests/unit/check_coalesce.c
 tests_unit_check_coalesce_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_coalesce_LDADD = $(TEST_LIBS)
