@@ -308,6 +308,9 @@ static int probe_upstream(struct remote *r, const char *url, const char *identit
     want = (want + r->block_size - 1) / r->block_size * r->block_size;
     if (want > H5CD_MAX_FETCH_BYTES)
         want = H5CD_MAX_FETCH_BYTES / r->block_size * r->block_size;
+    /* Through site caches, one request stays in one slice (the rest is read by batches). */
+    if (r->cfg.parent_slice > 0 && want > r->cfg.parent_slice)
+        want = r->cfg.parent_slice;
     /* A revalidation must reach the origin: a site cache's copy may be older. */
     struct fetch_result *res = fetch_sync(r, url, 0, want, revalidating, err);
     if (res == NULL)
