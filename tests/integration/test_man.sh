@@ -11,7 +11,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 MAN_DIR="$TESTS_SRCDIR/../man"
-PAGES=(h5chunkd.8 h5chunkd.conf.5 h5chunk.1)
+PAGES=(h5chunkd.8 h5chunkd.conf.5 h5chunk.1 h5chunkd-site-cache.1)
 command -v groff >/dev/null 2>&1 || skip "groff not installed (apt-get install groff-base)"
 if [[ -z "${H5CHUNK_BIN:-}" ]]; then
     H5CHUNK_BIN="$(cd "$(dirname "$H5CHUNKD_BIN")/.." 2>/dev/null && pwd)/client/h5chunk"
@@ -85,6 +85,8 @@ if [[ -x "$H5CHUNKD_BIN" ]]; then
 else
     log "SKIP part: h5chunkd not built ($H5CHUNKD_BIN)"
 fi
+check "h5chunkd-site-cache.1 names every flag of h5chunkd-site-cache --help"
+flags_in_page "$TESTS_SRCDIR/../scripts/h5chunkd-site-cache" h5chunkd-site-cache.1
 if [[ -x "$H5CHUNK_BIN" ]]; then
     check "h5chunk.1 names every flag and command of h5chunk --help"
     flags_in_page "$H5CHUNK_BIN" h5chunk.1
