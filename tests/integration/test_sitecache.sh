@@ -15,7 +15,7 @@
 #  6. The site cache refuses hosts outside its allow list (421), methods other
 #     than GET, and never serves bytes fetched with a signed URL to a request
 #     the origin refuses; a daemon whose URL a site cache refuses reads from the origin.
-# About 30 s (nginx, two daemons, small files on loopback).
+# About 35 s (70 s under ASan): nginx, two daemons, small files on loopback.
 . "$(dirname "$0")/lib.sh"
 
 SITE_CACHE_SCRIPT="$TESTS_SRCDIR/../scripts/h5chunkd-site-cache"
@@ -89,7 +89,7 @@ start_site_cache s2
 declare -A D_URL D_PID
 start_workstation() { # NAME
     CACHE_DIR="$T/cache_$1"
-    write_config "$T/$1.conf" "block_size = 256K" "coalesce_max = 8M" "revalidate_s = 1" \
+    write_config "$T/$1.conf" "block_size = 256K" "coalesce_max = 8M" "revalidate_s = 5" \
         "parents = http://127.0.0.1:${SC_PORT[s1]}, http://127.0.0.1:${SC_PORT[s2]}" \
         "parent_slice = 1M" "parent_retry_ms = 1000" "parent_retry_max_ms = 4000" \
         "h5_prefix_bytes = 1M" "max_connections = 128"
@@ -259,7 +259,7 @@ read_whole A chg.bin "$T/A.chg.1"
 read_whole B chg.bin "$T/B.chg.1"
 make_file "$T/www/chg.bin" $((3 * MIB)) site-chg-2
 touch -d '2001-02-03 04:05:06' "$T/www/chg.bin"
-sleep 1.2 # revalidate_s
+sleep 5.2 # past revalidate_s (5 s: longer than the concurrent reads above take, even under ASan)
 read_whole A chg.bin "$T/A.chg.2"
 read_whole B chg.bin "$T/B.chg.2"
 assert_ne "$(cksum <"$T/A.chg.1")" "$(cksum <"$T/A.chg.2")" "chg.bin before and after the change"
