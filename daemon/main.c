@@ -436,6 +436,7 @@ static void start_engine(struct server *srv)
         .stats = &srv->stats,
         .parents = start_parents(cfg, &srv->parents),
         .parent_connect_timeout_ms = cfg->parent_connect_timeout_ms,
+        .parent_timeout_ms = cfg->parent_timeout_ms,
     };
     int rc = fetch_new(&fcfg, &srv->fetch);
     if (rc < 0)

@@ -183,6 +183,8 @@ static const struct option options[] = {
      "longest wait before a failed site cache gets a trial request"},
     {"parent_connect_timeout_ms", OPT_UINT, OFF(parent_connect_timeout_ms), 100, 300000, 0, "2000",
      "connect timeout towards a site cache (then the next one, or the origin)"},
+    {"parent_timeout_ms", OPT_UINT, OFF(parent_timeout_ms), 100, 3600000, 0, "15000",
+     "whole-transfer timeout of one request to a site cache (at most one slice)"},
 
     /* Names (s3://, dandi://), redirects resolved once, upstream credentials. */
     {"s3_endpoint", OPT_STRING, OFF(s3_endpoint), 0, 0, F_RELOAD, "",

@@ -90,6 +90,7 @@ struct h5cd_config {
     unsigned parent_retry_ms;           /* first wait before a down one is tried; default 10000 */
     unsigned parent_retry_max_ms;       /* longest such wait; default 300000 */
     unsigned parent_connect_timeout_ms; /* default 2000 */
+    unsigned parent_timeout_ms;         /* one request to a parent, whole transfer; default 15000 */
 
     /* Names, resolution and upstream credentials (lib/resolve.h). */
     char *s3_endpoint;              /* "" = AWS; else http(s)://HOST[:PORT] */

@@ -923,7 +923,10 @@ static int configure_easy(struct request *req, CURL *easy)
     SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
     SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
-    SETOPT(easy, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
+    /* A hung parent must not hold a request for the origin's whole timeout. */
+    SETOPT(
+        easy, CURLOPT_TIMEOUT_MS,
+        (long)(to_parent && cfg->parent_timeout_ms > 0 ? cfg->parent_timeout_ms : cfg->timeout_ms));
     /* Redirects are ours to follow (next_hop): libcurl must not. */
     SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
     /* No proxy from the environment: through a proxy the address connected to would be the

@@ -66,13 +66,13 @@ struct fetch_config {
     unsigned retry_budget_ms; /* no new attempt starts after this much time */
     unsigned max_redirects;   /* hops followed per attempt, at most H5CD_MAX_REDIRECTS */
     const char *user_agent;
-    const struct urlpolicy *policy; /* borrowed; checks addresses and redirect targets;
-                                     * fetch_set_policy replaces it */
-    struct h5cd_stats *stats;       /* borrowed; upstream_* counters, may be NULL */
-    struct parents *parents;        /* borrowed; site caches tried before the origin (see
-                                     * parents.h), may be NULL */
-    unsigned
-        parent_connect_timeout_ms; /* connect timeout towards a parent; 0 = connect_timeout_ms */
+    const struct urlpolicy *policy;     /* borrowed; checks addresses and redirect targets;
+                                         * fetch_set_policy replaces it */
+    struct h5cd_stats *stats;           /* borrowed; upstream_* counters, may be NULL */
+    struct parents *parents;            /* borrowed; site caches tried before the origin (see
+                                         * parents.h), may be NULL */
+    unsigned parent_connect_timeout_ms; /* towards a parent; 0 = connect_timeout_ms */
+    unsigned parent_timeout_ms;         /* one request to a parent; 0 = timeout_ms */
 };
 
 enum fetch_status {

@@ -12,7 +12,8 @@
 #     used again after parent_retry_ms.
 #  5. A file changed at the origin (new content and ETag) is seen through the tier;
 #     the ETag a site cache shows is the origin's.
-#  6. The site cache refuses hosts outside its allow list (421), methods other
+#  6. A hung site cache is given up after parent_timeout_ms.  The site cache
+#     refuses hosts outside its allow list (421), methods other
 #     than GET, and never serves bytes fetched with a signed URL to a request
 #     the origin refuses; a daemon whose URL a site cache refuses reads from the origin.
 # About 35 s (70 s under ASan): nginx, two daemons, small files on loopback.
@@ -308,6 +309,29 @@ assert_eq 403 "$st" "a signature the origin refuses"
 curl -sS --max-time 10 -o /dev/null -D "$T/sig.4.h" -r 0-99 "$sig" || true
 assert_ne HIT "$(header_get "$T/sig.4.h" x-h5chunkd-site-cache)" \
     "an unsigned request served from slices fetched with a signature"
+
+check "a hung site cache (accepts, never answers) costs parent_timeout_ms once, then is skipped"
+"$PYTHON_H5" -c 'import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(64)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+time.sleep(300)' "$T/hung.port" &
+track_pid "$!"
+for ((i = 0; i < 50; i++)); do
+    [[ -s "$T/hung.port" ]] && break
+    sleep 0.1
+done
+CACHE_DIR="$T/cache_C"
+write_config "$T/C.conf" "block_size = 256K" "parents = http://127.0.0.1:$(cat "$T/hung.port")" \
+    "parent_slice = 1M" "parent_timeout_ms = 1000" "parent_retry_ms = 60000"
+start_daemon --config "$T/C.conf"
+D_URL[C]=$DAEMON_URL
+start_s=$(date +%s)
+read_whole C down.bin "$T/C.down.bin"
+assert_le $(($(date +%s) - start_s)) 20 "seconds to read down.bin past a hung site cache"
+assert_ge "$(parent_stat C 0 timeouts)" 1 "timeouts of the hung site cache"
+assert_eq down "$(parent_stat C 0 state)" "C's view of the hung site cache"
 
 check "h5chunkd-site-cache refuses what would make an open or broken proxy"
 for args in "--listen 127.0.0.1:1 --cache-dir $T/x" \
