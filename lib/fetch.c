@@ -413,7 +413,7 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct cu
     struct request *req = userp;
     const struct urlpolicy *policy = current_policy(req->engine);
     (void)purpose;
-    bool to_parent = req->route.current >= 0; /* named by the operator, not by a client */
+    bool to_parent = req->wire_url != NULL; /* named by the operator, not by a client */
     if (policy != NULL && !to_parent &&
         !urlpolicy_addr_allowed(policy, &addr->addr, addr->addrlen)) {
         req->policy_refused = true;
@@ -1335,6 +1335,7 @@ static struct request *request_new(const char *url, uint64_t offset, uint64_t le
     req->done = done;
     req->arg = arg;
     req->submitted_ms = now_ms();
+    req->route.current = -1; /* no parent until one is chosen */
     req->res->offset = offset;
     req->res->length = length;
     req->res->total_size = UINT64_MAX;
