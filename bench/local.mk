@@ -21,3 +21,11 @@ CLEANFILES += bench/chunkindex_measure
 .PHONY: bench-chunkindex
 bench-chunkindex: bench/chunkindex_measure
 	bench/chunkindex_measure $(abs_builddir)/bench/chunkindex_1m.h5 100
+
+# The site cache tier (issue 13): two workstations, straight vs through an nginx
+# site cache, and failover figures (docs/benchmarks.md): `make bench-site`,
+# `make bench-site BENCH_SITE_ARGS='--rtt-ms 80 --repeat 5'`.
+EXTRA_DIST += bench/sitetier.py
+.PHONY: bench-site
+bench-site: daemon/h5chunkd
+	/usr/bin/python3 $(srcdir)/bench/sitetier.py --daemon $(abs_builddir)/daemon/h5chunkd $(BENCH_SITE_ARGS)
