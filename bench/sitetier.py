@@ -12,6 +12,8 @@ Measured, each --repeat times with fresh caches (median reported):
            workstation 1 read it (each daemon fetches everything itself);
   tier     workstation 1's cold batch through an empty site cache (it fills
            it), then workstation 2's through the filled site cache;
+  warm     workstation 2's batch once more, from its own cache: the floor
+           (decoding, the chunk index) that no tier can go below;
   failover a cold batch with the only parent refused (port closed), with the
            site cache killed mid-batch, and with a hung site cache (accepts,
            never answers; parent_timeout_ms as given).
@@ -248,6 +250,8 @@ def one_round(a, procs, tmp, url, expect, wan_port, ctl, results, rnd):
     t1, t2 = Workstation(procs, a.daemon, d("tier1"), parent), Workstation(procs, a.daemon, d("tier2"), parent)
     measure("tier: workstation 1", t1, url, expect, ctl, results)
     measure("tier: workstation 2", t2, url, expect, ctl, results)
+    # The floor: the same batch again from workstation 2's own cache (decoding, the HDF5 index).
+    measure("warm: workstation 2 again", t2, url, expect, ctl, results)
     t1.stop(), t2.stop()
     procs.stop(sc)
     # The only parent refused: every request fails over at once.
@@ -259,7 +263,7 @@ def one_round(a, procs, tmp, url, expect, wan_port, ctl, results, rnd):
     # The site cache killed mid-batch (SIGKILL to master and worker).
     sc, port = start_site_cache(procs, a.nginx, d("site2"), wan_port)
     w = Workstation(procs, a.daemon, d("killed"), ["http://127.0.0.1:%d" % port])
-    delay = results[-4]["seconds"] * 0.4  # 40 % into a cold batch as long as direct 2's
+    delay = results[-5]["seconds"] * 0.4  # 40 % into a cold batch as long as direct 2's
     killer = subprocess.Popen(["sh", "-c", "sleep %.3f; kill -KILL %d $(ps -o pid= --ppid %d)"
                                % (delay, sc.pid, sc.pid)])
     measure("failover: parent killed", w, url, expect, ctl, results, {"kill_after_s": round(delay, 3)})

@@ -1072,6 +1072,27 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Claims free block g for the batch as a gap slot (room reserved).  false when out of
+ * memory.  Caller holds the lock. */
+static bool claim_gap_block_locked(struct remote_batch *b, uint64_t g)
+{
+    struct remote *r = b->remote;
+    struct entry *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return false;
+    *e = (struct entry){.file_id = b->file.file_id,
+                        .index = g,
+                        .owner = b,
+                        .refs = 1,
+                        .in_table = true,
+                        .state = ENTRY_PENDING};
+    size_t bucket = bucket_of(e->file_id, g);
+    e->next = r->buckets[bucket];
+    r->buckets[bucket] = e;
+    b->slots[b->nslots++] = (struct slot){.entry = e, .index = g, .range = GAP_SLOT, .owned = true};
+    return true;
+}
+
 /*
  * Claims the free blocks in small gaps between the blocks this batch will
  * fetch (slots [from, nslots)), so that one request can cover them: a gap
@@ -1098,26 +1119,38 @@ static void claim_gaps_locked(struct remote_batch *b, size_t from)
         uint64_t gap = wanted[i + 1] - wanted[i] - 1;
         if (gap == 0 || gap > max_gap || slots_reserve(b, (size_t)gap) < 0)
             continue;
-        for (uint64_t g = wanted[i] + 1; g < wanted[i + 1]; g++) {
-            if (table_find(r, b->file.file_id, g) != NULL)
-                continue;
-            struct entry *e = calloc(1, sizeof(*e));
-            if (e == NULL)
+        for (uint64_t g = wanted[i] + 1; g < wanted[i + 1]; g++)
+            if (table_find(r, b->file.file_id, g) == NULL && !claim_gap_block_locked(b, g))
                 break;
-            *e = (struct entry){.file_id = b->file.file_id,
-                                .index = g,
-                                .owner = b,
-                                .refs = 1,
-                                .in_table = true,
-                                .state = ENTRY_PENDING};
-            size_t bucket = bucket_of(e->file_id, g);
-            e->next = r->buckets[bucket];
-            r->buckets[bucket] = e;
-            b->slots[b->nslots++] =
-                (struct slot){.entry = e, .index = g, .range = GAP_SLOT, .owned = true};
-        }
     }
     free(wanted);
+}
+
+/*
+ * With site caches: claims the free blocks of every slice the batch fetches
+ * from (slots [from, nslots)), so that one request fetches each slice whole
+ * (aligned to parent_slice) and no second request for the same slice waits
+ * on the site cache's lock.  Caller holds the lock.
+ */
+static void claim_slices_locked(struct remote_batch *b, size_t from)
+{
+    struct remote *r = b->remote;
+    uint64_t per = r->cfg.parent_slice / r->block_size;
+    uint64_t nblocks = (b->file.size + r->block_size - 1) / r->block_size;
+    size_t end = b->nslots;
+    uint64_t last = UINT64_MAX;
+    for (size_t i = from; per > 1 && i < end; i++) {
+        uint64_t slice = b->slots[i].index / per;
+        if (!b->slots[i].owned || slice == last)
+            continue;
+        last = slice;
+        uint64_t hi = (slice + 1) * per < nblocks ? (slice + 1) * per : nblocks;
+        if (slots_reserve(b, (size_t)per) < 0)
+            return;
+        for (uint64_t g = slice * per; g < hi; g++)
+            if (table_find(r, b->file.file_id, g) == NULL && !claim_gap_block_locked(b, g))
+                return;
+    }
 }
 
 static void start_slots(struct remote_batch *b, size_t slots_before, bool with_gaps);
@@ -1182,6 +1215,8 @@ static void start_slots(struct remote_batch *b, size_t slots_before, bool with_g
     int rc = claim_slots_locked(b, slots_before);
     if (rc == 0 && with_gaps)
         claim_gaps_locked(b, slots_before);
+    if (rc == 0 && with_gaps && b->remote->cfg.parent_slice > 0)
+        claim_slices_locked(b, slots_before);
     pthread_mutex_unlock(&b->remote->lock);
     if (rc < 0) {
         /* Slots that got no entry are failed now; the rest proceed. */
