@@ -2,6 +2,7 @@
  * parents.c - routing block-range fetches through site caches, with a
  * circuit breaker per site cache.  See parents.h.
  */
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -271,6 +272,8 @@ static char *wire_url(const char *base, const char *origin_url)
         curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
         curl_url_get(h, CURLUPART_PATH, &path, 0) != CURLUE_OK)
         goto done;
+    for (char *c = host; *c != '\0'; c++)
+        *c = (char)tolower((unsigned char)*c);   /* the site cache allows lower-case names */
     curl_url_get(h, CURLUPART_PORT, &port, 0);   /* only when the URL names one */
     curl_url_get(h, CURLUPART_QUERY, &query, 0); /* absent is fine */
     size_t cap = strlen(base) + strlen(scheme) + strlen(host) + strlen(path) + 16 +

@@ -98,6 +98,8 @@ START_TEST(test_wire_urls)
          "http://cache.lab:8080/prefix/https/bucket.s3.amazonaws.com/blobs/ab/cd?versionId=3"},
         {"http://127.0.0.1:8081/a%20b/f.nwb",
          "http://cache.lab:8080/prefix/http/127.0.0.1:8081/a%20b/f.nwb"},
+        {"HTTP://Data.Example.ORG/Path/F.nwb",
+         "http://cache.lab:8080/prefix/http/data.example.org/Path/F.nwb"},
         {"https://user:pw@host/f", NULL},
         {"ftp://host/f", NULL},
     };
