@@ -33,6 +33,5 @@ INTEGRATION_TESTS += tests/integration/test_fuzz.sh
 INTEGRATION_TESTS += tests/integration/test_damaged.sh
 # About 85 real HDF5 files from Debian packages and other writers, every route vs h5py (~2 min).
 INTEGRATION_TESTS += tests/integration/test_corpus.sh
-# The site cache tier (issue 13): two nginx site caches, two daemons (about 30 s).
 # The site cache tier (issue 13): two nginx site caches, two daemons (about 35 s, 70 s under ASan).
 INTEGRATION_TESTS += tests/integration/test_sitecache.sh
