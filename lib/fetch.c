@@ -946,6 +946,16 @@ static int configure_easy(struct request *req, CURL *easy)
     return 0;
 }
 
+/* Appends a copy of header to *list (kept whole when out of memory).  false then. */
+static bool append_header(struct curl_slist **list, const char *header)
+{
+    struct curl_slist *longer = curl_slist_append(*list, header);
+    if (longer == NULL)
+        return false;
+    *list = longer;
+    return true;
+}
+
 /* Chooses where the hop for req->hop_url goes: a parent (req->wire_url, with a refresh
  * header when the route asks for one) or the origin (wire_url NULL). */
 static int route_hop(struct request *req)
@@ -966,15 +976,14 @@ static int route_hop(struct request *req)
     req->wire_url = parents_route_next(parents, &req->route, req->hop_url);
     if (req->wire_url == NULL || !req->route.refresh)
         return 0;
-    req->hop_headers = curl_slist_append(NULL, "Accept-Encoding: identity");
-    struct curl_slist *both = req->hop_headers != NULL
-                                  ? curl_slist_append(req->hop_headers, PARENTS_REFRESH_HEADER)
-                                  : NULL;
-    if (both == NULL) {
+    /* The engine's headers, then the refresh. */
+    bool ok = true;
+    for (const struct curl_slist *h = req->engine->headers; ok && h != NULL; h = h->next)
+        ok = append_header(&req->hop_headers, h->data);
+    if (!ok || !append_header(&req->hop_headers, PARENTS_REFRESH_HEADER)) {
         parents_report(parents, &req->route, PARENTS_ABANDONED, 0);
         return -ENOMEM;
     }
-    req->hop_headers = both;
     return 0;
 }
 
