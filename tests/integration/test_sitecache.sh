@@ -327,6 +327,7 @@ write_config "$T/C.conf" "block_size = 256K" "parents = http://127.0.0.1:$(cat "
     "parent_slice = 1M" "parent_timeout_ms = 1000" "parent_retry_ms = 60000"
 start_daemon --config "$T/C.conf"
 D_URL[C]=$DAEMON_URL
+D_PID[C]=$DAEMON_PID
 start_s=$(date +%s)
 read_whole C down.bin "$T/C.down.bin"
 assert_le $(($(date +%s) - start_s)) 20 "seconds to read down.bin past a hung site cache"
@@ -344,6 +345,12 @@ for args in "--listen 127.0.0.1:1 --cache-dir $T/x" \
     # shellcheck disable=SC2086
     bash "$SITE_CACHE_SCRIPT" $args >/dev/null 2>"$T/gen.err" || rc=$?
     assert_eq 2 "$rc" "h5chunkd-site-cache $args"
+done
+
+check "the daemons stop cleanly (status 0: no sanitizer report)"
+for ws in A B C; do
+    DAEMON_PID=${D_PID[$ws]}
+    stop_daemon
 done
 
 finish_test
