@@ -501,6 +501,9 @@ fi
 assert_eq cancelled "$(wait_job "$id" 1)" "the cancelled job stays cancelled"
 
 check "more than 4 running prefetch jobs: 503 unavailable"
+# 3 s per upstream request, so that none of the 4 jobs can end (each needs
+# at least one request) before the 5th is asked for, however loaded the machine.
+fault_control '{"mode":"delay","ms":3000}'
 ids=()
 for sel in 0:16 16:32 32:48 48:64; do
     ids+=("$(start_job '{"url":"'"$SLOW"'","path":"/slow","select":"'"$sel"'"}' "slow job $sel")")
