@@ -414,6 +414,12 @@ static bool next_batch_frame(struct chunks_stream *cs)
     return true;
 }
 
+/* Whether the batch's next chunk is there without waiting for upstream. */
+static bool batch_frame_ready(struct chunks_stream *cs)
+{
+    return cs->batch != NULL && !cs->batch_done && remote_batch_has_ready(cs->batch);
+}
+
 static ssize_t chunks_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -438,11 +444,15 @@ static ssize_t chunks_stream_read(void *cls, uint64_t pos, char *buf, size_t max
         }
         if (next_immediate_frame(cs))
             continue;
-        /* Send what we have before waiting for upstream. */
-        if (written > 0)
+        /* Frames already at hand go out together (a client parses one HTTP chunk
+         * per call, not one per frame); send what we have before waiting. */
+        if (written > 0 && !batch_frame_ready(cs))
             break;
-        if (!next_batch_frame(cs))
+        if (!next_batch_frame(cs)) {
+            if (written > 0)
+                break;
             return MHD_CONTENT_READER_END_OF_STREAM;
+        }
     }
     return (ssize_t)written;
 }

@@ -1458,6 +1458,15 @@ static void readmit(struct remote_batch *b, size_t ri)
     start_slots(b, slots_before, false);
 }
 
+bool remote_batch_has_ready(struct remote_batch *b)
+{
+    if (b->ready == NULL) /* remote_batch_next() has not started the batch */
+        return false;
+    retire_last(b);
+    admit_ranges(b);
+    return b->ready_head != b->ready_tail;
+}
+
 int remote_batch_next(struct remote_batch *b, struct remote_batch_result *res)
 {
     if (b->ready == NULL && b->nranges > 0) {

@@ -15,6 +15,7 @@
 #ifndef H5CD_REMOTE_H
 #define H5CD_REMOTE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "blockcache.h"
@@ -146,6 +147,10 @@ int remote_batch_add(struct remote_batch *batch, uint64_t offset, uint64_t lengt
 /* Waits for the next finished range: 1 with *res filled, 0 when every range has been
  * returned, or a negative errno. */
 int remote_batch_next(struct remote_batch *batch, struct remote_batch_result *res);
+/* True when remote_batch_next() would return a range without waiting (one is
+ * finished, in the cache or fetched).  Ends the validity of the data of the
+ * range last returned, as remote_batch_next() does. */
+bool remote_batch_has_ready(struct remote_batch *batch);
 /* Releases the batch; ranges not yet returned are abandoned.  NULL is a no-op. */
 void remote_batch_free(struct remote_batch *batch);
 
