@@ -422,6 +422,8 @@ static void start_engine(struct server *srv)
     srv->budget = membudget_new(cfg->memory_budget);
     if (srv->budget == NULL)
         die("out of memory");
+    if ((srv->links = linkstats_new()) == NULL)
+        die("out of memory");
     struct fetch_config fcfg = {
         .max_per_host = cfg->upstream_max_per_host,
         .max_total = cfg->upstream_max_total,
@@ -437,6 +439,7 @@ static void start_engine(struct server *srv)
         .parents = start_parents(cfg, &srv->parents),
         .parent_connect_timeout_ms = cfg->parent_connect_timeout_ms,
         .parent_timeout_ms = cfg->parent_timeout_ms,
+        .links = srv->links,
     };
     int rc = fetch_new(&fcfg, &srv->fetch);
     if (rc < 0)
@@ -448,6 +451,7 @@ static void start_engine(struct server *srv)
         .max_fetches_per_batch = cfg->upstream_max_per_host,
         .budget = srv->budget,
         .parent_slice = srv->parents != NULL ? cfg->parent_slice : 0,
+        .links = srv->links,
     };
     if (remote_new(&rcfg, srv->cache, srv->fetch, srv->policy, &srv->stats, &srv->remote) < 0)
         die("out of memory");
@@ -540,6 +544,7 @@ static void stop_all(struct daemon *d)
     fetch_free(srv->fetch);
     parents_free(srv->parents);
     remote_free(srv->remote);
+    linkstats_free(srv->links);
     resolve_free(srv->resolve);
     credstore_free(srv->creds);
     membudget_free(srv->budget);

@@ -9,6 +9,8 @@
 
 #include "conntrack.h"
 #include "http.h"
+#include "linkstats.h"
+#include "planner.h"
 #include "routes.h"
 
 #ifndef PACKAGE_VERSION
@@ -72,11 +74,57 @@ static char *with_parents_json(struct server *srv, char *text)
     return out;
 }
 
+/* An estimate, or null when it has not been measured yet. */
+static json_t *known_or_null(bool known, json_t *value)
+{
+    return known ? value : (json_decref(value), json_null());
+}
+
+/* One host's measurements and the plan the daemon derives from them (planner.h). */
+static json_t *link_json(const struct linkstats_host *h, const struct planner_limits *lim)
+{
+    const struct link_metrics *m = &h->metrics;
+    return json_pack(
+        "{s:s, s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I}", "host", h->host, "requests",
+        (json_int_t)h->requests, "bytes", (json_int_t)h->bytes, "rtt_ms",
+        known_or_null(m->rtt_known, json_real((double)m->rtt_us / 1000.0)), "conn_bytes_per_s",
+        known_or_null(m->conn_known, json_integer((json_int_t)m->conn_bps)), "link_bytes_per_s",
+        known_or_null(m->link_known, json_integer((json_int_t)m->link_bps)), "samples",
+        (json_int_t)h->rtt_samples, "coalesce_gap", (json_int_t)planner_gap(m, lim), "streams",
+        (json_int_t)planner_streams(m, lim), "split_min", (json_int_t)planner_piece(m, lim, 1));
+}
+
+/* Adds "links": the measured upstream hosts, most recently seen first. */
+static char *with_links(struct server *srv, char *text)
+{
+    json_t *doc = text != NULL ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    json_t *links = json_array();
+    struct linkstats_host *hosts = calloc(LINKSTATS_MAX_HOSTS, sizeof(*hosts));
+    const struct h5cd_config *cfg = srv->cfg;
+    struct planner_limits lim = {.default_gap = cfg->coalesce_gap,
+                                 .max_fetch = cfg->coalesce_max,
+                                 .max_streams = cfg->upstream_max_per_host};
+    size_t n = hosts != NULL ? linkstats_snapshot(srv->links, hosts, LINKSTATS_MAX_HOSTS) : 0;
+    int rc = doc != NULL && links != NULL && hosts != NULL ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = json_array_append_new(links, link_json(&hosts[i], &lim));
+    free(hosts);
+    if (rc == 0)
+        rc = json_object_set_new(doc, "links", links);
+    else
+        json_decref(links);
+    char *out = rc == 0 ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(doc);
+    return out;
+}
+
 enum MHD_Result route_stats(struct server *srv, struct MHD_Connection *conn)
 {
     struct h5cd_gauges gauges;
     server_gauges(srv, &gauges);
-    char *text = with_parents_json(srv, stats_render_json(&srv->stats, &gauges, PACKAGE_VERSION));
+    char *text = with_links(
+        srv, with_parents_json(srv, stats_render_json(&srv->stats, &gauges, PACKAGE_VERSION)));
     return http_send_text(srv, conn, MHD_HTTP_OK, with_newline(text), "application/json");
 }
 

@@ -40,6 +40,7 @@ struct server {
     struct blockcache *cache;
     struct fetch_engine *fetch;
     struct parents *parents; /* site caches before the origin, or NULL */
+    struct linkstats *links; /* each upstream host's measured round trip and bandwidth */
     struct remote *remote;
     struct credstore *creds; /* upstream headers from credentials_file; SIGHUP swaps the set */
     struct resolve *resolve; /* names, redirects and what upstream accepted */

@@ -841,12 +841,39 @@ static bool reroute_from_parent(struct request *req, CURLcode code, long status,
     return true;
 }
 
+/* Tells the link table how long the answer took to start and to arrive, under the host
+ * connected to: a site cache's answers say nothing of the link to the origin. */
+static void record_link(const struct request *req, CURL *easy)
+{
+    struct linkstats *links = req->engine->cfg.links;
+    const char *url = req->wire_url != NULL ? req->wire_url : req->hop_url;
+    char host[LINKSTATS_HOST_BYTES];
+    if (links == NULL || linkstats_host_of(url, host, sizeof(host)) < 0)
+        return;
+    curl_off_t pre = 0, start = 0, total = 0, bytes = 0;
+    if (curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pre) != CURLE_OK ||
+        curl_easy_getinfo(easy, CURLINFO_STARTTRANSFER_TIME_T, &start) != CURLE_OK ||
+        curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total) != CURLE_OK ||
+        curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &bytes) != CURLE_OK)
+        return;
+    if (pre < 0 || start <= 0 || total < 0 || bytes < 0)
+        return;
+    struct linkstats_sample sample = {.pretransfer_us = (uint64_t)pre,
+                                      .starttransfer_us = (uint64_t)start,
+                                      .total_us = (uint64_t)total,
+                                      .body_bytes = (uint64_t)bytes,
+                                      .end_us = uv_hrtime() / 1000u};
+    linkstats_record(links, host, &sample);
+}
+
 static void attempt_done(struct request *req, CURLcode code)
 {
     struct fetch_engine *engine = req->engine;
     CURL *easy = req->easy;
     long status = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    if (code == CURLE_OK && status >= 200 && status < 400)
+        record_link(req, easy);
     curl_multi_remove_handle(engine->multi, easy);
     curl_easy_cleanup(easy);
     req->easy = NULL;

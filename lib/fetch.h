@@ -50,6 +50,7 @@
 #include <stdint.h>
 
 #include "h5cd_limits.h"
+#include "linkstats.h"
 #include "parents.h"
 #include "stats.h"
 #include "urlpolicy.h"
@@ -73,6 +74,8 @@ struct fetch_config {
                                          * parents.h), may be NULL */
     unsigned parent_connect_timeout_ms; /* towards a parent; 0 = connect_timeout_ms */
     unsigned parent_timeout_ms;         /* one request to a parent; 0 = timeout_ms */
+    struct linkstats *links;            /* borrowed; every answer's timings are recorded under
+                                         * the host that gave it (linkstats.h); may be NULL */
 };
 
 enum fetch_status {

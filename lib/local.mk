@@ -13,6 +13,8 @@ lib_libh5chunkd_a_SOURCES = \
 	lib/authtoken.c lib/authtoken.h \
 	lib/accesslog.c lib/accesslog.h \
 	lib/coalesce.c lib/coalesce.h \
+	lib/linkstats.c lib/linkstats.h \
+	lib/planner.c lib/planner.h \
 	lib/urlpolicy.c lib/urlpolicy.h \
 	lib/blockcache.c lib/blockcache.h \
 	lib/parents.c lib/parents.h \

@@ -27,6 +27,7 @@
 #include "coalesce.h"
 #include "log.h"
 #include "parents.h"
+#include "planner.h"
 #include "urlforms.h"
 
 #define INFLIGHT_BUCKETS        4096
@@ -648,7 +649,25 @@ struct remote_batch {
     size_t nplans, plancap, next_plan, first_open_plan;
     struct entry **plan_entries; /* each holds a reference until its plan finishes */
     size_t nplan_entries, plan_entries_cap;
+    struct link_metrics link; /* the file's host as measured when the batch began */
 };
+
+static struct planner_limits batch_limits(const struct remote_batch *b)
+{
+    const struct remote_config *cfg = &b->remote->cfg;
+    return (struct planner_limits){.default_gap = cfg->coalesce_gap,
+                                   .max_fetch = cfg->coalesce_max,
+                                   .max_streams = cfg->max_fetches_per_batch};
+}
+
+/* The largest request for this batch, in whole blocks (at least one, at most coalesce_max). */
+static uint64_t batch_piece(const struct remote_batch *b, uint64_t total)
+{
+    struct planner_limits lim = batch_limits(b);
+    uint64_t block = b->remote->block_size;
+    uint64_t piece = planner_piece(&b->link, &lim, total) / block * block;
+    return piece < block ? block : piece;
+}
 
 static size_t block_length(const struct remote *r, const struct remote_file *f, uint64_t index)
 {
@@ -1011,12 +1030,13 @@ static void fetch_owned(struct remote_batch *b, size_t from)
         ranges[i].length = block_length(r, &b->file, owned[i]->index);
     }
     /* Gaps were filled by claiming their blocks (claim_gaps): merge only neighbours. */
-    if (coalesce_plan(ranges, nowned, 0, r->cfg.coalesce_max, &plan) < 0 ||
+    uint64_t piece = batch_piece(b, (uint64_t)nowned * r->block_size);
+    if (coalesce_plan(ranges, nowned, 0, piece, &plan) < 0 ||
         (r->cfg.parent_slice > 0 && parents_split_plan(&plan, r->cfg.parent_slice) < 0)) {
         fail_entries(r, owned, nowned, H5CD_E_INTERNAL, "cannot plan upstream requests");
         goto done;
     }
-    /* Owned blocks are sorted and each lies in exactly one fetch (coalesce_max is a
+    /* Owned blocks are sorted and each lies in exactly one fetch (the piece is a
      * multiple of the block size), so one sweep assigns them. */
     size_t next = 0;
     for (size_t j = 0; j < plan.nfetches; j++) {
@@ -1103,7 +1123,8 @@ static bool claim_gap_block_locked(struct remote_batch *b, uint64_t g)
 static void claim_gaps_locked(struct remote_batch *b, size_t from)
 {
     struct remote *r = b->remote;
-    uint64_t max_gap = r->cfg.coalesce_gap / r->block_size;
+    struct planner_limits lim = batch_limits(b);
+    uint64_t max_gap = planner_gap(&b->link, &lim) / r->block_size;
     size_t n = b->nslots - from;
     if (max_gap == 0 || n < 2)
         return;
@@ -1355,6 +1376,9 @@ int remote_batch_new(struct remote *r, const struct remote_file *file, uint64_t 
     b->file = *file;
     b->budget = budget > 0 ? budget : 1;
     b->last = SIZE_MAX;
+    char host[LINKSTATS_HOST_BYTES];
+    if (r->cfg.links != NULL && linkstats_host_of(file->url, host, sizeof(host)) == 0)
+        linkstats_get(r->cfg.links, host, &b->link);
     b->scratch_index = UINT64_MAX;
     b->scratch = malloc(r->block_size);
     if (b->scratch == NULL) {

@@ -22,6 +22,7 @@
 #include "errors.h"
 #include "fetch.h"
 #include "h5cd_limits.h"
+#include "linkstats.h"
 #include "membudget.h"
 #include "resolve.h"
 #include "stats.h"
@@ -39,8 +40,11 @@ struct remote_config {
     uint64_t total_budget;          /* range bytes all batches hold at once (each may hold one
                                      * range more); 0 = 64 MiB.  Unused when budget is set. */
     struct membudget *budget;       /* the daemon-wide memory budget batches charge; may be NULL */
-    uint64_t parent_slice; /* with site caches: no upstream request crosses a multiple of this
-                            * (a multiple of the block size); 0 without */
+    uint64_t parent_slice;   /* with site caches: no upstream request crosses a multiple of this
+                              * (a multiple of the block size); 0 without */
+    struct linkstats *links; /* borrowed; may be NULL.  When the file's host has been measured,
+                              * a batch's gap and request size come from planner.h instead of
+                              * coalesce_gap and coalesce_max (never above coalesce_max) */
 };
 
 /* What is known about one version of a remote file. */

@@ -2,6 +2,14 @@
 TEST_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS) $(CHECK_CFLAGS)
 TEST_LIBS = lib/libh5worker.a lib/libh5chunkd.a $(DEP_LIBS) $(CHECK_LIBS)
 
+# The link table and the planner's arithmetic; < 1 s.
+check_PROGRAMS += tests/unit/check_linkstats tests/unit/check_planner
+tests_unit_check_linkstats_SOURCES = tests/unit/check_linkstats.c
+tests_unit_check_linkstats_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_linkstats_LDADD = $(TEST_LIBS)
+tests_unit_check_planner_SOURCES = tests/unit/check_planner.c
+tests_unit_check_planner_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_planner_LDADD = $(TEST_LIBS)
 check_PROGRAMS += tests/unit/check_coalesce tests/unit/check_config tests/unit/check_httprange \
 	tests/unit/check_chunkkey tests/unit/check_fastdecode \
 	tests/unit/check_h5meta \

@@ -1,0 +1,60 @@
+/*
+ * planner.c - the gap, stream and piece rule of planner.h: arithmetic on
+ * the measured link, bounded so that no estimate can make a request
+ * larger than max_fetch or a batch wider than max_streams.
+ */
+#include "planner.h"
+
+static uint64_t clamp(uint64_t v, uint64_t lo, uint64_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+uint64_t planner_bdp(const struct link_metrics *m)
+{
+    if (m == NULL || !m->rtt_known || !m->conn_known)
+        return 0;
+    /* Both clamped so that the product fits: 6e7 us x 1e11 B/s = 6e18 < 2^64. */
+    uint64_t rtt = min_u64(m->rtt_us, LINKSTATS_MAX_RTT_US);
+    uint64_t bps = min_u64(m->conn_bps, LINKSTATS_MAX_BPS);
+    return rtt * bps / 1000000u;
+}
+
+uint64_t planner_gap(const struct link_metrics *m, const struct planner_limits *lim)
+{
+    uint64_t hi = min_u64(PLANNER_MAX_GAP, lim->max_fetch);
+    if (m == NULL || !m->rtt_known || !(m->conn_known || m->link_known))
+        return min_u64(lim->default_gap, lim->max_fetch);
+    uint64_t rtt = min_u64(m->rtt_us, LINKSTATS_MAX_RTT_US);
+    uint64_t bps = min_u64(m->link_known ? m->link_bps : m->conn_bps, LINKSTATS_MAX_BPS);
+    uint64_t inflight = lim->max_streams > 0 ? lim->max_streams : 1;
+    return clamp(rtt * bps / 1000000u / inflight, 0, hi);
+}
+
+unsigned planner_streams(const struct link_metrics *m, const struct planner_limits *lim)
+{
+    uint64_t most = lim->max_streams > 0 ? lim->max_streams : 1;
+    if (m == NULL || !m->conn_known || !m->link_known || m->conn_bps == 0)
+        return (unsigned)most;
+    uint64_t link = min_u64(m->link_bps, LINKSTATS_MAX_BPS);
+    uint64_t need = (link + m->conn_bps - 1) / m->conn_bps;
+    return (unsigned)clamp(need + 1, 1, most);
+}
+
+uint64_t planner_piece(const struct link_metrics *m, const struct planner_limits *lim,
+                       uint64_t total)
+{
+    uint64_t most = lim->max_fetch > 0 ? lim->max_fetch : 1;
+    uint64_t bdp = planner_bdp(m);
+    if (bdp == 0 || total == 0)
+        return most;
+    unsigned streams = planner_streams(m, lim);
+    uint64_t share = total / streams + (total % streams != 0);
+    uint64_t floor = bdp > UINT64_MAX / PLANNER_PIECE_RTTS ? UINT64_MAX : bdp * PLANNER_PIECE_RTTS;
+    return clamp(share > floor ? share : floor, 1, most);
+}

@@ -1,0 +1,53 @@
+/*
+ * planner.h - how to cut a batch of reads into upstream requests, given
+ * what the link to the host has shown (linkstats.h).
+ *
+ * Pure functions: no I/O, no globals, any thread.  Until a host has been
+ * measured the configured values are used unchanged (coalesce_gap,
+ * coalesce_max), so a daemon behaves exactly as configured on its first
+ * request and adapts as answers come in.
+ *
+ * The rule (docs/architecture.md, "Planning requests from the link"):
+ *  - gap: bridge a hole between two wanted ranges when reading it costs
+ *    less than the extra request would.  A request costs one round trip,
+ *    but max_streams requests wait for theirs together, so its share is
+ *    rtt / max_streams; reading the hole costs hole / bandwidth (the whole
+ *    link's when measured, else one connection's).  Hence
+ *    gap = rtt x bandwidth / max_streams, clamped to [0, PLANNER_MAX_GAP]
+ *    and to max_fetch (with max_streams 1 this is Arrow's latency x
+ *    bandwidth);
+ *  - streams: how many connections one batch should keep busy to fill the
+ *    link: link_bps / conn_bps rounded up, plus one so that a link whose
+ *    connections are capped one by one is discovered, at most max_streams;
+ *  - piece: the size one request is cut to: the batch's bytes shared over
+ *    the streams, but never below PLANNER_PIECE_RTTS round trips' worth of
+ *    one connection (so that waiting for the first byte stays a small part
+ *    of a request) and never above max_fetch.
+ */
+#ifndef H5CD_PLANNER_H
+#define H5CD_PLANNER_H
+
+#include <stdint.h>
+
+#include "linkstats.h"
+
+#define PLANNER_MAX_GAP    (16ull * 1024 * 1024) /* a hole above this is never worth bridging */
+#define PLANNER_PIECE_RTTS 4u                    /* a piece carries >= 4 RTTs of one connection */
+
+struct planner_limits {
+    uint64_t default_gap; /* coalesce_gap: used until the host is measured */
+    uint64_t max_fetch;   /* coalesce_max: no request is larger; >= 1 */
+    unsigned max_streams; /* requests one batch may have in flight; >= 1 */
+};
+
+/* Bytes one connection carries in one round trip, or 0 when either is unknown. */
+uint64_t planner_bdp(const struct link_metrics *m);
+/* The largest hole worth bridging between two wanted ranges. */
+uint64_t planner_gap(const struct link_metrics *m, const struct planner_limits *lim);
+/* Connections one batch should use, in [1, max_streams]. */
+unsigned planner_streams(const struct link_metrics *m, const struct planner_limits *lim);
+/* The largest request for a batch that wants total bytes, in [1, max_fetch]. */
+uint64_t planner_piece(const struct link_metrics *m, const struct planner_limits *lim,
+                       uint64_t total);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * check_planner.c - unit tests of lib/planner: the configured values before
+ * anything is measured, the gap / streams / piece arithmetic on measured
+ * links, and its bounds at the clamps (no overflow at the largest inputs).
+ */
+#include <check.h>
+#include <stdint.h>
+
+#include "planner.h"
+
+#define MIB (1024ull * 1024)
+
+static const struct planner_limits LIM = {
+    .default_gap = 256 * 1024, .max_fetch = 8 * MIB, .max_streams = 8};
+
+static struct link_metrics measured(uint64_t rtt_us, uint64_t conn_bps, uint64_t link_bps)
+{
+    return (struct link_metrics){.rtt_known = true,
+                                 .conn_known = true,
+                                 .link_known = true,
+                                 .rtt_us = rtt_us,
+                                 .conn_bps = conn_bps,
+                                 .link_bps = link_bps};
+}
+
+START_TEST(unmeasured_uses_configuration)
+{
+    struct link_metrics none = {0};
+    ck_assert_uint_eq(planner_gap(&none, &LIM), 256 * 1024);
+    ck_assert_uint_eq(planner_gap(NULL, &LIM), 256 * 1024);
+    ck_assert_uint_eq(planner_piece(&none, &LIM, 100 * MIB), 8 * MIB);
+    ck_assert_uint_eq(planner_piece(&none, &LIM, 1), 8 * MIB);
+    ck_assert_uint_eq(planner_streams(&none, &LIM), 8);
+    ck_assert_uint_eq(planner_bdp(&none), 0);
+    /* An RTT alone says nothing of bandwidth: still the configuration. */
+    struct link_metrics rtt_only = {.rtt_known = true, .rtt_us = 40000};
+    ck_assert_uint_eq(planner_gap(&rtt_only, &LIM), 256 * 1024);
+    /* A configured gap above max_fetch is cut to max_fetch. */
+    struct planner_limits big = LIM;
+    big.default_gap = 64 * MIB;
+    ck_assert_uint_eq(planner_gap(&none, &big), 8 * MIB);
+}
+END_TEST
+
+START_TEST(gap_is_link_rtt_share)
+{
+    /* 40 ms x 125 MB/s shared by 8 requests in flight: 625,000 bytes. */
+    struct link_metrics m = measured(40000, 125000000, 125000000);
+    ck_assert_uint_eq(planner_gap(&m, &LIM), 625000);
+    /* One request in flight: Arrow's latency x bandwidth. */
+    struct planner_limits one = LIM;
+    one.max_streams = 1;
+    ck_assert_uint_eq(planner_gap(&m, &one), 5000000);
+    /* The whole link's bandwidth is used when known, one connection's otherwise. */
+    m = measured(40000, 25000000, 100000000);
+    ck_assert_uint_eq(planner_gap(&m, &LIM), 500000);
+    m.link_known = false;
+    ck_assert_uint_eq(planner_gap(&m, &LIM), 125000);
+    /* A link with no latency bridges nothing. */
+    m = measured(0, 125000000, 125000000);
+    ck_assert_uint_eq(planner_gap(&m, &LIM), 0);
+}
+END_TEST
+
+START_TEST(gap_clamped)
+{
+    struct planner_limits one = LIM;
+    one.max_streams = 1;
+    one.max_fetch = 64 * MIB;
+    /* 1 s x 1 GB/s would be 1 GB: at most PLANNER_MAX_GAP. */
+    struct link_metrics m = measured(1000000, 1000000000, 1000000000);
+    ck_assert_uint_eq(planner_gap(&m, &one), PLANNER_MAX_GAP);
+    /* ... and never above max_fetch. */
+    one.max_fetch = 2 * MIB;
+    ck_assert_uint_eq(planner_gap(&m, &one), 2 * MIB);
+    /* Values past the table's clamps cannot overflow the product. */
+    m = measured(UINT64_MAX, UINT64_MAX, UINT64_MAX);
+    ck_assert_uint_eq(planner_gap(&m, &one), 2 * MIB);
+    ck_assert_uint_eq(planner_bdp(&m), LINKSTATS_MAX_RTT_US * (LINKSTATS_MAX_BPS / 1000000u));
+    ck_assert_uint_le(planner_piece(&m, &one, UINT64_MAX), 2 * MIB);
+}
+END_TEST
+
+START_TEST(streams_fill_the_link)
+{
+    /* Connections capped at 25 MB/s on a 125 MB/s link: 5 needed, one more to probe. */
+    struct link_metrics m = measured(40000, 25000000, 125000000);
+    ck_assert_uint_eq(planner_streams(&m, &LIM), 6);
+    /* 125.0 / 24.9 rounds up to 6: 7. */
+    m.conn_bps = 24900000;
+    ck_assert_uint_eq(planner_streams(&m, &LIM), 7);
+    /* One connection fills the link: two (one to probe). */
+    m = measured(40000, 125000000, 125000000);
+    ck_assert_uint_eq(planner_streams(&m, &LIM), 2);
+    m.link_bps = 1; /* below one connection (a lone small transfer) */
+    ck_assert_uint_eq(planner_streams(&m, &LIM), 2);
+    /* Bounded by max_streams, at both N and N+1. */
+    struct planner_limits lim = LIM;
+    lim.max_streams = 6;
+    m = measured(40000, 25000000, 125000000);
+    ck_assert_uint_eq(planner_streams(&m, &lim), 6);
+    lim.max_streams = 5;
+    ck_assert_uint_eq(planner_streams(&m, &lim), 5);
+    lim.max_streams = 1;
+    ck_assert_uint_eq(planner_streams(&m, &lim), 1);
+    lim.max_streams = 0; /* treated as 1 */
+    ck_assert_uint_eq(planner_streams(&m, &lim), 1);
+    m = measured(40000, 1, UINT64_MAX);
+    ck_assert_uint_eq(planner_streams(&m, &LIM), 8);
+}
+END_TEST
+
+START_TEST(piece_splits_across_streams)
+{
+    /* One connection carries 1 MB per 40 ms round trip: pieces of at least 4 MB. */
+    struct link_metrics m = measured(40000, 25000000, 125000000);
+    ck_assert_uint_eq(planner_bdp(&m), 1000000);
+    /* 30 MB over 6 streams: 5 MB each. */
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 30000000), 5000000);
+    /* 30,000,001 bytes: rounded up so that 6 pieces suffice. */
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 30000001), 5000001);
+    /* Small batches are not cut below 4 round trips of one connection. */
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 6000000), 4000000);
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 1), 4000000);
+    /* Large ones never above max_fetch. */
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 1000 * MIB), 8 * MIB);
+    /* A fast single connection: the floor (20 MB) is above max_fetch. */
+    m = measured(40000, 125000000, 125000000);
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 30000000), 8 * MIB);
+    /* No latency: the share alone decides, at least one byte. */
+    m = measured(0, 25000000, 125000000);
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 0), 8 * MIB);
+}
+END_TEST
+
+static Suite *planner_suite(void)
+{
+    Suite *s = suite_create("planner");
+    TCase *core = tcase_create("core");
+    tcase_add_test(core, unmeasured_uses_configuration);
+    tcase_add_test(core, gap_is_link_rtt_share);
+    tcase_add_test(core, streams_fill_the_link);
+    tcase_add_test(core, piece_splits_across_streams);
+    suite_add_tcase(s, core);
+    TCase *limits = tcase_create("limits");
+    tcase_add_test(limits, gap_clamped);
+    suite_add_tcase(s, limits);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(planner_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
