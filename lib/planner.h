@@ -22,7 +22,8 @@
  *  - piece: the size one request is cut to: the batch's bytes shared over
  *    the streams, but never below PLANNER_PIECE_RTTS round trips' worth of
  *    one connection (so that waiting for the first byte stays a small part
- *    of a request) and never above max_fetch.
+ *    of a request) nor below PLANNER_MIN_PIECE (a request has fixed costs
+ *    upstream too), and never above max_fetch.
  */
 #ifndef H5CD_PLANNER_H
 #define H5CD_PLANNER_H
@@ -33,6 +34,7 @@
 
 #define PLANNER_MAX_GAP    (16ull * 1024 * 1024) /* a hole above this is never worth bridging */
 #define PLANNER_PIECE_RTTS 4u                    /* a piece carries >= 4 RTTs of one connection */
+#define PLANNER_MIN_PIECE  (1024ull * 1024)      /* nor less than this, however short the RTT */
 
 struct planner_limits {
     uint64_t default_gap; /* coalesce_gap: used until the host is measured */

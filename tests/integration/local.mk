@@ -16,6 +16,8 @@ INTEGRATION_TESTS += tests/integration/test_admin.sh tests/integration/test_atta
 INTEGRATION_TESTS += tests/integration/test_isolation.sh
 INTEGRATION_TESTS += tests/integration/test_format.sh
 INTEGRATION_TESTS += tests/integration/test_bench_smoke.sh
+# /v1/stats "links" and reads planned from the measured link (about 5 s).
+INTEGRATION_TESTS += tests/integration/test_linkstats.sh
 # Files written by h5py, PyTables and bitshuffle's plugin, compared with h5py (about 20 s).
 INTEGRATION_TESTS += tests/integration/test_realfiles.sh
 EXTRA_DIST += tests/data/make_realfiles.py tests/integration/test_realfiles.py

@@ -9,6 +9,7 @@
 #include "planner.h"
 
 #define MIB (1024ull * 1024)
+#define MB  1000000ull
 
 static const struct planner_limits LIM = {
     .default_gap = 256 * 1024, .max_fetch = 8 * MIB, .max_streams = 8};
@@ -127,8 +128,12 @@ START_TEST(piece_splits_across_streams)
     /* A fast single connection: the floor (20 MB) is above max_fetch. */
     m = measured(40000, 125000000, 125000000);
     ck_assert_uint_eq(planner_piece(&m, &LIM, 30000000), 8 * MIB);
-    /* No latency: the share alone decides, at least one byte. */
-    m = measured(0, 25000000, 125000000);
+    /* A short round trip: never below PLANNER_MIN_PIECE. */
+    m = measured(200, 1000 * MB, 2000 * MB); /* 0.2 ms x 1 GB/s: 200 KB */
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 3 * MB), PLANNER_MIN_PIECE);
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 3 * PLANNER_MIN_PIECE), PLANNER_MIN_PIECE);
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 3 * PLANNER_MIN_PIECE + 3), PLANNER_MIN_PIECE + 1);
+    /* Nothing wanted: the configured maximum. */
     ck_assert_uint_eq(planner_piece(&m, &LIM, 0), 8 * MIB);
 }
 END_TEST
