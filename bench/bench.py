@@ -50,7 +50,7 @@ import clients  # noqa: E402
 import workloads  # noqa: E402
 
 START_TIMEOUT = 15
-PEERS_COLD = ["h5chunkd", "mirror", "nginx", "fsspec", "ros3"]
+PEERS_COLD = ["h5chunkd", "mirror", "nginx", "seed", "fsspec", "ros3"]
 PEERS_WARM = ["h5chunkd", "mirror", "nginx"]
 PEERS_PY = ["py-zarr", "zarr-http", "py-h5py"]
 SECTIONS = ["cold", "warm", "wrk", "python"]
@@ -61,6 +61,7 @@ PEER_LABELS = {
     "h5chunkd": "h5chunkd batch API",
     "mirror": "h5py+fsspec on h5chunkd /v1/file",
     "nginx": "h5py+fsspec on nginx slice cache",
+    "seed": "seed's algorithm to origin",
     "fsspec": "h5py+fsspec to origin",
     "ros3": "h5py ROS3 to origin",
 }
@@ -502,6 +503,8 @@ class Bench:
             for peer in PEERS_COLD:
                 if peer not in a.peers:
                     continue
+                if wl in workloads.MILLION and peer not in workloads.MILLION_PEERS:
+                    continue
 
                 def make(i, peer=peer, wl=wl, fname=fname):
                     rel = self.fresh("cold/%s-%s-%d" % (peer, wl, i), fname)
@@ -514,6 +517,8 @@ class Bench:
     def run_warm(self):
         a = self.args
         for wl in a.workloads:
+            if wl in workloads.MILLION:
+                continue  # cold workloads of the issue-12 targets
             fname = self.manifest["workloads"][wl]["file"]
             self.results["warm"][wl] = {}
             for peer in PEERS_WARM:
@@ -659,6 +664,8 @@ class Bench:
         out = self.results.setdefault("python", {})
         levels = sorted({1, max(a.clients)})
         for wl in a.workloads:
+            if wl in workloads.MILLION:
+                continue
             fname = self.manifest["workloads"][wl]["file"]
             out[wl] = {}
             for peer in PEERS_PY:
@@ -732,7 +739,7 @@ class Bench:
         self.manifest = workloads.generate(self.origin_root, a.scale)
         log("files written in %.1f s: %s" % (time.monotonic() - t, ", ".join(
             "%s %.1f MB" % (f, os.path.getsize(os.path.join(self.origin_root, f)) / 1e6)
-            for f in ("ephys.nwb", "ophys.nwb", "many.nwb"))))
+            for f in ("ephys.nwb", "ophys.nwb", "many.nwb", "million.h5"))))
 
         _p, self.origin_port = start_nginx(a.nginx, os.path.join(self.work, "origin-nginx"),
                                            ORIGIN_BODY, root=self.origin_root)
@@ -741,7 +748,8 @@ class Bench:
         cp = os.path.join(self.work, "link.cport")
         link = spawn([sys.executable, os.path.join(HERE, "linkemu.py"), "--origin",
                       "127.0.0.1:%d" % self.origin_port, "--rtt-ms", str(a.rtt_ms),
-                      "--bw-mbs", str(a.bw_mbs), "--port-file", lp, "--control-port-file", cp],
+                      "--bw-mbs", str(a.bw_mbs), "--conn-bw-mbs", str(a.conn_bw_mbs or 0),
+                      "--port-file", lp, "--control-port-file", cp],
                      os.path.join(self.work, "link.log"))
         self.link_port = wait_file(lp, link)
         self.link_cport = wait_file(cp, link)
@@ -789,7 +797,8 @@ class Bench:
         self.results["daemon_rss_end_kb"] = self.daemon.status("VmRSS")
         self.results["manifest"] = self.manifest
         self.results["settings"] = {
-            "rtt_ms": a.rtt_ms, "bw_mbs": a.bw_mbs, "reps": a.reps, "warm_reps": a.warm_reps,
+            "rtt_ms": a.rtt_ms, "bw_mbs": a.bw_mbs, "conn_bw_mbs": a.conn_bw_mbs,
+            "reps": a.reps, "warm_reps": a.warm_reps,
             "clients": a.clients, "scale": a.scale, "cell_budget_s": a.cell_budget,
             "wrk": {"threads": a.wrk_threads, "conns": a.wrk_conns, "secs": a.wrk_secs},
             "command": a.command}
@@ -934,6 +943,8 @@ def parse_args(argv=None):
                     "nginx on PATH)")
     ap.add_argument("--rtt-ms", type=float, default=40.0)
     ap.add_argument("--bw-mbs", type=float, default=100.0, help="link bandwidth, MB/s")
+    ap.add_argument("--conn-bw-mbs", type=float, default=0.0,
+                    help="each connection's bandwidth cap, MB/s (as S3 has); 0: none")
     ap.add_argument("--reps", type=int, help="timed runs per cold cell (full 5, quick 1)")
     ap.add_argument("--warm-reps", type=int, help="timed runs per warm cell (full 3, quick 1)")
     ap.add_argument("--clients", help="warm concurrency levels (default 1,8,32; quick 1,4)")

@@ -15,13 +15,16 @@ shared long-distance link:
   connections (an aggregate cap, not a per-connection one).  A reader that
   has used its share waits before it reads more, so TCP flow control pushes
   back on the sender as on a real bottleneck.
+- per-connection bandwidth (--conn-bw-mbs, off by default): each
+  connection's answers also pass a pipe of its own of that rate, as an
+  object store gives one connection 50-100 MB/s however fast the link.
 
 Not modelled: TCP slow start, loss, jitter.  Those only make a real link
 slower for every client, most of all for those that open many connections.
 
 Usage:
   linkemu.py --listen-port 0 --origin 127.0.0.1:8080 --rtt-ms 40 --bw-mbs 100
-             [--port-file F] [--control-port-file F]
+             [--conn-bw-mbs 50] [--port-file F] [--control-port-file F]
 The proxy's port is written to --port-file.  A connection to the control
 port gets one JSON line of counters (connections, bytes each way) and is
 closed.  SIGTERM/SIGINT stop it.
@@ -61,16 +64,17 @@ class Pipe:
 
 
 class Link:
-    def __init__(self, origin_host, origin_port, rtt, bw):
+    def __init__(self, origin_host, origin_port, rtt, bw, conn_bw=0.0):
         self.origin = (origin_host, origin_port)
         self.rtt = rtt
+        self.conn_bw = conn_bw
         self.up = Pipe(bw)  # client -> origin
         self.down = Pipe(bw)  # origin -> client
         self.connections = 0
         self.active = 0
         self.tasks = set()
 
-    async def pump(self, reader, writer, pipe, delay_line_open):
+    async def pump(self, reader, writer, pipe, delay_line_open, own=None):
         """Moves bytes one way: read, pay the bandwidth, deliver RTT/2 later."""
         loop = asyncio.get_running_loop()
         owd = self.rtt / 2.0
@@ -98,6 +102,8 @@ class Link:
                     queue.put_nowait((loop.time() + owd, EOF))
                     break
                 done = pipe.reserve(loop, len(data))
+                if own is not None:  # this connection's cap, beside the link's
+                    done = max(done, own.reserve(loop, len(data)))
                 wait = done - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
@@ -126,7 +132,8 @@ class Link:
                 import socket as _s
                 osock.setsockopt(_s.IPPROTO_TCP, _s.TCP_NODELAY, 1)
             a = asyncio.ensure_future(self.pump(creader, owriter, self.up, handshake))
-            b = asyncio.ensure_future(self.pump(oreader, cwriter, self.down, handshake))
+            own = Pipe(self.conn_bw) if self.conn_bw > 0 else None
+            b = asyncio.ensure_future(self.pump(oreader, cwriter, self.down, handshake, own))
             await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
             # One side closed: let the other finish (a server answers after
             # the client half-closes), bounded.
@@ -148,12 +155,14 @@ class Link:
     def stats(self):
         return {"connections": self.connections, "active": self.active,
                 "bytes_up": self.up.bytes, "bytes_down": self.down.bytes,
-                "rtt_ms": self.rtt * 1000.0, "bw_bytes_per_s": self.down.bw}
+                "rtt_ms": self.rtt * 1000.0, "bw_bytes_per_s": self.down.bw,
+                "conn_bw_bytes_per_s": self.conn_bw}
 
 
 async def serve(args):
     host, _, port = args.origin.rpartition(":")
-    link = Link(host or "127.0.0.1", int(port), args.rtt_ms / 1000.0, args.bw_mbs * 1e6)
+    link = Link(host or "127.0.0.1", int(port), args.rtt_ms / 1000.0, args.bw_mbs * 1e6,
+                args.conn_bw_mbs * 1e6)
 
     async def on_control(reader, writer):
         writer.write((json.dumps(link.stats()) + "\n").encode())
@@ -190,6 +199,8 @@ def main():
     ap.add_argument("--origin", required=True, help="HOST:PORT of the origin")
     ap.add_argument("--rtt-ms", type=float, default=40.0)
     ap.add_argument("--bw-mbs", type=float, default=100.0, help="MB/s (10^6 bytes)")
+    ap.add_argument("--conn-bw-mbs", type=float, default=0.0,
+                    help="each connection's cap, MB/s; 0: only the shared cap")
     ap.add_argument("--port-file")
     ap.add_argument("--control-port-file")
     args = ap.parse_args()

@@ -10,6 +10,9 @@ writes them: symbol-table groups, version-1 B-trees):
 - ophys.nwb: /acquisition/TwoPhotonSeries/data, uint16 (frames, 512, 512),
   one gzip chunk per frame; every tenth frame is never written (the reader
   gets the fill value, 0).
+- million.h5: /data, float32, 1,000,000 gzip chunks of 20 values (h5py
+  defaults otherwise: a version-1 B-tree whose nodes lie between the
+  chunks), about 94 MB: the shape of DANDI datasets with millions of chunks.
 - many.nwb: hundreds of groups (/processing/module_XX/iface_YY) holding
   small chunked and contiguous datasets with attributes: a file whose
   metadata is spread over its whole length, as in a real NWB file.
@@ -38,18 +41,27 @@ FRAME_SKIP = 10  # frames with index % FRAME_SKIP == 0 are never written
 SCALES = {
     # full: the published numbers; quick: the harness's smoke run.
     "full": {"es_chunks": 80, "ts_chunks": 3000, "frames": 120, "frame_px": 512,
-             "modules": 12, "ifaces": 16, "slab_first": 30},
+             "modules": 12, "ifaces": 16, "slab_first": 30, "m_chunks": 1000000,
+             "m_keys": 10000},
     "quick": {"es_chunks": 40, "ts_chunks": 2000, "frames": 64, "frame_px": 256,
-              "modules": 6, "ifaces": 10, "slab_first": 10},
+              "modules": 6, "ifaces": 10, "slab_first": 10, "m_chunks": 20000, "m_keys": 200},
 }
+M = "/data"
+M_CHUNK = 20
+# The million-chunk workloads: only the batch API and the seed's algorithm
+# run them (an h5py reader would take minutes of serial B-tree reads).
+MILLION = ("m-scattered", "m-adjacent")
+MILLION_PEERS = ("h5chunkd", "seed")
 
-WORKLOADS = ["slab", "scattered", "small", "frames", "listing"]
+WORKLOADS = ["slab", "scattered", "small", "frames", "listing", "m-scattered", "m-adjacent"]
 TITLES = {
     "slab": "1. slab of 20 adjacent large chunks (gzip int16, ~0.54 MB stored each)",
     "scattered": "2. 20 chunks scattered across a dataset",
     "small": "3. 1000 adjacent small chunks (3 KB each)",
     "frames": "4. 30 image frames of a 3-D dataset, some never written",
     "listing": "5. open an NWB-like file with hundreds of groups, list every dataset's shape",
+    "m-scattered": "6. every 100th chunk of a 1,000,000-chunk dataset (10,000 keys)",
+    "m-adjacent": "7. 10,000 adjacent chunks of a 1,000,000-chunk dataset",
 }
 
 
@@ -121,13 +133,25 @@ def _write_many(path, sc, rng):
                     g.create_dataset("reference_frame", data="origin at the arena's corner")
 
 
+def _write_million(path, sc, rng):
+    import h5py
+    n = sc["m_chunks"] * M_CHUNK
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("data", shape=(n,), dtype="<f4", chunks=(M_CHUNK,),
+                             compression="gzip")
+        step = 1000000  # 50,000 chunks per write: bounded memory
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            d[lo:hi] = rng.random(hi - lo, dtype=np.float32)
+
+
 def generate(root, scale="full", seed=20240611):
     """Writes the three files under root; returns the manifest (a dict)."""
     sc = SCALES[scale]
     os.makedirs(root, exist_ok=True)
     rng = np.random.default_rng(seed)
     for name, fn in (("ephys.nwb", _write_ephys), ("ophys.nwb", _write_ophys),
-                     ("many.nwb", _write_many)):
+                     ("many.nwb", _write_many), ("million.h5", _write_million)):
         tmp = os.path.join(root, name + ".part")
         fn(tmp, sc, rng)
         os.replace(tmp, os.path.join(root, name))
@@ -151,6 +175,11 @@ def workload_specs(scale):
                   "chunks": list(range(sc["ts_chunks"] // 3, sc["ts_chunks"] // 3 + 1000))},
         "frames": {"file": "ophys.nwb", "path": TPS, "chunks": frames},
         "listing": {"file": "many.nwb", "path": "/", "chunks": []},
+        "m-scattered": {"file": "million.h5", "path": M,
+                        "chunks": list(range(0, sc["m_chunks"], 100))[:sc["m_keys"]]},
+        "m-adjacent": {"file": "million.h5", "path": M,
+                       "chunks": list(range(sc["m_chunks"] // 2,
+                                            sc["m_chunks"] // 2 + sc["m_keys"]))},
     }
 
 
@@ -169,6 +198,12 @@ def read_h5py(f, wl, spec):
         c = spec["chunks"]
         step = c[1] - c[0]
         return f[spec["path"]][c[0]:c[-1] + 1:step]
+    if wl == "m-scattered":
+        d = f[spec["path"]]
+        return [d[c * M_CHUNK:(c + 1) * M_CHUNK] for c in spec["chunks"]]
+    if wl == "m-adjacent":
+        c = spec["chunks"]
+        return f[spec["path"]][c[0] * M_CHUNK:(c[-1] + 1) * M_CHUNK]
     if wl == "listing":
         return list_shapes(f)
     if wl == "attrs":  # the clients' first use (clients.prime)
@@ -279,6 +314,7 @@ def manifest(root, scale):
         with h5py.File(os.path.join(root, spec["file"]), "r") as f:
             spec["digest"] = digest(read_h5py(f, wl, spec))
         spec["bytes"] = workload_bytes(root, wl, spec)
+        spec["file_bytes"] = os.path.getsize(os.path.join(root, spec["file"]))
         spec["title"] = TITLES[wl]
         out["workloads"][wl] = spec
     return out

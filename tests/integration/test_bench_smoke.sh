@@ -1,6 +1,7 @@
 #!/bin/bash
 # test_bench_smoke.sh - the benchmark harness runs: bench/run --quick
-# --no-doc on a 2 ms link, every workload, every peer, cold and warm, wrk if
+# --no-doc on a 2 ms link (connections capped at 400 MB/s), every workload,
+# every peer (the seed's algorithm included), cold and warm, wrk if
 # installed; then the Python package's section (--sections python) on two
 # workloads.  Checks that it finishes, that every answer was right (bench/run
 # exits 1 on a wrong or failed cell) and that its results hold the link check
@@ -25,7 +26,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/h5cd-test_bench_smoke.XXXXXX")
 trap 'rm -rf -- "$T"' EXIT
 
 rc=0
-timeout -k 10 240 "$SRC/bench/run" --quick --no-doc --rtt-ms 2 --clients 1,2 \
+timeout -k 10 240 "$SRC/bench/run" --quick --no-doc --rtt-ms 2 --conn-bw-mbs 400 --clients 1,2 \
     --sections cold,warm,wrk \
     --daemon "$H5CHUNKD_BIN" --results "$T/results.json" >"$T/bench.log" 2>&1 || rc=$?
 if [[ $rc == 77 ]]; then
@@ -60,8 +61,17 @@ for wl, peers in r["warm"].items():
                 bad.append("warm %s %s x%s: %s" % (wl, peer, n, c["errors"]))
             if c["origin_requests"] > 1:  # a revalidation at most
                 bad.append("warm %s %s x%s reached the origin" % (wl, peer, n))
-if len(r["cold"]) != 5 or len(r["warm"]) != 5:
+if len(r["cold"]) != 7 or len(r["warm"]) != 5:
     bad.append("workloads run: cold %s warm %s" % (sorted(r["cold"]), sorted(r["warm"])))
+# The seed's algorithm runs every chunk workload; the million-chunk ones only it and the daemon.
+for wl, peers in r["cold"].items():
+    want = {"h5chunkd", "seed"} if wl.startswith("m-") else None
+    if want is not None and set(peers) != want:
+        bad.append("cold %s peers %s" % (wl, sorted(peers)))
+    if wl != "listing" and "seed" not in peers:
+        bad.append("cold %s: no seed cell" % wl)
+if r["settings"].get("conn_bw_mbs") != 400:
+    bad.append("per-connection cap not recorded: %s" % r["settings"].get("conn_bw_mbs"))
 if not r.get("daemon_hwm_kb"):
     bad.append("no peak RSS of the daemon")
 if r.get("daemon_exit") != 0:
