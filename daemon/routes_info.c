@@ -4,6 +4,8 @@
  * reads counters only.
  */
 #include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,6 +130,76 @@ enum MHD_Result route_stats(struct server *srv, struct MHD_Connection *conn)
     return http_send_text(srv, conn, MHD_HTTP_OK, with_newline(text), "application/json");
 }
 
+/* Appends fmt's expansion to the malloc'd text; on failure frees it and returns NULL. */
+static char *append_text(char *text, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *append_text(char *text, const char *fmt, ...)
+{
+    if (text == NULL)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(text);
+    char *out = n >= 0 ? realloc(text, len + (size_t)n + 1) : NULL;
+    if (out == NULL) {
+        free(text);
+        return NULL;
+    }
+    va_start(ap, fmt);
+    vsnprintf(out + len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return out;
+}
+
+/* A Prometheus label value: backslash, quote and newline escaped; others copied. */
+static void label_value(const char *in, char *out, size_t cap)
+{
+    size_t k = 0;
+    for (; *in != '\0' && k + 3 < cap; in++) {
+        char c = *in == '\n' ? 'n' : *in;
+        if (*in == '\\' || *in == '"' || *in == '\n')
+            out[k++] = '\\';
+        out[k++] = c;
+    }
+    out[k] = '\0';
+}
+
+/* The measured links as gauges labelled by host (rtt and bandwidths once measured). */
+static char *with_link_metrics(struct server *srv, char *text)
+{
+    struct linkstats_host *hosts = calloc(LINKSTATS_MAX_HOSTS, sizeof(*hosts));
+    size_t n = hosts != NULL ? linkstats_snapshot(srv->links, hosts, LINKSTATS_MAX_HOSTS) : 0;
+    if (hosts == NULL) {
+        free(text);
+        return NULL;
+    }
+    text = append_text(text, "# HELP h5chunkd_link_rtt_seconds smoothed time to first byte per "
+                             "upstream host\n# TYPE h5chunkd_link_rtt_seconds gauge\n"
+                             "# HELP h5chunkd_link_bytes_per_second smoothed bandwidth per "
+                             "upstream host (scope: one connection, or the link)\n"
+                             "# TYPE h5chunkd_link_bytes_per_second gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        char host[2 * LINKSTATS_HOST_BYTES];
+        label_value(hosts[i].host, host, sizeof(host));
+        const struct link_metrics *m = &hosts[i].metrics;
+        if (m->rtt_known)
+            text = append_text(text, "h5chunkd_link_rtt_seconds{host=\"%s\"} %.6f\n", host,
+                               (double)m->rtt_us / 1e6);
+        if (m->conn_known)
+            text = append_text(text,
+                               "h5chunkd_link_bytes_per_second{host=\"%s\",scope=\"connection\"} "
+                               "%llu\n",
+                               host, (unsigned long long)m->conn_bps);
+        if (m->link_known)
+            text = append_text(text,
+                               "h5chunkd_link_bytes_per_second{host=\"%s\",scope=\"link\"} %llu\n",
+                               host, (unsigned long long)m->link_bps);
+    }
+    free(hosts);
+    return text;
+}
+
 enum MHD_Result route_metrics(struct server *srv, struct MHD_Connection *conn)
 {
     struct h5cd_gauges gauges;
@@ -144,5 +216,6 @@ enum MHD_Result route_metrics(struct server *srv, struct MHD_Connection *conn)
         free(more);
         text = both;
     }
+    text = with_link_metrics(srv, text);
     return http_send_text(srv, conn, MHD_HTTP_OK, text, "text/plain; version=0.0.4");
 }

@@ -62,6 +62,13 @@ check_mirror_range "$URL" "$T/www/a.bin" "$((4 * MIB))-$((5 * MIB - 1))" "second
 assert_eq 3 "$(fault_requests)" "origin requests"
 check_links requests=3 min_rtt_ms=$DELAY_MS
 
+check "/metrics: the host's round trip as a labelled gauge"
+curl -sS --max-time 10 -o "$T/metrics.txt" "$DAEMON_URL/metrics" || fail "GET /metrics failed"
+assert_contains "$T/metrics.txt" "# TYPE h5chunkd_link_rtt_seconds gauge" "rtt gauge type"
+rtt=$(grep -F "h5chunkd_link_rtt_seconds{host=\"$HOST\"} " "$T/metrics.txt" | awk '{print $2}') || true
+[[ -n "$rtt" ]] || fail "no rtt gauge for $HOST: $(grep link_ "$T/metrics.txt")"
+awk -v r="$rtt" -v d="$DELAY_MS" 'BEGIN { exit !(r >= d / 1000.0) }' || fail "rtt gauge $rtt s below the $DELAY_MS ms delay"
+
 check "a large read planned from the measured link: exact bytes, each byte fetched once"
 q0=$(fault_requests)
 LO=$((8 * MIB))
