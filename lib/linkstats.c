@@ -173,7 +173,11 @@ static void record_link(struct row *row, uint64_t body_bytes, uint64_t body_us, 
     if (row->busy_bytes < LINKSTATS_MIN_LINK_BYTES || span < LINKSTATS_MIN_BW_US)
         return;
     uint64_t bps = rate_bps(row->busy_bytes, span);
-    row->pub.metrics.link_bps = ewma(row->pub.metrics.link_bps, row->pub.link_samples, bps);
+    uint64_t old = row->pub.metrics.link_bps;
+    if (row->pub.link_samples == 0 || bps >= old)
+        row->pub.metrics.link_bps = bps;
+    else
+        row->pub.metrics.link_bps = old - (old - bps) / LINKSTATS_LINK_DECAY_DIV;
     row->pub.metrics.link_known = true;
     row->pub.link_samples++;
 }

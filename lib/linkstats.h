@@ -8,14 +8,18 @@
  * guards a fixed table of LINKSTATS_MAX_HOSTS hosts: a new host replaces
  * the one seen least recently, so memory never grows with the hosts seen.
  *
- * Three estimates per host, each an exponentially weighted moving average
- * (weight 1/LINKSTATS_EWMA_DIV for the new sample):
+ * Three estimates per host, the first two exponentially weighted moving
+ * averages (weight 1/LINKSTATS_EWMA_DIV for the new sample):
  *  - rtt: request sent to first byte of the answer (libcurl's
  *    STARTTRANSFER minus PRETRANSFER: connection setup and TLS excluded);
  *  - conn_bps: one transfer's body bytes over its body time, for bodies of
  *    at least LINKSTATS_MIN_BW_BYTES lasting at least LINKSTATS_MIN_BW_US;
  *  - link_bps: bytes over time of the host's busy periods (the union of
  *    overlapping body times), i.e. what all connections together carried.
+ *    A period with few transfers shows only a lower bound of what the link
+ *    can carry, so this one follows the largest rate seen: a higher sample
+ *    replaces it, a lower one pulls it down by 1/LINKSTATS_LINK_DECAY_DIV of
+ *    the difference (a link that became slower is followed, slowly).
  * Samples are clamped (LINKSTATS_MAX_RTT_US, LINKSTATS_MAX_BPS) so that
  * one odd answer cannot make later arithmetic overflow.
  */
@@ -29,6 +33,7 @@
 #define LINKSTATS_MAX_HOSTS      64
 #define LINKSTATS_HOST_BYTES     272                  /* "host:port", host at most 255 */
 #define LINKSTATS_EWMA_DIV       4                    /* new sample weighs 1/4 */
+#define LINKSTATS_LINK_DECAY_DIV 16                   /* link_bps drops 1/16 of the way */
 #define LINKSTATS_MIN_BW_BYTES   (64u * 1024u)        /* shorter bodies say little of bandwidth */
 #define LINKSTATS_MIN_BW_US      500u                 /* body time below this is clock noise */
 #define LINKSTATS_MIN_LINK_BYTES (256u * 1024u)       /* busy period worth a link sample */

@@ -55,8 +55,6 @@ uint64_t planner_piece(const struct link_metrics *m, const struct planner_limits
         return most;
     unsigned streams = planner_streams(m, lim);
     uint64_t share = total / streams + (total % streams != 0);
-    uint64_t floor = bdp > UINT64_MAX / PLANNER_PIECE_RTTS ? UINT64_MAX : bdp * PLANNER_PIECE_RTTS;
-    if (floor < PLANNER_MIN_PIECE)
-        floor = PLANNER_MIN_PIECE;
+    uint64_t floor = bdp < PLANNER_MIN_PIECE ? PLANNER_MIN_PIECE : bdp;
     return clamp(share > floor ? share : floor, 1, most);
 }

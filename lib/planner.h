@@ -20,10 +20,10 @@
  *    link: link_bps / conn_bps rounded up, plus one so that a link whose
  *    connections are capped one by one is discovered, at most max_streams;
  *  - piece: the size one request is cut to: the batch's bytes shared over
- *    the streams, but never below PLANNER_PIECE_RTTS round trips' worth of
- *    one connection (so that waiting for the first byte stays a small part
- *    of a request) nor below PLANNER_MIN_PIECE (a request has fixed costs
- *    upstream too), and never above max_fetch.
+ *    the streams, but never below what one connection carries in one round
+ *    trip (the pieces wait for their first byte together, so a piece that
+ *    size spends at most half its time waiting) nor below PLANNER_MIN_PIECE
+ *    (a request has fixed costs upstream too), and never above max_fetch.
  */
 #ifndef H5CD_PLANNER_H
 #define H5CD_PLANNER_H
@@ -32,9 +32,8 @@
 
 #include "linkstats.h"
 
-#define PLANNER_MAX_GAP    (16ull * 1024 * 1024) /* a hole above this is never worth bridging */
-#define PLANNER_PIECE_RTTS 4u                    /* a piece carries >= 4 RTTs of one connection */
-#define PLANNER_MIN_PIECE  (1024ull * 1024)      /* nor less than this, however short the RTT */
+#define PLANNER_MAX_GAP   (16ull * 1024 * 1024) /* a hole above this is never worth bridging */
+#define PLANNER_MIN_PIECE (1024ull * 1024)      /* nor less than this, however short the RTT */
 
 struct planner_limits {
     uint64_t default_gap; /* coalesce_gap: used until the host is measured */

@@ -68,7 +68,13 @@ START_TEST(first_sample_then_ewma)
     ck_assert(linkstats_get(links, "h:80", &m));
     ck_assert_uint_eq(m.rtt_us, 40000 - 10000 + 20000);
     ck_assert_uint_eq(m.conn_bps, 125 * MB - 125 * MB / 4 + 50 * MB / 4);
-    ck_assert_uint_eq(m.link_bps, 125 * MB - 125 * MB / 4 + 50 * MB / 4);
+    /* The link keeps the largest rate seen, pulled 1/16 of the way towards a lower one. */
+    ck_assert_uint_eq(m.link_bps, 125 * MB - (125 * MB - 50 * MB) / LINKSTATS_LINK_DECAY_DIV);
+    /* A higher rate replaces it at once. */
+    s = sample(40000, 4000, MB, 20000000);
+    linkstats_record(links, "h:80", &s);
+    ck_assert(linkstats_get(links, "h:80", &m));
+    ck_assert_uint_eq(m.link_bps, 250 * MB);
     linkstats_free(links);
 }
 END_TEST
@@ -119,13 +125,12 @@ START_TEST(busy_periods_measure_the_link)
     ck_assert(linkstats_get(links, "h:80", &m));
     ck_assert_uint_eq(m.conn_bps, 125 * MB);
     uint64_t both = 2 * MB * 1000000 / 12000;
-    ck_assert_uint_eq(m.link_bps, 125 * MB - 125 * MB / 4 + both / 4);
+    ck_assert_uint_eq(m.link_bps, both);
     /* A body that starts after the period ended opens a new one: its own rate only. */
-    uint64_t before = m.link_bps;
     s = sample(40000, 8000, MB, 100000);
     linkstats_record(links, "h:80", &s);
     ck_assert(linkstats_get(links, "h:80", &m));
-    ck_assert_uint_eq(m.link_bps, before - before / 4 + 125 * MB / 4);
+    ck_assert_uint_eq(m.link_bps, both - (both - 125 * MB) / LINKSTATS_LINK_DECAY_DIV);
     linkstats_free(links);
 }
 END_TEST

@@ -113,19 +113,23 @@ END_TEST
 
 START_TEST(piece_splits_across_streams)
 {
-    /* One connection carries 1 MB per 40 ms round trip: pieces of at least 4 MB. */
+    /* One connection carries 1 MB per 40 ms round trip (below PLANNER_MIN_PIECE). */
     struct link_metrics m = measured(40000, 25000000, 125000000);
     ck_assert_uint_eq(planner_bdp(&m), 1000000);
     /* 30 MB over 6 streams: 5 MB each. */
     ck_assert_uint_eq(planner_piece(&m, &LIM, 30000000), 5000000);
     /* 30,000,001 bytes: rounded up so that 6 pieces suffice. */
     ck_assert_uint_eq(planner_piece(&m, &LIM, 30000001), 5000001);
-    /* Small batches are not cut below 4 round trips of one connection. */
-    ck_assert_uint_eq(planner_piece(&m, &LIM, 6000000), 4000000);
-    ck_assert_uint_eq(planner_piece(&m, &LIM, 1), 4000000);
+    /* 6 MB over 6 streams would be 1 MB each: not below PLANNER_MIN_PIECE. */
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 6000000), PLANNER_MIN_PIECE);
+    /* 80 ms: 2 MB per round trip; pieces are not cut below that. */
+    m.rtt_us = 80000;
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 6000000), 2000000);
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 1), 2000000);
+    ck_assert_uint_eq(planner_piece(&m, &LIM, 12000006), 2000001);
     /* Large ones never above max_fetch. */
     ck_assert_uint_eq(planner_piece(&m, &LIM, 1000 * MIB), 8 * MIB);
-    /* A fast single connection: the floor (20 MB) is above max_fetch. */
+    /* A fast single connection: 15 MB per stream is above max_fetch. */
     m = measured(40000, 125000000, 125000000);
     ck_assert_uint_eq(planner_piece(&m, &LIM, 30000000), 8 * MIB);
     /* A short round trip: never below PLANNER_MIN_PIECE. */
