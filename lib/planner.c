@@ -31,7 +31,11 @@ uint64_t planner_gap(const struct link_metrics *m, const struct planner_limits *
     if (m == NULL || !m->rtt_known || !(m->conn_known || m->link_known))
         return min_u64(lim->default_gap, lim->max_fetch);
     uint64_t rtt = min_u64(m->rtt_us, LINKSTATS_MAX_RTT_US);
-    uint64_t bps = min_u64(m->link_known ? m->link_bps : m->conn_bps, LINKSTATS_MAX_BPS);
+    /* The bridged bytes arrive on one connection and share the link: the slower of the two. */
+    uint64_t bps = m->conn_known && m->link_known ? min_u64(m->conn_bps, m->link_bps)
+                   : m->conn_known                ? m->conn_bps
+                                                  : m->link_bps;
+    bps = min_u64(bps, LINKSTATS_MAX_BPS);
     uint64_t inflight = lim->max_streams > 0 ? lim->max_streams : 1;
     return clamp(rtt * bps / 1000000u / inflight, 0, hi);
 }

@@ -11,8 +11,9 @@
  *  - gap: bridge a hole between two wanted ranges when reading it costs
  *    less than the extra request would.  A request costs one round trip,
  *    but max_streams requests wait for theirs together, so its share is
- *    rtt / max_streams; reading the hole costs hole / bandwidth (the whole
- *    link's when measured, else one connection's).  Hence
+ *    rtt / max_streams; reading the hole costs hole / bandwidth (the lower
+ *    of one connection's and the whole link's: the hole arrives on one
+ *    connection and shares the link).  Hence
  *    gap = rtt x bandwidth / max_streams, clamped to [0, PLANNER_MAX_GAP]
  *    and to max_fetch (with max_streams 1 this is Arrow's latency x
  *    bandwidth);

@@ -52,11 +52,18 @@ START_TEST(gap_is_link_rtt_share)
     struct planner_limits one = LIM;
     one.max_streams = 1;
     ck_assert_uint_eq(planner_gap(&m, &one), 5000000);
-    /* The whole link's bandwidth is used when known, one connection's otherwise. */
+    /* The lower of one connection's and the link's bandwidth: connections capped at 25 MB/s. */
     m = measured(40000, 25000000, 100000000);
-    ck_assert_uint_eq(planner_gap(&m, &LIM), 500000);
-    m.link_known = false;
     ck_assert_uint_eq(planner_gap(&m, &LIM), 125000);
+    /* A link slower than one connection was seen alone (shared by many transfers). */
+    m = measured(40000, 100000000, 50000000);
+    ck_assert_uint_eq(planner_gap(&m, &LIM), 250000);
+    /* Only one of them known: that one. */
+    m.link_known = false;
+    ck_assert_uint_eq(planner_gap(&m, &LIM), 500000);
+    m.link_known = true;
+    m.conn_known = false;
+    ck_assert_uint_eq(planner_gap(&m, &LIM), 250000);
     /* A link with no latency bridges nothing. */
     m = measured(0, 125000000, 125000000);
     ck_assert_uint_eq(planner_gap(&m, &LIM), 0);
