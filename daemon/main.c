@@ -487,6 +487,7 @@ static void start_engine(struct server *srv)
         .prefix_bytes = cfg->h5_prefix_bytes,
         .max_decode_bytes = cfg->max_decode_bytes,
         .cache_epoch = blockcache_epoch(srv->cache),
+        .remote = srv->remote,
     };
     rc = h5index_open(&icfg, srv->workers, &srv->stats, &srv->h5index);
     if (rc < 0)

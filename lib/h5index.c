@@ -24,14 +24,17 @@
 
 #include <time.h>
 
+#include "chunkwalk.h"
 #include "log.h"
 #include "workerpool.h"
 
 #define SCHEMA_VERSION 1
 /* How objects are described: documents of another version are dropped at
  * open (the index only caches libhdf5's answers).  2: object_id, bitfield and
- * H5T_ARRAY dtypes, stored element size of contiguous variable-length data. */
-#define DOC_VERSION     2
+ * H5T_ARRAY dtypes, stored element size of contiguous variable-length data.
+ * 3: object header address and superblock sizes of chunked datasets (the
+ * daemon's own index reader starts from them). */
+#define DOC_VERSION     3
 #define RECENT_DATASETS 64 /* parsed dataset descriptions kept in memory */
 
 enum stmt_id {
@@ -88,6 +91,7 @@ static const char schema_sql[] =
 
 struct h5index {
     struct workerpool *pool;
+    struct remote *remote; /* NULL: no walks in the daemon */
     struct h5cd_stats *stats;
     uint64_t prefix_bytes;
     uint64_t max_decode_bytes;
@@ -209,6 +213,7 @@ int h5index_open(const struct h5index_config *cfg, struct workerpool *pool,
     if (idx == NULL)
         return -ENOMEM;
     idx->pool = pool;
+    idx->remote = cfg->remote;
     idx->stats = stats;
     idx->prefix_bytes = cfg->prefix_bytes;
     idx->max_decode_bytes = cfg->max_decode_bytes > 0 ? cfg->max_decode_bytes : 256ULL << 20;
@@ -373,6 +378,33 @@ int h5index_canonical_path(const char *path, char *out, size_t outlen)
     return 0;
 }
 
+/* A fact the worker reported, or UINT64_MAX when it is absent or out of [0, max]. */
+static uint64_t fact_value(json_t *facts, const char *name, uint64_t max)
+{
+    json_t *v = json_object_get(facts, name);
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max)
+        return UINT64_MAX;
+    return (uint64_t)json_integer_value(v);
+}
+
+/* Where the daemon's own index reader starts; ohdr_address UINT64_MAX when
+ * the worker did not say, or said something no HDF5 file has. */
+static void reader_facts(json_t *facts, struct h5dataset *ds)
+{
+    uint64_t so = fact_value(facts, "sizeof_offsets", 8),
+             sl = fact_value(facts, "sizeof_lengths", 8);
+    uint64_t k = fact_value(facts, "btree_k", 65535);
+    uint64_t base = fact_value(facts, "base_address", INT64_MAX);
+    ds->ohdr_address = UINT64_MAX;
+    if (so == UINT64_MAX || sl == UINT64_MAX || k == UINT64_MAX || base == UINT64_MAX)
+        return;
+    ds->sizeof_offsets = (unsigned)so;
+    ds->sizeof_lengths = (unsigned)sl;
+    ds->btree_k = (unsigned)k;
+    ds->base_address = base;
+    ds->ohdr_address = fact_value(facts, "ohdr_address", INT64_MAX);
+}
+
 /* Parses a stored document into the dataset struct.  0, or -1 if it is not a dataset. */
 static int dataset_from_doc(json_t *doc, int64_t id, const char *path, struct h5dataset *ds)
 {
@@ -418,6 +450,7 @@ static int dataset_from_doc(json_t *doc, int64_t id, const char *path, struct h5
      * are stored with the file's offsets, nor padded integers). */
     ds->raw_is_values = json_is_string(json_object_get(meta, "dtype")) &&
                         !json_is_false(json_object_get(meta, "raw_matches_dtype"));
+    reader_facts(facts, ds);
     return 0;
 }
 
@@ -692,6 +725,34 @@ static int resolve_with_worker(struct h5index *idx, const struct remote_file *fi
     return rc;
 }
 
+/*
+ * The unknown chunks: walked by our own reader in the daemon when the
+ * worker gave its facts, else (or when the reader falls back: something it
+ * does not handle, or inconsistent) by libhdf5 in a worker.  Upstream
+ * failures of the walk are the request's errors, not fallbacks.
+ */
+static int resolve_unknown(struct h5index *idx, const struct remote_file *file,
+                           const struct h5dataset *ds, const uint64_t *coords, size_t n,
+                           struct h5chunk_loc *locs, const bool *known, struct h5cd_error *err)
+{
+    if (idx->remote != NULL && check_quarantine(idx, file, ds->path, err) < 0)
+        return -1;
+    if (idx->remote != NULL && chunkwalk_possible(ds)) {
+        struct chunkwalk_target target = {.remote = idx->remote, .file = file, .ds = ds};
+        char reason[H5CHUNKINDEX_REASON_BYTES];
+        int rc = chunkwalk_locate(&target, coords, n, known, locs, reason, err);
+        if (rc <= 0) {
+            for (size_t i = 0; rc == 0 && i < n; i++)
+                STATS_ADD(idx->stats, walk_lookups, !known[i]);
+            return rc;
+        }
+        STATS_INC(idx->stats, index_fallbacks);
+        log_info("msg=\"chunk index read by libhdf5 instead\" path=\"%.200s\" reason=\"%s\"",
+                 ds->path, reason);
+    }
+    return resolve_with_worker(idx, file, ds, coords, n, locs, known, err);
+}
+
 int h5index_locate(struct h5index *idx, const struct remote_file *file, const struct h5dataset *ds,
                    const uint64_t *coords, size_t n, struct h5chunk_loc *locs,
                    struct h5cd_error *err)
@@ -712,7 +773,7 @@ int h5index_locate(struct h5index *idx, const struct remote_file *file, const st
     STATS_ADD(idx->stats, index_hits, found);
     int rc = 0;
     if (found < n) {
-        rc = resolve_with_worker(idx, file, ds, coords, n, locs, known, err);
+        rc = resolve_unknown(idx, file, ds, coords, n, locs, known, err);
         if (rc == 0)
             store_locations(idx, ds, coords, n, locs, known);
     }

@@ -40,6 +40,8 @@ struct h5index_config {
     uint64_t prefix_bytes;     /* read when a file is opened (most metadata lives there) */
     uint64_t max_decode_bytes; /* largest decoded chunk or slice; 0 = 256 MiB */
     uint64_t cache_epoch;      /* blockcache_epoch(): rows of another epoch are dropped */
+    struct remote *remote;     /* chunk indexes are walked in the daemon through it (must
+                                * outlive the index); NULL: every lookup asks a worker */
 };
 
 /* How decoded values are laid out. */
@@ -62,6 +64,14 @@ struct h5dataset {
     int filters[H5INDEX_MAX_FILTERS]; /* filter ids in pipeline order (the first ones) */
     uint64_t shuffle_elem;            /* the shuffle filter's own element size (its parameter) */
     bool raw_is_values;               /* stored bytes, once unfiltered, are the dtype's values */
+    /* Where our own index reader (lib/chunkwalk.c) starts, as libhdf5 reported it:
+     * the object header address (relative to base_address; UINT64_MAX: unknown,
+     * use the worker) and the superblock's sizes and chunk B-tree K. */
+    uint64_t ohdr_address;
+    uint64_t base_address; /* the user block's size: libhdf5 uses it as the base */
+    unsigned sizeof_offsets;
+    unsigned sizeof_lengths;
+    unsigned btree_k;
 };
 
 struct h5chunk_loc {

@@ -26,6 +26,7 @@ lib_libh5chunkd_a_SOURCES = \
 	lib/workerproto.c lib/workerproto.h \
 	lib/workerpool.c lib/workerpool.h \
 	lib/h5chunkindex.c lib/h5chunkindex.h \
+	lib/chunkwalk.c lib/chunkwalk.h \
 	lib/selection.c lib/selection.h \
 	lib/prefetch.c lib/prefetch.h \
 	lib/zarrmeta.c lib/zarrmeta.h \

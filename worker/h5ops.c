@@ -109,6 +109,36 @@ static hid_t acquire_file(const struct wp_op *op, struct h5cd_error *err)
 
 /* ---- describe ---- */
 
+/*
+ * What the daemon's own chunk-index reader needs (lib/chunkwalk.c): the
+ * dataset's object header address and the superblock's sizes, chunk
+ * B-tree K and base address.  libhdf5 takes the superblock's position, the
+ * user block's size, as the base of every address, whatever the stored
+ * base address says.  Left out when libhdf5 cannot tell: the daemon then
+ * asks a worker for every chunk.
+ */
+static void add_index_facts(hid_t fid, hid_t dset, json_t *facts)
+{
+    H5O_info_t info;
+    size_t sizeof_offsets = 0, sizeof_lengths = 0;
+    unsigned btree_k = 0;
+    hsize_t userblock = 0;
+    hid_t fcpl = H5Fget_create_plist(fid);
+    bool known = fcpl >= 0 && H5Oget_info2(dset, &info, H5O_INFO_BASIC) >= 0 &&
+                 info.addr != HADDR_UNDEF &&
+                 H5Pget_sizes(fcpl, &sizeof_offsets, &sizeof_lengths) >= 0 &&
+                 H5Pget_istore_k(fcpl, &btree_k) >= 0 && H5Pget_userblock(fcpl, &userblock) >= 0;
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
+    if (!known)
+        return;
+    json_object_set_new(facts, "ohdr_address", json_integer((json_int_t)info.addr));
+    json_object_set_new(facts, "base_address", json_integer((json_int_t)userblock));
+    json_object_set_new(facts, "sizeof_offsets", json_integer((json_int_t)sizeof_offsets));
+    json_object_set_new(facts, "sizeof_lengths", json_integer((json_int_t)sizeof_lengths));
+    json_object_set_new(facts, "btree_k", json_integer((json_int_t)btree_k));
+}
+
 /* Layout facts a batch needs, derived from the /v1/meta document and libhdf5.
  * Only contiguous data needs its address: asking a chunked dataset for its
  * storage size would walk its whole chunk index. */
@@ -131,12 +161,14 @@ static json_t *index_facts(hid_t fid, const char *path, bool contiguous)
         H5Sclose(space);
     if (storage > 0 && npoints > 0 && storage % (hsize_t)npoints == 0)
         elem = (size_t)(storage / (hsize_t)npoints);
-    H5Dclose(dset);
     json_t *facts = json_object();
     json_object_set_new(facts, "elem_size", json_integer((json_int_t)elem));
     json_object_set_new(facts, "data_offset",
                         addr == HADDR_UNDEF || storage == 0 ? json_null()
                                                             : json_integer((json_int_t)addr));
+    if (!contiguous)
+        add_index_facts(fid, dset, facts);
+    H5Dclose(dset);
     return facts;
 }
 

@@ -1,0 +1,309 @@
+/*
+ * chunkwalk.c - the daemon's own chunk lookups: lib/h5chunkindex.c reading
+ * through lib/remote.c batches, its answers checked against what libhdf5
+ * (in a worker) said about the dataset, and mapped to struct h5chunk_loc.
+ */
+#include "chunkwalk.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chunkkey.h"
+
+/* The read_many context: the first upstream error of the walk is kept so it
+ * reaches the client as it is (502, 504, 409 ...), not as a fallback. */
+struct walk_io {
+    struct remote *remote;
+    const struct remote_file *file;
+    bool failed;
+    struct h5cd_error error;
+};
+
+static int set_reason(char reason[H5CHUNKINDEX_REASON_BYTES], const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int set_reason(char reason[H5CHUNKINDEX_REASON_BYTES], const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, H5CHUNKINDEX_REASON_BYTES, fmt, ap);
+    va_end(ap);
+    return CHUNKWALK_FALLBACK;
+}
+
+static int wait_ranges(struct walk_io *io, struct remote_batch *batch)
+{
+    struct remote_batch_result res;
+    int got;
+    while ((got = remote_batch_next(batch, &res)) == 1) {
+        if (res.data == NULL && !io->failed) {
+            io->failed = true;
+            io->error = res.error;
+        }
+    }
+    if (got < 0)
+        return got;
+    return io->failed ? -EIO : 0;
+}
+
+/* h5ci_read_many_fn: every range of one tree level in one remote batch. */
+static int read_ranges(void *ctx, const struct h5ci_range *ranges, size_t n)
+{
+    struct walk_io *io = ctx;
+    if (n == 0)
+        return 0;
+    struct remote_batch *batch = NULL;
+    if (remote_batch_new(io->remote, io->file, CHUNKWALK_INFLIGHT_BYTES, &batch) < 0)
+        return -ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = remote_batch_add(batch, ranges[i].offset, ranges[i].length, ranges[i].buf, NULL);
+    if (rc == 0)
+        rc = wait_ranges(io, batch);
+    remote_batch_free(batch);
+    return rc;
+}
+
+bool chunkwalk_possible(const struct h5dataset *ds)
+{
+    return ds->layout == H5LAYOUT_CHUNKED && ds->ohdr_address != UINT64_MAX && ds->grid.rank > 0 &&
+           ds->sizeof_offsets > 0 && ds->sizeof_lengths > 0;
+}
+
+int chunkwalk_check_info(const struct h5chunkindex_info *info, const struct h5dataset *ds,
+                         char reason[H5CHUNKINDEX_REASON_BYTES])
+{
+    if (info->rank != (unsigned)ds->grid.rank)
+        return set_reason(reason, "rank %u, libhdf5 says %d", info->rank, ds->grid.rank);
+    for (unsigned d = 0; d < info->rank; d++) {
+        if (info->dims[d] != ds->grid.shape[d] || info->chunk_dims[d] != ds->grid.chunk[d])
+            return set_reason(
+                reason, "dimension %u: extent %llu chunk %llu, libhdf5 says %llu %llu", d,
+                (unsigned long long)info->dims[d], (unsigned long long)info->chunk_dims[d],
+                (unsigned long long)ds->grid.shape[d], (unsigned long long)ds->grid.chunk[d]);
+    }
+    if (info->nfilters != ds->nfilters)
+        return set_reason(reason, "%u filters, libhdf5 says %u", info->nfilters, ds->nfilters);
+    return 0;
+}
+
+int chunkwalk_convert(const struct h5chunkindex_location *in, uint64_t file_size,
+                      struct h5chunk_loc *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->filter_mask = in->filter_mask;
+    if (!in->allocated || in->size == 0)
+        return 0; /* never written: the worker path reports these the same way */
+    if (in->offset > file_size || in->size > file_size - in->offset)
+        return CHUNKWALK_FALLBACK;
+    out->allocated = true;
+    out->offset = in->offset;
+    out->size = in->size;
+    return 0;
+}
+
+/* Maps a negative return of the reader: upstream errors as they are, the rest fallback. */
+static int read_failure(const struct walk_io *io, int rc, char reason[H5CHUNKINDEX_REASON_BYTES],
+                        struct h5cd_error *err)
+{
+    if (io->failed) {
+        *err = io->error;
+        return -1;
+    }
+    if (rc == -ENOMEM)
+        return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+    return set_reason(reason, "index read failed: %s", strerror(-rc));
+}
+
+static int reader_result(const struct walk_io *io, const struct h5chunkindex *ci, int rc,
+                         char reason[H5CHUNKINDEX_REASON_BYTES], struct h5cd_error *err)
+{
+    if (rc < 0)
+        return read_failure(io, rc, reason, err);
+    if (rc > 0)
+        return set_reason(reason, "%s", ci != NULL ? h5chunkindex_reason(ci) : "");
+    return 0;
+}
+
+static int open_reader(const struct chunkwalk_target *t, struct walk_io *io,
+                       struct h5chunkindex **ci, char reason[H5CHUNKINDEX_REASON_BYTES],
+                       struct h5cd_error *err)
+{
+    const struct h5dataset *ds = t->ds;
+    struct h5chunkindex_source src = {
+        .read_many = read_ranges,
+        .ctx = io,
+        .file_size = t->file->size,
+        .base_address = ds->base_address,
+        .sizeof_offsets = ds->sizeof_offsets,
+        .sizeof_lengths = ds->sizeof_lengths,
+        .btree_k = ds->btree_k,
+    };
+    *ci = NULL;
+    int rc = h5chunkindex_open(&src, ds->ohdr_address, ci, reason);
+    if (rc < 0)
+        return read_failure(io, rc, reason, err);
+    if (rc > 0)
+        return CHUNKWALK_FALLBACK;
+    rc = chunkwalk_check_info(h5chunkindex_info(*ci), ds, reason);
+    if (rc != 0) {
+        h5chunkindex_close(*ci);
+        *ci = NULL;
+    }
+    return rc;
+}
+
+/* Converts found[k] into locs[slots[k]] for k < m. */
+static int store_found(const struct chunkwalk_target *t, const struct h5chunkindex_location *found,
+                       const size_t *slots, size_t m, struct h5chunk_loc *locs,
+                       char reason[H5CHUNKINDEX_REASON_BYTES])
+{
+    for (size_t k = 0; k < m; k++)
+        if (chunkwalk_convert(&found[k], t->file->size, &locs[slots[k]]) != 0)
+            return set_reason(reason, "a chunk at %llu+%llu lies outside the file",
+                              (unsigned long long)found[k].offset,
+                              (unsigned long long)found[k].size);
+    return 0;
+}
+
+/* One routed walk for the unknown keys. */
+static int locate_routed(const struct chunkwalk_target *t, struct h5chunkindex *ci,
+                         struct walk_io *io, const uint64_t *coords, size_t n, const bool *known,
+                         struct h5chunk_loc *locs, char reason[H5CHUNKINDEX_REASON_BYTES],
+                         struct h5cd_error *err)
+{
+    size_t rank = (size_t)t->ds->grid.rank, m = 0;
+    uint64_t *wanted = malloc((n > 0 ? n : 1) * rank * sizeof(*wanted));
+    size_t *slots = malloc((n > 0 ? n : 1) * sizeof(*slots));
+    struct h5chunkindex_location *found = calloc(n > 0 ? n : 1, sizeof(*found));
+    int rc = 0;
+    if (wanted == NULL || slots == NULL || found == NULL)
+        rc = h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (known[i])
+            continue;
+        memcpy(wanted + m * rank, coords + i * rank, rank * sizeof(*wanted));
+        slots[m++] = i;
+    }
+    if (rc == 0 && m > 0)
+        rc = reader_result(io, ci, h5chunkindex_locate(ci, wanted, m, found), reason, err);
+    if (rc == 0)
+        rc = store_found(t, found, slots, m, locs, reason);
+    free(wanted);
+    free(slots);
+    free(found);
+    return rc;
+}
+
+struct listed {
+    uint64_t linear;
+    size_t at; /* index in the list */
+};
+
+static int cmp_listed(const void *a, const void *b)
+{
+    uint64_t x = ((const struct listed *)a)->linear, y = ((const struct listed *)b)->linear;
+    return x < y ? -1 : x > y;
+}
+
+/* The listed chunks by linear index, sorted; a chunk listed twice is inconsistent. */
+static int index_list(const struct h5dataset *ds, const struct h5chunkindex_list *list,
+                      struct listed *by_linear, char reason[H5CHUNKINDEX_REASON_BYTES])
+{
+    size_t rank = (size_t)ds->grid.rank;
+    for (size_t j = 0; j < list->count; j++)
+        by_linear[j] = (struct listed){chunkkey_linear(&ds->grid, list->coords + j * rank), j};
+    qsort(by_linear, list->count, sizeof(*by_linear), cmp_listed);
+    for (size_t j = 1; j < list->count; j++)
+        if (by_linear[j].linear == by_linear[j - 1].linear)
+            return set_reason(reason, "chunk %llu listed twice",
+                              (unsigned long long)by_linear[j].linear);
+    return 0;
+}
+
+/* Picks the unknown keys out of a full listing (absent: never written). */
+static int pick_listed(const struct chunkwalk_target *t, const struct h5chunkindex_list *list,
+                       const struct listed *by_linear, const uint64_t *coords, size_t n,
+                       const bool *known, struct h5chunk_loc *locs,
+                       char reason[H5CHUNKINDEX_REASON_BYTES])
+{
+    size_t rank = (size_t)t->ds->grid.rank;
+    for (size_t i = 0; i < n; i++) {
+        if (known[i])
+            continue;
+        struct listed key = {chunkkey_linear(&t->ds->grid, coords + i * rank), 0};
+        const struct listed *hit =
+            bsearch(&key, by_linear, list->count, sizeof(*by_linear), cmp_listed);
+        memset(&locs[i], 0, sizeof(locs[i]));
+        if (hit != NULL && store_found(t, &list->locations[hit->at], &i, 1, locs, reason) != 0)
+            return CHUNKWALK_FALLBACK;
+    }
+    return 0;
+}
+
+/* One full walk of the index, for batches that want most of the dataset. */
+static int locate_listed(const struct chunkwalk_target *t, struct h5chunkindex *ci,
+                         struct walk_io *io, const uint64_t *coords, size_t n, const bool *known,
+                         struct h5chunk_loc *locs, char reason[H5CHUNKINDEX_REASON_BYTES],
+                         struct h5cd_error *err)
+{
+    struct h5chunkindex_list list = {0};
+    int rc = reader_result(io, ci, h5chunkindex_list_all(ci, &list), reason, err);
+    if (rc != 0)
+        return rc;
+    struct listed *by_linear = malloc((list.count > 0 ? list.count : 1) * sizeof(*by_linear));
+    if (by_linear == NULL)
+        rc = h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+    if (rc == 0)
+        rc = index_list(t->ds, &list, by_linear, reason);
+    if (rc == 0)
+        rc = pick_listed(t, &list, by_linear, coords, n, known, locs, reason);
+    free(by_linear);
+    h5chunkindex_list_free(&list);
+    return rc;
+}
+
+/* Chunks in the grid, saturated at UINT64_MAX. */
+static uint64_t grid_chunks(const struct chunkgrid *grid)
+{
+    uint64_t total = 1;
+    for (int d = 0; d < grid->rank; d++) {
+        uint64_t count = chunkgrid_count(grid, d);
+        if (count != 0 && total > UINT64_MAX / count)
+            return UINT64_MAX;
+        total *= count;
+    }
+    return total;
+}
+
+static bool wants_full_walk(const struct h5dataset *ds, const bool *known, size_t n)
+{
+    uint64_t total = grid_chunks(&ds->grid), unknown = 0;
+    if (total > H5CHUNKINDEX_MAX_LIST)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        unknown += !known[i];
+    return unknown * 2 >= total;
+}
+
+int chunkwalk_locate(const struct chunkwalk_target *t, const uint64_t *coords, size_t n,
+                     const bool *known, struct h5chunk_loc *locs,
+                     char reason[H5CHUNKINDEX_REASON_BYTES], struct h5cd_error *err)
+{
+    reason[0] = '\0';
+    if (!chunkwalk_possible(t->ds))
+        return set_reason(reason, "no object header address from libhdf5");
+    struct walk_io io = {.remote = t->remote, .file = t->file};
+    struct h5chunkindex *ci = NULL;
+    int rc = open_reader(t, &io, &ci, reason, err);
+    if (rc != 0)
+        return rc;
+    if (wants_full_walk(t->ds, known, n))
+        rc = locate_listed(t, ci, &io, coords, n, known, locs, reason, err);
+    else
+        rc = locate_routed(t, ci, &io, coords, n, known, locs, reason, err);
+    h5chunkindex_close(ci);
+    return rc;
+}

@@ -1,0 +1,62 @@
+/*
+ * chunkwalk.h - chunk locations found in the daemon itself: our own index
+ * reader (lib/h5chunkindex.c) walking a dataset's chunk index through the
+ * cache (lib/remote.c), every node of one tree level fetched in one
+ * concurrent batch.
+ *
+ * It starts from the facts a worker reported with the dataset's
+ * description (object header address, superblock sizes).  What the reader
+ * does not handle, or finds inconsistent with those facts, or any location
+ * outside the file, ends in CHUNKWALK_FALLBACK: the caller then asks libhdf5
+ * in a worker.  Upstream failures keep their own errors (502/504/409...).
+ *
+ * Calls block on upstream reads: call them from client threads.
+ */
+#ifndef H5CD_CHUNKWALK_H
+#define H5CD_CHUNKWALK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "errors.h"
+#include "h5chunkindex.h"
+#include "h5index.h"
+#include "remote.h"
+
+#define CHUNKWALK_FALLBACK 1
+/* Index bytes one level's batch holds in flight (the nodes themselves are
+ * bounded by H5CHUNKINDEX_MAX_WALK_BYTES per walk). */
+#define CHUNKWALK_INFLIGHT_BYTES (16ULL * 1024 * 1024)
+
+struct chunkwalk_target {
+    struct remote *remote;
+    const struct remote_file *file;
+    const struct h5dataset *ds;
+};
+
+/*
+ * Locates every key not marked in `known` (n keys of ds->grid.rank
+ * coordinates each, inside the grid) into locs.  When the keys cover at
+ * least half of the dataset's chunks, one full walk (h5chunkindex_list_all)
+ * replaces the routed one.  0; CHUNKWALK_FALLBACK with `reason` set; or -1
+ * with err (upstream failure, out of memory).
+ */
+int chunkwalk_locate(const struct chunkwalk_target *t, const uint64_t *coords, size_t n,
+                     const bool *known, struct h5chunk_loc *locs,
+                     char reason[H5CHUNKINDEX_REASON_BYTES], struct h5cd_error *err);
+
+/* True when ds carries the facts a walk starts from (a worker reported them). */
+bool chunkwalk_possible(const struct h5dataset *ds);
+
+/* The reader's view of the dataset must be the worker's: rank, extent, chunk
+ * shape and number of filters.  0, or CHUNKWALK_FALLBACK with `reason`. */
+int chunkwalk_check_info(const struct h5chunkindex_info *info, const struct h5dataset *ds,
+                         char reason[H5CHUNKINDEX_REASON_BYTES]);
+
+/* One location as the index stores it: a chunk inside the file, or never
+ * written.  0, or CHUNKWALK_FALLBACK for a chunk outside the file. */
+int chunkwalk_convert(const struct h5chunkindex_location *in, uint64_t file_size,
+                      struct h5chunk_loc *out);
+
+#endif
