@@ -97,7 +97,7 @@ int chunkwalk_convert(const struct h5chunkindex_location *in, uint64_t file_size
     if (!in->allocated || in->size == 0)
         return 0; /* never written: the worker path reports these the same way */
     if (in->offset > file_size || in->size > file_size - in->offset)
-        return CHUNKWALK_FALLBACK;
+        return CHUNKWALK_DAMAGED;
     out->allocated = true;
     out->offset = in->offset;
     out->size = in->size;
@@ -122,8 +122,10 @@ static int reader_result(const struct walk_io *io, const struct h5chunkindex *ci
 {
     if (rc < 0)
         return read_failure(io, rc, reason, err);
-    if (rc > 0)
-        return set_reason(reason, "%s", ci != NULL ? h5chunkindex_reason(ci) : "");
+    if (rc > 0) {
+        set_reason(reason, "%s", h5chunkindex_reason(ci));
+        return h5chunkindex_damaged(ci) ? CHUNKWALK_DAMAGED : CHUNKWALK_FALLBACK;
+    }
     return 0;
 }
 
@@ -160,11 +162,14 @@ static int store_found(const struct chunkwalk_target *t, const struct h5chunkind
                        const size_t *slots, size_t m, struct h5chunk_loc *locs,
                        char reason[H5CHUNKINDEX_REASON_BYTES])
 {
-    for (size_t k = 0; k < m; k++)
-        if (chunkwalk_convert(&found[k], t->file->size, &locs[slots[k]]) != 0)
-            return set_reason(reason, "a chunk at %llu+%llu lies outside the file",
-                              (unsigned long long)found[k].offset,
-                              (unsigned long long)found[k].size);
+    for (size_t k = 0; k < m; k++) {
+        int rc = chunkwalk_convert(&found[k], t->file->size, &locs[slots[k]]);
+        if (rc != 0) {
+            set_reason(reason, "a chunk at %llu+%llu lies outside the file",
+                       (unsigned long long)found[k].offset, (unsigned long long)found[k].size);
+            return rc;
+        }
+    }
     return 0;
 }
 
@@ -217,9 +222,10 @@ static int index_list(const struct h5dataset *ds, const struct h5chunkindex_list
         by_linear[j] = (struct listed){chunkkey_linear(&ds->grid, list->coords + j * rank), j};
     qsort(by_linear, list->count, sizeof(*by_linear), cmp_listed);
     for (size_t j = 1; j < list->count; j++)
-        if (by_linear[j].linear == by_linear[j - 1].linear)
-            return set_reason(reason, "chunk %llu listed twice",
-                              (unsigned long long)by_linear[j].linear);
+        if (by_linear[j].linear == by_linear[j - 1].linear) {
+            set_reason(reason, "chunk %llu listed twice", (unsigned long long)by_linear[j].linear);
+            return CHUNKWALK_DAMAGED;
+        }
     return 0;
 }
 
@@ -237,8 +243,9 @@ static int pick_listed(const struct chunkwalk_target *t, const struct h5chunkind
         const struct listed *hit =
             bsearch(&key, by_linear, list->count, sizeof(*by_linear), cmp_listed);
         memset(&locs[i], 0, sizeof(locs[i]));
-        if (hit != NULL && store_found(t, &list->locations[hit->at], &i, 1, locs, reason) != 0)
-            return CHUNKWALK_FALLBACK;
+        int rc = hit != NULL ? store_found(t, &list->locations[hit->at], &i, 1, locs, reason) : 0;
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }

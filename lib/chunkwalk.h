@@ -7,8 +7,10 @@
  * It starts from the facts a worker reported with the dataset's
  * description (object header address, superblock sizes).  What the reader
  * does not handle, or finds inconsistent with those facts, or any location
- * outside the file, ends in CHUNKWALK_FALLBACK: the caller then asks libhdf5
- * in a worker.  Upstream failures keep their own errors (502/504/409...).
+ * ends in CHUNKWALK_FALLBACK: the caller then asks libhdf5 in a worker.
+ * Index bytes that break the format (checksums, signatures, key order,
+ * tree levels, chunks outside the file) end in CHUNKWALK_DAMAGED.
+ * Upstream failures keep their own errors (502/504/409...).
  *
  * Calls block on upstream reads: call them from client threads.
  */
@@ -25,6 +27,9 @@
 #include "remote.h"
 
 #define CHUNKWALK_FALLBACK 1
+/* The index has bytes no valid file has: the file is refused (422), not
+ * handed to libhdf5, which may walk such an index without noticing. */
+#define CHUNKWALK_DAMAGED 2
 /* Index bytes one level's batch holds in flight (the nodes themselves are
  * bounded by H5CHUNKINDEX_MAX_WALK_BYTES per walk). */
 #define CHUNKWALK_INFLIGHT_BYTES (16ULL * 1024 * 1024)
@@ -39,8 +44,8 @@ struct chunkwalk_target {
  * Locates every key not marked in `known` (n keys of ds->grid.rank
  * coordinates each, inside the grid) into locs.  When the keys cover at
  * least half of the dataset's chunks, one full walk (h5chunkindex_list_all)
- * replaces the routed one.  0; CHUNKWALK_FALLBACK with `reason` set; or -1
- * with err (upstream failure, out of memory).
+ * replaces the routed one.  0; CHUNKWALK_FALLBACK or CHUNKWALK_DAMAGED with
+ * `reason` set; or -1 with err (upstream failure, out of memory).
  */
 int chunkwalk_locate(const struct chunkwalk_target *t, const uint64_t *coords, size_t n,
                      const bool *known, struct h5chunk_loc *locs,
@@ -55,7 +60,7 @@ int chunkwalk_check_info(const struct h5chunkindex_info *info, const struct h5da
                          char reason[H5CHUNKINDEX_REASON_BYTES]);
 
 /* One location as the index stores it: a chunk inside the file, or never
- * written.  0, or CHUNKWALK_FALLBACK for a chunk outside the file. */
+ * written.  0, or CHUNKWALK_DAMAGED for a chunk outside the file. */
 int chunkwalk_convert(const struct h5chunkindex_location *in, uint64_t file_size,
                       struct h5chunk_loc *out);
 

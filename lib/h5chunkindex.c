@@ -63,6 +63,7 @@ struct h5chunkindex {
     struct h5chunkindex_stats stats;
     uint64_t walk_nodes, walk_bytes;
     char reason[H5CHUNKINDEX_REASON_BYTES];
+    bool damaged; /* the last fallback was for index bytes that break the format */
 };
 
 static int fallback(struct h5chunkindex *ci, const char *fmt, ...)
@@ -74,6 +75,22 @@ static int fallback(struct h5chunkindex *ci, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(ci->reason, sizeof(ci->reason), fmt, ap);
     va_end(ap);
+    return H5CHUNKINDEX_FALLBACK;
+}
+
+/* A fallback for index bytes no valid file has (signature, checksum, order,
+ * level, a chunk outside the file): libhdf5 may read such an index without
+ * noticing and answer wrong locations, so the caller refuses the file. */
+static int damaged(struct h5chunkindex *ci, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int damaged(struct h5chunkindex *ci, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ci->reason, sizeof(ci->reason), fmt, ap);
+    va_end(ap);
+    ci->damaged = true;
     return H5CHUNKINDEX_FALLBACK;
 }
 
@@ -756,6 +773,11 @@ const char *h5chunkindex_reason(const struct h5chunkindex *ci)
     return ci->reason;
 }
 
+bool h5chunkindex_damaged(const struct h5chunkindex *ci)
+{
+    return ci->damaged;
+}
+
 /* ---- keys ---- */
 
 struct key {
@@ -798,8 +820,8 @@ static int sink_add(struct h5chunkindex *ci, struct sink *s, const struct key *k
     if (loc.offset == UNDEF)
         return 0;
     if (!span_ok(ci, loc.offset, loc.size) || loc.size == 0)
-        return fallback(ci, "chunk of %llu bytes at %llu outside the file",
-                        (unsigned long long)loc.size, (unsigned long long)loc.offset);
+        return damaged(ci, "chunk of %llu bytes at %llu outside the file",
+                       (unsigned long long)loc.size, (unsigned long long)loc.offset);
     loc.allocated = true;
     if (s->out) {
         s->out[k->out] = loc;
@@ -862,7 +884,7 @@ static int visits_unique(struct h5chunkindex *ci, struct visits *vs)
     int rc = 0;
     for (size_t i = 1; i < vs->n && rc == 0; i++)
         if (copy[i].addr == copy[i - 1].addr)
-            rc = fallback(ci, "index node reached twice");
+            rc = damaged(ci, "index node reached twice");
     free(copy);
     return rc;
 }
@@ -918,7 +940,7 @@ static int bt1_parse(struct h5chunkindex *ci, const unsigned char *p, size_t len
     unsigned rank = ci->info.rank;
     struct cur c = cur_make(p, len);
     if (len < 8 || !sig_is(p, "TREE") || p[4] != 1)
-        return fallback(ci, "not a chunk B-tree node");
+        return damaged(ci, "not a chunk B-tree node");
     skip(&c, 5);
     n->level = (unsigned)get_uint(&c, 1);
     n->entries = (unsigned)get_uint(&c, 2);
@@ -938,13 +960,13 @@ static int bt1_parse(struct h5chunkindex *ci, const unsigned char *p, size_t len
         for (unsigned d = 0; d < rank; d++) {
             uint64_t off = get_uint(&c, 8);
             if (off % ci->info.chunk_dims[d])
-                return fallback(ci, "B-tree key not on a chunk boundary");
+                return damaged(ci, "B-tree key not on a chunk boundary");
             s[d] = off / ci->info.chunk_dims[d];
         }
         if (get_uint(&c, 8) != 0)
-            return fallback(ci, "B-tree key with an element offset");
+            return damaged(ci, "B-tree key with an element offset");
         if (i > 0 && cmp_scaled(s - rank, s, rank) >= 0)
-            return fallback(ci, "B-tree keys out of order");
+            return damaged(ci, "B-tree keys out of order");
         n->child[i] = get_addr(ci, &c);
     }
     return c.bad ? fallback(ci, "truncated B-tree node") : 0;
@@ -1051,7 +1073,7 @@ static int walk_btree1(struct h5chunkindex *ci, const struct key *keys, size_t n
             if (rc == 0 && want < 0 && n.level < H5CHUNKINDEX_MAX_DEPTH)
                 want = (int)n.level;
             if (rc == 0 && (int)n.level != want)
-                rc = fallback(ci, "B-tree node at level %u, expected %d", n.level, want);
+                rc = damaged(ci, "B-tree node at level %u, expected %d", n.level, want);
             if (rc == 0 && n.entries == 0 && depth > 1)
                 rc = fallback(ci, "empty B-tree node below the root");
             if (rc == 0)
@@ -1131,11 +1153,11 @@ static int bt2_header(struct h5chunkindex *ci, struct bt2 *t)
     const unsigned char *p = b.r[0].buf;
     unsigned want_type = ci->filtered ? 11 : 10;
     if (!sig_is(p, "BTHD") || p[4] != 0 || p[5] != want_type) {
-        rc = fallback(ci, "no version-2 B-tree header of type %u", want_type);
+        rc = damaged(ci, "no version-2 B-tree header of type %u", want_type);
         goto done;
     }
     if (!checksum_ok(p, len - CHECKSUM)) {
-        rc = fallback(ci, "B-tree header checksum mismatch");
+        rc = damaged(ci, "B-tree header checksum mismatch");
         goto done;
     }
     struct cur c = cur_make(p + PREFIX_BYTES, len - PREFIX_BYTES);
@@ -1193,9 +1215,9 @@ static int bt2_node(struct h5chunkindex *ci, const struct bt2 *t, unsigned level
     const unsigned char *p = r->buf;
     unsigned rank = ci->info.rank;
     if (!sig_is(p, level ? "BTIN" : "BTLF") || p[4] != 0 || p[5] != (ci->filtered ? 11 : 10))
-        return fallback(ci, "no version-2 B-tree node at level %u", level);
+        return damaged(ci, "no version-2 B-tree node at level %u", level);
     if (!checksum_ok(p, r->length - CHECKSUM))
-        return fallback(ci, "B-tree node checksum mismatch");
+        return damaged(ci, "B-tree node checksum mismatch");
     size_t nrec = (size_t)v->nrec;
     struct bt2_rec *recs = malloc((nrec + 1) * sizeof(*recs));
     uint64_t *child = malloc((nrec + 1) * 2 * sizeof(*child));
@@ -1204,7 +1226,7 @@ static int bt2_node(struct h5chunkindex *ci, const struct bt2 *t, unsigned level
     for (size_t i = 0; i < nrec && rc == 0; i++) {
         bt2_record(ci, t, &c, &recs[i]);
         if (i > 0 && cmp_scaled(recs[i - 1].scaled, recs[i].scaled, rank) >= 0)
-            rc = fallback(ci, "B-tree records out of order");
+            rc = damaged(ci, "B-tree records out of order");
     }
     for (size_t i = 0; level > 0 && i <= nrec && rc == 0; i++) {
         child[2 * i] = get_addr(ci, &c);
@@ -1332,11 +1354,11 @@ static int fa_header(struct h5chunkindex *ci, struct farray *fa)
         goto done;
     const unsigned char *p = b.r[0].buf;
     if (!sig_is(p, "FAHD") || p[4] != 0 || p[5] != (ci->filtered ? 1 : 0)) {
-        rc = fallback(ci, "no fixed array header");
+        rc = damaged(ci, "no fixed array header");
         goto done;
     }
     if (!checksum_ok(p, len - CHECKSUM)) {
-        rc = fallback(ci, "fixed array header checksum mismatch");
+        rc = damaged(ci, "fixed array header checksum mismatch");
         goto done;
     }
     struct cur c = cur_make(p + PREFIX_BYTES, len - PREFIX_BYTES);
@@ -1370,11 +1392,11 @@ static int block_prefix_ok(struct h5chunkindex *ci, const unsigned char *p, size
 {
     struct cur c = cur_make(p + PREFIX_BYTES, sum_len - PREFIX_BYTES);
     if (!sig_is(p, sig) || p[4] != 0 || p[5] != (ci->filtered ? 1 : 0))
-        return fallback(ci, "no %s block", sig);
+        return damaged(ci, "no %s block", sig);
     if (get_addr(ci, &c) != ci->info.index_address)
-        return fallback(ci, "%s block of another index", sig);
+        return damaged(ci, "%s block of another index", sig);
     if (!checksum_ok(p, sum_len))
-        return fallback(ci, "%s block checksum mismatch", sig);
+        return damaged(ci, "%s block checksum mismatch", sig);
     return 0;
 }
 
@@ -1435,7 +1457,7 @@ static int fa_locate(struct h5chunkindex *ci, struct key *keys, size_t nkeys, st
             r++;
             last_page = page;
             if (bit_set(bitmap, page) && !checksum_ok(b.r[r].buf, b.r[r].length - CHECKSUM))
-                rc = fallback(ci, "fixed array page checksum mismatch");
+                rc = damaged(ci, "fixed array page checksum mismatch");
         }
         if (rc || !bit_set(bitmap, page))
             continue; /* a page never written: its chunks neither */
@@ -1512,11 +1534,11 @@ static int ea_header(struct h5chunkindex *ci, struct earray *ea)
         goto done;
     const unsigned char *p = b.r[0].buf;
     if (!sig_is(p, "EAHD") || p[4] != 0 || p[5] != (ci->filtered ? 1 : 0)) {
-        rc = fallback(ci, "no extensible array header");
+        rc = damaged(ci, "no extensible array header");
         goto done;
     }
     if (!checksum_ok(p, len - CHECKSUM)) {
-        rc = fallback(ci, "extensible array header checksum mismatch");
+        rc = damaged(ci, "extensible array header checksum mismatch");
         goto done;
     }
     struct cur c = cur_make(p + PREFIX_BYTES, len - PREFIX_BYTES);
@@ -1625,7 +1647,7 @@ static int ea_dblocks(struct h5chunkindex *ci, const struct earray *ea, struct e
                     bool init = !need[i].page_bitmap ||
                                 bit_set(need[i].page_bitmap, need[i].d * npages + page);
                     if (init && !checksum_ok(pg->buf, pg->length - CHECKSUM))
-                        rc = fallback(ci, "extensible array page checksum mismatch");
+                        rc = damaged(ci, "extensible array page checksum mismatch");
                 }
                 if (need[i].page_bitmap && !bit_set(need[i].page_bitmap, need[i].d * npages + page))
                     continue;
@@ -1832,6 +1854,7 @@ static int implicit_locate(struct h5chunkindex *ci, struct key *keys, size_t nke
 static int walk(struct h5chunkindex *ci, struct key *keys, size_t nkeys, struct sink *sink)
 {
     ci->reason[0] = '\0';
+    ci->damaged = false;
     ci->walk_nodes = ci->walk_bytes = 0;
     if (ci->info.index_address == UNDEF)
         return 0; /* no chunk ever written */
@@ -1965,7 +1988,7 @@ static int list_unique(struct h5chunkindex *ci, struct h5chunkindex_list *l)
     int rc = 0;
     for (size_t j = 1; j < l->count && rc == 0; j++)
         if (cmp_scaled(keys[j - 1].scaled, keys[j].scaled, ci->info.rank) == 0)
-            rc = fallback(ci, "chunk listed twice");
+            rc = damaged(ci, "chunk listed twice");
     free(keys);
     return rc;
 }

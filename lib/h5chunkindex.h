@@ -129,6 +129,12 @@ const struct h5chunkindex_info *h5chunkindex_info(const struct h5chunkindex *ci)
 struct h5chunkindex_stats h5chunkindex_stats(const struct h5chunkindex *ci);
 /* Why the last call returned H5CHUNKINDEX_FALLBACK ("" otherwise). */
 const char *h5chunkindex_reason(const struct h5chunkindex *ci);
+/* True when the last H5CHUNKINDEX_FALLBACK of a locate or list was for index
+ * bytes no valid file has (a signature, a checksum, keys out of order, a
+ * child at the wrong level, a chunk outside the file), not for something
+ * this reader does not handle.  libhdf5 may walk such an index without
+ * noticing and answer wrong locations. */
+bool h5chunkindex_damaged(const struct h5chunkindex *ci);
 
 /*
  * Resolves n chunks at once: coords holds n * rank chunk-grid coordinates,

@@ -728,7 +728,9 @@ static int resolve_with_worker(struct h5index *idx, const struct remote_file *fi
 /*
  * The unknown chunks: walked by our own reader in the daemon when the
  * worker gave its facts, else (or when the reader falls back: something it
- * does not handle, or inconsistent) by libhdf5 in a worker.  Upstream
+ * does not handle, or facts that disagree with libhdf5's) by libhdf5 in a
+ * worker.  An index whose bytes break the format is refused (422): libhdf5
+ * may walk it without noticing and answer another chunk's bytes.  Upstream
  * failures of the walk are the request's errors, not fallbacks.
  */
 static int resolve_unknown(struct h5index *idx, const struct remote_file *file,
@@ -746,6 +748,9 @@ static int resolve_unknown(struct h5index *idx, const struct remote_file *file,
                 STATS_ADD(idx->stats, walk_lookups, !known[i]);
             return rc;
         }
+        if (rc == CHUNKWALK_DAMAGED)
+            return h5cd_fail(err, H5CD_E_DAMAGED_FILE, "%.200s: its chunk index is damaged: %s",
+                             ds->path, reason);
         STATS_INC(idx->stats, index_fallbacks);
         log_info("msg=\"chunk index read by libhdf5 instead\" path=\"%.200s\" reason=\"%s\"",
                  ds->path, reason);

@@ -37,3 +37,7 @@ INTEGRATION_TESTS += tests/integration/test_damaged.sh
 INTEGRATION_TESTS += tests/integration/test_corpus.sh
 # The site cache tier (issue 13): two nginx site caches, two daemons (about 35 s, 70 s under ASan).
 INTEGRATION_TESTS += tests/integration/test_sitecache.sh
+# The daemon's own chunk-index reader on h5py files of every index kind,
+# Debian's HDF5 files and damaged copies, compared with h5py (about 10 s).
+INTEGRATION_TESTS += tests/integration/test_chunkindex.sh
+EXTRA_DIST += tests/integration/test_chunkindex.py
