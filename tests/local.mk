@@ -64,6 +64,12 @@ tests_unit_check_h5chunkindex_LDADD = $(TEST_LIBS)
 EXTRA_DIST += tests/data/make_chunkindex_fixture.py tests/fuzz/fuzz_h5chunkindex.c \
 	tests/fuzz/make_h5chunkindex_seeds.py
 
+# The pure parts of the daemon's chunk lookups through our own index reader.
+check_PROGRAMS += tests/unit/check_chunkwalk
+tests_unit_check_chunkwalk_SOURCES = tests/unit/check_chunkwalk.c
+tests_unit_check_chunkwalk_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_chunkwalk_LDADD = $(TEST_LIBS)
+
 # Operations: SIGHUP reload plan, bearer token, access log.
 check_PROGRAMS += tests/unit/check_reload tests/unit/check_authtoken tests/unit/check_accesslog
 tests_unit_check_reload_SOURCES = tests/unit/check_reload.c

@@ -395,6 +395,11 @@ def run(tmp):
     for name, rel in damaged_latest(root, "latest.h5"):
         check_damaged(d, nginx, root, "latest.h5", "/farray_r1_gzip_full", name, rel)
     check(time.monotonic() - started < BUDGET_S, "took more than %d s" % BUDGET_S)
+    check(d.alive() and d.healthy(), "the daemon died")
+    with open(d.logpath, errors="replace") as fh:
+        text = fh.read()
+    check("Sanitizer" not in text and "runtime error:" not in text,
+          "sanitizer report in the daemon's log: %s" % h5peers.tail(d.logpath, 20))
 
 
 def main():
