@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "chunkkey.h"
+#include "log.h"
 
 /* The read_many context: the first upstream error of the walk is kept so it
  * reaches the client as it is (502, 504, 409 ...), not as a fallback. */
@@ -33,12 +35,63 @@ static int set_reason(char reason[H5CHUNKINDEX_REASON_BYTES], const char *fmt, .
     return CHUNKWALK_FALLBACK;
 }
 
-static int wait_ranges(struct walk_io *io, struct remote_batch *batch)
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int cmp_ref(const void *a, const void *b)
+{
+    uint64_t x = ((const struct chunkwalk_ref *)a)->offset;
+    uint64_t y = ((const struct chunkwalk_ref *)b)->offset;
+    return x < y ? -1 : x > y;
+}
+
+size_t chunkwalk_plan_spans(const struct h5ci_range *ranges, size_t n, uint64_t gap,
+                            uint64_t max_span, struct chunkwalk_ref *order,
+                            struct chunkwalk_span *spans)
+{
+    for (size_t i = 0; i < n; i++)
+        order[i] = (struct chunkwalk_ref){ranges[i].offset, i};
+    qsort(order, n, sizeof(*order), cmp_ref);
+    size_t nspans = 0;
+    for (size_t k = 0; k < n; k++) {
+        const struct h5ci_range *r = &ranges[order[k].index];
+        struct chunkwalk_span *last = nspans > 0 ? &spans[nspans - 1] : NULL;
+        uint64_t end = last != NULL ? last->offset + last->length : 0;
+        uint64_t r_end = r->offset + r->length;
+        uint64_t new_end = r_end > end ? r_end : end;
+        if (last != NULL && r->offset <= end + gap && new_end - last->offset <= max_span) {
+            last->length = new_end - last->offset;
+            last->count++;
+            continue;
+        }
+        spans[nspans++] = (struct chunkwalk_span){r->offset, r->length, k, 1};
+    }
+    return nspans;
+}
+
+/* Hands one span's bytes to the ranges it covers. */
+static void scatter_span(const struct h5ci_range *ranges, const struct chunkwalk_ref *order,
+                         const struct chunkwalk_span *span, const uint8_t *data)
+{
+    for (size_t k = span->first; k < span->first + span->count; k++) {
+        const struct h5ci_range *r = &ranges[order[k].index];
+        memcpy(r->buf, data + (r->offset - span->offset), r->length);
+    }
+}
+
+static int wait_spans(struct walk_io *io, struct remote_batch *batch,
+                      const struct h5ci_range *ranges, const struct chunkwalk_ref *order)
 {
     struct remote_batch_result res;
     int got;
     while ((got = remote_batch_next(batch, &res)) == 1) {
-        if (res.data == NULL && !io->failed) {
+        if (res.data != NULL)
+            scatter_span(ranges, order, (const struct chunkwalk_span *)res.tag, res.data);
+        else if (!io->failed) {
             io->failed = true;
             io->error = res.error;
         }
@@ -48,21 +101,34 @@ static int wait_ranges(struct walk_io *io, struct remote_batch *batch)
     return io->failed ? -EIO : 0;
 }
 
-/* h5ci_read_many_fn: every range of one tree level in one remote batch. */
+/* h5ci_read_many_fn: every range of one tree level, merged into spans, in
+ * one remote batch (its blocks coalesced and fetched concurrently; span
+ * buffers are the batch's, bounded by CHUNKWALK_INFLIGHT_BYTES). */
 static int read_ranges(void *ctx, const struct h5ci_range *ranges, size_t n)
 {
     struct walk_io *io = ctx;
     if (n == 0)
         return 0;
+    struct chunkwalk_ref *order = malloc(n * sizeof(*order));
+    struct chunkwalk_span *spans = malloc(n * sizeof(*spans));
     struct remote_batch *batch = NULL;
-    if (remote_batch_new(io->remote, io->file, CHUNKWALK_INFLIGHT_BYTES, &batch) < 0)
-        return -ENOMEM;
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        rc = remote_batch_add(batch, ranges[i].offset, ranges[i].length, ranges[i].buf, NULL);
+    if (order == NULL || spans == NULL ||
+        remote_batch_new(io->remote, io->file, CHUNKWALK_INFLIGHT_BYTES, &batch) < 0)
+        rc = -ENOMEM;
+    size_t nspans = rc == 0 ? chunkwalk_plan_spans(ranges, n, CHUNKWALK_SPAN_GAP,
+                                                   CHUNKWALK_SPAN_MAX, order, spans)
+                            : 0;
+    for (size_t i = 0; i < nspans && rc == 0; i++)
+        rc = remote_batch_add(batch, spans[i].offset, spans[i].length, NULL, &spans[i]);
+    uint64_t started = now_us();
     if (rc == 0)
-        rc = wait_ranges(io, batch);
+        rc = wait_spans(io, batch, ranges, order);
+    log_debug("msg=\"index level read\" ranges=%zu spans=%zu ms=%llu", n, nspans,
+              (unsigned long long)((now_us() - started) / 1000));
     remote_batch_free(batch);
+    free(order);
+    free(spans);
     return rc;
 }
 
@@ -295,6 +361,18 @@ static bool wants_full_walk(const struct h5dataset *ds, const bool *known, size_
     return unknown * 2 >= total;
 }
 
+/* What one walk cost, for operators tuning the link (debug level). */
+static void log_walk(const struct h5dataset *ds, const struct h5chunkindex *ci, bool full, size_t n,
+                     uint64_t elapsed_us, int rc)
+{
+    struct h5chunkindex_stats st = h5chunkindex_stats(ci);
+    log_debug("msg=\"chunk index walked\" path=\"%.200s\" walk=%s keys=%zu rc=%d "
+              "batches=%u nodes=%llu ranges=%llu bytes=%llu ms=%llu",
+              ds->path, full ? "full" : "routed", n, rc, st.last_batches,
+              (unsigned long long)st.nodes, (unsigned long long)st.ranges,
+              (unsigned long long)st.bytes, (unsigned long long)(elapsed_us / 1000));
+}
+
 int chunkwalk_locate(const struct chunkwalk_target *t, const uint64_t *coords, size_t n,
                      const bool *known, struct h5chunk_loc *locs,
                      char reason[H5CHUNKINDEX_REASON_BYTES], struct h5cd_error *err)
@@ -307,10 +385,13 @@ int chunkwalk_locate(const struct chunkwalk_target *t, const uint64_t *coords, s
     int rc = open_reader(t, &io, &ci, reason, err);
     if (rc != 0)
         return rc;
-    if (wants_full_walk(t->ds, known, n))
+    bool full = wants_full_walk(t->ds, known, n);
+    uint64_t started = now_us();
+    if (full)
         rc = locate_listed(t, ci, &io, coords, n, known, locs, reason, err);
     else
         rc = locate_routed(t, ci, &io, coords, n, known, locs, reason, err);
+    log_walk(t->ds, ci, full, n, now_us() - started, rc);
     h5chunkindex_close(ci);
     return rc;
 }

@@ -34,6 +34,35 @@
  * bounded by H5CHUNKINDEX_MAX_WALK_BYTES per walk). */
 #define CHUNKWALK_INFLIGHT_BYTES (16ULL * 1024 * 1024)
 
+/* A level's node reads are merged into spans: reading cached bytes costs a
+ * block lookup and checksum per read, so 10,000 node reads of 2 KiB in the
+ * same blocks cost seconds one by one and milliseconds as spans.  A gap
+ * below the cache's block size adds no upstream bytes. */
+#define CHUNKWALK_SPAN_GAP (64 * 1024)
+#define CHUNKWALK_SPAN_MAX (4 * 1024 * 1024)
+
+struct chunkwalk_ref {
+    uint64_t offset;
+    size_t index; /* in the caller's ranges */
+};
+
+struct chunkwalk_span {
+    uint64_t offset;
+    uint64_t length;
+    size_t first; /* its ranges are order[first .. first + count) */
+    size_t count;
+};
+
+/*
+ * Sorts references to n ranges by offset into order[] and merges ranges
+ * whose gap is at most `gap` into spans of at most max_span bytes (a longer
+ * range is a span of its own).  spans must hold n entries.  Returns the
+ * number of spans.
+ */
+size_t chunkwalk_plan_spans(const struct h5ci_range *ranges, size_t n, uint64_t gap,
+                            uint64_t max_span, struct chunkwalk_ref *order,
+                            struct chunkwalk_span *spans);
+
 struct chunkwalk_target {
     struct remote *remote;
     const struct remote_file *file;

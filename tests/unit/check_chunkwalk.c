@@ -117,6 +117,57 @@ START_TEST(test_convert_unwritten)
 }
 END_TEST
 
+START_TEST(test_spans)
+{
+    unsigned char buf[1];
+    /* Unsorted; 0-99 and 150-199 within a gap of 50; 300 is 101 past 199. */
+    struct h5ci_range r[] = {
+        {300, 10, buf},
+        {0, 100, buf},
+        {150, 50, buf},
+        {160, 10, buf} /* inside 150-199 */,
+    };
+    struct chunkwalk_ref order[4];
+    struct chunkwalk_span spans[4];
+    size_t n = chunkwalk_plan_spans(r, 4, 50, 1000, order, spans);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(spans[0].offset, 0);
+    ck_assert_uint_eq(spans[0].length, 200);
+    ck_assert_uint_eq(spans[0].count, 3);
+    ck_assert_uint_eq(order[spans[0].first].index, 1);
+    ck_assert_uint_eq(spans[1].offset, 300);
+    ck_assert_uint_eq(spans[1].length, 10);
+    ck_assert_uint_eq(order[spans[1].first].index, 0);
+    /* Every range lies inside its span. */
+    for (size_t s = 0; s < n; s++)
+        for (size_t k = spans[s].first; k < spans[s].first + spans[s].count; k++) {
+            const struct h5ci_range *x = &r[order[k].index];
+            ck_assert_uint_ge(x->offset, spans[s].offset);
+            ck_assert_uint_le(x->offset + x->length, spans[s].offset + spans[s].length);
+        }
+    /* A gap one byte wider than allowed splits. */
+    ck_assert_uint_eq(chunkwalk_plan_spans(r, 4, 100, 1000, order, spans), 1);
+    ck_assert_uint_eq(chunkwalk_plan_spans(r, 4, 99, 1000, order, spans), 2);
+}
+END_TEST
+
+START_TEST(test_span_max)
+{
+    unsigned char buf[1];
+    struct h5ci_range r[] = {{0, 60, buf}, {60, 60, buf}, {120, 500, buf}, {620, 1, buf}};
+    struct chunkwalk_ref order[4];
+    struct chunkwalk_span spans[4];
+    /* 0-119 fits 128; the 500-byte range is a span of its own; 620 follows it. */
+    size_t n = chunkwalk_plan_spans(r, 4, 0, 128, order, spans);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(spans[0].length, 120);
+    ck_assert_uint_eq(spans[1].offset, 120);
+    ck_assert_uint_eq(spans[1].length, 500);
+    ck_assert_uint_eq(spans[2].offset, 620);
+    ck_assert_uint_eq(chunkwalk_plan_spans(r, 0, 0, 128, order, spans), 0);
+}
+END_TEST
+
 static Suite *chunkwalk_suite(void)
 {
     Suite *s = suite_create("chunkwalk");
@@ -125,6 +176,8 @@ static Suite *chunkwalk_suite(void)
     tcase_add_test(core, test_check_info);
     tcase_add_test(core, test_convert);
     tcase_add_test(core, test_convert_unwritten);
+    tcase_add_test(core, test_spans);
+    tcase_add_test(core, test_span_max);
     suite_add_tcase(s, core);
     return s;
 }
