@@ -419,15 +419,22 @@ static int parse_layout_v4_index(struct h5chunkindex *ci, struct cur *c, unsigne
 static int parse_layout(struct h5chunkindex *ci, struct cur c, unsigned *ndims)
 {
     unsigned version = (unsigned)get_uint(&c, 1);
+    /* Versions 1 and 2 (HDF5 1.4 and 1.6 files, old PyTables): dimensionality
+     * before the class, five reserved bytes, then as version 3. */
+    if (version == 1 || version == 2)
+        *ndims = (unsigned)get_uint(&c, 1);
     unsigned cls = (unsigned)get_uint(&c, 1);
-    if (version != 3 && version != 4)
+    if (version < 1 || version > 4)
         return fallback(ci, "data layout message version %u", version);
     if (cls != 2)
         return fallback(ci, "layout class %u is not chunked", cls);
     ci->info.layout_version = version;
     uint64_t dims[H5CHUNKINDEX_MAX_RANK + 1];
-    if (version == 3) {
-        *ndims = (unsigned)get_uint(&c, 1);
+    if (version < 3)
+        skip(&c, 5);
+    if (version <= 3) {
+        if (version == 3)
+            *ndims = (unsigned)get_uint(&c, 1);
         if (*ndims < 2 || *ndims > H5CHUNKINDEX_MAX_RANK + 1)
             return fallback(ci, "chunk dimensionality %u", *ndims);
         ci->info.type = H5CHUNKINDEX_BTREE_V1;

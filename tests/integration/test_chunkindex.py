@@ -15,8 +15,8 @@ a routed walk; the rest: more than half of the dataset, a full listing):
 bytes and filter mask equal h5py's read_direct_chunk, never-written chunks
 404 chunk_not_allocated.  /v1/stats must show that the lookups were the
 daemon's (walk_lookups grew by the keys, worker_requests and h5_lookups did
-not move) and that index_fallbacks stayed 0 for the h5py files.  Debian's
-files may fall back (counted) but must still be equal.
+not move) and that index_fallbacks stayed 0, for Debian's files too (old
+PyTables files have data layout messages of versions 1 and 2).
 
 Damaged copies (a B-tree node's signature, a child address, a fixed-array
 data block's checksum, a leaf's key off its chunk boundary): every answer
@@ -209,7 +209,9 @@ def compare(where, want, frames, keys):
 
 
 def check_dataset(d, url, local, path, strict):
-    """Every chunk of one dataset; True when the daemon served it (not refused)."""
+    """Every chunk of one dataset, located by the daemon's reader; True when
+    the daemon served it.  strict=False: a clear refusal of the dataset
+    (a type or filter the daemon does not serve) is not a failure."""
     where = "%s:%s" % (os.path.basename(local), path)
     st, _, body = d.get("/v1/meta", url=url, path=path)
     if st != 200:
@@ -237,9 +239,8 @@ def check_dataset(d, url, local, path, strict):
               "%s: lookups not made by the daemon's reader: %s for %d keys"
               % (where, grew, len(keys)))
     else:
-        check(not strict, "%s: index_fallbacks grew by %d (%s)"
-              % (where, grew["index_fallbacks"], d.last_fallback()))
-        log("%s: fell back to libhdf5 (%s)" % (where, d.last_fallback()))
+        fail("%s: index_fallbacks grew by %d (%s)"
+             % (where, grew["index_fallbacks"], d.last_fallback()))
     return True
 
 
@@ -379,16 +380,14 @@ def run(tmp):
             served += check_dataset(d, nginx.url(rel), os.path.join(root, rel), path, True)
     log("h5py files: %d datasets (%.1f s)" % (served, time.monotonic() - started))
     check(served >= 40, "only %d h5py datasets served" % served)
-    real = fell = 0
+    real = 0
     for rel in debian:
         for path in chunked_datasets(os.path.join(root, rel)):
             if time.monotonic() - started > BUDGET_S * 0.6:
                 fail("out of time in the Debian files")
                 break
-            f0 = stats(d).get("index_fallbacks", 0)
             real += check_dataset(d, nginx.url(rel), os.path.join(root, rel), path, False)
-            fell += stats(d).get("index_fallbacks", 0) > f0
-    log("Debian files: %d chunked datasets served, %d of them through libhdf5" % (real, fell))
+    log("Debian files: %d chunked datasets served" % real)
     check(real >= 20, "only %d chunked datasets of Debian's files served" % real)
     for name, rel in damaged_copies(root, "btree1.h5", "/btree1_r1_none_full"):
         check_damaged(d, nginx, root, "btree1.h5", "/btree1_r1_none_full", name, rel)
