@@ -118,9 +118,25 @@ def verify(path, keys, frames, sample=100):
                 raise SystemExit("key %s: wrong answer %s" % (k, head))
 
 
-def run_one(label, binary, path, url, workdir, stride, debug):
+def tree_cpu(pid):
+    """CPU seconds (user + system) of pid and its live children (the workers)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def run_one(label, binary, path, url, workdir, stride, debug, run):
     cache = tempfile.mkdtemp(prefix="cache.", dir=workdir)
-    d = h5peers.Daemon(binary, cache, os.path.join(workdir, "daemon-%s.log" % label),
+    d = h5peers.Daemon(binary, cache, os.path.join(workdir, "daemon-%s-%d.log" % (label, run)),
                        extra_args=["--log-level", "debug"] if debug else [], timeout=600)
     d.start()
     try:
@@ -138,6 +154,7 @@ def run_one(label, binary, path, url, workdir, stride, debug):
         t_batch = time.monotonic() - t0
         if st != 200:
             raise SystemExit("%s: POST /v1/chunks %d %s" % (label, st, body[:200]))
+        cpu = tree_cpu(d.proc.pid)
         frames = h5peers.parse_frames(body)
         verify(path, keys, frames)
         batch_req, batch_bytes = origin_delta(workdir, n1)
@@ -148,7 +165,7 @@ def run_one(label, binary, path, url, workdir, stride, debug):
         shutil.rmtree(cache, ignore_errors=True)
     return {"label": label, "keys": len(keys), "meta_s": t_meta, "meta_requests": meta_req,
             "meta_bytes": meta_bytes, "batch_s": t_batch, "batch_requests": batch_req,
-            "batch_bytes": batch_bytes,
+            "batch_bytes": batch_bytes, "cpu_s": cpu,
             "walk_lookups": stats.get("walk_lookups", "-"),
             "h5_lookups": stats.get("h5_lookups", "-"),
             "worker_requests": stats.get("worker_requests", "-"),
@@ -182,17 +199,18 @@ def main():
         url = "http://127.0.0.1:%d/big.h5" % port
         print("file %s (%d bytes), link rtt %g ms bw %s MB/s"
               % (args.file, os.path.getsize(args.file), args.rtt_ms, args.bw_mbs or "-"))
-        fmt = ("%-8s %6s %8s %6s %10s %8s %6s %10s %8s %6s %6s %6s")
+        fmt = ("%-8s %6s %8s %6s %10s %8s %6s %10s %7s %8s %6s %6s %6s")
         print(fmt % ("daemon", "keys", "meta_s", "m_req", "m_bytes", "batch_s", "b_req", "b_bytes",
-                     "walk", "h5", "wreq", "fallb"))
-        for _ in range(args.runs):
+                     "cpu_s", "walk", "h5", "wreq", "fallb"))
+        for run in range(args.runs):
             for spec in args.daemon:
                 label, _, binary = spec.partition("=")
                 r = run_one(label, binary, args.file, url, os.path.join(workdir, "nginx"),
-                            args.stride, args.keep)
+                            args.stride, args.keep, run)
                 print(fmt % (r["label"], r["keys"], "%.2f" % r["meta_s"], r["meta_requests"],
                              r["meta_bytes"], "%.2f" % r["batch_s"], r["batch_requests"],
-                             r["batch_bytes"], r["walk_lookups"], r["h5_lookups"],
+                             r["batch_bytes"], "%.2f" % r["cpu_s"], r["walk_lookups"],
+                             r["h5_lookups"],
                              r["worker_requests"], r["index_fallbacks"]), flush=True)
     finally:
         h5peers._kill_all()
