@@ -7,9 +7,10 @@
  * row per located chunk (NULL offset for a chunk never written, a BLOB for
  * a compact dataset's bytes), and the quarantine: file versions on which
  * an HDF5 worker crashed or overran, refused without a worker until the
- * file changes upstream or an admin purges it.  What is not known yet is
- * asked of an HDF5 worker process (lib/workerpool.c): the daemon itself
- * never calls libhdf5.
+ * file changes upstream or an admin purges it.  Unknown chunk locations are
+ * walked by the daemon's own index reader (lib/chunkwalk.c); the rest of
+ * what is not known yet is asked of an HDF5 worker process
+ * (lib/workerpool.c): the daemon itself never calls libhdf5.
  *
  * Locking: `lock` guards sqlite and is never held across a worker call.
  */

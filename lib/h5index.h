@@ -5,8 +5,10 @@
  * document, the dataset's layout and chunk grid, and for chunk keys their
  * (file offset, stored size, filter mask).  Everything learnt is stored in
  * sqlite (<cache dir>/h5index.sqlite), so a warm request needs no libhdf5
- * at all; misses, decoding and slices are done by an HDF5 worker process
- * (lib/workerpool.c, worker/h5ops.c), for a whole batch in one pass.
+ * at all; chunk locations it misses are found by the daemon's own index
+ * reader (lib/chunkwalk.c), breadth-first, for a whole batch in one walk;
+ * descriptions, decoding, slices and what the reader does not handle are
+ * done by an HDF5 worker process (lib/workerpool.c, worker/h5ops.c).
  * When a file's version (its cache file id) changes, everything known
  * about the old version is dropped.  A version on which a worker crashed
  * or overran is quarantined: refused (422 damaged_file) without a worker
