@@ -22,7 +22,10 @@ struct walk_io {
     const struct remote_file *file;
     bool failed;
     struct h5cd_error error;
+    uint64_t reserved; /* node bytes counted against the memory budget */
 };
+
+#define BUDGET_WAIT_MS 1000
 
 static int set_reason(char reason[H5CHUNKINDEX_REASON_BYTES], const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -101,6 +104,24 @@ static int wait_spans(struct walk_io *io, struct remote_batch *batch,
     return io->failed ? -EIO : 0;
 }
 
+/* The reader's buffers for a level count against the daemon-wide memory
+ * budget until the walk ends (a hostile index may ask for up to
+ * H5CHUNKINDEX_MAX_WALK_BYTES).  0, or -1 with io->error set. */
+static int reserve_nodes(struct walk_io *io, const struct h5ci_range *ranges, size_t n)
+{
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += ranges[i].length;
+    if (remote_reserve(io->remote, bytes, BUDGET_WAIT_MS) < 0) {
+        io->failed = true;
+        h5cd_fail(&io->error, H5CD_E_UNAVAILABLE,
+                  "the daemon's memory budget stayed full while reading a chunk index: try again");
+        return -1;
+    }
+    io->reserved += bytes;
+    return 0;
+}
+
 /* h5ci_read_many_fn: every range of one tree level, merged into spans, in
  * one remote batch (its blocks coalesced and fetched concurrently; span
  * buffers are the batch's, bounded by CHUNKWALK_INFLIGHT_BYTES). */
@@ -109,6 +130,8 @@ static int read_ranges(void *ctx, const struct h5ci_range *ranges, size_t n)
     struct walk_io *io = ctx;
     if (n == 0)
         return 0;
+    if (reserve_nodes(io, ranges, n) < 0)
+        return -EAGAIN;
     struct chunkwalk_ref *order = malloc(n * sizeof(*order));
     struct chunkwalk_span *spans = malloc(n * sizeof(*spans));
     struct remote_batch *batch = NULL;
@@ -383,8 +406,10 @@ int chunkwalk_locate(const struct chunkwalk_target *t, const uint64_t *coords, s
     struct walk_io io = {.remote = t->remote, .file = t->file};
     struct h5chunkindex *ci = NULL;
     int rc = open_reader(t, &io, &ci, reason, err);
-    if (rc != 0)
+    if (rc != 0) {
+        remote_unreserve(t->remote, io.reserved);
         return rc;
+    }
     bool full = wants_full_walk(t->ds, known, n);
     uint64_t started = now_us();
     if (full)
@@ -393,5 +418,6 @@ int chunkwalk_locate(const struct chunkwalk_target *t, const uint64_t *coords, s
         rc = locate_routed(t, ci, &io, coords, n, known, locs, reason, err);
     log_walk(t->ds, ci, full, n, now_us() - started, rc);
     h5chunkindex_close(ci);
+    remote_unreserve(t->remote, io.reserved);
     return rc;
 }

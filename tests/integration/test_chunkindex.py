@@ -395,6 +395,9 @@ def run(tmp):
         check_damaged(d, nginx, root, "latest.h5", "/farray_r1_gzip_full", name, rel)
     check(time.monotonic() - started < BUDGET_S, "took more than %d s" % BUDGET_S)
     check(d.alive() and d.healthy(), "the daemon died")
+    # Every walk returned the node bytes it counted against the memory budget.
+    check(stats(d).get("memory_used_bytes") == 0,
+          "memory_used_bytes %s with no request under way" % stats(d).get("memory_used_bytes"))
     with open(d.logpath, errors="replace") as fh:
         text = fh.read()
     check("Sanitizer" not in text and "runtime error:" not in text,
