@@ -33,8 +33,7 @@
     X(h5_lookups, "chunk locations resolved through libhdf5")                                      \
     X(index_hits, "chunk locations answered from the persistent index")                            \
     X(walk_lookups, "chunk locations resolved by the daemon's own chunk-index reader")             \
-    X(index_fallbacks,                                                                             \
-      "chunk lookups handed to libhdf5: our index reader could not read the index")                \
+    X(index_fallbacks, "lookup batches handed to libhdf5: our reader does not handle the index")   \
     X(client_timeouts, "client connections closed past their header, body or idle deadline")       \
     X(client_evictions, "idle client connections closed to make room for new clients")             \
     X(errors, "client requests that ended in an error response")                                   \
