@@ -740,7 +740,7 @@ static int resolve_unknown(struct h5index *idx, const struct remote_file *file,
 {
     if (idx->remote != NULL && check_quarantine(idx, file, ds->path, err) < 0)
         return -1;
-    if (idx->remote != NULL && chunkwalk_possible(ds)) {
+    if (idx->remote != NULL) { /* without facts from libhdf5 it falls back, counted */
         struct chunkwalk_target target = {.remote = idx->remote, .file = file, .ds = ds};
         char reason[H5CHUNKINDEX_REASON_BYTES];
         int rc = chunkwalk_locate(&target, coords, n, known, locs, reason, err);
