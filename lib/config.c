@@ -35,6 +35,7 @@
 #define STRING_MAX_BYTES   4096 /* a string option (a path, a user agent) */
 #define VALUE_ECHO_BYTES   48   /* how much of a bad value an error message repeats */
 #define PRINT_LINE_BYTES   160  /* a list longer than this prints one item per line */
+#define LOAD_LINE_BYTES    198  /* the longest line inih (INI_MAX_LINE 200) reads whole */
 #define HOSTNAME_MAX_BYTES 253
 
 enum opt_type { OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_STRING, OPT_LIST, OPT_LOGLEVEL, OPT_MODE };
@@ -953,19 +954,27 @@ int config_validate(const struct h5cd_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* " = ", or "=" where the spaces would make "name = value" longer than a line
+ * the loader reads (a value read from "name=value" may fill that line). */
+static const char *assignment(const struct option *o, const char *value)
+{
+    return strlen(o->name) + 3 + strlen(value) <= LOAD_LINE_BYTES ? " = " : "=";
+}
+
 static void print_list(const struct option *o, const struct strlist *l, FILE *fp)
 {
     size_t total = 0;
     for (size_t i = 0; i < l->count; i++)
         total += strlen(l->items[i]) + 1;
-    fprintf(fp, "%s =", o->name);
+    if (l->count == 0) {
+        fprintf(fp, "%s =\n", o->name);
+        return;
+    }
     /* inih reads short lines only; long lists continue on indented lines. */
     bool split = total > PRINT_LINE_BYTES;
-    for (size_t i = 0; i < l->count; i++) {
-        if (split && i > 0)
-            fprintf(fp, "\n   ");
-        fprintf(fp, "%s%s", i > 0 && !split ? "," : " ", l->items[i]);
-    }
+    fprintf(fp, "%s%s%s", o->name, assignment(o, l->items[0]), l->items[0]);
+    for (size_t i = 1; i < l->count; i++)
+        fprintf(fp, "%s%s", split ? "\n    " : ",", l->items[i]);
     fputc('\n', fp);
 }
 
@@ -996,7 +1005,7 @@ void config_print(const struct h5cd_config *cfg, FILE *fp)
             if (s == NULL || s[0] == '\0')
                 fprintf(fp, "%s =\n", o->name); /* no trailing blank to copy into a file */
             else
-                fprintf(fp, "%s = %s\n", o->name, s);
+                fprintf(fp, "%s%s%s\n", o->name, assignment(o, s), s);
             break;
         }
         case OPT_LIST:

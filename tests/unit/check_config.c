@@ -678,6 +678,33 @@ START_TEST(test_list_limits)
 }
 END_TEST
 
+/* A value that fills the loader's longest line as "name=value" prints so that
+ * it loads again (found by tests/fuzz: " = " made the line 2 bytes longer). */
+START_TEST(test_print_full_lines)
+{
+    char line[256], err[ERRLEN] = "";
+    char *text = NULL;
+    struct h5cd_config c, d;
+    for (int i = 0; i < 2; i++) {
+        const char *name = i == 0 ? "user_agent" : "deny_prefixes";
+        int n = snprintf(line, sizeof(line), "%s=https://a/", name);
+        memset(line + n, 'x', 198 - (size_t)n);
+        memcpy(line + 198, "\n", 2);
+        init(&c);
+        ck_assert_msg(config_load_file(&c, write_file(line), err, sizeof(err)) == 0, "%s", err);
+        text = print_to_string(&c);
+        write_file(text);
+        init(&d);
+        ck_assert_msg(config_load_file(&d, tmpfile_path, err, sizeof(err)) == 0, "%s: %s", name,
+                      err);
+        ck_assert_int_eq(config_diff(&c, &d, NULL, NULL), 0);
+        free(text);
+        config_free(&c);
+        config_free(&d);
+    }
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -685,6 +712,7 @@ static Suite *config_suite(void)
     /* Unchecked: runs in the parent, so the directory goes even if a test fails. */
     tcase_add_unchecked_fixture(core, setup, teardown);
     tcase_add_test(core, test_defaults);
+    tcase_add_test(core, test_print_full_lines);
     tcase_add_test(core, test_cache_dir_default);
     tcase_add_test(core, test_bools);
     tcase_add_test(core, test_uints);
