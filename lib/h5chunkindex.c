@@ -1349,25 +1349,38 @@ struct farray {
     size_t prefix; /* data block bytes before the first page */
 };
 
+/*
+ * Reads the len-byte header of a fixed or extensible array index (signature
+ * sig) at the index address and checks its version, client id and checksum.
+ * 0 with *out pointing into b's buffer (the caller frees b).
+ */
+static int array_header(struct h5chunkindex *ci, struct batch *b, const char *sig, size_t len,
+                        const char *what, const unsigned char **out)
+{
+    size_t slot;
+    int rc = batch_add(ci, b, ci->info.index_address, len, &slot);
+    if (rc == 0)
+        rc = batch_run(ci, b);
+    if (rc)
+        return rc;
+    const unsigned char *p = b->r[0].buf;
+    if (!sig_is(p, sig) || p[4] != 0 || p[5] != (ci->filtered ? 1 : 0))
+        return damaged(ci, "no %s header", what);
+    if (!checksum_ok(p, len - CHECKSUM))
+        return damaged(ci, "%s header checksum mismatch", what);
+    *out = p;
+    return 0;
+}
+
 static int fa_header(struct h5chunkindex *ci, struct farray *fa)
 {
     struct batch b = {0};
-    size_t slot, o = ci->src.sizeof_offsets, l = ci->src.sizeof_lengths;
+    size_t o = ci->src.sizeof_offsets, l = ci->src.sizeof_lengths;
     size_t len = PREFIX_BYTES + 2 + l + o + CHECKSUM;
-    int rc = batch_add(ci, &b, ci->info.index_address, len, &slot);
-    if (rc == 0)
-        rc = batch_run(ci, &b);
+    const unsigned char *p = NULL;
+    int rc = array_header(ci, &b, "FAHD", len, "fixed array", &p);
     if (rc)
         goto done;
-    const unsigned char *p = b.r[0].buf;
-    if (!sig_is(p, "FAHD") || p[4] != 0 || p[5] != (ci->filtered ? 1 : 0)) {
-        rc = damaged(ci, "no fixed array header");
-        goto done;
-    }
-    if (!checksum_ok(p, len - CHECKSUM)) {
-        rc = damaged(ci, "fixed array header checksum mismatch");
-        goto done;
-    }
     struct cur c = cur_make(p + PREFIX_BYTES, len - PREFIX_BYTES);
     fa->esize = (unsigned)get_uint(&c, 1);
     fa->page_bits = (unsigned)get_uint(&c, 1);
@@ -1532,22 +1545,12 @@ static int ea_geometry(struct h5chunkindex *ci, struct earray *ea)
 static int ea_header(struct h5chunkindex *ci, struct earray *ea)
 {
     struct batch b = {0};
-    size_t slot, o = ci->src.sizeof_offsets, l = ci->src.sizeof_lengths;
+    size_t o = ci->src.sizeof_offsets, l = ci->src.sizeof_lengths;
     size_t len = PREFIX_BYTES + 6 + 6 * l + o + CHECKSUM;
-    int rc = batch_add(ci, &b, ci->info.index_address, len, &slot);
-    if (rc == 0)
-        rc = batch_run(ci, &b);
+    const unsigned char *p = NULL;
+    int rc = array_header(ci, &b, "EAHD", len, "extensible array", &p);
     if (rc)
         goto done;
-    const unsigned char *p = b.r[0].buf;
-    if (!sig_is(p, "EAHD") || p[4] != 0 || p[5] != (ci->filtered ? 1 : 0)) {
-        rc = damaged(ci, "no extensible array header");
-        goto done;
-    }
-    if (!checksum_ok(p, len - CHECKSUM)) {
-        rc = damaged(ci, "extensible array header checksum mismatch");
-        goto done;
-    }
     struct cur c = cur_make(p + PREFIX_BYTES, len - PREFIX_BYTES);
     ea->esize = (unsigned)get_uint(&c, 1);
     ea->p.max_bits = (unsigned)get_uint(&c, 1);
