@@ -961,20 +961,36 @@ static const char *assignment(const struct option *o, const char *value)
     return strlen(o->name) + 3 + strlen(value) <= LOAD_LINE_BYTES ? " = " : "=";
 }
 
+/* An item on a continuation line: indented by four spaces, or by one where four
+ * would not fit (an item read from " item" may fill the loader's line). */
+static void print_continuation(const char *item, FILE *fp)
+{
+    fprintf(fp, "\n%s%s", strlen(item) + 4 <= LOAD_LINE_BYTES ? "    " : " ", item);
+}
+
 static void print_list(const struct option *o, const struct strlist *l, FILE *fp)
 {
     size_t total = 0;
     for (size_t i = 0; i < l->count; i++)
         total += strlen(l->items[i]) + 1;
-    if (l->count == 0) {
-        fprintf(fp, "%s =\n", o->name);
+    /* A first item too long for the name's line goes on a continuation line
+     * ("name =" adds nothing to a list). */
+    if (l->count == 0 || strlen(o->name) + 1 + strlen(l->items[0]) > LOAD_LINE_BYTES) {
+        fprintf(fp, "%s =", o->name);
+        for (size_t i = 0; i < l->count; i++)
+            print_continuation(l->items[i], fp);
+        fputc('\n', fp);
         return;
     }
     /* inih reads short lines only; long lists continue on indented lines. */
     bool split = total > PRINT_LINE_BYTES;
     fprintf(fp, "%s%s%s", o->name, assignment(o, l->items[0]), l->items[0]);
-    for (size_t i = 1; i < l->count; i++)
-        fprintf(fp, "%s%s", split ? "\n    " : ",", l->items[i]);
+    for (size_t i = 1; i < l->count; i++) {
+        if (split)
+            print_continuation(l->items[i], fp);
+        else
+            fprintf(fp, ",%s", l->items[i]);
+    }
     fputc('\n', fp);
 }
 

@@ -682,14 +682,20 @@ END_TEST
  * it loads again (found by tests/fuzz: " = " made the line 2 bytes longer). */
 START_TEST(test_print_full_lines)
 {
-    char line[256], err[ERRLEN] = "";
+    char line[300], err[ERRLEN] = "";
     char *text = NULL;
     struct h5cd_config c, d;
-    for (int i = 0; i < 2; i++) {
+    /* A value after the name, an item alone on a continuation line, and a
+     * list whose first item comes from a continuation line. */
+    const char *heads[] = {"user_agent=", "deny_prefixes=", "deny_prefixes = a\n ",
+                           "deny_prefixes =\n "};
+    for (int i = 0; i < 4; i++) {
         const char *name = i == 0 ? "user_agent" : "deny_prefixes";
-        int n = snprintf(line, sizeof(line), "%s=https://a/", name);
-        memset(line + n, 'x', 198 - (size_t)n);
-        memcpy(line + 198, "\n", 2);
+        const char *nl = strrchr(heads[i], '\n');
+        size_t line_start = nl != NULL ? (size_t)(nl + 1 - heads[i]) : 0;
+        int n = snprintf(line, sizeof(line), "%shttps://a/", heads[i]);
+        memset(line + n, 'x', line_start + 198 - (size_t)n);
+        memcpy(line + line_start + 198, "\n", 2);
         init(&c);
         ck_assert_msg(config_load_file(&c, write_file(line), err, sizeof(err)) == 0, "%s", err);
         text = print_to_string(&c);
