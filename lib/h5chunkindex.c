@@ -556,6 +556,9 @@ static int ohdr2_prefix(struct h5chunkindex *ci, const unsigned char *p, size_t 
     *chunk0 = get_uint(&c, 1U << (*flags & 3));
     if (c.bad)
         return fallback(ci, "truncated object header");
+    /* Bounded here, so that prefix + chunk0 + checksum cannot wrap around. */
+    if (*chunk0 > H5CHUNKINDEX_MAX_HEADER_BYTES)
+        return fallback(ci, "object header block of %llu bytes", (unsigned long long)*chunk0);
     *prefix = (size_t)(c.p - p);
     return 0;
 }
