@@ -57,10 +57,10 @@ CURL_MAX_TIME=120      # seconds, for every curl this library runs
 log() { printf '%s: %s\n' "$TEST_NAME" "$*"; }
 check() { printf '%s: CHECK %s\n' "$TEST_NAME" "$*"; }
 
-# Shows the tail of every log of the test (daemon, nginx, fault origin).
+# Shows the tail of every log of the test (daemon, nginx, fault origin, curl errors).
 dump_logs() {
     local f
-    for f in "$T"/*.log "$T"/nginx*/error.log; do
+    for f in "$T"/*.log "$T"/*.err "$T"/nginx*/error.log "$T"/sc_*/error.log; do
         [[ -f "$f" ]] || continue
         printf '%s: ---- last lines of %s ----\n' "$TEST_NAME" "$f" >&2
         tail -n 30 "$f" >&2 || true
