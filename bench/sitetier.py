@@ -45,6 +45,9 @@ LINKEMU = os.path.join(HERE, "linkemu.py")
 MIB = 1 << 20
 START_TIMEOUT = 20.0
 
+sys.path.insert(0, HERE)
+from bench import wait_http  # noqa: E402  (the bench's own helpers)
+
 
 def free_port():
     with socket.socket() as s:
@@ -58,21 +61,6 @@ def tail(path, n=800):
             return fh.read()[-n:].decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def wait_http(url, proc, timeout=START_TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return True
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class Procs:
@@ -132,7 +120,7 @@ http {{ access_log {d}/access.log; client_body_temp_path {d}/t1; proxy_temp_path
     with open(os.path.join(d, "nginx.conf"), "w") as fh:
         fh.write(conf)
     p = procs.spawn([nginx, "-e", d + "/error.log", "-c", d + "/nginx.conf"], d + "/stdout.log")
-    if not wait_http("http://127.0.0.1:%d/" % port, p):
+    if not wait_http("http://127.0.0.1:%d/" % port, p, START_TIMEOUT):
         raise SystemExit("sitetier: origin nginx did not start: " + tail(d + "/error.log"))
     return port
 
@@ -169,7 +157,7 @@ def start_site_cache(procs, nginx, d, wan_port):
     with open(os.path.join(d, "nginx.conf"), "w") as fh:
         subprocess.run(argv, stdout=fh, check=True)
     p = procs.spawn([nginx, "-e", d + "/error.log", "-c", d + "/nginx.conf"], d + "/stdout.log")
-    if not wait_http("http://127.0.0.1:%d/_h5cd_health" % port, p):
+    if not wait_http("http://127.0.0.1:%d/_h5cd_health" % port, p, START_TIMEOUT):
         raise SystemExit("sitetier: site cache did not start: " + tail(d + "/error.log"))
     return p, port
 

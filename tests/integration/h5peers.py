@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -137,10 +138,42 @@ def stop_process(proc, secs):
             proc.wait(5)
 
 
+def drop_work_dir(tmp, log):
+    """Removes a test's temp dir at its end; KEEP_TMP=1 keeps it and says where."""
+    if os.environ.get("KEEP_TMP") == "1":
+        log("temp dir kept: %s" % tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+DAEMON_LISTEN_RE = re.compile(r'msg="h5chunkd \S+ listening".*?addr=127\.0\.0\.1:(\d+)')
+
+
+def spawn_daemon(binary, cache_dir, logpath, extra_args):
+    """Starts h5chunkd on a free loopback port, its stderr appended to logpath.
+    Returns (process, port) once it logged where it listens; raises Fatal if it
+    exits first or says nothing within START_TIMEOUT.  Stopped at exit."""
+    args = [binary, "--foreground", "--listen", "127.0.0.1:0", "--cache-dir", cache_dir,
+            "--allow-private-upstreams"] + list(extra_args)
+    with open(logpath, "ab") as errf:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errf,
+                                stdin=subprocess.DEVNULL)
+    _procs.append(proc)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        with open(logpath, errors="replace") as fh:
+            m = DAEMON_LISTEN_RE.search(fh.read())
+        if m:
+            return proc, int(m.group(1))
+        if proc.poll() is not None:
+            raise Fatal("h5chunkd exited with status %d before listening: %s"
+                        % (proc.returncode, tail(logpath, 5)))
+        time.sleep(0.05)
+    raise Fatal("h5chunkd did not log its listen address within %d s" % START_TIMEOUT)
+
+
 class Daemon:
     """One h5chunkd on a free loopback port; every request is bounded by `timeout`."""
-
-    LISTEN_RE = re.compile(r'listening".*?addr=127\.0\.0\.1:(\d+)')
 
     def __init__(self, binary, cache_dir, logpath, extra_args=(), timeout=20):
         self.binary, self.cache_dir, self.logpath = binary, cache_dir, logpath
@@ -151,26 +184,8 @@ class Daemon:
         self.timeouts = 0  # requests that got no answer in time
 
     def start(self):
-        args = [self.binary, "--foreground", "--listen", "127.0.0.1:0", "--cache-dir",
-                self.cache_dir, "--allow-private-upstreams", "--log-level", "info"]
-        args += self.extra_args
-        with open(self.logpath, "ab") as errf:
-            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errf,
-                                         stdin=subprocess.DEVNULL)
-        _procs.append(self.proc)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            with open(self.logpath, errors="replace") as fh:
-                m = self.LISTEN_RE.search(fh.read())
-            if m:
-                self.port = int(m.group(1))
-                break
-            if self.proc.poll() is not None:
-                raise Fatal("h5chunkd exited with status %d before listening: %s"
-                            % (self.proc.returncode, tail(self.logpath, 5)))
-            time.sleep(0.05)
-        if self.port is None:
-            raise Fatal("h5chunkd did not log its listen address within %d s" % START_TIMEOUT)
+        self.proc, self.port = spawn_daemon(self.binary, self.cache_dir, self.logpath,
+                                            ["--log-level", "info"] + self.extra_args)
 
     def fsspec_kwargs(self):
         """fsspec HTTP options that bound every request like request() does."""

@@ -514,10 +514,7 @@ def main():
         log("PASS")
         return 0
     finally:
-        if os.environ.get("KEEP_TMP") == "1":
-            log("temp dir kept: %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        h5peers.drop_work_dir(tmp, log)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ import time
 import urllib.parse
 
 from h5peers import (_kill_all, _procs, free_port, wait_port, tail, stop_process,  # noqa: E402
-                     FrameError)  # processes started here are stopped at exit
+                     spawn_daemon, Fatal, FrameError)  # processes started here are stopped at exit
 
 NAME = "test_h5chunks"
 VIRTUAL_CHUNK_BYTES = 16 * 1024 * 1024
@@ -84,10 +84,6 @@ def check(cond, what):
         if len(_failures) <= MAX_REPORTED_FAILURES:
             print("%s: FAIL: %s" % (NAME, what), file=sys.stderr, flush=True)
     return bool(cond)
-
-
-class Fatal(Exception):
-    """The test cannot go on (a process would not start, ...)."""
 
 
 class Skip(Exception):
@@ -181,34 +177,14 @@ class Nginx:
 class Daemon:
     """One h5chunkd process on a free loopback port."""
 
-    LISTEN_RE = re.compile(r'msg="h5chunkd \S+ listening".*?addr=127\.0\.0\.1:(\d+)')
-
     def __init__(self, binary, cache_dir, logpath, config):
         self.binary, self.cache_dir, self.logpath, self.config = binary, cache_dir, logpath, config
         self.proc = None
         self.port = None
 
     def start(self):
-        args = [self.binary, "--foreground", "--listen", "127.0.0.1:0", "--cache-dir",
-                self.cache_dir, "--allow-private-upstreams", "--log-level", "debug",
-                "--config", self.config]
-        with open(self.logpath, "ab") as errf:
-            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errf,
-                                         stdin=subprocess.DEVNULL)
-        _procs.append(self.proc)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            with open(self.logpath, errors="replace") as fh:
-                m = self.LISTEN_RE.search(fh.read())
-            if m:
-                self.port = int(m.group(1))
-                break
-            if self.proc.poll() is not None:
-                raise Fatal("h5chunkd exited with status %d before listening: %s"
-                            % (self.proc.returncode, tail(self.logpath, 5)))
-            time.sleep(0.05)
-        if self.port is None:
-            raise Fatal("h5chunkd did not log its listen address within %d s" % START_TIMEOUT)
+        self.proc, self.port = spawn_daemon(self.binary, self.cache_dir, self.logpath,
+                                            ["--log-level", "debug", "--config", self.config])
         st, _, _ = self.get("/v1/health")
         if st != 200:
             raise Fatal("h5chunkd /v1/health answered %s" % st)
