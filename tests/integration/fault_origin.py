@@ -279,6 +279,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's listen backlog of 5 drops the SYNs of a burst of concurrent
+    # clients on a loaded machine, and each retransmit costs the client seconds.
+    request_queue_size = 128
 
     def handle_error(self, request, client_address):
         # Resets and truncations make broken pipes routine; stay quiet unless asked.
