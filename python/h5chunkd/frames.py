@@ -5,14 +5,31 @@ exactly `length` payload bytes (docs/api.md).  The answer comes from a
 trusted-but-checked peer: header lines and payloads are bounded, every key
 must be one that was asked for and come once, and the stream must end right
 after the last frame.
+
+A batch of small chunks is thousands of frames, so the per-frame work is
+what a read costs here (bench/, docs/python.md "Performance"): the answer is
+read in large pieces into one buffer, a header in the form the daemon writes
+is matched by one compiled pattern (any other form goes through the JSON
+parser, with the same checks), and payloads that lie in the buffer are cut
+from it without another call into http.client.
 """
 import json
+import re
 
 from .errors import DaemonError
 
 MAX_HEADER_LINE = 64 * 1024
 MAX_PAYLOAD = 1 << 34  # 16 GiB: far above any chunk; a guard against nonsense
-READ_SIZE = 256 * 1024
+READ_SIZE = 1024 * 1024
+
+# The daemon's own header form (daemon/routes_chunks.c frame_ok/frame_error).
+# The key may hold no quote, backslash or control character, so the JSON
+# string is the key itself; the numbers have bounded digits.
+_DAEMON_HEADER = re.compile(
+    rb'\{"key":"([^"\\\x00-\x1f\x7f-\xff]{1,1024})","status":([1-5][0-9][0-9]),'
+    rb'"length":(0|[1-9][0-9]{0,11})'
+    rb'(?:,"filter_mask":(0|[1-9][0-9]{0,9}))?'
+    rb'(?:,"error":"([a-z_]{1,64})")?\}\n')
 
 
 class Frame:
@@ -28,6 +45,7 @@ class Frame:
 
 
 def parse_header(line):
+    """A header line in any JSON form -> (key, status, length, filter_mask, error)."""
     try:
         h = json.loads(line)
     except ValueError:
@@ -48,8 +66,7 @@ def parse_header(line):
 
 class _Reader:
     """The answer's bytes through one buffer: header lines and small payloads
-    are cut from it (no call into http.client per frame), large payloads are
-    read straight into their own buffer."""
+    are cut from it, large payloads are read straight into their own buffer."""
 
     def __init__(self, stream):
         self.stream = stream
@@ -64,32 +81,39 @@ class _Reader:
         self.pos = 0
         return True
 
-    def line(self):
-        """The next header line with its newline, b"" at the end of the answer."""
+    def header(self):
+        """The next frame's (key, status, length, filter_mask, error), or None
+        at the end of the answer."""
         while True:
-            nl = self.buf.find(b"\n", self.pos)
+            m = _DAEMON_HEADER.match(self.buf, self.pos)
+            if m is not None:
+                self.pos = m.end()
+                key, status, length, mask, err = m.groups()
+                length = int(length)
+                if length > MAX_PAYLOAD:
+                    raise DaemonError("frame length out of range: %d" % length)
+                return (key.decode("ascii"), int(status), length, int(mask) if mask else 0,
+                        err.decode("ascii") if err else None)
+            nl = self.buf.find(b"\n", self.pos, self.pos + MAX_HEADER_LINE)
             if nl >= 0:
-                if nl - self.pos >= MAX_HEADER_LINE:
-                    break
                 line = self.buf[self.pos:nl + 1]
                 self.pos = nl + 1
-                return line
-            if len(self.buf) - self.pos > MAX_HEADER_LINE:
-                break
+                return parse_header(line)
+            if len(self.buf) - self.pos >= MAX_HEADER_LINE:
+                raise DaemonError("frame header line longer than %d bytes" % MAX_HEADER_LINE)
             if not self._more():
                 if self.pos < len(self.buf):
                     raise DaemonError("the batch answer ends inside a frame header")
-                return b""
-        raise DaemonError("frame header line longer than %d bytes" % MAX_HEADER_LINE)
+                return None
 
     def payload(self, n):
-        have = len(self.buf) - self.pos
-        if have >= n:
-            out = self.buf[self.pos:self.pos + n]
-            self.pos += n
-            return out
+        pos = self.pos
+        if len(self.buf) - pos >= n:
+            self.pos = pos + n
+            return self.buf[pos:pos + n]
+        have = len(self.buf) - pos
         out = bytearray(n)
-        out[:have] = self.buf[self.pos:]
+        out[:have] = memoryview(self.buf)[pos:]
         self.buf, self.pos = b"", 0
         view = memoryview(out)
         got = have
@@ -110,20 +134,22 @@ def read_frames(stream, keys):
     binary stream with read1() (an http.client.HTTPResponse); then checks
     that the stream ends."""
     wanted = set(keys)
+    left = len(wanted)
     seen = set()
     r = _Reader(stream)
-    while len(seen) < len(wanted):
-        line = r.line()
-        if not line:
+    header, payload = r.header, r.payload
+    while left:
+        h = header()
+        if h is None:
             raise DaemonError("the batch answer ended after %d of %d frames"
-                              % (len(seen), len(wanted)))
-        key, status, length, mask, err = parse_header(line)
+                              % (len(wanted) - left, len(wanted)))
+        key, status, length, mask, err = h
         if key not in wanted:
             raise DaemonError("the daemon sent a frame for key %r, which was not asked for" % key)
         if key in seen:
             raise DaemonError("the daemon sent key %r twice" % key)
         seen.add(key)
-        payload = r.payload(length) if length else b""
-        yield Frame(key, status, err, mask, payload)
+        left -= 1
+        yield Frame(key, status, err, mask, payload(length) if length else b"")
     if not r.at_end():
         raise DaemonError("bytes after the last frame of a batch answer")

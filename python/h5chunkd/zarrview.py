@@ -305,7 +305,7 @@ class Merge:
     KB, and the daemon still reads the real chunks in one batch."""
 
     SMALL = 64 * 1024          # chunks below this many bytes are merged
-    TARGET = 1024 * 1024       # into chunks of about this many
+    TARGET = 256 * 1024        # into chunks of about this many
 
     def __init__(self, zarray, factor, itemsize):
         self.real = list(zarray["chunks"])
