@@ -318,6 +318,32 @@ class EveryEntryPoint(Base):
         self.assertIn("requests", self.client.stats())
 
 
+class FrameForm(Base):
+    """Every frame header the daemon writes is in the form the package reads
+    without the JSON parser (h5chunkd/frames.py): a change on either side
+    would silently make every batch of small chunks slower."""
+
+    def test_daemon_headers_match_the_fast_form(self):
+        from h5chunkd import frames
+        o = MODEL.datasets["/analysis/sparse"]
+        keys = ["%d.%d" % (i, j) for i in range(10) for j in range(10)]
+        self.assertTrue(o.unallocated & set(keys), "the case needs chunks never written")
+        for decode in (False, True):
+            body = json.dumps({"url": url(), "path": "/analysis/sparse", "keys": keys,
+                               "decode": decode}).encode()
+            _resp, data = self.client.transport.request("POST", "/v1/chunks", body)
+            pos, seen, errors = 0, set(), 0
+            while pos < len(data):
+                m = frames._DAEMON_HEADER.match(data, pos)
+                self.assertIsNotNone(m, "decode=%s: header not in the daemon's form: %r"
+                                     % (decode, data[pos:pos + 200]))
+                seen.add(m.group(1).decode())
+                errors += m.group(5) is not None
+                pos = m.end() + int(m.group(3))
+            self.assertEqual(seen, set(keys))
+            self.assertEqual(errors, 0 if decode else len(o.unallocated & set(keys)))
+
+
 class OneBatchPerRead(Base):
     """A zarr read of N chunks makes exactly one request to the daemon, a
     POST /v1/chunks, counted by the daemon itself."""

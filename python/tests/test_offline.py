@@ -192,6 +192,81 @@ class Frames(unittest.TestCase):
             with self.assertRaises(h5chunkd.DaemonError, msg=what):
                 self.parse(data, ["0", "1"])
 
+    # The daemon's own header form (daemon/routes_chunks.c) is matched by a
+    # compiled pattern; every other JSON form goes through json.loads.  Both
+    # must give the same frames and refuse the same nonsense.
+    DAEMON_OK = b'{"key":"%s","status":200,"length":%d,"filter_mask":%d}\n'
+    DAEMON_ERR = b'{"key":"%s","status":%d,"length":0,"error":"%s"}\n'
+
+    def test_daemon_form_is_the_fast_path(self):
+        m = frames._DAEMON_HEADER.match(self.DAEMON_OK % (b"12.0.3", 5, 4))
+        self.assertIsNotNone(m)
+        self.assertEqual(m.groups(), (b"12.0.3", b"200", b"5", b"4", None))
+        m = frames._DAEMON_HEADER.match(self.DAEMON_ERR % (b"9.9", 404, b"chunk_not_allocated"))
+        self.assertEqual(m.groups(), (b"9.9", b"404", b"0", None, b"chunk_not_allocated"))
+        for other in (b'{"key": "0", "status": 200, "length": 1}\n',     # spaces
+                      b'{"status":200,"key":"0","length":1}\n',          # order
+                      b'{"key":"a\\"b","status":200,"length":1}\n',     # escaped quote
+                      b'{"key":"0","status":200,"length":01}\n',         # not JSON
+                      b'{"key":"0","status":200,"length":1234567890123}\n'):  # 13 digits
+            self.assertIsNone(frames._DAEMON_HEADER.match(other), other)
+
+    def test_both_forms_agree(self):
+        keys = ["0.0", "1.0", "2.0", "a\"b", "\u00e9.0"]
+        daemon = (self.DAEMON_OK % (b"1.0", 3, 2) + b"abc" +
+                  self.DAEMON_ERR % (b"0.0", 404, b"chunk_not_allocated") +
+                  self.DAEMON_OK % (b"2.0", 4, 0) + b"\n\n{}" +
+                  frame("a\"b", payload=b"q") + frame("\u00e9.0", payload=b"\xff" * 3))
+        other = (frame("1.0", payload=b"abc", filter_mask=2) +
+                 frame("0.0", 404, error="chunk_not_allocated") +
+                 frame("2.0", payload=b"\n\n{}") +
+                 frame("a\"b", payload=b"q") + frame("\u00e9.0", payload=b"\xff" * 3))
+        want = [("1.0", 200, b"abc", 2, None), ("0.0", 404, b"", 0, "chunk_not_allocated"),
+                ("2.0", 200, b"\n\n{}", 0, None), ("a\"b", 200, b"q", 0, None),
+                ("\u00e9.0", 200, b"\xff" * 3, 0, None)]
+        for data in (daemon, other):
+            got = [(f.key, f.status, bytes(f.payload), f.filter_mask, f.error)
+                   for f in self.parse(data, keys)]
+            self.assertEqual(got, want)
+
+    def test_daemon_form_hostile(self):
+        ok = self.DAEMON_OK % (b"1", 0, 0)
+        bad = {
+            "unknown key": self.DAEMON_OK % (b"7", 0, 0) + ok,
+            "duplicate": self.DAEMON_OK % (b"0", 0, 0) * 2,
+            "length over the bound": self.DAEMON_OK % (b"0", 99999999999, 0) + ok,
+            "cut payload": self.DAEMON_OK % (b"0", 10, 0) + b"abc",
+            "trailing": self.DAEMON_OK % (b"0", 0, 0) + ok + b"x",
+            "header cut": self.DAEMON_OK % (b"0", 0, 0) + ok[:-1],
+        }
+        for what, data in bad.items():
+            with self.assertRaises(h5chunkd.DaemonError, msg=what):
+                self.parse(data, ["0", "1"])
+
+    def test_pieces_of_any_size(self):
+        """Headers and payloads split across reads at every byte."""
+        keys = [str(i) for i in range(40)]
+        data = b"".join(self.DAEMON_OK % (k.encode(), i % 7, 0) + bytes([i]) * (i % 7)
+                        for i, k in enumerate(keys))
+
+        class Trickle(io.RawIOBase):
+            def __init__(self, data, step):
+                self.data, self.pos, self.step = data, 0, step
+
+            def readable(self):
+                return True
+
+            def readinto(self, b):
+                n = min(len(b), self.step, len(self.data) - self.pos)
+                b[:n] = self.data[self.pos:self.pos + n]
+                self.pos += n
+                return n
+
+        for step in (1, 2, 3, 5, 64, 1 << 20):
+            stream = io.BufferedReader(Trickle(data, step), buffer_size=8)
+            got = {f.key: bytes(f.payload) for f in frames.read_frames(stream, keys)}
+            self.assertEqual(got, {k: bytes([i]) * (i % 7) for i, k in enumerate(keys)}, step)
+
 
 class NoDaemon(unittest.TestCase):
     def test_clear_exception(self):
