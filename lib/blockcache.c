@@ -110,7 +110,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BLOCK_TOUCH] = "UPDATE blocks SET last_access = ?3 "
                        "WHERE file_id = ?1 AND idx = ?2 AND last_access < ?3",
     [ST_LRU] = "SELECT file_id, idx, size FROM blocks ORDER BY last_access, file_id, idx LIMIT ?1",
-    [ST_FILE_HIT] = "UPDATE files SET hits = hits + 1 WHERE id = ?1",
+    [ST_FILE_HIT] = "UPDATE files SET hits = hits + ?2 WHERE id = ?1",
     [ST_LIST] = "SELECT f.identity, f.validator, f.size, f.hits, f.checked_at,"
                 " COALESCE(SUM(b.size), 0), COUNT(b.idx), COALESCE(MAX(b.last_access), 0)"
                 " FROM files f LEFT JOIN blocks b ON b.file_id = f.id"
@@ -133,6 +133,7 @@ struct touch {
     int64_t file_id;
     uint64_t index;
     int64_t at;
+    int64_t hits; /* reads of the block this entry stands for */
 };
 
 struct victim {
@@ -575,6 +576,7 @@ static int touches_flush(struct blockcache *bc)
         rc = run(bc, ST_BLOCK_TOUCH);
         if (rc == 0) {
             sqlite3_bind_int64(bc->st[ST_FILE_HIT], 1, bc->touches[i].file_id);
+            sqlite3_bind_int64(bc->st[ST_FILE_HIT], 2, bc->touches[i].hits);
             rc = run(bc, ST_FILE_HIT);
         }
     }
@@ -595,15 +597,25 @@ static void touches_flush_tx(struct blockcache *bc)
     bc->ntouches = 0;
 }
 
-/* Caller holds bc->lock. */
+/* Caller holds bc->lock.  Reads of one block in a row (the small chunks of a
+ * batch share blocks) make one entry: one write of the access time, hits summed. */
 static void touch(struct blockcache *bc, int64_t file_id, uint64_t index)
 {
+    if (bc->ntouches > 0) {
+        struct touch *last = &bc->touches[bc->ntouches - 1];
+        if (last->file_id == file_id && last->index == index) {
+            last->at = next_clock(bc);
+            last->hits++;
+            return;
+        }
+    }
     if (bc->ntouches == TOUCH_MAX)
         touches_flush_tx(bc);
     struct touch *t = &bc->touches[bc->ntouches++];
     t->file_id = file_id;
     t->index = index;
     t->at = next_clock(bc);
+    t->hits = 1;
 }
 
 /* ---- opening ---- */

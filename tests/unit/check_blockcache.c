@@ -1004,14 +1004,57 @@ START_TEST(test_touch_buffer_full)
     for (uint64_t i = 0; i < 10; i++)
         put_block(bc, id, i, BS);
     expect_block(bc, id, 0, BS);
+    /* Two blocks in turn: reads of one block in a row share one entry. */
     for (unsigned i = 0; i < 4100; i++)
-        expect_block(bc, id, 1, BS);
+        expect_block(bc, id, 1 - (i & 1), BS);
     put_block(bc, id, 10, BS);
     ck_assert_uint_eq(stats(bc).evictions, 2);
     expect_block(bc, id, 0, BS);
     expect_block(bc, id, 1, BS);
     expect_miss(bc, id, 2, -ENOENT);
     expect_miss(bc, id, 3, -ENOENT);
+    blockcache_close(bc);
+}
+END_TEST
+
+static int hits_of(const struct blockcache_file_info *info, void *arg)
+{
+    *(uint64_t *)arg = info->hits;
+    return 0;
+}
+
+/* Many reads of one block in a row (the small chunks of a batch) are one
+ * access-time entry, yet every read counts as a hit and the block is the
+ * most recently used. */
+START_TEST(test_touch_runs)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 10 * BS, 100, 90);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 64 * BS);
+    for (uint64_t i = 0; i < 10; i++)
+        put_block(bc, id, i, BS);
+    uint8_t want[BS], part[64];
+    fill(want, BS, (unsigned)id, 5);
+    expect_block(bc, id, 5, BS); /* read from disk: hot from now on */
+    for (unsigned i = 0; i < 100; i++) {
+        size_t off = (i * 64) % (BS - 64);
+        ck_assert_int_eq(blockcache_get_hot_part(bc, id, 5, off, 64, part), 0);
+        ck_assert_mem_eq(part, want + off, 64);
+    }
+    expect_block(bc, id, 0, BS);
+    expect_block(bc, id, 5, BS);
+    expect_block(bc, id, 5, BS);
+    uint64_t hits = 0;
+    ck_assert_int_eq(blockcache_list(bc, hits_of, &hits), 1);
+    ck_assert_uint_eq(hits, 1 + 100 + 1 + 2);
+    /* LRU: 1..4 and 6..9 are older than 0 and 5; two new blocks evict 1 and 2. */
+    put_block(bc, id, 10, BS);
+    put_block(bc, id, 11, BS);
+    expect_miss(bc, id, 1, -ENOENT);
+    expect_block(bc, id, 0, BS);
+    expect_block(bc, id, 5, BS);
     blockcache_close(bc);
 }
 END_TEST
@@ -1175,6 +1218,7 @@ static Suite *blockcache_suite(void)
     tcase_add_unchecked_fixture(core, root_setup, root_teardown);
     tcase_set_timeout(core, 30);
     tcase_add_test(core, test_roundtrip);
+    tcase_add_test(core, test_touch_runs);
     tcase_add_test(core, test_miss);
     tcase_add_test(core, test_duplicate_put);
     tcase_add_test(core, test_lru_order);
