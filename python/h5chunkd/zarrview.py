@@ -276,26 +276,40 @@ class ZarrView:
 
     def _fetch_merged(self, d, vkeys):
         """Merged chunks: every real chunk they hold, decoded by the daemon
-        (chunks never written come as fill values), in one batch."""
+        (chunks never written come as fill values), in one batch, each frame
+        copied into its place as it arrives."""
         m = self._merged[d]
         path = self._h5path(d)
         pre = d + "/" if d else ""
-        need = {}
+        size = m.real_bytes
+        merged = {}
+        where = {}  # real key -> [(merged buffer, offset)]
         for vk in vkeys:
-            for rk in m.real_keys(vk):
-                need.setdefault(rk, []).append(vk)
-        parts = {}
+            if vk in merged:
+                continue
+            buf = merged[vk] = bytearray(size * m.factor)
+            for n, rk in enumerate(m.real_keys(vk)):
+                where.setdefault(rk, []).append((buf, n * size))
+        got = 0
         try:
-            for f in self.client.batch(self.url, path, list(need), True):
+            for f in self.client.batch(self.url, path, list(where), True):
                 if f.status != 200:
                     raise ChunkError("chunk %s of %s: HTTP %d %s"
                                      % (f.key, path, f.status, f.error or "error"),
                                      path, f.key, f.status, f.error)
-                parts[f.key] = f.payload
+                if len(f.payload) != size:
+                    raise ChunkError("chunk %s of %s: %d bytes, expected %d"
+                                     % (f.key, path, len(f.payload), size), path, f.key)
+                for buf, off in where[f.key]:
+                    buf[off:off + size] = f.payload
+                got += 1
         except DaemonError as e:
             raise ChunkError("reading chunks of %s failed: %s" % (path, e), path, None,
                              e.status, e.code) from e
-        return {pre + vk: m.assemble(vk, parts, path) for vk in vkeys}
+        if got != len(where):  # read_frames raises first; never hand out zeros
+            raise ChunkError("chunks of %s: %d of %d in the answer" % (path, got, len(where)),
+                             path, None)
+        return {pre + vk: merged[vk] for vk in vkeys}
 
 
 class Merge:
@@ -349,19 +363,6 @@ class Merge:
         rest = ".".join(idx[1:])
         return [("%d.%s" % (i, rest)) if rest else str(i)
                 for i in range(first, min(first + self.factor, self.grid0))]
-
-    def assemble(self, vkey, parts, path):
-        buf = bytearray(self.real_bytes * self.factor)
-        for n, rk in enumerate(self.real_keys(vkey)):
-            data = parts.get(rk)
-            if data is None or len(data) != self.real_bytes:
-                raise ChunkError("chunk %s of %s: %s" % (rk, path, "missing from the answer"
-                                                         if data is None else
-                                                         "%d bytes, expected %d"
-                                                         % (len(data), self.real_bytes)),
-                                 path, rk)
-            buf[n * self.real_bytes:(n + 1) * self.real_bytes] = data
-        return buf
 
 
 def _text_only(chain):

@@ -328,6 +328,71 @@ METADATA = {"metadata": {
 }}
 
 
+class _BatchClient(_FakeClient):
+    """A client whose batch() answers from a dict: key -> (status, payload)."""
+
+    def __init__(self, doc, answers):
+        super().__init__(doc)
+        self.answers, self.asked = answers, []
+
+    def batch(self, url, path, keys, decode=False):
+        self.asked.append((path, sorted(keys), decode))
+        for k in keys:
+            st, payload = self.answers[k]
+            yield frames.Frame(k, st, None if st == 200 else "upstream_error", 0, payload)
+
+
+class MergedChunks(unittest.TestCase):
+    """An array of small chunks shown with merged chunks: one batch of the
+    real chunks, each copied into its place; a wrong or failed one raises."""
+
+    def setUp(self):
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            self.skipTest("numpy not installed")
+        from h5chunkd.zarrview import ZarrView
+        self.View = ZarrView
+        z = _zarray(None)
+        z.update(shape=[10, 2], chunks=[2, 2], dtype="<u2")   # 5 real chunks of 8 bytes
+        self.doc = {"metadata": {".zgroup": {"zarr_format": 2}, "s/.zarray": z}}
+        self.real = {"%d.0" % i: (200, bytes([i]) * 8) for i in range(5)}
+
+    def view(self, answers):
+        c = _BatchClient(self.doc, answers)
+        v = self.View(c, "https://x/f.h5", merge_small=True)
+        return c, v
+
+    def test_assembled(self):
+        c, v = self.view(self.real)
+        m = v._merged["s"]
+        self.assertEqual(m.factor, 5)
+        self.assertEqual(json.loads(v.meta_bytes("s/.zarray"))["chunks"], [10, 2])
+        got = v.fetch(["s/0.0", "s/0.0"])
+        self.assertEqual(bytes(got["s/0.0"]), b"".join(bytes([i]) * 8 for i in range(5)))
+        self.assertEqual(c.asked, [("/s", sorted(self.real), True)])
+
+    def test_edge_merged_chunk(self):
+        from h5chunkd.zarrview import Merge
+        old = Merge.TARGET
+        Merge.TARGET = 24   # 3 real chunks a merged one: the second holds 2 and padding
+        try:
+            c, v = self.view(self.real)
+            got = v.fetch(["s/1.0", "s/0.0"])
+        finally:
+            Merge.TARGET = old
+        self.assertEqual(bytes(got["s/0.0"]), b"".join(bytes([i]) * 8 for i in range(3)))
+        self.assertEqual(bytes(got["s/1.0"]), bytes([3]) * 8 + bytes([4]) * 8 + bytes(8))
+
+    def test_failures_raise(self):
+        short = dict(self.real, **{"3.0": (200, b"x" * 7)})
+        failed = dict(self.real, **{"2.0": (502, b"")})
+        for answers in (short, failed):
+            _c, v = self.view(answers)
+            with self.assertRaises(h5chunkd.ChunkError):
+                v.fetch(["s/0.0"])
+
+
 class ZarrViewModes(unittest.TestCase):
     """Which chunks are read raw or decoded, and what zarr is told."""
 
