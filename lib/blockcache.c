@@ -7,8 +7,8 @@
  * guarded by bc->lock, which also guards the in-memory totals, counters
  * and the buffer of pending access times.  Reading and writing block bytes
  * happens outside the lock; only a few metadata operations run under it
- * (the rename of a finished block into place, the unlink of a corrupt or
- * vanished one).  Never hold the lock across a read or write of block
+ * (the rename of a finished block into place, the unlink of a corrupt,
+ * vanished or evicted one).  Never hold the lock across a read or write of block
  * bytes, and never let a put store bytes for a file id that is no longer
  * current.
  *
@@ -20,6 +20,23 @@
  * The 256-way fan-out keeps directories small for large files.  File ids
  * are AUTOINCREMENT, never reused, so a path always names bytes of one
  * version of one remote file.
+ *
+ * Partial blocks (schema 3).  Batches fetch exact byte ranges, so a block
+ * file holds one span of its block: the row says where it starts in the
+ * block (span_off) and how long it is (size, also the file's size, which
+ * reconciliation checks as before); the checksum covers the span.  Gets
+ * return the span; a reader decides whether it holds the bytes it needs.
+ * A put of a span that touches or overlaps the stored span reads the
+ * stored one back (verified), writes the union to a temp file and renames
+ * it over the block's file, then updates the row, both under the lock and
+ * only if the row is still the one it merged with (else it plans again, a
+ * few times at most).  A get that finds bytes not matching the row it read
+ * looks at the row again: if a put replaced it meanwhile it reads again,
+ * otherwise the block is corrupt and dropped.  One span per block keeps
+ * lookups one row and a read one file; two disjoint spans of one block
+ * keep the longer (remote.c bridges holes inside a block so that one batch
+ * does not make such pairs).  A schema-2 cache is migrated in place: its
+ * rows are whole blocks, span_off 0.  Other schemas are rebuilt.
  *
  * Writes: the temp file is written fully, renamed into place, then the row
  * is inserted.  There is no fsync: a crash of the process cannot tear a
@@ -53,7 +70,7 @@
 #include "log.h"
 
 #define HOT_BLOCKS                64 /* verified blocks kept in memory (16 MiB at 256 KiB blocks) */
-#define SCHEMA_VERSION            2  /* 2: files.hits */
+#define SCHEMA_VERSION            3  /* 2: files.hits; 3: blocks.span_off (partial blocks) */
 #define BUSY_TIMEOUT_MS           5000
 #define DEFAULT_ENOSPC_COOLDOWN_S 30
 /* Access times buffered before one transaction writes them all. */
@@ -69,6 +86,8 @@
 #define TREE_MAX_DEPTH 8
 /* Names tried for a new temp file before giving up (another one exists each time). */
 #define TEMP_NAME_ATTEMPTS 8
+/* Tries of a read or a merge that another thread's put of the same block overtook. */
+#define SPAN_RETRIES 4
 
 enum stmt_id {
     ST_BEGIN,
@@ -83,6 +102,7 @@ enum stmt_id {
     ST_FILE_BLOCKS_DELETE,
     ST_BLOCK_GET,
     ST_BLOCK_INSERT,
+    ST_BLOCK_REPLACE,
     ST_BLOCK_DELETE,
     ST_BLOCK_TOUCH,
     ST_LRU,
@@ -103,9 +123,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_FILE_DELETE] = "DELETE FROM files WHERE id = ?1",
     [ST_FILE_BLOCKS_SUM] = "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM blocks WHERE file_id = ?1",
     [ST_FILE_BLOCKS_DELETE] = "DELETE FROM blocks WHERE file_id = ?1",
-    [ST_BLOCK_GET] = "SELECT size, checksum FROM blocks WHERE file_id = ?1 AND idx = ?2",
-    [ST_BLOCK_INSERT] = "INSERT OR IGNORE INTO blocks (file_id, idx, size, checksum, last_access) "
-                        "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_BLOCK_GET] = "SELECT size, checksum, span_off FROM blocks WHERE file_id = ?1 AND idx = ?2",
+    [ST_BLOCK_INSERT] = "INSERT OR IGNORE INTO blocks (file_id, idx, size, checksum, last_access,"
+                        " span_off) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_BLOCK_REPLACE] = "UPDATE blocks SET size = ?3, checksum = ?4, last_access = ?5,"
+                         " span_off = ?6 WHERE file_id = ?1 AND idx = ?2",
     [ST_BLOCK_DELETE] = "DELETE FROM blocks WHERE file_id = ?1 AND idx = ?2",
     [ST_BLOCK_TOUCH] = "UPDATE blocks SET last_access = ?3 "
                        "WHERE file_id = ?1 AND idx = ?2 AND last_access < ?3",
@@ -126,6 +148,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS blocks ("
     " file_id INTEGER NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,"
     " checksum INTEGER NOT NULL, last_access INTEGER NOT NULL,"
+    " span_off INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY (file_id, idx)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS blocks_lru ON blocks (last_access);";
 
@@ -188,6 +211,7 @@ struct blockcache {
     struct hot_block {
         int64_t file_id; /* 0: free */
         uint64_t index;
+        size_t off; /* the span held: data[off .. off + len) */
         size_t len;
         uint64_t used; /* LRU clock */
         uint8_t *data;
@@ -205,8 +229,9 @@ static struct hot_block *hot_find(struct blockcache *bc, int64_t file_id, uint64
     return NULL;
 }
 
+/* data holds the block's bytes at their block offsets: the span is data[off .. off + len). */
 static void hot_insert(struct blockcache *bc, int64_t file_id, uint64_t index, const uint8_t *data,
-                       size_t len)
+                       size_t off, size_t len)
 {
     if (hot_find(bc, file_id, index) != NULL)
         return;
@@ -216,9 +241,10 @@ static void hot_insert(struct blockcache *bc, int64_t file_id, uint64_t index, c
             victim = &bc->hot[i];
     if (victim->data == NULL && (victim->data = malloc(bc->block_size)) == NULL)
         return;
-    memcpy(victim->data, data, len);
+    memcpy(victim->data + off, data + off, len);
     victim->file_id = file_id;
     victim->index = index;
+    victim->off = off;
     victim->len = len;
     victim->used = ++bc->hot_clock;
 }
@@ -725,7 +751,14 @@ static int schema_setup(struct blockcache *bc, bool on_disk)
     bool fresh = false; /* the files table starts empty, its ids from 1 */
     int rc = db_exec(bc->db, "CREATE TABLE IF NOT EXISTS meta ("
                              " key TEXT PRIMARY KEY, value INTEGER NOT NULL)");
-    if (rc == 0 && meta_get(bc->db, "schema_version", &version) == 0 && version != SCHEMA_VERSION) {
+    bool known = rc == 0 && meta_get(bc->db, "schema_version", &version) == 0;
+    /* Every version-2 row is a whole block: the span (0, size) keeps it as it was. */
+    if (known && version == 2 &&
+        db_exec(bc->db, "ALTER TABLE blocks ADD COLUMN span_off INTEGER NOT NULL DEFAULT 0") == 0) {
+        log_info("msg=\"cache index migrated\" from=2 to=%d", SCHEMA_VERSION);
+        version = SCHEMA_VERSION;
+    }
+    if (known && version != SCHEMA_VERSION) {
         log_warn("msg=\"cache index has another schema: rebuilding\" found=%" PRId64 " expected=%d",
                  version, SCHEMA_VERSION);
         rc = db_exec(bc->db, "DROP TABLE IF EXISTS blocks; DROP TABLE IF EXISTS files;");
@@ -1397,50 +1430,76 @@ static bool block_exists(const struct blockcache *bc, int64_t file_id, uint64_t 
     return there;
 }
 
-int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf, size_t cap,
-                   size_t *len)
+/* A block's row: its span and the span's checksum. */
+struct span_row {
+    int64_t off;
+    int64_t size;
+    uint64_t sum;
+};
+
+/* Reads the row of a block.  0, -ENOENT or a negative errno.  Caller holds bc->lock. */
+static int span_row_get(struct blockcache *bc, int64_t file_id, uint64_t index, struct span_row *out)
 {
-    char path[PATH_MAX];
-    int64_t size = 0, sum = 0;
-    if (buf == NULL || len == NULL || cap < bc->block_size)
-        return -EINVAL;
-    if (bc->degraded || index > INT64_MAX)
-        return -ENOENT;
-    int rc = block_path(bc, file_id, index, path, sizeof(path));
-    if (rc < 0)
-        return rc;
+    sqlite3_stmt *s = bc->st[ST_BLOCK_GET];
+    sqlite3_bind_int64(s, 1, file_id);
+    sqlite3_bind_int64(s, 2, (int64_t)index);
+    int rc = row(bc, ST_BLOCK_GET);
+    if (rc == 0) {
+        out->size = sqlite3_column_int64(s, 0);
+        int64_t sum = sqlite3_column_int64(s, 1);
+        memcpy(&out->sum, &sum, sizeof(out->sum));
+        out->off = sqlite3_column_int64(s, 2);
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+static bool span_row_same(const struct span_row *a, const struct span_row *b)
+{
+    return a->off == b->off && a->size == b->size && a->sum == b->sum;
+}
+
+/* A row is only believed when its span lies inside one block. */
+static bool span_row_valid(const struct blockcache *bc, const struct span_row *sr)
+{
+    return sr->off >= 0 && sr->size > 0 && sr->off < (int64_t)bc->block_size &&
+           sr->size <= (int64_t)bc->block_size - sr->off;
+}
+
+/* One try of blockcache_get_span.  -EAGAIN: a put replaced the block while we read it. */
+static int get_span_once(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
+                         size_t *off, size_t *len, const char *path)
+{
+    struct span_row sr = {0}, now = {0};
     pthread_mutex_lock(&bc->lock);
     struct hot_block *hot = hot_find(bc, file_id, index);
     if (hot != NULL) {
-        memcpy(buf, hot->data, hot->len);
+        memcpy(buf + hot->off, hot->data + hot->off, hot->len);
+        *off = hot->off;
         *len = hot->len;
         hot->used = ++bc->hot_clock;
         touch(bc, file_id, index);
         pthread_mutex_unlock(&bc->lock);
         return 0;
     }
-    sqlite3_stmt *s = bc->st[ST_BLOCK_GET];
-    sqlite3_bind_int64(s, 1, file_id);
-    sqlite3_bind_int64(s, 2, (int64_t)index);
-    rc = row(bc, ST_BLOCK_GET);
-    if (rc == 0) {
-        size = sqlite3_column_int64(s, 0);
-        sum = sqlite3_column_int64(s, 1);
-        sqlite3_reset(s);
-    }
+    int rc = span_row_get(bc, file_id, index, &sr);
     pthread_mutex_unlock(&bc->lock);
     if (rc < 0)
         return rc;
-    uint64_t want;
-    memcpy(&want, &sum, sizeof(want));
-    if (size <= 0 || size > (int64_t)bc->block_size)
+    if (!span_row_valid(bc, &sr))
         rc = -EBADMSG;
     else
-        rc = read_block(bc, file_id, index, buf, (size_t)size, want);
+        rc = read_block(bc, file_id, index, buf + sr.off, (size_t)sr.size, sr.sum);
     pthread_mutex_lock(&bc->lock);
-    if (rc == 0) {
+    /* A merge renames a new file over the block's and then updates its row: bytes that
+     * do not match the row we read may be the new file, not damage.  Read again. */
+    bool replaced = (rc == -EBADMSG || rc == -ENOENT) &&
+                    (span_row_get(bc, file_id, index, &now) != 0 || !span_row_same(&sr, &now));
+    if (replaced) {
+        rc = -EAGAIN;
+    } else if (rc == 0) {
         touch(bc, file_id, index);
-        hot_insert(bc, file_id, index, buf, (size_t)size);
+        hot_insert(bc, file_id, index, buf, (size_t)sr.off, (size_t)sr.size);
     } else if (rc == -EBADMSG) {
         bc->corrupt++;
         drop_block(bc, file_id, index, path);
@@ -1453,9 +1512,38 @@ int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8
     pthread_mutex_unlock(&bc->lock);
     if (rc == -EBADMSG)
         log_warn("msg=\"corrupt cached block dropped\" path=%s", path);
-    if (rc == 0)
-        *len = (size_t)size;
+    if (rc == 0) {
+        *off = (size_t)sr.off;
+        *len = (size_t)sr.size;
+    }
     return rc;
+}
+
+int blockcache_get_span(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
+                        size_t cap, size_t *off, size_t *len)
+{
+    char path[PATH_MAX];
+    if (buf == NULL || off == NULL || len == NULL || cap < bc->block_size)
+        return -EINVAL;
+    if (bc->degraded || index > INT64_MAX)
+        return -ENOENT;
+    int rc = block_path(bc, file_id, index, path, sizeof(path));
+    if (rc < 0)
+        return rc;
+    for (int attempt = 0; attempt < SPAN_RETRIES; attempt++) {
+        rc = get_span_once(bc, file_id, index, buf, off, len, path);
+        if (rc != -EAGAIN)
+            return rc;
+    }
+    return -ENOENT; /* overtaken by puts every time: a miss */
+}
+
+int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf, size_t cap,
+                   size_t *len)
+{
+    size_t off = 0;
+    int rc = blockcache_get_span(bc, file_id, index, buf, cap, &off, len);
+    return rc == 0 && off != 0 ? -ENOENT : rc;
 }
 
 /* Deletes up to EVICT_BATCH least recently used rows.  Caller holds bc->lock. */
@@ -1498,9 +1586,9 @@ static size_t evict_batch(struct blockcache *bc, struct victim *v)
 
 /*
  * Evicts down to the low watermark, a batch per transaction.  Files are
- * unlinked after their rows are gone and outside the lock; should a put of
- * the same block rename a new file in between, that row is left without a
- * file, which the next get notices and drops (a miss, never wrong bytes).
+ * unlinked after their rows are gone, still under the lock: a put of the
+ * same block renaming a new file in between would otherwise lose its file
+ * to our unlink and leave its row without one (found by test_concurrent).
  */
 static void evict(struct blockcache *bc)
 {
@@ -1510,22 +1598,31 @@ static void evict(struct blockcache *bc)
     do {
         pthread_mutex_lock(&bc->lock);
         n = bc->bytes > bc->low_bytes ? evict_batch(bc, v) : 0;
-        pthread_mutex_unlock(&bc->lock);
         for (size_t i = 0; i < n; i++) {
+            hot_forget(bc, v[i].file_id, v[i].index);
             int err = unlink_block(bc, v[i].file_id, v[i].index);
             if (err < 0 && block_path(bc, v[i].file_id, v[i].index, path, sizeof(path)) == 0)
                 log_warn("msg=\"cannot remove evicted block\" path=%s err=\"%s\"", path,
                          strerror(-err));
         }
+        pthread_mutex_unlock(&bc->lock);
     } while (n > 0);
 }
 
+/* What a put of a span finds: whether to write, and what to write over. */
+struct put_plan {
+    struct span_row old; /* the row found; size 0: none */
+    bool merge;          /* the new span touches or overlaps old: write their union */
+};
+
 /*
- * Checks that a put may go ahead: 1 if the block is already cached.
- * The block must lie in the file and have exactly its length.
- * Caller holds bc->lock.
+ * Checks that a put of [off, off + len) of block `index` may go ahead and
+ * plans it: 1 when there is nothing to do (the stored span holds it, or
+ * holds more bytes than a disjoint new span).  With whole, the span must be
+ * the whole block.  Caller holds bc->lock.
  */
-static int put_admit(struct blockcache *bc, int64_t file_id, uint64_t index, size_t len)
+static int put_admit(struct blockcache *bc, int64_t file_id, uint64_t index, size_t off,
+                     size_t len, bool whole, struct put_plan *plan)
 {
     if (bc->degraded)
         return -EROFS;
@@ -1540,14 +1637,26 @@ static int put_admit(struct blockcache *bc, int64_t file_id, uint64_t index, siz
     if (size == 0 || index > (size - 1) / bc->block_size)
         return -EINVAL;
     uint64_t left = size - index * bc->block_size;
-    if (len != (left < bc->block_size ? left : bc->block_size))
+    size_t block_len = left < bc->block_size ? (size_t)left : bc->block_size;
+    if (whole ? off != 0 || len != block_len : off >= block_len || len > block_len - off)
         return -EINVAL;
-    sqlite3_stmt *s = bc->st[ST_BLOCK_GET];
-    sqlite3_bind_int64(s, 1, file_id);
-    sqlite3_bind_int64(s, 2, (int64_t)index);
-    rc = row(bc, ST_BLOCK_GET);
-    sqlite3_reset(s);
-    return rc == 0 ? 1 : rc == -ENOENT ? 0 : rc;
+    *plan = (struct put_plan){0};
+    rc = span_row_get(bc, file_id, index, &plan->old);
+    if (rc == -ENOENT) {
+        plan->old.size = 0;
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    if (!span_row_valid(bc, &plan->old))
+        return 0; /* a row no put writes: replaced */
+    uint64_t lo = (uint64_t)plan->old.off, hi = lo + (uint64_t)plan->old.size;
+    if (lo <= off && off + len <= hi)
+        return 1;
+    /* A span that holds the stored one replaces it without reading it back. */
+    plan->merge = off <= hi && lo <= off + len && (lo < off || off + len < hi);
+    /* One span per block: of two disjoint spans the longer is kept. */
+    return !plan->merge && len <= (uint64_t)plan->old.size ? 1 : 0;
 }
 
 static int write_all(int fd, const uint8_t *data, size_t len)
@@ -1586,24 +1695,24 @@ static int write_temp(struct blockcache *bc, const uint8_t *data, size_t len, ch
 }
 
 /*
- * Moves the temp file into place and inserts the row, both under the lock
- * so other threads see a row only with its file.  1: already cached.
+ * Moves the temp file into place and writes the row, both under the lock
+ * so other threads see a row only with its file.  -EAGAIN when the block's
+ * row is no longer the one planned with (another put got there first).
  */
-static int put_commit(struct blockcache *bc, int64_t file_id, uint64_t index, size_t len,
-                      uint64_t sum, const char *tmp)
+static int put_commit(struct blockcache *bc, int64_t file_id, uint64_t index,
+                      const struct span_row *old, const struct span_row *span, const char *tmp)
 {
     sqlite3_bind_int64(bc->st[ST_FILE_SIZE], 1, file_id);
     int rc = row(bc, ST_FILE_SIZE);
     sqlite3_reset(bc->st[ST_FILE_SIZE]);
     if (rc < 0)
         return rc; /* dropped or replaced while we wrote */
-    sqlite3_stmt *s = bc->st[ST_BLOCK_GET];
-    sqlite3_bind_int64(s, 1, file_id);
-    sqlite3_bind_int64(s, 2, (int64_t)index);
-    rc = row(bc, ST_BLOCK_GET);
-    sqlite3_reset(s);
-    if (rc != -ENOENT)
-        return rc == 0 ? 1 : rc;
+    struct span_row cur;
+    rc = span_row_get(bc, file_id, index, &cur);
+    if (rc < 0 && rc != -ENOENT)
+        return rc;
+    if ((rc == 0) != (old->size > 0) || (rc == 0 && !span_row_same(&cur, old)))
+        return -EAGAIN;
     struct block_name n;
     block_name(file_id, index, &n);
     int dfd = block_dir(bc, &n, true);
@@ -1615,25 +1724,30 @@ static int put_commit(struct blockcache *bc, int64_t file_id, uint64_t index, si
         close(dfd);
         return rc;
     }
+    hot_forget(bc, file_id, index);
     rc = tx_begin(bc);
     if (rc == 0) {
         touches_flush(bc); /* a failure only loses access times */
-        s = bc->st[ST_BLOCK_INSERT];
+        enum stmt_id id = old->size > 0 ? ST_BLOCK_REPLACE : ST_BLOCK_INSERT;
+        sqlite3_stmt *s = bc->st[id];
         sqlite3_bind_int64(s, 1, file_id);
         sqlite3_bind_int64(s, 2, (int64_t)index);
-        sqlite3_bind_int64(s, 3, (int64_t)len);
-        sqlite3_bind_int64(s, 4, checksum_to_db(sum));
+        sqlite3_bind_int64(s, 3, span->size);
+        sqlite3_bind_int64(s, 4, checksum_to_db(span->sum));
         sqlite3_bind_int64(s, 5, next_clock(bc));
-        rc = tx_end(bc, run(bc, ST_BLOCK_INSERT));
+        sqlite3_bind_int64(s, 6, span->off);
+        rc = tx_end(bc, run(bc, id));
     }
     if (rc < 0) {
+        /* The old row, if any, now names a missing file: gets drop it. */
         unlinkat(dfd, n.leaf, 0);
         close(dfd);
         return rc;
     }
     close(dfd);
-    bc->bytes += len;
-    bc->blocks++;
+    bc->bytes += (uint64_t)span->size;
+    bc->bytes -= (uint64_t)old->size;
+    bc->blocks += old->size == 0;
     return 0;
 }
 
@@ -1654,33 +1768,79 @@ static int put_failed(struct blockcache *bc, int rc)
     return full ? -ENOSPC : rc;
 }
 
-int blockcache_put(struct blockcache *bc, int64_t file_id, uint64_t index, const uint8_t *data,
-                   size_t len)
+/*
+ * One try of a put: plan under the lock, read the stored span to merge
+ * outside it, write the temp file, commit under the lock.  -EAGAIN when
+ * another put of the block overtook us.  *over: the cap's high watermark
+ * is passed.
+ */
+static int put_once(struct blockcache *bc, int64_t file_id, uint64_t index, size_t off,
+                    const uint8_t *data, size_t len, bool whole, uint8_t *merged, bool *over)
 {
     char tmp[PATH_MAX];
-    if (data == NULL || len == 0 || len > bc->block_size)
-        return -EINVAL;
+    struct put_plan plan;
     pthread_mutex_lock(&bc->lock);
     /* A block that alone passes the high watermark would only evict everything else. */
-    int rc = len > bc->high_bytes ? -EFBIG : put_admit(bc, file_id, index, len);
+    int rc = len > bc->high_bytes ? -EFBIG
+                                  : put_admit(bc, file_id, index, off, len, whole, &plan);
     pthread_mutex_unlock(&bc->lock);
     if (rc != 0)
         return rc < 0 ? rc : 0;
-    uint64_t sum = XXH3_64bits(data, len);
-    rc = write_temp(bc, data, len, tmp, sizeof(tmp));
+    struct span_row span = {.off = (int64_t)off, .size = (int64_t)len};
+    if (plan.merge && read_block(bc, file_id, index, merged + plan.old.off,
+                                 (size_t)plan.old.size, plan.old.sum) == 0) {
+        /* Old and new bytes both verified (old by its checksum): their union. */
+        memcpy(merged + off, data, len);
+        size_t lo = off < (size_t)plan.old.off ? off : (size_t)plan.old.off;
+        size_t hi = off + len;
+        if ((size_t)(plan.old.off + plan.old.size) > hi)
+            hi = (size_t)(plan.old.off + plan.old.size);
+        span = (struct span_row){.off = (int64_t)lo, .size = (int64_t)(hi - lo)};
+        data = merged + lo;
+    }
+    span.sum = XXH3_64bits(data, (size_t)span.size);
+    rc = write_temp(bc, data, (size_t)span.size, tmp, sizeof(tmp));
     if (rc < 0)
         return put_failed(bc, rc);
     pthread_mutex_lock(&bc->lock);
-    rc = put_commit(bc, file_id, index, len, sum, tmp);
-    bool over = bc->bytes > bc->high_bytes;
+    rc = put_commit(bc, file_id, index, &plan.old, &span, tmp);
+    *over = bc->bytes > bc->high_bytes;
     pthread_mutex_unlock(&bc->lock);
     if (rc != 0)
         unlinkat(bc->tmp_fd, tmp, 0);
-    if (rc < 0 && rc != -ENOENT)
+    if (rc < 0 && rc != -ENOENT && rc != -EAGAIN)
         return put_failed(bc, rc);
-    if (rc == 0 && over)
+    return rc;
+}
+
+static int put_span(struct blockcache *bc, int64_t file_id, uint64_t index, size_t off,
+                    const uint8_t *data, size_t len, bool whole)
+{
+    if (data == NULL || len == 0 || off >= bc->block_size || len > bc->block_size - off)
+        return -EINVAL;
+    uint8_t *merged = malloc(bc->block_size);
+    if (merged == NULL)
+        return -ENOMEM;
+    bool over = false;
+    int rc = -EAGAIN;
+    for (int attempt = 0; rc == -EAGAIN && attempt < SPAN_RETRIES; attempt++)
+        rc = put_once(bc, file_id, index, off, data, len, whole, merged, &over);
+    free(merged);
+    if (over)
         evict(bc);
-    return rc < 0 ? rc : 0;
+    return rc == -EAGAIN ? -EBUSY : rc;
+}
+
+int blockcache_put(struct blockcache *bc, int64_t file_id, uint64_t index, const uint8_t *data,
+                   size_t len)
+{
+    return put_span(bc, file_id, index, 0, data, len, true);
+}
+
+int blockcache_put_span(struct blockcache *bc, int64_t file_id, uint64_t index, size_t off,
+                        const uint8_t *data, size_t len)
+{
+    return put_span(bc, file_id, index, off, data, len, false);
 }
 
 int blockcache_set_cap(struct blockcache *bc, uint64_t cap_bytes)
@@ -1758,9 +1918,9 @@ int blockcache_get_hot_part(struct blockcache *bc, int64_t file_id, uint64_t ind
     pthread_mutex_lock(&bc->lock);
     struct hot_block *hot = hot_find(bc, file_id, index);
     int rc = -ENOENT;
-    if (hot != NULL && (offset > hot->len || len > hot->len - offset)) {
+    if (offset >= bc->block_size || len > bc->block_size - offset) {
         rc = -EINVAL;
-    } else if (hot != NULL) {
+    } else if (hot != NULL && offset >= hot->off && offset + len <= hot->off + hot->len) {
         memcpy(dst, hot->data + offset, len);
         hot->used = ++bc->hot_clock;
         touch(bc, file_id, index);

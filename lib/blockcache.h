@@ -3,9 +3,15 @@
  *
  * A remote file (identified by its URL identity, see urlpolicy.h) is cut
  * into fixed-size, aligned blocks of `block_size` bytes (the last block may
- * be short).  Each cached block is one file under <dir>/blocks/, indexed in
- * sqlite (WAL) at <dir>/index.sqlite with its size, XXH3-64 checksum and
- * last access time.  A file row records the remote file's validator (ETag,
+ * be short).  A cached block may be partial: it holds one *span*, the bytes
+ * [span_off, span_off + size) of the block, because batches fetch exact
+ * byte ranges rather than whole blocks; a whole block is the span
+ * (0, block length).  Each cached block is one file under <dir>/blocks/
+ * holding exactly its span, indexed in sqlite (WAL) at <dir>/index.sqlite
+ * with its span, XXH3-64 checksum of the span and last access time.  A put
+ * of a span that touches or overlaps the stored one writes their union
+ * (the stored bytes are read back and verified first), so neighbouring
+ * ranges grow a block to whole; of two disjoint spans the longer is kept.  A file row records the remote file's validator (ETag,
  * else Last-Modified + size) and size; when the validator changes the file
  * gets a new id and every block of the old version is dropped, so bytes of
  * two versions are never mixed.
@@ -118,23 +124,42 @@ int blockcache_public_set(struct blockcache *bc, const char *identity, int64_t u
 int blockcache_file_drop(struct blockcache *bc, const char *identity);
 
 /*
- * Reads block `index` of file `file_id` into buf (capacity cap, at least
- * block_size).  Returns 0 with *len set on a verified hit; -ENOENT on a
+ * Reads the span cached for block `index` of file `file_id` into buf
+ * (capacity cap, at least block_size) at its place in the block: the bytes
+ * are buf[*off .. *off + *len).  Returns 0 on a verified hit; -ENOENT on a
  * miss; -EBADMSG when the block was corrupt (it has been dropped: refetch
  * it); other negative errno on I/O errors (treat as a miss).
+ */
+int blockcache_get_span(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
+                        size_t cap, size_t *off, size_t *len);
+
+/*
+ * blockcache_get_span for readers of whole blocks: a span that does not
+ * start the block is a miss (-ENOENT); *len is the span's length, which
+ * the caller compares with the block's.
  */
 int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf, size_t cap,
                    size_t *len);
 
 /*
- * Stores block `index` of file `file_id` atomically, evicting least
- * recently used blocks if the cap's high watermark is passed.  A block that
- * is already cached is left as is (returns 0).  Returns 0, or a negative
- * errno (-ENOSPC, -EROFS in degraded mode, -ENOENT if the file id is no
- * longer current, ...) in which case nothing was stored.
+ * Stores block `index` of file `file_id` (len must be the block's whole
+ * length) atomically, evicting least recently used blocks if the cap's
+ * high watermark is passed.  A block that is already cached is left as is
+ * (returns 0); a partial one is replaced.  Returns 0, or a negative errno
+ * (-ENOSPC, -EROFS in degraded mode, -ENOENT if the file id is no longer
+ * current, -EBUSY when concurrent puts of the block kept overtaking this
+ * one, ...) in which case nothing was stored.
  */
 int blockcache_put(struct blockcache *bc, int64_t file_id, uint64_t index, const uint8_t *data,
                    size_t len);
+/*
+ * Stores the bytes [off, off + len) of block `index` (data holds just
+ * them), merged with the stored span when they touch or overlap it, as
+ * blockcache_put does otherwise.  A span the stored one already holds, or
+ * a disjoint span no longer than the stored one, is left out (returns 0).
+ */
+int blockcache_put_span(struct blockcache *bc, int64_t file_id, uint64_t index, size_t off,
+                        const uint8_t *data, size_t len);
 
 /*
  * Changes the size cap (the watermarks stay the same percentages).  When
@@ -146,9 +171,10 @@ int blockcache_set_cap(struct blockcache *bc, uint64_t cap_bytes);
 
 /*
  * Copies bytes [offset, offset+len) of block `index` into dst when the block
- * is one of the hot blocks kept in memory (see blockcache.c), so a small read
- * of a hot block copies only what it needs.  0 on such a hit; -ENOENT
- * otherwise (use blockcache_get); -EINVAL if the part lies outside the block.
+ * is one of the hot blocks kept in memory (see blockcache.c) and its span
+ * holds them, so a small read of a hot block copies only what it needs.  0
+ * on such a hit; -ENOENT otherwise (use blockcache_get_span); -EINVAL if
+ * the part lies outside the block.
  */
 int blockcache_get_hot_part(struct blockcache *bc, int64_t file_id, uint64_t index, size_t offset,
                             size_t len, uint8_t *dst);

@@ -2,14 +2,18 @@
  * remote.c - reads of remote files through the block cache, with
  * single-flight fetching of missing blocks.
  *
- * Owns the in-flight table: one entry per (file version, block) being
- * fetched, keyed by the cache's file id and the block index.  The reader
- * that creates an entry owns it: it submits the fetch, later writes the
- * block to the cache and only then removes the entry, so a reader that
- * finds neither a cached block nor an entry knows nobody has the block.
- * Other readers join the entry and wait.  Fetch callbacks (on the fetch
- * loop thread) only attach bytes to entries and broadcast; they never
- * touch the disk.
+ * Owns the in-flight table: one entry per span of bytes of one block of a
+ * file version being fetched, found by the cache's file id and the block
+ * index; the entries of one block never overlap.  Batches fetch the exact
+ * bytes they want (plus bridged gaps), so an entry is usually a part of a
+ * block; reads of whole blocks (remote_read) want every byte of theirs.
+ * The reader that creates an entry owns it: it submits the fetch, later
+ * writes what the request brought to the cache (one span per block, see
+ * blockcache.h) and only then removes the entry, so a reader that finds
+ * neither the bytes in the cache nor an entry holding them knows nobody
+ * has them.  Other readers join the entries holding their bytes and wait.
+ * Fetch callbacks (on the fetch loop thread) only attach bytes to entries
+ * and broadcast; they never touch the disk.
  *
  * Called from client threads; never from the fetch loop thread.
  */
@@ -46,12 +50,14 @@ struct entry {
     struct entry *next; /* bucket chain */
     int64_t file_id;
     uint64_t index;
+    size_t lo, hi;     /* the bytes [lo, hi) of the block it fetches */
     unsigned refs;     /* readers holding it (owner included); guarded by remote->lock */
     const void *owner; /* the batch that created it (joins by it are not counted) */
     bool in_table;     /* still findable by joiners */
     bool abandoned;    /* the owner gave up waiting: the callback removes it */
+    bool planned;      /* part of an upstream request: unlisted once the request is cached */
     enum entry_state state;
-    struct fetchbuf *buf; /* ENTRY_DONE: the block is buf->data[buf_off .. buf_off+len) */
+    struct fetchbuf *buf; /* ENTRY_DONE: bytes [lo, hi) are buf->data[buf_off .. buf_off+len) */
     size_t buf_off;
     size_t len;
     struct h5cd_error error; /* ENTRY_FAILED */
@@ -106,13 +112,45 @@ static size_t bucket_of(int64_t file_id, uint64_t index)
     return (size_t)((h ^ (h >> 29)) % INFLIGHT_BUCKETS);
 }
 
-/* Caller holds remote->lock. */
-static struct entry *table_find(struct remote *r, int64_t file_id, uint64_t index)
+/*
+ * The listed entry of block `index` that holds byte `pos` of the block, or
+ * NULL; then *next is where the first entry after pos begins (SIZE_MAX: no
+ * entry after pos).  Caller holds remote->lock.
+ */
+static struct entry *table_at(struct remote *r, int64_t file_id, uint64_t index, size_t pos,
+                              size_t *next)
 {
-    for (struct entry *e = r->buckets[bucket_of(file_id, index)]; e != NULL; e = e->next)
-        if (e->file_id == file_id && e->index == index)
+    *next = SIZE_MAX;
+    for (struct entry *e = r->buckets[bucket_of(file_id, index)]; e != NULL; e = e->next) {
+        if (e->file_id != file_id || e->index != index)
+            continue;
+        if (e->lo <= pos && pos < e->hi)
             return e;
+        if (e->lo > pos && e->lo < *next)
+            *next = e->lo;
+    }
     return NULL;
+}
+
+/* Lists a new entry owned by `owner`.  Caller holds remote->lock. */
+static struct entry *table_add(struct remote *r, const void *owner, int64_t file_id,
+                               uint64_t index, size_t lo, size_t hi)
+{
+    struct entry *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return NULL;
+    *e = (struct entry){.file_id = file_id,
+                        .index = index,
+                        .lo = lo,
+                        .hi = hi,
+                        .owner = owner,
+                        .refs = 1,
+                        .in_table = true,
+                        .state = ENTRY_PENDING};
+    size_t bucket = bucket_of(file_id, index);
+    e->next = r->buckets[bucket];
+    r->buckets[bucket] = e;
+    return e;
 }
 
 /* Caller holds remote->lock. */
@@ -591,10 +629,12 @@ int remote_open(struct remote *r, const char *url, uint64_t probe_bytes, struct 
 
 #define GAP_SLOT SIZE_MAX /* a slot that fills a gap between wanted blocks: no range */
 
-/* One block of one range that was not in the cache when the range was admitted. */
+/* A piece of one block that a range wants and the cache did not have when the range was
+ * admitted: the bytes [lo, hi) of block `index`, all inside the entry that fetches them. */
 struct slot {
     struct entry *entry;
     uint64_t index;
+    size_t lo, hi;
     size_t range; /* or GAP_SLOT */
     bool owned;   /* this slot created the entry: it stores the block and unlists the entry */
     bool done;
@@ -609,6 +649,7 @@ struct planned_fetch {
     size_t first; /* its entries: plan_entries[first .. first + n) */
     size_t n;
     bool submitted;
+    bool stored;   /* its answer went to the cache and its entries were unlisted */
     bool finished; /* every entry settled; the plan's references are released */
 };
 
@@ -642,8 +683,10 @@ struct remote_batch {
     bool changed;           /* upstream reported another version of the file */
     bool reresolved;        /* the name was resolved again after a refusal (once a batch) */
     bool reresolve_ok;      /* ... and gave another URL for the same file */
+    bool whole_blocks;      /* fetch whole blocks, not just the bytes wanted (remote_read) */
     uint8_t *scratch;       /* one block, for cache reads */
-    uint64_t scratch_index; /* the block scratch holds (verified), or UINT64_MAX */
+    uint64_t scratch_index; /* the block whose span scratch holds (verified), or UINT64_MAX */
+    size_t scratch_off;     /* the span: scratch[scratch_off .. scratch_off + scratch_len) */
     size_t scratch_len;
     struct planned_fetch *plans; /* in submission order */
     size_t nplans, plancap, next_plan, first_open_plan;
@@ -676,50 +719,53 @@ static size_t block_length(const struct remote *r, const struct remote_file *f, 
     return left < r->block_size ? (size_t)left : r->block_size;
 }
 
-/* Copies the part of block `index` (bytes `block`) that overlaps the range into its buffer. */
-static void copy_block_part(const struct remote *r, uint64_t index, const uint8_t *block,
-                            size_t block_len, const struct batch_range *range)
+/* Copies what the range wants of the bytes [lo, hi) of block `index` (at `bytes`). */
+static void copy_block_part(const struct remote *r, uint64_t index, const uint8_t *bytes, size_t lo,
+                            size_t hi, const struct batch_range *range)
 {
     uint64_t bstart = index * r->block_size;
-    uint64_t from = range->offset > bstart ? range->offset : bstart;
-    uint64_t bend = bstart + block_len;
+    uint64_t from = range->offset > bstart + lo ? range->offset : bstart + lo;
     uint64_t rend = range->offset + range->length;
-    uint64_t to = rend < bend ? rend : bend;
+    uint64_t to = rend < bstart + hi ? rend : bstart + hi;
     if (to > from)
-        memcpy(range->dst + (from - range->offset), block + (from - bstart), (size_t)(to - from));
+        memcpy(range->dst + (from - range->offset), bytes + (from - bstart - lo),
+               (size_t)(to - from));
 }
 
-/* Serves one block of a range from the cache.  True on a verified hit. */
-static bool read_cached_block(struct remote_batch *b, uint64_t index, struct batch_range *range)
+/*
+ * Serves the bytes [lo, hi) of block `index` to a range from the cache.
+ * True when the cache held them all.  Otherwise what it held of them is
+ * copied all the same, and *off / *len tell the block's cached span (len 0:
+ * none), so that only the rest is fetched.
+ */
+static bool read_cached(struct remote_batch *b, uint64_t index, size_t lo, size_t hi,
+                        struct batch_range *range, size_t *off, size_t *len)
 {
     struct remote *r = b->remote;
-    size_t want = block_length(r, &b->file, index);
-    if (b->scratch_index == index && b->scratch_len == want) {
-        /* Neighbouring small chunks share blocks: read and verify each block once. */
-        copy_block_part(r, index, b->scratch, want, range);
-        STATS_INC(r->stats, cache_hits);
-        return true;
-    }
-    /* A hot block: copy just the part this range needs. */
     uint64_t bstart = index * r->block_size;
-    uint64_t from = range->offset > bstart ? range->offset : bstart;
-    uint64_t end = range->offset + range->length;
-    uint64_t to = end < bstart + want ? end : bstart + want;
-    if (to > from &&
-        blockcache_get_hot_part(r->cache, b->file.file_id, index, (size_t)(from - bstart),
-                                (size_t)(to - from), range->dst + (from - range->offset)) == 0) {
+    /* A hot block: copy just the part this range needs. */
+    if (b->scratch_index != index &&
+        blockcache_get_hot_part(r->cache, b->file.file_id, index, lo, hi - lo,
+                                range->dst + (bstart + lo - range->offset)) == 0) {
         STATS_INC(r->stats, cache_hits);
         return true;
     }
-    size_t got = 0;
-    int rc = blockcache_get(r->cache, b->file.file_id, index, b->scratch, r->block_size, &got);
-    if (rc == -EBADMSG)
-        STATS_INC(r->stats, corrupt_blocks);
-    bool hit = rc == 0 && got == want;
-    b->scratch_index = hit ? index : UINT64_MAX;
-    b->scratch_len = hit ? got : 0;
-    if (hit)
-        copy_block_part(r, index, b->scratch, got, range);
+    /* Neighbouring small chunks share blocks: read and verify each block once. */
+    if (b->scratch_index != index) {
+        size_t got_off = 0, got = 0;
+        int rc = blockcache_get_span(r->cache, b->file.file_id, index, b->scratch, r->block_size,
+                                     &got_off, &got);
+        if (rc == -EBADMSG)
+            STATS_INC(r->stats, corrupt_blocks);
+        b->scratch_index = rc == 0 ? index : UINT64_MAX;
+        b->scratch_off = rc == 0 ? got_off : 0;
+        b->scratch_len = rc == 0 ? got : 0;
+    }
+    *off = b->scratch_index == index ? b->scratch_off : 0;
+    *len = b->scratch_index == index ? b->scratch_len : 0;
+    bool hit = *len > 0 && *off <= lo && hi <= *off + *len;
+    if (*len > 0)
+        copy_block_part(r, index, b->scratch + *off, *off, *off + *len, range);
     if (hit)
         STATS_INC(r->stats, cache_hits);
     else
@@ -751,13 +797,13 @@ static void fetch_done(struct fetch_result *res, void *arg)
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < ctx->nentries; i++) {
         struct entry *e = ctx->entries[i];
-        uint64_t start = e->index * r->block_size - ctx->offset;
+        uint64_t start = e->index * r->block_size + e->lo - ctx->offset;
         if (buf != NULL && start < buf->len) {
             atomic_fetch_add(&buf->refs, 1);
             e->buf = buf;
             e->buf_off = (size_t)start;
             size_t left = buf->len - (size_t)start;
-            e->len = left < r->block_size ? left : r->block_size;
+            e->len = left < e->hi - e->lo ? left : e->hi - e->lo;
             e->state = ENTRY_DONE;
         } else {
             e->state = ENTRY_FAILED;
@@ -801,60 +847,75 @@ static void ready_push(struct remote_batch *b, size_t range)
     b->ready[b->ready_tail++] = range;
 }
 
-/* Claims or joins the in-flight entry of every slot in [from, nslots).  Caller holds the lock. */
-static int claim_slots_locked(struct remote_batch *b, size_t from)
+/*
+ * Gives slot i an entry: the entry holding the slot's first byte is joined,
+ * or, if none does, a new one is created for the bytes up to the next
+ * entry.  The rest of the slot's bytes become new slots, one per entry, at
+ * the end of the array (they are claimed by the same loop).  Caller holds
+ * the lock.
+ */
+static int claim_slot_locked(struct remote_batch *b, size_t i)
 {
     struct remote *r = b->remote;
-    for (size_t i = from; i < b->nslots; i++) {
-        struct slot *s = &b->slots[i];
-        struct entry *e = table_find(r, b->file.file_id, s->index);
-        if (e != NULL) {
-            e->refs++;
-            s->entry = e;
-            if (e->owner != b)
-                STATS_INC(r->stats, inflight_joins);
-            continue;
-        }
-        e = calloc(1, sizeof(*e));
+    if (slots_reserve(b, 1) < 0)
+        return -ENOMEM;
+    struct slot *s = &b->slots[i];
+    size_t next = SIZE_MAX;
+    struct entry *e = table_at(r, b->file.file_id, s->index, s->lo, &next);
+    if (e != NULL) {
+        e->refs++;
+        if (e->owner != b)
+            STATS_INC(r->stats, inflight_joins);
+    } else {
+        e = table_add(r, b, b->file.file_id, s->index, s->lo, next < s->hi ? next : s->hi);
         if (e == NULL)
             return -ENOMEM;
-        e->file_id = b->file.file_id;
-        e->index = s->index;
-        e->owner = b;
-        e->refs = 1;
-        e->in_table = true;
-        e->state = ENTRY_PENDING;
-        size_t bucket = bucket_of(e->file_id, e->index);
-        e->next = r->buckets[bucket];
-        r->buckets[bucket] = e;
-        s->entry = e;
         s->owned = true;
+    }
+    s->entry = e;
+    if (e->hi < s->hi) {
+        /* The rest of the piece: another slot (room reserved above). */
+        b->slots[b->nslots++] =
+            (struct slot){.index = s->index, .lo = e->hi, .hi = s->hi, .range = s->range};
+        s->hi = e->hi;
+        if (s->range != GAP_SLOT)
+            b->ranges[s->range].pending++;
     }
     return 0;
 }
 
-/* Completes an owned entry whose block a previous owner cached meanwhile. */
+/* Claims or joins entries for every slot in [from, nslots).  Caller holds the lock. */
+static int claim_slots_locked(struct remote_batch *b, size_t from)
+{
+    for (size_t i = from; i < b->nslots; i++)
+        if (b->slots[i].entry == NULL && claim_slot_locked(b, i) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
+/* Completes an owned entry whose bytes a previous owner cached meanwhile. */
 static void complete_from_cache(struct remote_batch *b, struct entry *e)
 {
     struct remote *r = b->remote;
-    size_t want = block_length(r, &b->file, e->index);
     struct fetchbuf *buf = malloc(sizeof(*buf));
-    uint8_t *data = malloc(r->block_size);
-    size_t got = 0;
-    if (buf == NULL || data == NULL ||
-        blockcache_get(r->cache, b->file.file_id, e->index, data, r->block_size, &got) < 0 ||
-        got != want) {
+    uint8_t *block = malloc(r->block_size);
+    size_t off = 0, got = 0;
+    if (buf == NULL || block == NULL ||
+        blockcache_get_span(r->cache, b->file.file_id, e->index, block, r->block_size, &off,
+                            &got) < 0 ||
+        off > e->lo || e->hi > off + got) {
         free(buf);
-        free(data);
+        free(block);
         return;
     }
+    /* The entry's bytes are block[e->lo .. e->hi): keep the block, point into it. */
     atomic_init(&buf->refs, 1);
-    buf->data = data;
-    buf->len = got;
+    buf->data = block;
+    buf->len = e->hi;
     pthread_mutex_lock(&r->lock);
     e->buf = buf;
-    e->buf_off = 0;
-    e->len = got;
+    e->buf_off = e->lo;
+    e->len = e->hi - e->lo;
     e->state = ENTRY_DONE;
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
@@ -923,6 +984,7 @@ static int plan_fetch(struct remote_batch *b, const struct coalesce_range *range
     pthread_mutex_lock(&b->remote->lock);
     for (size_t i = 0; i < nowned; i++) {
         owned[i]->refs++;
+        owned[i]->planned = true;
         b->plan_entries[b->nplan_entries + i] = owned[i];
     }
     pthread_mutex_unlock(&b->remote->lock);
@@ -940,12 +1002,72 @@ static void plan_release_locked(struct remote_batch *b, struct planned_fetch *p)
     p->finished = true;
 }
 
-/* Marks settled requests finished and submits planned ones while fewer than
+/* Caches what the request of a plan brought (one span per block it touched), from the body
+ * of the response that starts at file offset `offset`.  No lock held. */
+static void store_body(struct remote_batch *b, uint64_t offset, const struct fetchbuf *body)
+{
+    struct remote *r = b->remote;
+    uint64_t end = offset + body->len;
+    for (uint64_t pos = offset; pos < end;) {
+        uint64_t index = pos / r->block_size;
+        uint64_t bstart = index * r->block_size;
+        uint64_t stop = bstart + r->block_size < end ? bstart + r->block_size : end;
+        size_t len = (size_t)(stop - pos);
+        if (blockcache_put_span(r->cache, b->file.file_id, index, (size_t)(pos - bstart),
+                                body->data + (pos - offset), len) < 0) {
+            STATS_INC(r->stats, cache_write_errors);
+            STATS_ADD(r->stats, passthrough_bytes, len);
+        }
+        pos = stop;
+    }
+}
+
+/*
+ * Caches the answers of submitted plans whose entries have all settled,
+ * then unlists their entries: in that order, so that a reader who finds
+ * neither the bytes cached nor an entry for them knows nobody has them.
+ */
+static void store_settled(struct remote_batch *b)
+{
+    struct remote *r = b->remote;
+    for (size_t i = b->first_open_plan; i < b->next_plan; i++) {
+        struct planned_fetch *p = &b->plans[i];
+        if (p->finished || p->stored || !p->submitted)
+            continue;
+        struct fetchbuf *body = NULL;
+        bool pending = false;
+        pthread_mutex_lock(&r->lock);
+        for (size_t k = 0; k < p->n && !pending; k++) {
+            struct entry *e = b->plan_entries[p->first + k];
+            pending = e->state == ENTRY_PENDING;
+            if (body == NULL && e->state == ENTRY_DONE && e->buf != NULL) {
+                body = e->buf;
+                atomic_fetch_add(&body->refs, 1);
+            }
+        }
+        pthread_mutex_unlock(&r->lock);
+        if (!pending && body != NULL) {
+            store_body(b, p->range.offset, body);
+            b->scratch_index = UINT64_MAX; /* it may hold less than the cache now does */
+        }
+        fetchbuf_release(body);
+        if (pending)
+            continue;
+        pthread_mutex_lock(&r->lock);
+        for (size_t k = 0; k < p->n; k++)
+            table_remove(r, b->plan_entries[p->first + k]);
+        p->stored = true;
+        pthread_mutex_unlock(&r->lock);
+    }
+}
+
+/* Caches settled requests, marks them finished and submits planned ones while fewer than
  * max_fetches_per_batch are in flight. */
 static void pump(struct remote_batch *b)
 {
     struct remote *r = b->remote;
     size_t inflight = 0;
+    store_settled(b);
     pthread_mutex_lock(&r->lock);
     for (size_t i = b->first_open_plan; i < b->next_plan; i++) {
         struct planned_fetch *p = &b->plans[i];
@@ -956,7 +1078,7 @@ static void pump(struct remote_batch *b)
             pending = b->plan_entries[p->first + k]->state == ENTRY_PENDING;
         if (pending)
             inflight++;
-        else
+        else if (p->stored)
             plan_release_locked(b, p);
     }
     while (b->first_open_plan < b->next_plan && b->plans[b->first_open_plan].finished)
@@ -975,6 +1097,7 @@ static void pump(struct remote_batch *b)
 static void drop_plans(struct remote_batch *b)
 {
     struct remote *r = b->remote;
+    store_settled(b); /* answers already in are worth keeping */
     pthread_mutex_lock(&r->lock);
     for (size_t i = b->first_open_plan; i < b->nplans; i++) {
         struct planned_fetch *p = &b->plans[i];
@@ -999,7 +1122,9 @@ static int cmp_entry_index(const void *a, const void *b)
 {
     const struct entry *ea = *(struct entry *const *)a;
     const struct entry *eb = *(struct entry *const *)b;
-    return ea->index < eb->index ? -1 : ea->index > eb->index;
+    if (ea->index != eb->index)
+        return ea->index < eb->index ? -1 : 1;
+    return ea->lo < eb->lo ? -1 : ea->lo > eb->lo;
 }
 
 /* Coalesces the pending entries owned by slots [from, nslots) and submits their fetches. */
@@ -1025,19 +1150,22 @@ static void fetch_owned(struct remote_batch *b, size_t from)
         goto done;
     }
     qsort(owned, nowned, sizeof(*owned), cmp_entry_index);
+    uint64_t total = 0;
     for (size_t i = 0; i < nowned; i++) {
-        ranges[i].offset = owned[i]->index * r->block_size;
-        ranges[i].length = block_length(r, &b->file, owned[i]->index);
+        ranges[i].offset = owned[i]->index * r->block_size + owned[i]->lo;
+        ranges[i].length = owned[i]->hi - owned[i]->lo;
+        total += ranges[i].length;
     }
-    /* Gaps were filled by claiming their blocks (claim_gaps): merge only neighbours. */
-    uint64_t piece = batch_piece(b, (uint64_t)nowned * r->block_size);
+    /* Gaps were filled by claiming their bytes (claim_gaps): merge only neighbours. */
+    uint64_t piece = batch_piece(b, total);
     if (coalesce_plan(ranges, nowned, 0, piece, &plan) < 0 ||
         (r->cfg.parent_slice > 0 && parents_split_plan(&plan, r->cfg.parent_slice) < 0)) {
         fail_entries(r, owned, nowned, H5CD_E_INTERNAL, "cannot plan upstream requests");
         goto done;
     }
-    /* Owned blocks are sorted and each lies in exactly one fetch (the piece is a
-     * multiple of the block size), so one sweep assigns them. */
+    /* Owned entries are sorted, disjoint, and each lies in exactly one fetch (each is
+     * inside one block and the piece is a multiple of the block size), so one sweep
+     * assigns them. */
     size_t next = 0;
     for (size_t j = 0; j < plan.nfetches; j++) {
         size_t begin = next;
@@ -1055,7 +1183,50 @@ done:
     free(owned);
 }
 
-/* Adds a slot for every block of the range that the cache did not have. */
+/* The largest hole worth bridging between two wanted byte ranges of this batch. */
+static uint64_t batch_gap(const struct remote_batch *b)
+{
+    struct planner_limits lim = batch_limits(b);
+    return planner_gap(&b->link, &lim);
+}
+
+/* Adds an unclaimed slot for the bytes [lo, hi) of block index (room reserved). */
+static void add_slot(struct remote_batch *b, size_t ri, uint64_t index, size_t lo, size_t hi)
+{
+    b->slots[b->nslots++] = (struct slot){.index = index, .lo = lo, .hi = hi, .range = ri};
+    b->ranges[ri].pending++;
+}
+
+/*
+ * Adds slots for the bytes [lo, hi) of block index that the cached span
+ * [off, off + len) lacks.  A block holds one span (see blockcache.h), so a
+ * piece that would not touch the cached span is widened to touch it when
+ * the hole is worth bridging; otherwise whichever span is longer is kept.
+ */
+static void add_missing(struct remote_batch *b, size_t ri, uint64_t index, size_t lo, size_t hi,
+                        size_t off, size_t len)
+{
+    if (len == 0) {
+        add_slot(b, ri, index, lo, hi);
+        return;
+    }
+    uint64_t gap = batch_gap(b);
+    size_t end = off + len;
+    if (lo < off) { /* a piece before the span */
+        size_t stop = hi < off ? hi : off;
+        if (off - stop <= gap)
+            stop = off;
+        add_slot(b, ri, index, lo, stop);
+    }
+    if (hi > end) { /* a piece after it */
+        size_t start = lo > end ? lo : end;
+        if (start - end <= gap)
+            start = end;
+        add_slot(b, ri, index, start, hi);
+    }
+}
+
+/* Adds slots for every byte of the range that the cache did not have. */
 static int admit_one(struct remote_batch *b, size_t ri)
 {
     struct remote *r = b->remote;
@@ -1068,13 +1239,22 @@ static int admit_one(struct remote_batch *b, size_t ri)
     }
     uint64_t first = range->offset / r->block_size;
     uint64_t last = (range->offset + range->length - 1) / r->block_size;
-    if (slots_reserve(b, (size_t)(last - first + 1)) < 0)
+    /* At most two pieces a block (before and after its cached span). */
+    if (slots_reserve(b, 2 * (size_t)(last - first + 1)) < 0)
         return -ENOMEM;
+    uint64_t end = range->offset + range->length;
     for (uint64_t index = first; index <= last; index++) {
-        if (read_cached_block(b, index, range))
+        uint64_t bstart = index * r->block_size;
+        size_t lo = range->offset > bstart ? (size_t)(range->offset - bstart) : 0;
+        size_t hi = end < bstart + r->block_size ? (size_t)(end - bstart) : r->block_size;
+        size_t off = 0, len = 0;
+        if (read_cached(b, index, lo, hi, range, &off, &len))
             continue;
-        b->slots[b->nslots++] = (struct slot){.index = index, .range = ri};
-        range->pending++;
+        if (b->whole_blocks) {
+            lo = 0;
+            hi = block_length(r, &b->file, index);
+        }
+        add_missing(b, ri, index, lo, hi, off, len);
     }
     return 0;
 }
@@ -1086,69 +1266,97 @@ static void fail_range(struct batch_range *range, enum h5cd_errcode code, const 
     range->failed = true;
 }
 
-static int cmp_u64(const void *a, const void *b)
+/* Owned slots ordered by the file offset of their bytes. */
+static int cmp_slot_pos(const void *a, const void *b)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
+    const struct slot *x = *(struct slot *const *)a, *y = *(struct slot *const *)b;
+    if (x->index != y->index)
+        return x->index < y->index ? -1 : 1;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
-/* Claims free block g for the batch as a gap slot (room reserved).  false when out of
- * memory.  Caller holds the lock. */
-static bool claim_gap_block_locked(struct remote_batch *b, uint64_t g)
+/*
+ * Claims, as gap slots, the bytes [lo, hi) of block index that nobody is
+ * fetching (bytes some entry holds are left to it, so no byte is fetched
+ * twice).  false when out of memory.  Caller holds the lock.
+ */
+static bool claim_gap_locked(struct remote_batch *b, uint64_t index, size_t lo, size_t hi)
 {
     struct remote *r = b->remote;
-    struct entry *e = calloc(1, sizeof(*e));
-    if (e == NULL)
-        return false;
-    *e = (struct entry){.file_id = b->file.file_id,
-                        .index = g,
-                        .owner = b,
-                        .refs = 1,
-                        .in_table = true,
-                        .state = ENTRY_PENDING};
-    size_t bucket = bucket_of(e->file_id, g);
-    e->next = r->buckets[bucket];
-    r->buckets[bucket] = e;
-    b->slots[b->nslots++] = (struct slot){.entry = e, .index = g, .range = GAP_SLOT, .owned = true};
+    for (size_t pos = lo; pos < hi;) {
+        size_t next = SIZE_MAX;
+        struct entry *e = table_at(r, b->file.file_id, index, pos, &next);
+        if (e != NULL) {
+            pos = e->hi;
+            continue;
+        }
+        size_t stop = next < hi ? next : hi;
+        if (slots_reserve(b, 1) < 0 ||
+            (e = table_add(r, b, b->file.file_id, index, pos, stop)) == NULL)
+            return false;
+        b->slots[b->nslots++] = (struct slot){
+            .entry = e, .index = index, .lo = pos, .hi = stop, .range = GAP_SLOT, .owned = true};
+        pos = stop;
+    }
+    return true;
+}
+
+/* Claims the free bytes of the file in [from, to) as gap slots.  Caller holds the lock. */
+static bool claim_hole_locked(struct remote_batch *b, uint64_t from, uint64_t to)
+{
+    uint64_t bs = b->remote->block_size;
+    for (uint64_t pos = from; pos < to;) {
+        uint64_t index = pos / bs;
+        uint64_t stop = (index + 1) * bs < to ? (index + 1) * bs : to;
+        if (!claim_gap_locked(b, index, (size_t)(pos - index * bs), (size_t)(stop - index * bs)))
+            return false;
+        pos = stop;
+    }
     return true;
 }
 
 /*
- * Claims the free blocks in small gaps between the blocks this batch will
- * fetch (slots [from, nslots)), so that one request can cover them: a gap
- * is worth a few blocks of transfer rather than another round trip.  A gap
- * block that is cached or being fetched by anyone else is left alone, so no
- * byte is fetched twice.  Caller holds the lock.
+ * Claims the free bytes of the holes between the bytes this batch will
+ * fetch (its owned slots from `from`), so that one request covers both
+ * sides: when reading the hole costs less than another request (the
+ * planner's gap), and always inside one block, because a block keeps one
+ * span in the cache.  Caller holds the lock.
  */
 static void claim_gaps_locked(struct remote_batch *b, size_t from)
 {
     struct remote *r = b->remote;
-    struct planner_limits lim = batch_limits(b);
-    uint64_t max_gap = planner_gap(&b->link, &lim) / r->block_size;
+    uint64_t max_gap = batch_gap(b);
     size_t n = b->nslots - from;
-    if (max_gap == 0 || n < 2)
+    if (n < 2)
         return;
-    uint64_t *wanted = malloc(n * sizeof(*wanted));
-    if (wanted == NULL)
-        return;
+    struct slot **owned = malloc(n * sizeof(*owned));
+    uint64_t *start = malloc(n * sizeof(*start)), *stop = malloc(n * sizeof(*stop));
     size_t k = 0;
-    for (size_t i = from; i < b->nslots; i++)
+    for (size_t i = from; owned != NULL && i < b->nslots; i++)
         if (b->slots[i].owned)
-            wanted[k++] = b->slots[i].index;
-    qsort(wanted, k, sizeof(*wanted), cmp_u64);
-    for (size_t i = 0; i + 1 < k; i++) {
-        uint64_t gap = wanted[i + 1] - wanted[i] - 1;
-        if (gap == 0 || gap > max_gap || slots_reserve(b, (size_t)gap) < 0)
-            continue;
-        for (uint64_t g = wanted[i] + 1; g < wanted[i + 1]; g++)
-            if (table_find(r, b->file.file_id, g) == NULL && !claim_gap_block_locked(b, g))
+            owned[k++] = &b->slots[i];
+    if (owned != NULL && start != NULL && stop != NULL) {
+        qsort(owned, k, sizeof(*owned), cmp_slot_pos);
+        /* Positions first: claiming may move the slots array. */
+        for (size_t i = 0; i < k; i++) {
+            start[i] = owned[i]->index * r->block_size + owned[i]->lo;
+            stop[i] = owned[i]->index * r->block_size + owned[i]->hi;
+        }
+        for (size_t i = 0; i + 1 < k; i++) {
+            uint64_t hole = start[i + 1] > stop[i] ? start[i + 1] - stop[i] : 0;
+            bool same_block = (stop[i] - 1) / r->block_size == start[i + 1] / r->block_size;
+            if (hole > 0 && (hole <= max_gap || same_block) &&
+                !claim_hole_locked(b, stop[i], start[i + 1]))
                 break;
+        }
     }
-    free(wanted);
+    free(owned);
+    free(start);
+    free(stop);
 }
 
 /*
- * With site caches: claims the free blocks of every slice the batch fetches
+ * With site caches: claims the free bytes of every slice the batch fetches
  * from (slots [from, nslots)), so that one request fetches each slice whole
  * (aligned to parent_slice) and no second request for the same slice waits
  * on the site cache's lock.  Caller holds the lock.
@@ -1156,21 +1364,18 @@ static void claim_gaps_locked(struct remote_batch *b, size_t from)
 static void claim_slices_locked(struct remote_batch *b, size_t from)
 {
     struct remote *r = b->remote;
-    uint64_t per = r->cfg.parent_slice / r->block_size;
-    uint64_t nblocks = (b->file.size + r->block_size - 1) / r->block_size;
+    uint64_t slice_bytes = r->cfg.parent_slice;
     size_t end = b->nslots;
     uint64_t last = UINT64_MAX;
-    for (size_t i = from; per > 1 && i < end; i++) {
-        uint64_t slice = b->slots[i].index / per;
+    for (size_t i = from; slice_bytes > r->block_size && i < end; i++) {
+        uint64_t slice = b->slots[i].index * r->block_size / slice_bytes;
         if (!b->slots[i].owned || slice == last)
             continue;
         last = slice;
-        uint64_t hi = (slice + 1) * per < nblocks ? (slice + 1) * per : nblocks;
-        if (slots_reserve(b, (size_t)per) < 0)
+        uint64_t lo = slice * slice_bytes;
+        uint64_t hi = lo + slice_bytes < b->file.size ? lo + slice_bytes : b->file.size;
+        if (!claim_hole_locked(b, lo, hi))
             return;
-        for (uint64_t g = slice * per; g < hi; g++)
-            if (table_find(r, b->file.file_id, g) == NULL && !claim_gap_block_locked(b, g))
-                return;
     }
 }
 
@@ -1259,47 +1464,34 @@ static void start_slots(struct remote_batch *b, size_t slots_before, bool with_g
     fetch_owned(b, slots_before);
 }
 
-/* Uses a finished slot: copy its bytes, cache them if ours, let go of the entry. */
+/* Uses a finished slot: copy its bytes, let go of the entry.  Requests are cached as a
+ * whole (store_settled); an owned entry completed from the cache is unlisted here. */
 static void consume_slot(struct remote_batch *b, struct slot *s)
 {
     struct remote *r = b->remote;
     struct entry *e = s->entry;
-    if (s->range == GAP_SLOT) {
-        if (e->state == ENTRY_DONE && e->len == block_length(r, &b->file, s->index) &&
-            blockcache_put(r->cache, b->file.file_id, s->index, e->buf->data + e->buf_off, e->len) <
-                0)
-            STATS_INC(r->stats, cache_write_errors);
-        pthread_mutex_lock(&r->lock);
-        table_remove(r, e);
-        entry_release_locked(e);
-        pthread_mutex_unlock(&r->lock);
-        s->done = true;
-        return;
-    }
-    struct batch_range *range = &b->ranges[s->range];
-    if (e->state != ENTRY_DONE) {
-        if (e->error.code == H5CD_E_UPSTREAM_CHANGED)
-            b->changed = true;
-        if (!range->failed)
-            range->error = e->error;
-        range->failed = true;
-    } else if (e->len != block_length(r, &b->file, s->index)) {
-        fail_range(range, H5CD_E_UPSTREAM_ERROR, "upstream returned a short block");
-    } else {
-        const uint8_t *block = e->buf->data + e->buf_off;
-        copy_block_part(r, s->index, block, e->len, range);
-        if (s->owned && blockcache_put(r->cache, b->file.file_id, s->index, block, e->len) < 0) {
-            STATS_INC(r->stats, cache_write_errors);
-            STATS_ADD(r->stats, passthrough_bytes, e->len);
+    if (s->range != GAP_SLOT) {
+        struct batch_range *range = &b->ranges[s->range];
+        if (e->state != ENTRY_DONE) {
+            if (e->error.code == H5CD_E_UPSTREAM_CHANGED)
+                b->changed = true;
+            if (!range->failed)
+                range->error = e->error;
+            range->failed = true;
+        } else if (e->len != e->hi - e->lo) {
+            fail_range(range, H5CD_E_UPSTREAM_ERROR, "upstream returned a short block");
+        } else {
+            const uint8_t *bytes = e->buf->data + e->buf_off + (s->lo - e->lo);
+            copy_block_part(r, s->index, bytes, s->lo, s->hi, range);
         }
     }
     pthread_mutex_lock(&r->lock);
-    if (s->owned)
+    if (s->owned && !e->planned)
         table_remove(r, e);
     entry_release_locked(e);
     pthread_mutex_unlock(&r->lock);
     s->done = true;
-    if (--range->pending == 0)
+    if (s->range != GAP_SLOT && --b->ranges[s->range].pending == 0)
         ready_push(b, s->range);
 }
 
@@ -1323,6 +1515,7 @@ static bool progress(struct remote_batch *b)
         pthread_mutex_unlock(&r->lock);
         if (finished == 0)
             continue;
+        store_settled(b);
         /* The state of an entry only moves away from PENDING, so no lock is needed to
          * re-read it once it was seen finished. */
         for (size_t i = b->scan_from; i < b->nslots; i++) {
@@ -1567,8 +1760,9 @@ int remote_read(struct remote *r, const struct remote_file *f, uint64_t offset, 
     if (offset > f->size || length > f->size - offset)
         return h5cd_fail(err, H5CD_E_RANGE_NOT_SATISFIABLE, "range outside the file");
     struct remote_batch *b = NULL;
-    if (remote_batch_new(r, f, length, &b) < 0 ||
-        remote_batch_add(b, offset, length, dst, NULL) < 0) {
+    if (remote_batch_new(r, f, length, &b) == 0)
+        b->whole_blocks = true; /* libhdf5's metadata and mirror windows: see remote.h */
+    if (b == NULL || remote_batch_add(b, offset, length, dst, NULL) < 0) {
         remote_batch_free(b);
         return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
     }
