@@ -1438,7 +1438,8 @@ struct span_row {
 };
 
 /* Reads the row of a block.  0, -ENOENT or a negative errno.  Caller holds bc->lock. */
-static int span_row_get(struct blockcache *bc, int64_t file_id, uint64_t index, struct span_row *out)
+static int span_row_get(struct blockcache *bc, int64_t file_id, uint64_t index,
+                        struct span_row *out)
 {
     sqlite3_stmt *s = bc->st[ST_BLOCK_GET];
     sqlite3_bind_int64(s, 1, file_id);
@@ -1621,8 +1622,8 @@ struct put_plan {
  * holds more bytes than a disjoint new span).  With whole, the span must be
  * the whole block.  Caller holds bc->lock.
  */
-static int put_admit(struct blockcache *bc, int64_t file_id, uint64_t index, size_t off,
-                     size_t len, bool whole, struct put_plan *plan)
+static int put_admit(struct blockcache *bc, int64_t file_id, uint64_t index, size_t off, size_t len,
+                     bool whole, struct put_plan *plan)
 {
     if (bc->degraded)
         return -EROFS;
@@ -1781,14 +1782,13 @@ static int put_once(struct blockcache *bc, int64_t file_id, uint64_t index, size
     struct put_plan plan;
     pthread_mutex_lock(&bc->lock);
     /* A block that alone passes the high watermark would only evict everything else. */
-    int rc = len > bc->high_bytes ? -EFBIG
-                                  : put_admit(bc, file_id, index, off, len, whole, &plan);
+    int rc = len > bc->high_bytes ? -EFBIG : put_admit(bc, file_id, index, off, len, whole, &plan);
     pthread_mutex_unlock(&bc->lock);
     if (rc != 0)
         return rc < 0 ? rc : 0;
     struct span_row span = {.off = (int64_t)off, .size = (int64_t)len};
-    if (plan.merge && read_block(bc, file_id, index, merged + plan.old.off,
-                                 (size_t)plan.old.size, plan.old.sum) == 0) {
+    if (plan.merge && read_block(bc, file_id, index, merged + plan.old.off, (size_t)plan.old.size,
+                                 plan.old.sum) == 0) {
         /* Old and new bytes both verified (old by its checksum): their union. */
         memcpy(merged + off, data, len);
         size_t lo = off < (size_t)plan.old.off ? off : (size_t)plan.old.off;

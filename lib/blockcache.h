@@ -11,10 +11,10 @@
  * with its span, XXH3-64 checksum of the span and last access time.  A put
  * of a span that touches or overlaps the stored one writes their union
  * (the stored bytes are read back and verified first), so neighbouring
- * ranges grow a block to whole; of two disjoint spans the longer is kept.  A file row records the remote file's validator (ETag,
- * else Last-Modified + size) and size; when the validator changes the file
- * gets a new id and every block of the old version is dropped, so bytes of
- * two versions are never mixed.
+ * ranges grow a block to whole; of two disjoint spans the longer is kept.  A file row records the
+ * remote file's validator (ETag, else Last-Modified + size) and size; when the validator changes
+ * the file gets a new id and every block of the old version is dropped, so bytes of two versions
+ * are never mixed.
  *
  * Writes are atomic: temp file under <dir>/tmp, rename, then the index row.
  * blockcache_open() reconciles after a crash: temp files and block files

@@ -133,8 +133,8 @@ static struct entry *table_at(struct remote *r, int64_t file_id, uint64_t index,
 }
 
 /* Lists a new entry owned by `owner`.  Caller holds remote->lock. */
-static struct entry *table_add(struct remote *r, const void *owner, int64_t file_id,
-                               uint64_t index, size_t lo, size_t hi)
+static struct entry *table_add(struct remote *r, const void *owner, int64_t file_id, uint64_t index,
+                               size_t lo, size_t hi)
 {
     struct entry *e = calloc(1, sizeof(*e));
     if (e == NULL)
@@ -901,8 +901,8 @@ static void complete_from_cache(struct remote_batch *b, struct entry *e)
     uint8_t *block = malloc(r->block_size);
     size_t off = 0, got = 0;
     if (buf == NULL || block == NULL ||
-        blockcache_get_span(r->cache, b->file.file_id, e->index, block, r->block_size, &off,
-                            &got) < 0 ||
+        blockcache_get_span(r->cache, b->file.file_id, e->index, block, r->block_size, &off, &got) <
+            0 ||
         off > e->lo || e->hi > off + got) {
         free(buf);
         free(block);

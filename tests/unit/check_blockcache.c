@@ -1,7 +1,9 @@
 /*
  * check_blockcache.c - the disk block cache: round trips, LRU eviction
  * between watermarks, corruption and crash recovery, version changes,
- * persistence, the instance lock, degraded mode, limits and concurrent use.
+ * persistence, the instance lock, degraded mode, limits and concurrent use;
+ * partial blocks (spans): coverage, merges, reconciliation, damage,
+ * eviction accounting, the schema upgrade, concurrent merges.
  *
  * Each test works in its own directory under a per-TCase root in /tmp that
  * the (unforked) parent creates and removes, so a failing test still
@@ -16,6 +18,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1211,6 +1214,302 @@ START_TEST(test_unsafe_dir)
 }
 END_TEST
 
+/* ---- partial blocks (spans) ---- */
+
+/* The bytes [off, off + len) of block index of test file id, as put_span stores them. */
+static void put_span(struct blockcache *bc, int64_t id, uint64_t index, size_t off, size_t len)
+{
+    uint8_t ref[BS];
+    fill(ref, BS, (unsigned)id, index);
+    ck_assert_int_eq(blockcache_put_span(bc, id, index, off, ref + off, len), 0);
+}
+
+/* The block's cached span is exactly [off, off + len), with the right bytes. */
+static void expect_span(struct blockcache *bc, int64_t id, uint64_t index, size_t off, size_t len)
+{
+    uint8_t ref[BS], got[BS];
+    size_t goff = 0, glen = 0;
+    fill(ref, BS, (unsigned)id, index);
+    ck_assert_int_eq(blockcache_get_span(bc, id, index, got, sizeof(got), &goff, &glen), 0);
+    ck_assert_uint_eq(goff, off);
+    ck_assert_uint_eq(glen, len);
+    ck_assert_mem_eq(got + off, ref + off, len);
+}
+
+/* Lookups hit by coverage; puts that touch or overlap merge until the block is whole. */
+START_TEST(test_span_merge)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 3 * BS + 100);
+    uint8_t ref[BS], part[BS];
+    fill(ref, BS, (unsigned)id, 1);
+
+    put_span(bc, id, 1, 1000, 500);
+    expect_span(bc, id, 1, 1000, 500);
+    path_of(path, sizeof(path), dir, id, 1);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_size, 500); /* the file holds the span only */
+    ck_assert_uint_eq(stats(bc).bytes, 500);
+    expect_miss(bc, id, 1, -ENOENT); /* a whole-block reader misses a partial block */
+    /* Coverage decides: inside the span hits, one byte outside misses. */
+    ck_assert_int_eq(blockcache_get_hot_part(bc, id, 1, 1100, 100, part), 0);
+    ck_assert_mem_eq(part, ref + 1100, 100);
+    ck_assert_int_eq(blockcache_get_hot_part(bc, id, 1, 999, 10, part), -ENOENT);
+    ck_assert_int_eq(blockcache_get_hot_part(bc, id, 1, 1495, 10, part), -ENOENT);
+
+    put_span(bc, id, 1, 1200, 100); /* already held: nothing written */
+    expect_span(bc, id, 1, 1000, 500);
+    put_span(bc, id, 1, 1500, 1000); /* touches the end */
+    expect_span(bc, id, 1, 1000, 1500);
+    put_span(bc, id, 1, 200, 900); /* overlaps the start */
+    expect_span(bc, id, 1, 200, 2300);
+    ck_assert_uint_eq(stats(bc).bytes, 2300);
+    ck_assert_uint_eq(stats(bc).blocks, 1);
+    put_span(bc, id, 1, 0, 200);
+    put_span(bc, id, 1, 2500, BS - 2500);
+    expect_block(bc, id, 1, BS); /* grown whole */
+    ck_assert_uint_eq(stats(bc).bytes, BS);
+
+    /* Disjoint spans: the longer one stays. */
+    put_span(bc, id, 2, 0, 100);
+    put_span(bc, id, 2, 1000, 50);
+    expect_span(bc, id, 2, 0, 100);
+    put_span(bc, id, 2, 2000, 500);
+    expect_span(bc, id, 2, 2000, 500);
+    ck_assert_uint_eq(stats(bc).bytes, BS + 500);
+    ck_assert_uint_eq(stats(bc).blocks, 2);
+    /* A whole block replaces a span. */
+    put_block(bc, id, 2, BS);
+    expect_block(bc, id, 2, BS);
+    ck_assert_uint_eq(stats(bc).bytes, 2 * BS);
+
+    /* Spans must lie inside their block; the short last block counts. */
+    ck_assert_int_eq(blockcache_put_span(bc, id, 1, BS, ref, 1), -EINVAL);
+    ck_assert_int_eq(blockcache_put_span(bc, id, 1, BS - 10, ref, 11), -EINVAL);
+    ck_assert_int_eq(blockcache_put_span(bc, id, 3, 0, ref, 101), -EINVAL);
+    ck_assert_int_eq(blockcache_put_span(bc, id, 3, 100, ref, 1), -EINVAL);
+    ck_assert_int_eq(blockcache_put_span(bc, id, 4, 0, ref, 1), -EINVAL);
+    ck_assert_int_eq(blockcache_put_span(bc, id, 1, 0, ref, 0), -EINVAL);
+    ck_assert_int_eq(blockcache_put(bc, id, 3, ref, 50), -EINVAL); /* not the whole block */
+    put_span(bc, id, 3, 50, 50);
+    expect_span(bc, id, 3, 50, 50);
+    blockcache_close(bc);
+
+    /* Spans survive a restart as they were. */
+    struct blockcache_report rep;
+    bc = open_ok(&cfg, &rep);
+    ck_assert_uint_eq(rep.orphan_files_removed + rep.rows_dropped + rep.temp_files_removed, 0);
+    expect_block(bc, id, 1, BS);
+    expect_span(bc, id, 3, 50, 50);
+    ck_assert_uint_eq(stats(bc).bytes, 2 * BS + 50);
+    blockcache_close(bc);
+}
+END_TEST
+
+/* Crash leftovers with spans: the expected file size is the span's length. */
+START_TEST(test_span_reconcile)
+{
+    char dir[PATH_MAX], p0[PATH_MAX], p1[PATH_MAX], p2[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache_report rep;
+    struct blockcache *bc = open_ok(&cfg, &rep);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 4 * BS);
+    put_span(bc, id, 0, 100, 300);
+    put_span(bc, id, 1, 0, 700);
+    put_span(bc, id, 2, 4000, 96);
+    blockcache_close(bc);
+    path_of(p0, sizeof(p0), dir, id, 0);
+    path_of(p1, sizeof(p1), dir, id, 1);
+    path_of(p2, sizeof(p2), dir, id, 2);
+    ck_assert_int_eq(truncate(p1, BS), 0); /* a whole block's size, but the row says 700 */
+    ck_assert_int_eq(unlink(p2), 0);       /* a row without its file */
+    bc = open_ok(&cfg, &rep);
+    ck_assert_uint_eq(rep.rows_dropped, 2);
+    ck_assert(!exists(p1));
+    expect_span(bc, id, 0, 100, 300);
+    expect_miss(bc, id, 1, -ENOENT);
+    ck_assert_uint_eq(stats(bc).bytes, 300);
+    ck_assert_uint_eq(stats(bc).blocks, 1);
+    blockcache_close(bc);
+}
+END_TEST
+
+/* A damaged span is dropped, never served, and never merged into a new one. */
+START_TEST(test_span_corrupt)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 2 * BS);
+    uint8_t got[BS];
+    size_t off = 0, len = 0;
+    put_span(bc, id, 0, 1000, 1000);
+    put_span(bc, id, 1, 1000, 1000);
+    for (uint64_t index = 0; index < 2; index++) {
+        path_of(path, sizeof(path), dir, id, index);
+        int fd = open(path, O_RDWR);
+        ck_assert_int_ge(fd, 0);
+        uint8_t b = 0;
+        ck_assert_int_eq(pread(fd, &b, 1, 10), 1);
+        b ^= 0x40;
+        ck_assert_int_eq(pwrite(fd, &b, 1, 10), 1);
+        close(fd);
+    }
+    ck_assert_int_eq(blockcache_get_span(bc, id, 0, got, sizeof(got), &off, &len), -EBADMSG);
+    ck_assert_int_eq(blockcache_get_span(bc, id, 0, got, sizeof(got), &off, &len), -ENOENT);
+    ck_assert_uint_eq(stats(bc).corrupt, 1);
+    /* Block 1 is merged with before anyone read it: the damaged bytes are left out. */
+    put_span(bc, id, 1, 2000, 500);
+    expect_span(bc, id, 1, 2000, 500);
+    ck_assert_uint_eq(stats(bc).bytes, 500);
+    ck_assert_uint_eq(stats(bc).blocks, 1);
+    blockcache_close(bc);
+}
+END_TEST
+
+/* Eviction counts span bytes, merges change the count by what they add. */
+START_TEST(test_span_eviction)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    /* high 95 % of 8 blocks, low 50 %. */
+    struct blockcache_config cfg = config(dir, 8 * BS, 95, 50);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 32 * BS);
+    uint64_t want = 0;
+    for (uint64_t i = 0; i < 14; i++) {
+        put_span(bc, id, i, 0, BS / 2);
+        want += BS / 2;
+    }
+    /* 14 half blocks = 7 blocks of bytes: under the high watermark, nothing evicted. */
+    ck_assert_uint_eq(stats(bc).evictions, 0);
+    ck_assert_uint_eq(stats(bc).bytes, want);
+    ck_assert_uint_eq(stats(bc).blocks, 14);
+    put_span(bc, id, 13, BS / 2, BS / 2); /* merged whole: 7.5 blocks */
+    expect_block(bc, id, 13, BS);
+    ck_assert_uint_eq(stats(bc).bytes, want + BS / 2);
+    ck_assert_uint_eq(stats(bc).blocks, 14);
+    put_span(bc, id, 12, BS / 2, BS / 2); /* 8 blocks of bytes: past 95 % */
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_gt(s.evictions, 0);
+    ck_assert_uint_le(s.bytes, 4 * BS);
+    expect_block(bc, id, 12, BS);    /* the newest stayed */
+    expect_miss(bc, id, 0, -ENOENT); /* the oldest went */
+    blockcache_close(bc);
+    struct blockcache_report rep;
+    bc = open_ok(&cfg, &rep);
+    ck_assert_uint_eq(rep.orphan_files_removed + rep.rows_dropped + rep.temp_files_removed, 0);
+    ck_assert_uint_eq(stats(bc).bytes, s.bytes);
+    ck_assert_uint_eq(stats(bc).blocks, s.blocks);
+    blockcache_close(bc);
+}
+END_TEST
+
+/* Runs SQL on a closed cache's index. */
+static void index_exec(const char *dir, const char *sql)
+{
+    char path[PATH_MAX];
+    pathf(path, sizeof(path), "%s/index.sqlite", dir);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* A schema-2 index (whole blocks, no span column) is migrated and kept; others rebuilt. */
+START_TEST(test_schema_upgrade)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache_report rep;
+    struct blockcache *bc = open_ok(&cfg, &rep);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 2 * BS);
+    put_block(bc, id, 0, BS);
+    put_block(bc, id, 1, BS);
+    blockcache_close(bc);
+    index_exec(dir, "ALTER TABLE blocks DROP COLUMN span_off;"
+                    "UPDATE meta SET value = 2 WHERE key = 'schema_version'");
+    bc = open_ok(&cfg, &rep);
+    ck_assert_uint_eq(rep.orphan_files_removed + rep.rows_dropped, 0);
+    expect_block(bc, id, 0, BS);
+    expect_block(bc, id, 1, BS);
+    put_span(bc, id, 0, 10, 10); /* held already */
+    expect_block(bc, id, 0, BS);
+    blockcache_close(bc);
+    index_exec(dir, "UPDATE meta SET value = 1 WHERE key = 'schema_version'");
+    bc = open_ok(&cfg, &rep);
+    ck_assert_uint_eq(rep.orphan_files_removed, 2); /* their rows went with the old schema */
+    path_of(path, sizeof(path), dir, id, 0);
+    ck_assert(!exists(path));
+    ck_assert_uint_eq(stats(bc).blocks, 0);
+    blockcache_close(bc);
+}
+END_TEST
+
+struct span_worker {
+    struct blockcache *bc;
+    int64_t id;
+    unsigned seed;
+    _Atomic unsigned *errors;
+};
+
+/* Random spans of four blocks, put and read back by several threads at once. */
+static void *span_worker_main(void *arg)
+{
+    struct span_worker *w = arg;
+    uint8_t ref[BS], got[BS];
+    for (unsigned i = 0; i < ITERATIONS; i++) {
+        uint64_t index = (uint64_t)(rand_r(&w->seed) % 4);
+        size_t off = (size_t)(rand_r(&w->seed) % BS);
+        size_t len = 1 + (size_t)(rand_r(&w->seed) % (BS - off));
+        fill(ref, BS, (unsigned)w->id, index);
+        if (blockcache_put_span(w->bc, w->id, index, off, ref + off, len) != 0)
+            atomic_fetch_add(w->errors, 1);
+        size_t goff = 0, glen = 0;
+        int rc = blockcache_get_span(w->bc, w->id, index, got, sizeof(got), &goff, &glen);
+        if ((rc == 0 && (goff + glen > BS || memcmp(got + goff, ref + goff, glen) != 0)) ||
+            (rc != 0 && rc != -ENOENT))
+            atomic_fetch_add(w->errors, 1);
+    }
+    return NULL;
+}
+
+START_TEST(test_span_concurrent)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof(dir));
+    struct blockcache_config cfg = config(dir, 64 * BS, 95, 85);
+    struct blockcache *bc = open_ok(&cfg, NULL);
+    int64_t id = new_file(bc, "https://example.org/a.h5", 4 * BS);
+    _Atomic unsigned errors = 0;
+    struct span_worker w[THREADS];
+    pthread_t t[THREADS];
+    for (unsigned i = 0; i < THREADS; i++) {
+        w[i] = (struct span_worker){.bc = bc, .id = id, .seed = i + 7, .errors = &errors};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, span_worker_main, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < THREADS; i++)
+        ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+    ck_assert_uint_eq(atomic_load(&errors), 0);
+    struct blockcache_stats s = stats(bc);
+    ck_assert_uint_eq(s.corrupt, 0);
+    ck_assert_uint_eq(s.write_errors, 0);
+    blockcache_close(bc);
+    struct blockcache_report rep;
+    bc = open_ok(&cfg, &rep);
+    ck_assert_uint_eq(rep.orphan_files_removed + rep.rows_dropped + rep.temp_files_removed, 0);
+    ck_assert_uint_eq(stats(bc).bytes, s.bytes);
+    blockcache_close(bc);
+}
+END_TEST
+
 static Suite *blockcache_suite(void)
 {
     Suite *s = suite_create("blockcache");
@@ -1240,6 +1539,12 @@ static Suite *blockcache_suite(void)
     tcase_add_test(core, test_unsafe_dir);
     tcase_add_test(core, test_disk_full);
     tcase_add_test(core, test_concurrent);
+    tcase_add_test(core, test_span_merge);
+    tcase_add_test(core, test_span_reconcile);
+    tcase_add_test(core, test_span_corrupt);
+    tcase_add_test(core, test_span_eviction);
+    tcase_add_test(core, test_schema_upgrade);
+    tcase_add_test(core, test_span_concurrent);
     suite_add_tcase(s, core);
     TCase *limits = tcase_create("limits");
     tcase_add_unchecked_fixture(limits, root_setup, root_teardown);
