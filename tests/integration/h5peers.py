@@ -86,10 +86,14 @@ def tail(path, n=15):
 class Nginx:
     """nginx serving `root` with byte ranges."""
 
-    def __init__(self, binary, root, workdir):
+    def __init__(self, binary, root, workdir, access_log=None):
         self.binary, self.root, self.dir = binary, root, workdir
+        self.access_log = access_log  # a path: one line per request, see LOG_FORMAT
         self.proc = None
         self.port = None
+
+    # status, body bytes sent (what crossed the link), the Range header, the URI
+    LOG_FORMAT = "'$status $body_bytes_sent \"$http_range\" $request_uri'"
 
     def start(self):
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
@@ -101,8 +105,13 @@ class Nginx:
             if os.geteuid() == 0:
                 lines.append("user root;")
             lines += ["pid %s/nginx.pid;" % d, "error_log %s/error.log warn;" % d,
-                      "events { worker_connections 1024; }", "http {",
-                      "  access_log off;", "  client_body_temp_path %s/tmp/body;" % d,
+                      "events { worker_connections 1024; }", "http {"]
+            if self.access_log:
+                lines += ["  log_format exact %s;" % self.LOG_FORMAT,
+                          "  access_log %s exact;" % self.access_log]
+            else:
+                lines += ["  access_log off;"]
+            lines += ["  client_body_temp_path %s/tmp/body;" % d,
                       "  proxy_temp_path %s/tmp/proxy;" % d,
                       "  fastcgi_temp_path %s/tmp/fastcgi;" % d,
                       "  uwsgi_temp_path %s/tmp/uwsgi;" % d, "  scgi_temp_path %s/tmp/scgi;" % d,

@@ -41,3 +41,6 @@ INTEGRATION_TESTS += tests/integration/test_sitecache.sh
 # Debian's HDF5 files and damaged copies, compared with h5py (about 10 s).
 INTEGRATION_TESTS += tests/integration/test_chunkindex.sh
 EXTRA_DIST += tests/integration/test_chunkindex.py
+# Exact-range fetches and partial cache blocks, measured in nginx's access log (about 5 s).
+INTEGRATION_TESTS += tests/integration/test_exactrange.sh
+EXTRA_DIST += tests/integration/test_exactrange.py
