@@ -110,7 +110,8 @@ static int read_chunk(struct server *srv, const struct remote_file *file,
     *data = malloc(*len > 0 ? *len : 1);
     if (*data == NULL)
         return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
-    if (loc->size > 0 && remote_read(srv->remote, file, loc->offset, loc->size, *data, err) < 0) {
+    if (loc->size > 0 &&
+        remote_read_exact(srv->remote, file, loc->offset, loc->size, *data, err) < 0) {
         free(*data);
         *data = NULL;
         return -1;

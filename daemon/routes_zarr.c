@@ -457,7 +457,7 @@ static enum MHD_Result send_chunk(struct server *srv, struct MHD_Connection *con
         if (data == NULL)
             h5cd_fail(&err, H5CD_E_INTERNAL, "out of memory");
         else
-            rc = remote_read(srv->remote, file, loc.offset, loc.size, data, &err);
+            rc = remote_read_exact(srv->remote, file, loc.offset, loc.size, data, &err);
     } else if (h5index_check_decode_size(srv->h5index, &ds, &err) == 0) {
         struct prefetch_progress progress;
         if (prefetch_chunks(srv->h5index, srv->remote, file, &ds, coords, 1,

@@ -1752,8 +1752,8 @@ void remote_batch_free(struct remote_batch *b)
     free(b);
 }
 
-int remote_read(struct remote *r, const struct remote_file *f, uint64_t offset, uint64_t length,
-                uint8_t *dst, struct h5cd_error *err)
+static int read_range(struct remote *r, const struct remote_file *f, uint64_t offset,
+                      uint64_t length, uint8_t *dst, bool whole_blocks, struct h5cd_error *err)
 {
     if (length == 0)
         return 0;
@@ -1761,7 +1761,7 @@ int remote_read(struct remote *r, const struct remote_file *f, uint64_t offset, 
         return h5cd_fail(err, H5CD_E_RANGE_NOT_SATISFIABLE, "range outside the file");
     struct remote_batch *b = NULL;
     if (remote_batch_new(r, f, length, &b) == 0)
-        b->whole_blocks = true; /* libhdf5's metadata and mirror windows: see remote.h */
+        b->whole_blocks = whole_blocks;
     if (b == NULL || remote_batch_add(b, offset, length, dst, NULL) < 0) {
         remote_batch_free(b);
         return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
@@ -1774,6 +1774,18 @@ int remote_read(struct remote *r, const struct remote_file *f, uint64_t offset, 
         *err = res.error;
     remote_batch_free(b);
     return rc == 1 && res.data != NULL ? 0 : -1;
+}
+
+int remote_read(struct remote *r, const struct remote_file *f, uint64_t offset, uint64_t length,
+                uint8_t *dst, struct h5cd_error *err)
+{
+    return read_range(r, f, offset, length, dst, true, err);
+}
+
+int remote_read_exact(struct remote *r, const struct remote_file *f, uint64_t offset,
+                      uint64_t length, uint8_t *dst, struct h5cd_error *err)
+{
+    return read_range(r, f, offset, length, dst, false, err);
 }
 
 int remote_identity(struct remote *r, const char *url, char *identity, size_t cap,

@@ -112,17 +112,23 @@ int remote_identity(struct remote *remote, const char *url, char *identity, size
 
 /*
  * Reads bytes [offset, offset+length) of an opened file into dst.  The range
- * must lie inside the file.  If upstream reports another version of the
- * file, everything cached for it is dropped and the read fails with
- * H5CD_E_UPSTREAM_CHANGED (no byte of two versions is ever returned): open
- * the file again.  0, or -1 with err set.
+ * must lie inside the file.  What the cache lacks is fetched as whole blocks
+ * (minus the bytes their cached spans hold), for readers that read near what
+ * they read before (libhdf5's metadata, mirror windows).  If upstream reports
+ * another version of the file, everything cached for it is dropped and the
+ * read fails with H5CD_E_UPSTREAM_CHANGED (no byte of two versions is ever
+ * returned): open the file again.  0, or -1 with err set.
  */
 int remote_read(struct remote *remote, const struct remote_file *file, uint64_t offset,
                 uint64_t length, uint8_t *dst, struct h5cd_error *err);
+/* remote_read fetching only the bytes asked for (one chunk), as batches do. */
+int remote_read_exact(struct remote *remote, const struct remote_file *file, uint64_t offset,
+                      uint64_t length, uint8_t *dst, struct h5cd_error *err);
 
 /*
- * Batches: many ranges of one file read together.  Their missing blocks are
- * coalesced into few concurrent upstream requests, and each range is handed
+ * Batches: many ranges of one file read together.  The bytes they lack
+ * (exactly those, plus the holes worth bridging; see docs/architecture.md,
+ * "Partial blocks") are coalesced into few concurrent upstream requests, and each range is handed
  * back as soon as all its bytes are in (completion order, not the order of
  * remote_batch_add).  At most `budget` bytes of ranges are admitted at
  * once (at least one range), so memory stays bounded for any batch size.

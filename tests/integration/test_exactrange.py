@@ -14,8 +14,9 @@ gap is clamped to it) never bridges the 1.6 MB holes, whatever it measures
 on a loaded machine.  Every chunk equals h5py's read_direct_chunk.  The
 same batch again: no origin request.  Then a batch of adjacent chunks (one
 request's worth, merged in the cache to whole blocks) warm with no request;
-and a /v1/file read across partially cached blocks (a whole-block reader:
-it fetches what the blocks lack) equal to the file's bytes.
+a /v1/file read across partially cached blocks (a whole-block reader: it
+fetches what the blocks lack) equal to the file's bytes; one cold chunk by
+GET /v1/chunk, its bytes only.
 About 5 s; exit status 0 pass, 1 fail, 77 skip (automake).
 Environment: H5CHUNKD_BIN, NGINX_BIN, KEEP_TMP=1.
 """
@@ -41,6 +42,7 @@ CHUNK_ELEMS = 135000  # float32: 540,000 bytes a chunk
 NCHUNKS = 64
 SCATTERED = list(range(16, NCHUNKS, 4))  # past the open's prefix, three chunks apart
 ADJACENT = list(range(5, 13))
+SINGLE = 58
 FAILURES = []
 LINE_RE = re.compile(r'^(\d+) (\d+) "([^"]*)" (\S+)$')
 
@@ -135,7 +137,7 @@ def run(tmp):
     os.makedirs(root)
     path = os.path.join(root, "scattered.h5")
     write_file(path)
-    truth = chunk_truth(path, SCATTERED + ADJACENT)
+    truth = chunk_truth(path, SCATTERED + ADJACENT + [SINGLE])
     access = os.path.join(tmp, "access.log")
     nginx = h5peers.Nginx(nginx_bin, root, os.path.join(tmp, "nginx"), access_log=access)
     nginx.start()
@@ -213,6 +215,17 @@ def run(tmp):
                              headers={"Range": "bytes=%d-%d" % (lo, hi - 1)})
     check(st == 206 and body == expect, "/v1/file again: status %d" % st)
     check(not alog.new_lines(), "the repeated /v1/file read made origin requests")
+
+    # ---- one chunk alone (GET /v1/chunk): its bytes only
+    k = SINGLE
+    st, _h, body = d.get("/v1/chunk", url=url, path="/data", key=str(k))
+    check(st == 200 and body == truth[k][1], "/v1/chunk %d: status %d, equal %s"
+          % (k, st, body == truth[k][1]))
+    one = alog.new_lines()
+    one_sent = sum(x["sent"] for x in one)
+    log("GET /v1/chunk cold: %d requests, %d bytes for %d" % (len(one), one_sent, len(body)))
+    check(one_sent <= 1.1 * len(truth[k][1]), "/v1/chunk sent %d bytes for a chunk of %d"
+          % (one_sent, len(truth[k][1])))
 
     s = stats(d)
     check(s.get("corrupt_blocks", 0) == 0, "corrupt_blocks %s" % s.get("corrupt_blocks"))
