@@ -16,7 +16,8 @@ same batch again: no origin request.  Then a batch of adjacent chunks (one
 request's worth, merged in the cache to whole blocks) warm with no request;
 a /v1/file read across partially cached blocks (a whole-block reader: it
 fetches what the blocks lack) equal to the file's bytes; one cold chunk by
-GET /v1/chunk, its bytes only.
+GET /v1/chunk, its bytes only; eight concurrent batches of overlapping keys
+on a cold copy: no byte crosses the link twice (single-flight of spans).
 About 5 s; exit status 0 pass, 1 fail, 77 skip (automake).
 Environment: H5CHUNKD_BIN, NGINX_BIN, KEEP_TMP=1.
 """
@@ -26,6 +27,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -123,6 +125,33 @@ def post_batch(d, url, keys, truth, where):
              if frames.get(str(k), ({}, b""))[0].get("status") != 200
              or frames[str(k)][1] != truth[k][1]]
     check(not wrong, "%s: chunks %s differ from h5py's read_direct_chunk" % (where, wrong))
+
+
+def concurrent_batches(d, nginx, root, path, alog):
+    """Eight batches of overlapping keys at once on a cold copy: no byte crosses twice."""
+    shutil.copyfile(path, os.path.join(root, "copy.h5"))
+    url = nginx.url("copy.h5")
+    st, _h, _b = d.get("/v1/meta", url=url, path="/data")
+    check(st == 200, "/v1/meta of the copy: %d" % st)
+    alog.new_lines()
+    keysets = [list(range(16 + i, 64, 3)) for i in range(3)] + \
+        [list(range(20 + 2 * i, 50, 2)) for i in range(5)]
+    truth = chunk_truth(path, sorted(set(k for ks in keysets for k in ks)))
+    threads = [threading.Thread(target=post_batch, args=(d, url, ks, truth, "batch %d" % i))
+               for i, ks in enumerate(keysets)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(BUDGET_S)
+    lines = alog.new_lines()
+    spans = sorted(x["range"] for x in lines if x["range"])
+    twice = [(a, b) for a, b in zip(spans, spans[1:]) if b[0] < a[1]]
+    wanted = sum(len(v[1]) for v in truth.values())
+    sent = sum(x["sent"] for x in lines)
+    log("%d concurrent overlapping batches: %d origin requests, %d bytes for %d distinct chunk "
+        "bytes" % (len(keysets), len(lines), sent, wanted))
+    check(not twice, "bytes fetched twice: %s" % twice[:5])
+    check(sent <= 1.1 * wanted, "%d bytes sent for %d wanted" % (sent, wanted))
 
 
 def stats(d):
@@ -226,6 +255,8 @@ def run(tmp):
     log("GET /v1/chunk cold: %d requests, %d bytes for %d" % (len(one), one_sent, len(body)))
     check(one_sent <= 1.1 * len(truth[k][1]), "/v1/chunk sent %d bytes for a chunk of %d"
           % (one_sent, len(truth[k][1])))
+
+    concurrent_batches(d, nginx, root, path, alog)
 
     s = stats(d)
     check(s.get("corrupt_blocks", 0) == 0, "corrupt_blocks %s" % s.get("corrupt_blocks"))
