@@ -278,10 +278,7 @@ def main():
         fail(str(e))
     finally:
         h5peers._kill_all()
-        if os.environ.get("KEEP_TMP") == "1":
-            log("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        h5peers.drop_work_dir(tmp, log)
     if FAILURES:
         log("%d failures" % len(FAILURES))
         return 1
