@@ -1200,8 +1200,9 @@ static void add_slot(struct remote_batch *b, size_t ri, uint64_t index, size_t l
 /*
  * Adds slots for the bytes [lo, hi) of block index that the cached span
  * [off, off + len) lacks.  A block holds one span (see blockcache.h), so a
- * piece that would not touch the cached span is widened to touch it when
- * the hole is worth bridging; otherwise whichever span is longer is kept.
+ * piece that would not touch the cached span is widened to touch it: at
+ * most a block more on the link, as whole blocks cost, and the block's
+ * bytes stay in the cache together (two disjoint spans would lose one).
  */
 static void add_missing(struct remote_batch *b, size_t ri, uint64_t index, size_t lo, size_t hi,
                         size_t off, size_t len)
@@ -1210,20 +1211,10 @@ static void add_missing(struct remote_batch *b, size_t ri, uint64_t index, size_
         add_slot(b, ri, index, lo, hi);
         return;
     }
-    uint64_t gap = batch_gap(b);
-    size_t end = off + len;
-    if (lo < off) { /* a piece before the span */
-        size_t stop = hi < off ? hi : off;
-        if (off - stop <= gap)
-            stop = off;
-        add_slot(b, ri, index, lo, stop);
-    }
-    if (hi > end) { /* a piece after it */
-        size_t start = lo > end ? lo : end;
-        if (start - end <= gap)
-            start = end;
-        add_slot(b, ri, index, start, hi);
-    }
+    if (lo < off) /* a piece before the span, up to it */
+        add_slot(b, ri, index, lo, off);
+    if (hi > off + len) /* a piece after it, from its end */
+        add_slot(b, ri, index, off + len, hi);
 }
 
 /* Adds slots for every byte of the range that the cache did not have. */
