@@ -452,6 +452,8 @@ static void start_engine(struct server *srv)
         .budget = srv->budget,
         .parent_slice = srv->parents != NULL ? cfg->parent_slice : 0,
         .links = srv->links,
+        .whole_file_rtts = cfg->h5_whole_file_rtts,
+        .whole_file_max = cfg->h5_whole_file_max,
     };
     if (remote_new(&rcfg, srv->cache, srv->fetch, srv->policy, &srv->stats, &srv->remote) < 0)
         die("out of memory");
@@ -572,6 +574,7 @@ static void publish(struct daemon *d, struct generation *next, const struct relo
     }
     if (next->policy != NULL || plan->revalidate)
         remote_reconfigure(srv->remote, d->policy, next->cfg.revalidate_s);
+    remote_set_whole_file(srv->remote, next->cfg.h5_whole_file_rtts, next->cfg.h5_whole_file_max);
     char err[ERR_LINE];
     if (plan->resolve && resolve_reconfigure(srv->resolve, &next->cfg, err, sizeof(err)) < 0)
         log_error("msg=\"cannot apply the new s3/dandi options; the old ones stay\" "

@@ -121,7 +121,12 @@ static const struct option options[] = {
 
     /* HDF5 chunk service. */
     {"h5_prefix_bytes", OPT_SIZE, OFF(h5_prefix_bytes), 0, H5CD_MAX_FETCH_BYTES, 0, "4M",
-     "bytes read from the start of a file when it is first opened"},
+     "bytes read from the start of a file when it is first opened and its host not yet measured"},
+    {"h5_whole_file_rtts", OPT_UINT, OFF(h5_whole_file_rtts), 0, 100, F_RELOAD, "3",
+     "fetch a file whole when first opened if it crosses the link in this many round trips; 0: "
+     "never"},
+    {"h5_whole_file_max", OPT_SIZE, OFF(h5_whole_file_max), 0, 64 * M, F_RELOAD, "32M",
+     "never fetch a larger file whole when it is opened"},
     {"max_keys", OPT_UINT, OFF(max_keys), 1, 1000000, F_RELOAD, "100000",
      "chunk keys in one batch request"},
     {"batch_inflight_bytes", OPT_SIZE, OFF(batch_inflight_bytes), M, 16 * G, F_RELOAD, "16M",

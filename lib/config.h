@@ -56,7 +56,10 @@ struct h5cd_config {
     uint64_t read_window;  /* bytes one client request reads ahead; default 16M */
 
     /* HDF5 chunk service. */
-    uint64_t h5_prefix_bytes;      /* read when a file is first opened; default 4M */
+    uint64_t h5_prefix_bytes;      /* first read of an open on an unmeasured host; default 4M */
+    unsigned h5_whole_file_rtts;   /* a file crossing the link in this many RTTs is fetched whole
+                                    * when first opened; 0 never; default 3 */
+    uint64_t h5_whole_file_max;    /* ... if at most this large; default 32M */
     unsigned max_keys;             /* chunk keys in one batch request; default 100000 */
     uint64_t batch_inflight_bytes; /* chunk bytes one batch holds in memory; default 16M */
     uint64_t max_slice_bytes;      /* decoded bytes one /v1/slice may return; default 256M */

@@ -20,7 +20,7 @@
 struct h5vfd_fapl {
     struct h5vfd_source source;
     struct h5vfd_file_desc file;
-    uint64_t prefix_bytes;
+    struct h5vfd_meta_plan plan;
 };
 
 /* One open file.  `pub` must come first: libhdf5 sees only an H5FD_t. */
@@ -35,11 +35,14 @@ struct h5vfd_file {
     size_t window_len;
     size_t window_cap;
     uint64_t window_size; /* the next window's size: doubles on each miss */
+    uint64_t window_most; /* ... up to this */
 };
 
-/* Metadata window past the prefix: at most this, and at most the prefix size. */
+/* Metadata windows when the daemon gives no plan: from at most this (and at most half the
+ * prefix) up to VFD_WINDOW_MAX_BYTES.  No window is ever larger than VFD_WINDOW_CAP_BYTES. */
 #define VFD_WINDOW_BYTES     (2 * 1024 * 1024)
 #define VFD_WINDOW_MAX_BYTES (4 * 1024 * 1024)
+#define VFD_WINDOW_CAP_BYTES (64 * 1024 * 1024)
 
 static _Thread_local struct h5cd_error last_error;
 static _Thread_local bool have_error;
@@ -112,7 +115,8 @@ static herr_t fapl_free(void *fapl)
 /* Reads the prefix in one call, so its missing blocks are coalesced into one request. */
 static int load_prefix(struct h5vfd_file *f)
 {
-    uint64_t want = f->fa.prefix_bytes < f->fa.file.size ? f->fa.prefix_bytes : f->fa.file.size;
+    uint64_t want =
+        f->fa.plan.prefix_bytes < f->fa.file.size ? f->fa.plan.prefix_bytes : f->fa.file.size;
     if (want == 0)
         return 0;
     f->prefix = malloc((size_t)want);
@@ -200,17 +204,28 @@ static haddr_t vfd_get_eof(const H5FD_t *file, H5FD_mem_t type)
  * file) is read a whole aligned window at a time, one coalesced request,
  * and the window kept: libhdf5 reads metadata a few hundred bytes at a
  * time, and neighbouring nodes usually share a window, so this turns many
- * round trips into one.  Each miss doubles the next window (up to
- * VFD_WINDOW_MAX_BYTES): a file whose metadata is spread widely (hundreds
- * of groups) is then read in a few large requests rather than many small
- * ones.  -1 when the read does not fit a window (the caller then reads
+ * round trips into one.  Every miss doubles the next window (up to the
+ * plan's largest): a file whose metadata is spread widely (hundreds of
+ * groups) is then read in a few large requests rather than many small
+ * ones.  The sizes come from the daemon, planned from the link: a miss
+ * costs a round trip, so a window is worth about what the link carries in
+ * one.  -1 when the read does not fit a window (the caller then reads
  * exactly what was asked).
  */
 static int read_window(struct h5vfd_file *f, uint64_t addr, size_t len, uint8_t *out)
 {
-    if (f->window_size == 0)
-        f->window_size =
-            f->fa.prefix_bytes < VFD_WINDOW_BYTES ? f->fa.prefix_bytes : VFD_WINDOW_BYTES;
+    if (f->window_size == 0) {
+        const struct h5vfd_meta_plan *plan = &f->fa.plan;
+        uint64_t half = plan->prefix_bytes / 2;
+        f->window_size = plan->window_first > 0    ? plan->window_first
+                         : half < VFD_WINDOW_BYTES ? half
+                                                   : VFD_WINDOW_BYTES;
+        f->window_most = plan->window_most > 0 ? plan->window_most : VFD_WINDOW_MAX_BYTES;
+        if (f->window_most > VFD_WINDOW_CAP_BYTES)
+            f->window_most = VFD_WINDOW_CAP_BYTES;
+        if (f->window_size > f->window_most)
+            f->window_size = f->window_most;
+    }
     uint64_t wsize = f->window_size;
     if (wsize == 0 || len > wsize)
         return -1;
@@ -236,8 +251,7 @@ static int read_window(struct h5vfd_file *f, uint64_t addr, size_t len, uint8_t 
         }
         f->window_start = start;
         f->window_len = wlen;
-        if (f->window_size < VFD_WINDOW_MAX_BYTES)
-            f->window_size *= 2;
+        f->window_size = f->window_size > f->window_most / 2 ? f->window_most : 2 * f->window_size;
     }
     memcpy(out, f->window + (addr - f->window_start), len);
     return 0;
@@ -331,11 +345,11 @@ hid_t h5vfd_register(void)
 }
 
 int h5vfd_set_fapl(hid_t fapl, const struct h5vfd_source *source,
-                   const struct h5vfd_file_desc *file, uint64_t prefix_bytes)
+                   const struct h5vfd_file_desc *file, const struct h5vfd_meta_plan *plan)
 {
     hid_t id = h5vfd_register();
     if (id < 0)
         return -1;
-    struct h5vfd_fapl fa = {.source = *source, .file = *file, .prefix_bytes = prefix_bytes};
+    struct h5vfd_fapl fa = {.source = *source, .file = *file, .plan = *plan};
     return H5Pset_driver(fapl, id, &fa) < 0 ? -1 : 0;
 }

@@ -4,9 +4,9 @@
  * which answers them from the block cache (lib/remote.c).
  *
  * Read-only.  Opening a file reads a prefix of it (where most HDF5
- * metadata lives) in one coalesced request and keeps that prefix in memory,
- * so opening costs one round trip in the common case; later metadata
- * misses fetch whole cache blocks.  libhdf5 calls these callbacks under its
+ * metadata lives; the whole file when the daemon fetched it whole) in one
+ * read and keeps it in memory; later metadata misses read a window around
+ * them, sized from the link and growing on every miss.  libhdf5 calls these callbacks under its
  * own global lock, on whichever thread called libhdf5; they block on
  * upstream reads, so never call libhdf5 from the fetch loop thread.
  */
@@ -39,10 +39,18 @@ struct h5vfd_source {
     void *ctx; /* must outlive every file opened with it */
 };
 
-/* Makes fapl open `file` (copied) through `source` (copied); `prefix_bytes`
- * (0 for none) are read at open.  0 or -1. */
+/* How the driver reads metadata; the daemon plans it from the link (remote_meta_plan). */
+struct h5vfd_meta_plan {
+    uint64_t prefix_bytes; /* read at open and kept (0: none) */
+    uint64_t window_first; /* a metadata read outside the prefix and the window reads this
+                            * much around it (0: half the prefix, at most 2 MiB) ... */
+    uint64_t window_most;  /* ... doubling on each such miss up to this (0: 4 MiB) */
+};
+
+/* Makes fapl open `file` (copied) through `source` (copied), reading metadata as `plan`
+ * says.  0 or -1. */
 int h5vfd_set_fapl(hid_t fapl, const struct h5vfd_source *source,
-                   const struct h5vfd_file_desc *file, uint64_t prefix_bytes);
+                   const struct h5vfd_file_desc *file, const struct h5vfd_meta_plan *plan);
 
 /* After a failed libhdf5 call on this thread: if the failure was an upstream
  * read error, copies it into err, clears it and returns true.  Returns false

@@ -62,3 +62,53 @@ uint64_t planner_piece(const struct link_metrics *m, const struct planner_limits
     uint64_t floor = bdp < PLANNER_MIN_PIECE ? PLANNER_MIN_PIECE : bdp;
     return clamp(share > floor ? share : floor, 1, most);
 }
+
+static uint64_t open_clamp(uint64_t v, const struct planner_open_limits *lim)
+{
+    uint64_t lo = lim->min_bytes > 0 ? lim->min_bytes : 1;
+    uint64_t hi = lim->max_bytes > lo ? lim->max_bytes : lo;
+    return clamp(v, lo, hi);
+}
+
+uint64_t planner_open_prefix(const struct link_metrics *m, const struct planner_open_limits *lim)
+{
+    uint64_t bdp = planner_bdp(m);
+    return open_clamp(bdp > 0 ? bdp / 2 : lim->default_prefix, lim);
+}
+
+bool planner_whole_file(const struct link_metrics *m, const struct planner_open_limits *lim,
+                        uint64_t size)
+{
+    if (m == NULL || !m->rtt_known || !(m->link_known || m->conn_known) || lim->whole_rtts == 0 ||
+        size > lim->whole_max)
+        return false;
+    /* The pieces of the file go over several connections at once: the link's rate, when it
+     * has been seen, else one connection's (a lower bound of it). */
+    uint64_t bps = m->link_known ? m->link_bps : m->conn_bps;
+    if (m->link_known && m->conn_known && m->conn_bps > bps)
+        bps = m->conn_bps;
+    uint64_t rtt = min_u64(m->rtt_us, LINKSTATS_MAX_RTT_US);
+    bps = min_u64(bps, LINKSTATS_MAX_BPS);
+    /* rtt x bps < 6e18 (see planner_bdp), so per_rtt < 6e12 and whole_rtts (at most
+     * PLANNER_MAX_WHOLE_RTTS) times it fits. */
+    uint64_t per_rtt = rtt * bps / 1000000u;
+    unsigned rtts =
+        lim->whole_rtts < PLANNER_MAX_WHOLE_RTTS ? lim->whole_rtts : PLANNER_MAX_WHOLE_RTTS;
+    return size <= (uint64_t)rtts * per_rtt;
+}
+
+void planner_meta_window(const struct link_metrics *m, const struct planner_open_limits *lim,
+                         uint64_t *first, uint64_t *most)
+{
+    uint64_t bdp = planner_bdp(m);
+    if (bdp == 0) {
+        /* Unmeasured: half the configured prefix, growing to the prefix. */
+        *first = open_clamp(lim->default_prefix / 2, lim);
+        *most = open_clamp(lim->default_prefix, lim);
+    } else {
+        *first = open_clamp(bdp / 2, lim);
+        *most = open_clamp(bdp > UINT64_MAX / 2 ? bdp : 2 * bdp, lim);
+    }
+    if (*most < *first)
+        *most = *first;
+}

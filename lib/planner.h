@@ -25,16 +25,32 @@
  *    trip (the pieces wait for their first byte together, so a piece that
  *    size spends at most half its time waiting) nor below PLANNER_MIN_PIECE
  *    (a request has fixed costs upstream too), and never above max_fetch.
+ *
+ * Opening an HDF5 file (docs/architecture.md, "Metadata from the link"):
+ *  - prefix: the open's first request brings half a round trip's worth
+ *    of bytes (rtt x one connection's bandwidth / 2: the open then costs
+ *    at most 1.5 round trips; what lies beyond is read by windows on a
+ *    miss, or with the whole file), within [min, max]; before the host is
+ *    measured, the configured default;
+ *  - whole file: a file whose transfer over the whole link takes at most
+ *    whole_rtts round trips (size <= whole_rtts x rtt x link bandwidth),
+ *    and at most whole_max bytes, is fetched whole when it is opened: its
+ *    metadata would otherwise cost round trips one after another;
+ *  - metadata window: a read that misses what the HDF5 driver holds reads
+ *    this much around it, half a round trip's worth at first, doubling on
+ *    each further miss up to two round trips' worth, within [min, max].
  */
 #ifndef H5CD_PLANNER_H
 #define H5CD_PLANNER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "linkstats.h"
 
-#define PLANNER_MAX_GAP   (16ull * 1024 * 1024) /* a hole above this is never worth bridging */
-#define PLANNER_MIN_PIECE (1024ull * 1024)      /* nor less than this, however short the RTT */
+#define PLANNER_MAX_GAP        (16ull * 1024 * 1024) /* a hole above this is never worth bridging */
+#define PLANNER_MIN_PIECE      (1024ull * 1024)      /* nor less than this, however short the RTT */
+#define PLANNER_MAX_WHOLE_RTTS 100u                  /* whole_rtts above this counts as this */
 
 struct planner_limits {
     uint64_t default_gap; /* coalesce_gap: used until the host is measured */
@@ -51,5 +67,25 @@ unsigned planner_streams(const struct link_metrics *m, const struct planner_limi
 /* The largest request for a batch that wants total bytes, in [1, max_fetch]. */
 uint64_t planner_piece(const struct link_metrics *m, const struct planner_limits *lim,
                        uint64_t total);
+
+/* How an HDF5 open reads metadata, from the configuration. */
+struct planner_open_limits {
+    uint64_t default_prefix; /* h5_prefix_bytes: the prefix before the host is measured */
+    uint64_t min_bytes;      /* no prefix or window is smaller (a cache block); >= 1 */
+    uint64_t max_bytes;      /* nor larger (coalesce_max); >= min_bytes */
+    unsigned whole_rtts;     /* h5_whole_file_rtts: 0 never fetches a file whole */
+    uint64_t whole_max;      /* h5_whole_file_max: larger files are never fetched whole */
+};
+
+/* The first request of an open, in [min_bytes, max_bytes] (the default, clamped, until
+ * the host is measured). */
+uint64_t planner_open_prefix(const struct link_metrics *m, const struct planner_open_limits *lim);
+/* True when a file of `size` bytes should be fetched whole at open. */
+bool planner_whole_file(const struct link_metrics *m, const struct planner_open_limits *lim,
+                        uint64_t size);
+/* The driver's first metadata window (*first) and the largest it grows to (*most), both in
+ * [min_bytes, max_bytes], *first <= *most. */
+void planner_meta_window(const struct link_metrics *m, const struct planner_open_limits *lim,
+                         uint64_t *first, uint64_t *most);
 
 #endif

@@ -341,7 +341,7 @@ static void store_probe_blocks(struct remote *r, int64_t file_id, uint64_t size,
  * (revalidating): a site cache's copy may be older. */
 static int probe_upstream(struct remote *r, const char *url, const char *identity,
                           uint64_t probe_bytes, bool remember_redirect, bool revalidating,
-                          struct remote_file *file, struct h5cd_error *err)
+                          struct remote_file *file, bool *new_version, struct h5cd_error *err)
 {
     uint64_t want = probe_bytes < r->block_size ? r->block_size : probe_bytes;
     want = (want + r->block_size - 1) / r->block_size * r->block_size;
@@ -384,6 +384,8 @@ static int probe_upstream(struct remote *r, const char *url, const char *identit
     }
     if (res->status == FETCH_OK)
         store_probe_blocks(r, row.id, size, res);
+    file->opened_bytes = res->status == FETCH_OK ? (want < size ? want : size) : 0;
+    *new_version = changed || !revalidating;
     if (remember_redirect && res->final_url != NULL && strcmp(res->final_url, url) != 0) {
         resolve_note_redirect(r->resolve, identity, res->final_url);
         snprintf(file->url, sizeof(file->url), "%s", res->final_url);
@@ -436,6 +438,120 @@ static bool fresh_in_cache(struct remote *r, const char *identity, unsigned reva
     return true;
 }
 
+/* ---- how an HDF5 open reads metadata (planner.h) ---- */
+
+/* What has been measured of url's host; false (m zeroed) when nothing. */
+static bool host_metrics(struct remote *r, const char *url, struct link_metrics *m)
+{
+    char host[LINKSTATS_HOST_BYTES];
+    memset(m, 0, sizeof(*m));
+    return r->cfg.links != NULL && linkstats_host_of(url, host, sizeof(host)) == 0 &&
+           linkstats_get(r->cfg.links, host, m);
+}
+
+static struct planner_open_limits open_limits(struct remote *r, uint64_t default_prefix)
+{
+    pthread_mutex_lock(&r->lock);
+    struct planner_open_limits lim = {.default_prefix = default_prefix,
+                                      .min_bytes = r->block_size,
+                                      .max_bytes = r->cfg.coalesce_max,
+                                      .whole_rtts = r->cfg.whole_file_rtts,
+                                      .whole_max = r->cfg.whole_file_max};
+    pthread_mutex_unlock(&r->lock);
+    return lim;
+}
+
+/* The first request of an HDF5 open of url: one round trip's worth of its host. */
+static uint64_t open_prefix(struct remote *r, const char *url, uint64_t default_prefix)
+{
+    struct link_metrics m;
+    host_metrics(r, url, &m);
+    struct planner_open_limits lim = open_limits(r, default_prefix);
+    return planner_open_prefix(&m, &lim);
+}
+
+/*
+ * After the probe of a never-seen file: when the whole file crosses the link
+ * in a few round trips (measured by the probe itself on a new host), its
+ * rest is fetched now, as one batch whose blocks the planner cuts into
+ * parallel requests, rather than as the metadata misses of the reads to
+ * come, one round trip after another.  The batch's ranges count against the
+ * memory budget like any batch's.  A failed piece is not the open's
+ * failure (the read that needs it fetches it again), a changed file is.
+ */
+static int open_whole_file(struct remote *r, struct remote_file *file, struct h5cd_error *err)
+{
+    struct link_metrics m;
+    host_metrics(r, file->url, &m);
+    struct planner_open_limits lim = open_limits(r, 0);
+    uint64_t from = file->opened_bytes;
+    if (from >= file->size || !planner_whole_file(&m, &lim, file->size))
+        return 0;
+    uint64_t piece = r->cfg.coalesce_max;
+    struct remote_batch *b = NULL;
+    if (remote_batch_new(r, file, file->size - from, &b) < 0)
+        return 0;
+    for (uint64_t at = from; at < file->size; at += piece) {
+        uint64_t len = file->size - at < piece ? file->size - at : piece;
+        if (remote_batch_add(b, at, len, NULL, NULL) < 0) {
+            remote_batch_free(b);
+            return 0;
+        }
+    }
+    struct remote_batch_result res;
+    uint64_t fetched = from;
+    bool whole = true;
+    int rc;
+    while ((rc = remote_batch_next(b, &res)) == 1) {
+        if (res.data == NULL && res.error.code == H5CD_E_UPSTREAM_CHANGED) {
+            if (err != NULL)
+                *err = res.error;
+            remote_batch_free(b);
+            return -1;
+        }
+        if (res.data == NULL)
+            whole = false;
+        else
+            fetched += res.length;
+    }
+    remote_batch_free(b);
+    if (rc == 0 && whole)
+        file->opened_bytes = file->size;
+    STATS_INC(r->stats, whole_file_opens);
+    log_debug("msg=\"file fetched whole at open\" bytes=%llu fetched=%llu complete=%d",
+              (unsigned long long)file->size, (unsigned long long)fetched, rc == 0 && whole);
+    return 0;
+}
+
+void remote_set_whole_file(struct remote *r, unsigned rtts, uint64_t max_bytes)
+{
+    pthread_mutex_lock(&r->lock);
+    r->cfg.whole_file_rtts = rtts;
+    r->cfg.whole_file_max = max_bytes;
+    pthread_mutex_unlock(&r->lock);
+}
+
+void remote_meta_plan(struct remote *r, const struct remote_file *file, uint64_t default_prefix,
+                      uint64_t *prefix, uint64_t *window_first, uint64_t *window_most)
+{
+    struct link_metrics m;
+    host_metrics(r, file->url, &m);
+    struct planner_open_limits lim = open_limits(r, default_prefix);
+    planner_meta_window(&m, &lim, window_first, window_most);
+    /* Whole blocks: a window's ends would otherwise fetch blocks it does not keep. */
+    *window_first = *window_first / r->block_size * r->block_size;
+    *window_most = *window_most / r->block_size * r->block_size;
+    /* Reopened later (another worker, a closed handle): the blocks may be cached, but a
+     * prefix larger than the configured one could fetch more than any open did. */
+    uint64_t p = file->opened_bytes;
+    if (p == 0 && default_prefix > 0) {
+        p = planner_open_prefix(&m, &lim);
+        p = p < default_prefix ? p : default_prefix;
+    }
+    p = p < file->size ? p : file->size;
+    *prefix = p < REMOTE_MAX_DRIVER_PREFIX ? p : REMOTE_MAX_DRIVER_PREFIX;
+}
+
 /*
  * Learns size and validator, sharing one probe between concurrent openers.
  * A probe stays listed until its blocks are cached, and the cache row is
@@ -484,14 +600,19 @@ static int open_shared(struct remote *r, const char *url, const char *identity,
     pthread_mutex_unlock(&r->lock);
 
     probe->file = *out;
-    int rc = probe_upstream(r, url, identity, probe_bytes, mark_public, known, &probe->file,
-                            &probe->error);
+    bool new_version = false;
+    uint64_t prefix = probe_bytes > 0 ? open_prefix(r, url, probe_bytes) : 0;
+    int rc = probe_upstream(r, url, identity, prefix, mark_public, known, &probe->file,
+                            &new_version, &probe->error);
     *probed = rc == 0;
     /* Marked before the probe is unlisted: whoever joined it or comes after it finds the
      * mark, so concurrent openers of a public file ask upstream nothing more. */
     if (rc == 0 && mark_public)
         blockcache_public_set(r->cache, identity,
                               (int64_t)time(NULL) + (int64_t)resolve_access_ttl(r->resolve));
+    /* Still listed: openers that join wait for the whole file, and find it cached. */
+    if (rc == 0 && probe_bytes > 0 && new_version)
+        rc = open_whole_file(r, &probe->file, &probe->error);
 
     pthread_mutex_lock(&r->lock);
     probe->result = rc;

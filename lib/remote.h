@@ -40,11 +40,14 @@ struct remote_config {
     uint64_t total_budget;          /* range bytes all batches hold at once (each may hold one
                                      * range more); 0 = 64 MiB.  Unused when budget is set. */
     struct membudget *budget;       /* the daemon-wide memory budget batches charge; may be NULL */
-    uint64_t parent_slice;   /* with site caches: no upstream request crosses a multiple of this
-                              * (a multiple of the block size); 0 without */
-    struct linkstats *links; /* borrowed; may be NULL.  When the file's host has been measured,
-                              * a batch's gap and request size come from planner.h instead of
-                              * coalesce_gap and coalesce_max (never above coalesce_max) */
+    uint64_t parent_slice;    /* with site caches: no upstream request crosses a multiple of this
+                               * (a multiple of the block size); 0 without */
+    struct linkstats *links;  /* borrowed; may be NULL.  When the file's host has been measured,
+                               * a batch's gap and request size come from planner.h instead of
+                               * coalesce_gap and coalesce_max (never above coalesce_max) */
+    unsigned whole_file_rtts; /* an HDF5 open fetches a never-seen file whole when it crosses
+                               * the link in this many round trips (planner_whole_file); 0 never */
+    uint64_t whole_file_max;  /* ... and is at most this large */
 };
 
 /* What is known about one version of a remote file. */
@@ -60,6 +63,8 @@ struct remote_file {
     char name[H5CD_MAX_URL_BYTES + 1];
     char token[RESOLVE_MAX_TOKEN_BYTES + 1]; /* "" for none; never logged */
     bool resolved;                           /* url came from the resolver */
+    uint64_t opened_bytes; /* bytes [0, opened_bytes) were fetched by this open (its prefix,
+                            * or the whole file); 0 when the open fetched nothing */
 };
 
 /* All pointers are borrowed and must outlive the remote.  0 or -ENOMEM. */
@@ -75,13 +80,23 @@ void remote_free(struct remote *remote);
 void remote_reconfigure(struct remote *remote, const struct urlpolicy *policy,
                         unsigned revalidate_s);
 
+/* Replaces whole_file_rtts and whole_file_max for opens from now on (SIGHUP).  Any thread. */
+void remote_set_whole_file(struct remote *remote, unsigned rtts, uint64_t max_bytes);
+
 /*
  * Checks url against the policy and learns the file's size and validator:
  * from the cache when they were confirmed less than revalidate_s ago, else
- * by fetching the file's first probe_bytes (rounded up to whole blocks, at
- * least one; they are cached too, so a caller about to read a file's
- * header pays one round trip for both).  Concurrent opens of one cold file
- * share that fetch.  0, or -1 with err set.
+ * by fetching the start of the file (cached too, so a caller about to read
+ * a file's header pays one round trip for both).  Concurrent opens of one
+ * cold file share that fetch.
+ *
+ * probe_bytes 0 fetches one block.  Otherwise the caller is about to read
+ * HDF5 metadata: the first request brings one round trip's worth of bytes
+ * of the file's host (planner_open_prefix; probe_bytes until the host is
+ * measured), and a never-seen file small for the link (planner_whole_file)
+ * is then fetched whole, its rest in parallel pieces, before the open
+ * returns (openers that join it wait for that too).  out->opened_bytes
+ * says how much was fetched.  0, or -1 with err set.
  */
 int remote_open(struct remote *remote, const char *url, uint64_t probe_bytes,
                 struct remote_file *out, struct h5cd_error *err);
@@ -104,6 +119,17 @@ void remote_set_resolver(struct remote *remote, struct resolve *resolve);
  */
 int remote_open_as(struct remote *remote, const char *name, const char *token, uint64_t probe_bytes,
                    struct remote_file *out, struct h5cd_error *err);
+
+/*
+ * How an HDF5 driver reading `file` should read metadata (planner.h): the
+ * prefix it reads when it opens the file (what this open fetched, else one
+ * round trip's worth and at most default_prefix, within the file and
+ * REMOTE_MAX_DRIVER_PREFIX) and its metadata windows.  Any thread.
+ */
+#define REMOTE_MAX_DRIVER_PREFIX (32ull * 1024 * 1024)
+void remote_meta_plan(struct remote *remote, const struct remote_file *file,
+                      uint64_t default_prefix, uint64_t *prefix, uint64_t *window_first,
+                      uint64_t *window_most);
 
 /* Checks url against the current policy and writes its cache identity (a name such as
  * s3:// or dandi:// is resolved first, without a token).  0, or -1 with err. */

@@ -43,6 +43,7 @@
     X(quarantined_files, "file versions quarantined after a worker crash or timeout")              \
     X(resolutions, "names resolved upstream: redirects followed, signed URLs or tokens checked")   \
     X(redirects_skipped, "opens of a public URL that went straight to where it redirected")        \
+    X(whole_file_opens, "never-seen files fetched whole when opened: small for their link")        \
     X(access_checks, "one-byte requests proving a cached file is readable without credentials")
 
 struct h5cd_stats {

@@ -84,7 +84,10 @@ static hid_t acquire_file(const struct wp_op *op, struct h5cd_error *err)
     struct h5vfd_file_desc desc = {.file_id = op->file_id, .size = op->file_size};
     snprintf(desc.identity, sizeof(desc.identity), "%s", op->identity);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || h5vfd_set_fapl(fapl, &source, &desc, op->prefix_bytes) < 0) {
+    struct h5vfd_meta_plan plan = {.prefix_bytes = op->prefix_bytes,
+                                   .window_first = op->window_first,
+                                   .window_most = op->window_most};
+    if (fapl < 0 || h5vfd_set_fapl(fapl, &source, &desc, &plan) < 0) {
         if (fapl >= 0)
             H5Pclose(fapl);
         h5cd_fail(err, H5CD_E_INTERNAL, "cannot set up the HDF5 file driver");

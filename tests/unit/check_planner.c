@@ -149,6 +149,119 @@ START_TEST(piece_splits_across_streams)
 }
 END_TEST
 
+static const struct planner_open_limits OPEN = {.default_prefix = 4 * MIB,
+                                                .min_bytes = 256 * 1024,
+                                                .max_bytes = 8 * MIB,
+                                                .whole_rtts = 3,
+                                                .whole_max = 32 * MIB};
+
+START_TEST(open_prefix_from_link)
+{
+    struct link_metrics none = {0};
+    /* Unmeasured: the configured prefix, clamped. */
+    ck_assert_uint_eq(planner_open_prefix(&none, &OPEN), 4 * MIB);
+    ck_assert_uint_eq(planner_open_prefix(NULL, &OPEN), 4 * MIB);
+    struct planner_open_limits lim = OPEN;
+    lim.default_prefix = 0;
+    ck_assert_uint_eq(planner_open_prefix(&none, &lim), 256 * 1024);
+    lim.default_prefix = 64 * MIB;
+    ck_assert_uint_eq(planner_open_prefix(&none, &lim), 8 * MIB);
+    /* Measured: half a round trip of one connection: 40 ms x 125 MB/s / 2 = 2.5 MB. */
+    struct link_metrics m = measured(40000, 125000000, 125000000);
+    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 2500000);
+    /* Connections capped at 25 MB/s: half of one connection's round trip, 500 kB. */
+    m = measured(40000, 25000000, 125000000);
+    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 500000);
+    /* A LAN: 1 ms x 100 MB/s / 2 = 50 kB, raised to the minimum. */
+    m = measured(1000, 100000000, 100000000);
+    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 256 * 1024);
+    /* A long fat pipe: capped at the maximum. */
+    m = measured(200000, 1000000000, 1000000000);
+    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 8 * MIB);
+    /* The extremes do not overflow. */
+    m = measured(UINT64_MAX, UINT64_MAX, UINT64_MAX);
+    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 8 * MIB);
+}
+END_TEST
+
+START_TEST(whole_file_when_small_for_the_link)
+{
+    /* 40 ms x 125 MB/s: 5 MB a round trip, 15 MB in three. */
+    struct link_metrics m = measured(40000, 125000000, 125000000);
+    ck_assert(planner_whole_file(&m, &OPEN, 9600000));
+    ck_assert(planner_whole_file(&m, &OPEN, 15000000));
+    ck_assert(!planner_whole_file(&m, &OPEN, 15000001));
+    ck_assert(!planner_whole_file(&m, &OPEN, 52000000));
+    /* Connections capped at 25 MB/s but the link carries 125 MB/s over several: the link. */
+    m = measured(40000, 25000000, 125000000);
+    ck_assert(planner_whole_file(&m, &OPEN, 15000000));
+    /* Only one connection seen so far: its rate is a lower bound of the link's. */
+    m = measured(40000, 125000000, 0);
+    m.link_known = false;
+    ck_assert(planner_whole_file(&m, &OPEN, 15000000));
+    /* A 1 ms LAN: 300 kB in three round trips. */
+    m = measured(1000, 100000000, 100000000);
+    ck_assert(planner_whole_file(&m, &OPEN, 300000));
+    ck_assert(!planner_whole_file(&m, &OPEN, 300001));
+    /* Never above whole_max, however fast the link. */
+    m = measured(100000, 1000000000, 1000000000);
+    ck_assert(planner_whole_file(&m, &OPEN, 32 * MIB));
+    ck_assert(!planner_whole_file(&m, &OPEN, 32 * MIB + 1));
+    /* Turned off, or nothing measured: never. */
+    struct planner_open_limits off = OPEN;
+    off.whole_rtts = 0;
+    ck_assert(!planner_whole_file(&m, &off, 1));
+    struct link_metrics none = {0};
+    ck_assert(!planner_whole_file(&none, &OPEN, 1));
+    ck_assert(!planner_whole_file(NULL, &OPEN, 1));
+    struct link_metrics rtt_only = {.rtt_known = true, .rtt_us = 40000};
+    ck_assert(!planner_whole_file(&rtt_only, &OPEN, 1));
+    /* The extremes do not overflow: a huge whole_rtts counts as PLANNER_MAX_WHOLE_RTTS. */
+    struct planner_open_limits huge = OPEN;
+    huge.whole_rtts = UINT32_MAX;
+    huge.whole_max = UINT64_MAX;
+    m = measured(UINT64_MAX, UINT64_MAX, UINT64_MAX);
+    ck_assert(planner_whole_file(&m, &huge, UINT64_MAX / 2 / 100000000));
+    ck_assert(!planner_whole_file(&m, &huge, UINT64_MAX));
+    /* An empty file is always whole once the link is measured. */
+    m = measured(40000, 125000000, 125000000);
+    ck_assert(planner_whole_file(&m, &OPEN, 0));
+}
+END_TEST
+
+START_TEST(meta_window_from_link)
+{
+    uint64_t first, most;
+    /* Unmeasured: half the configured prefix, growing to it (the former 2 MiB -> 4 MiB). */
+    planner_meta_window(NULL, &OPEN, &first, &most);
+    ck_assert_uint_eq(first, 2 * MIB);
+    ck_assert_uint_eq(most, 4 * MIB);
+    /* 40 ms x 125 MB/s: 2.5 MB, growing to 10 MB cut to the maximum. */
+    struct link_metrics m = measured(40000, 125000000, 125000000);
+    planner_meta_window(&m, &OPEN, &first, &most);
+    ck_assert_uint_eq(first, 2500000);
+    ck_assert_uint_eq(most, 8 * MIB);
+    /* 40 ms x 25 MB/s: 500 kB growing to 2 MB. */
+    m = measured(40000, 25000000, 125000000);
+    planner_meta_window(&m, &OPEN, &first, &most);
+    ck_assert_uint_eq(first, 500000);
+    ck_assert_uint_eq(most, 2000000);
+    /* A LAN: both at the minimum. */
+    m = measured(1000, 100000000, 100000000);
+    planner_meta_window(&m, &OPEN, &first, &most);
+    ck_assert_uint_eq(first, 256 * 1024);
+    ck_assert_uint_eq(most, 256 * 1024);
+    /* Limits given upside down still give first <= most, both within bounds. */
+    struct planner_open_limits odd = OPEN;
+    odd.max_bytes = 1;
+    odd.min_bytes = 0;
+    m = measured(UINT64_MAX, UINT64_MAX, UINT64_MAX);
+    planner_meta_window(&m, &odd, &first, &most);
+    ck_assert_uint_eq(first, 1);
+    ck_assert_uint_eq(most, 1);
+}
+END_TEST
+
 static Suite *planner_suite(void)
 {
     Suite *s = suite_create("planner");
@@ -157,6 +270,9 @@ static Suite *planner_suite(void)
     tcase_add_test(core, gap_is_link_rtt_share);
     tcase_add_test(core, streams_fill_the_link);
     tcase_add_test(core, piece_splits_across_streams);
+    tcase_add_test(core, open_prefix_from_link);
+    tcase_add_test(core, whole_file_when_small_for_the_link);
+    tcase_add_test(core, meta_window_from_link);
     suite_add_tcase(s, core);
     TCase *limits = tcase_create("limits");
     tcase_add_test(limits, gap_clamped);
