@@ -343,9 +343,10 @@ static int run_worker(struct h5index *idx, const struct remote_file *file, const
     call->op->prefix_bytes = idx->prefix_bytes;
     call->op->window_first = 0;
     call->op->window_most = 0;
+    call->op->window_align = 0;
     if (idx->remote != NULL)
         remote_meta_plan(idx->remote, file, idx->prefix_bytes, &call->op->prefix_bytes,
-                         &call->op->window_first, &call->op->window_most);
+                         &call->op->window_first, &call->op->window_most, &call->op->window_align);
     if (workerpool_run(idx->pool, call, err) == 0)
         return 0;
     if (call->fate == WORKERPOOL_CRASHED || call->fate == WORKERPOOL_TIMED_OUT ||

@@ -201,7 +201,7 @@ static haddr_t vfd_get_eof(const H5FD_t *file, H5FD_mem_t type)
 
 /*
  * Metadata past the prefix (chunk index nodes, object headers of a large
- * file) is read a whole aligned window at a time, one coalesced request,
+ * file) is read a whole window at a time from the miss on, one coalesced request,
  * and the window kept: libhdf5 reads metadata a few hundred bytes at a
  * time, and neighbouring nodes usually share a window, so this turns many
  * round trips into one.  Every miss doubles the next window (up to the
@@ -231,11 +231,14 @@ static int read_window(struct h5vfd_file *f, uint64_t addr, size_t len, uint8_t 
         return -1;
     if (f->window == NULL || addr < f->window_start ||
         addr + len > f->window_start + f->window_len) {
-        uint64_t start = addr / wsize * wsize;
+        /* From the miss onwards (libhdf5 reads a traversal's headers mostly in file
+         * order), aligned to the daemon's blocks so the window keeps what it fetches. */
+        uint64_t align = f->fa.plan.window_align > 0 ? f->fa.plan.window_align : 4096;
+        uint64_t start = addr / align * align;
         uint64_t left = f->fa.file.size - start;
         size_t wlen = (size_t)(left < wsize ? left : wsize);
         if (addr + len > start + wlen)
-            return -1; /* straddles two windows */
+            return -1; /* the end of the file is nearer than the read: read it exactly */
         if (f->window_cap < wlen) {
             uint8_t *bigger = realloc(f->window, wlen);
             if (bigger == NULL)

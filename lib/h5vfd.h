@@ -45,6 +45,7 @@ struct h5vfd_meta_plan {
     uint64_t window_first; /* a metadata read outside the prefix and the window reads this
                             * much around it (0: half the prefix, at most 2 MiB) ... */
     uint64_t window_most;  /* ... doubling on each such miss up to this (0: 4 MiB) */
+    uint64_t window_align; /* a window starts at the miss rounded down to this (0: 4 KiB) */
 };
 
 /* Makes fapl open `file` (copied) through `source` (copied), reading metadata as `plan`

@@ -107,7 +107,7 @@ void planner_meta_window(const struct link_metrics *m, const struct planner_open
         *most = open_clamp(lim->default_prefix, lim);
     } else {
         *first = open_clamp(bdp / 2, lim);
-        *most = open_clamp(bdp > UINT64_MAX / 2 ? bdp : 2 * bdp, lim);
+        *most = open_clamp(bdp > UINT64_MAX / 4 ? bdp : 4 * bdp, lim);
     }
     if (*most < *first)
         *most = *first;

@@ -37,8 +37,10 @@
  *    and at most whole_max bytes, is fetched whole when it is opened: its
  *    metadata would otherwise cost round trips one after another;
  *  - metadata window: a read that misses what the HDF5 driver holds reads
- *    this much around it, half a round trip's worth at first, doubling on
- *    each further miss up to two round trips' worth, within [min, max].
+ *    this much from it on, half a round trip's worth at first, doubling on
+ *    each further miss up to four round trips' worth, within [min, max]:
+ *    metadata spread through a file then costs a few misses, not one per
+ *    half round trip of bytes.
  */
 #ifndef H5CD_PLANNER_H
 #define H5CD_PLANNER_H

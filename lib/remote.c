@@ -532,8 +532,10 @@ void remote_set_whole_file(struct remote *r, unsigned rtts, uint64_t max_bytes)
 }
 
 void remote_meta_plan(struct remote *r, const struct remote_file *file, uint64_t default_prefix,
-                      uint64_t *prefix, uint64_t *window_first, uint64_t *window_most)
+                      uint64_t *prefix, uint64_t *window_first, uint64_t *window_most,
+                      uint64_t *window_align)
 {
+    *window_align = r->block_size;
     struct link_metrics m;
     host_metrics(r, file->url, &m);
     struct planner_open_limits lim = open_limits(r, default_prefix);

@@ -124,12 +124,13 @@ int remote_open_as(struct remote *remote, const char *name, const char *token, u
  * How an HDF5 driver reading `file` should read metadata (planner.h): the
  * prefix it reads when it opens the file (what this open fetched, else one
  * round trip's worth and at most default_prefix, within the file and
- * REMOTE_MAX_DRIVER_PREFIX) and its metadata windows.  Any thread.
+ * REMOTE_MAX_DRIVER_PREFIX) and its metadata windows, in whole cache blocks.
+ * Any thread.
  */
 #define REMOTE_MAX_DRIVER_PREFIX (32ull * 1024 * 1024)
 void remote_meta_plan(struct remote *remote, const struct remote_file *file,
                       uint64_t default_prefix, uint64_t *prefix, uint64_t *window_first,
-                      uint64_t *window_most);
+                      uint64_t *window_most, uint64_t *window_align);
 
 /* Checks url against the current policy and writes its cache identity (a name such as
  * s3:// or dandi:// is resolved first, without a token).  0, or -1 with err. */

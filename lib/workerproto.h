@@ -62,6 +62,7 @@ struct wp_op {
     uint64_t prefix_bytes; /* read when the file is opened */
     uint64_t window_first; /* metadata windows (struct h5vfd_meta_plan); 0: the driver's own */
     uint64_t window_most;
+    uint64_t window_align;
     uint64_t max_bytes; /* DECODE, SLICE, COMPACT: largest result allowed */
     char identity[H5CD_MAX_URL_BYTES + 1];
     char path[H5CD_MAX_PATH_BYTES + 2]; /* DESCRIBE: the canonical path; else ds.path */

@@ -86,7 +86,8 @@ static hid_t acquire_file(const struct wp_op *op, struct h5cd_error *err)
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     struct h5vfd_meta_plan plan = {.prefix_bytes = op->prefix_bytes,
                                    .window_first = op->window_first,
-                                   .window_most = op->window_most};
+                                   .window_most = op->window_most,
+                                   .window_align = op->window_align};
     if (fapl < 0 || h5vfd_set_fapl(fapl, &source, &desc, &plan) < 0) {
         if (fapl >= 0)
             H5Pclose(fapl);

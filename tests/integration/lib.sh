@@ -324,6 +324,7 @@ ORIGIN_URL=""
 NGINX_PID=""
 
 # Serves ROOT over HTTP with byte ranges on a free loopback port; sets ORIGIN_URL.
+# NGINX_RANGE_LOG=1: the access log records each request's Range and times.
 start_nginx() { # ROOT
     local root=$1 dir="$T/nginx" attempt port
     [[ -x "$NGINX_BIN" ]] || skip "nginx not found (NGINX_BIN=$NGINX_BIN)"
@@ -340,7 +341,13 @@ start_nginx() { # ROOT
             echo "error_log $dir/error.log warn;"
             echo "events { worker_connections 1024; }"
             echo "http {"
-            echo "  access_log $dir/access.log;"
+            if [[ -n "${NGINX_RANGE_LOG:-}" ]]; then
+                # One line per request: path, status, bytes sent, Range, end and duration (s).
+                echo "  log_format ranges '\$uri \$status \$body_bytes_sent \"\$http_range\" \$msec \$request_time';"
+                echo "  access_log $dir/access.log ranges;"
+            else
+                echo "  access_log $dir/access.log;"
+            fi
             echo "  client_body_temp_path $dir/tmp/body;"
             echo "  proxy_temp_path $dir/tmp/proxy;"
             echo "  fastcgi_temp_path $dir/tmp/fastcgi;"

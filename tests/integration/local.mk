@@ -18,6 +18,8 @@ INTEGRATION_TESTS += tests/integration/test_format.sh
 INTEGRATION_TESTS += tests/integration/test_bench_smoke.sh
 # /v1/stats "links" and reads planned from the measured link (about 5 s).
 INTEGRATION_TESTS += tests/integration/test_linkstats.sh
+# Opening never-seen NWB-like files behind an emulated link: requests and rounds (about 15 s).
+INTEGRATION_TESTS += tests/integration/test_metaopen.sh
 # Files written by h5py, PyTables and bitshuffle's plugin, compared with h5py (about 20 s).
 INTEGRATION_TESTS += tests/integration/test_realfiles.sh
 EXTRA_DIST += tests/data/make_realfiles.py tests/integration/test_realfiles.py

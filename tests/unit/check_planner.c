@@ -236,21 +236,21 @@ START_TEST(meta_window_from_link)
     planner_meta_window(NULL, &OPEN, &first, &most);
     ck_assert_uint_eq(first, 2 * MIB);
     ck_assert_uint_eq(most, 4 * MIB);
-    /* 40 ms x 125 MB/s: 2.5 MB, growing to 10 MB cut to the maximum. */
+    /* 40 ms x 125 MB/s: 2.5 MB, growing to 20 MB cut to the maximum. */
     struct link_metrics m = measured(40000, 125000000, 125000000);
     planner_meta_window(&m, &OPEN, &first, &most);
     ck_assert_uint_eq(first, 2500000);
     ck_assert_uint_eq(most, 8 * MIB);
-    /* 40 ms x 25 MB/s: 500 kB growing to 2 MB. */
+    /* 40 ms x 25 MB/s: 500 kB growing to 4 MB. */
     m = measured(40000, 25000000, 125000000);
     planner_meta_window(&m, &OPEN, &first, &most);
     ck_assert_uint_eq(first, 500000);
-    ck_assert_uint_eq(most, 2000000);
-    /* A LAN: both at the minimum. */
+    ck_assert_uint_eq(most, 4000000);
+    /* A LAN: 1 ms x 100 MB/s: the minimum, growing to 400 kB. */
     m = measured(1000, 100000000, 100000000);
     planner_meta_window(&m, &OPEN, &first, &most);
     ck_assert_uint_eq(first, 256 * 1024);
-    ck_assert_uint_eq(most, 256 * 1024);
+    ck_assert_uint_eq(most, 400000);
     /* Limits given upside down still give first <= most, both within bounds. */
     struct planner_open_limits odd = OPEN;
     odd.max_bytes = 1;
