@@ -143,4 +143,6 @@ assert_le "$bytes" "$LARGE_SIZE" "bytes fetched for large.nwb (each at most once
 # 1 MiB windows of an 8.4 MB file would be 9 requests; windows grow on every miss.
 assert_le "$(wc -l <"$T/large.all")" 16 "requests for large.nwb's listing"
 
+! grep -lE "runtime error|ERROR: AddressSanitizer|LeakSanitizer" "$T"/daemon.*.log >/dev/null ||
+    fail "sanitizer report in the daemon's log"
 finish_test
