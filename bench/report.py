@@ -321,8 +321,10 @@ def write(res, doc):
       "a never-written chunk (404 `chunk_not_allocated`) the fill value. The listing "
       "workload reads the Zarr view's consolidated metadata (`/zarr/v2/{id}/.zmetadata`, one "
       "request) when the daemon serves it, else walks `/v1/meta` breadth-first with 8 "
-      "connections (this run: %s). The daemon runs on its defaults (256 KiB blocks, 4 MiB "
-      "metadata prefix) with an empty cache at the start."
+      "connections (this run: %s). The daemon runs on its defaults (256 KiB blocks; metadata "
+      "prefix and windows sized from the measured link, 4 MiB before it is measured; files "
+      "that cross the link in 3 round trips fetched whole at open) with an empty cache at "
+      "the start."
       % (", ".join(sorted({x for wl in res["cold"].get("listing", {}).values()
                             for x in wl.get("modes", [])})) or "n/a"))
     w("- **h5py + fsspec on h5chunkd /v1/file**: the daemon as a byte-range mirror, for "

@@ -515,9 +515,10 @@ static int open_whole_file(struct remote *r, struct remote_file *file, struct h5
             fetched += res.length;
     }
     remote_batch_free(b);
-    if (rc == 0 && whole)
+    if (rc == 0 && whole) {
         file->opened_bytes = file->size;
-    STATS_INC(r->stats, whole_file_opens);
+        STATS_INC(r->stats, whole_file_opens);
+    }
     log_debug("msg=\"file fetched whole at open\" bytes=%llu fetched=%llu complete=%d",
               (unsigned long long)file->size, (unsigned long long)fetched, rc == 0 && whole);
     return 0;
