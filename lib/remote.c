@@ -467,7 +467,10 @@ static uint64_t open_prefix(struct remote *r, const char *url, uint64_t default_
     struct link_metrics m;
     host_metrics(r, url, &m);
     struct planner_open_limits lim = open_limits(r, default_prefix);
-    return planner_open_prefix(&m, &lim);
+    uint64_t prefix = planner_open_prefix(&m, &lim);
+    log_debug("msg=\"HDF5 open\" prefix=%llu measured=%d", (unsigned long long)prefix,
+              planner_bdp(&m) > 0);
+    return prefix;
 }
 
 /*

@@ -127,9 +127,17 @@ log "large.nwb, the open's requests:"
 cat "$T/large.open"
 read -r _ _ off len < <(head -n1 "$T/large.open")
 assert_eq 0 "$off" "the large open's first request starts at 0"
-# Half of what one connection carries in one 20 ms round trip at <= 50 MB/s
-# (bursts may look faster), in whole blocks: not the 1 MiB of an unmeasured host.
-assert_ne $((1024 * 1024)) "$len" "the large open's prefix (sized from the link)"
+# Half of what one connection carries in one round trip, as measured (the
+# daemon logs it at debug level), in whole blocks, not the 1 MiB of an
+# unmeasured host.
+planned=$(grep 'msg="HDF5 open"' "$DAEMON_LOG" | tail -n1)
+[[ "$planned" == *measured=1* ]] || fail "the large open was not planned from the measured link: $planned"
+planned=${planned##*prefix=}
+planned=${planned%% *}
+assert_eq $(((planned + 262143) / 262144 * 262144)) "$len" "the large open's prefix (from the link)"
+first_plan=$(grep -m1 'msg="HDF5 open"' "$DAEMON_LOG")
+[[ "$first_plan" == *"prefix=1048576 measured=0"* ]] ||
+    fail "the first open (unmeasured host) did not use h5_prefix_bytes: $first_plan"
 assert_le "$(wc -l <"$T/large.open")" 2 "requests of the large file's open"
 
 check "listing the large file: windows from the link, no byte fetched twice"
