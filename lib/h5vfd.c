@@ -120,8 +120,12 @@ static int load_prefix(struct h5vfd_file *f)
     if (want == 0)
         return 0;
     f->prefix = malloc((size_t)want);
-    if (f->prefix == NULL)
-        return -1;
+    if (f->prefix == NULL) {
+        /* A whole small file may not fit a tight worker_memory: windows read it instead. */
+        log_warn("msg=\"no memory for the file's prefix; reading it by windows\" bytes=%llu",
+                 (unsigned long long)want);
+        return 0;
+    }
     struct h5cd_error err = {0};
     if (f->fa.source.read(f->fa.source.ctx, &f->fa.file, 0, want, f->prefix, &err) < 0) {
         remember_error(&err);
