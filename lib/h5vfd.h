@@ -43,7 +43,8 @@ struct h5vfd_source {
 struct h5vfd_meta_plan {
     uint64_t prefix_bytes; /* read at open and kept (0: none) */
     uint64_t window_first; /* a metadata read outside the prefix and the window reads this
-                            * much around it (0: half the prefix, at most 2 MiB) ... */
+                            * much from it on (0: half the prefix, at most 2 MiB; no window
+                            * when the prefix is 0 too) ... */
     uint64_t window_most;  /* ... doubling on each such miss up to this (0: 4 MiB) */
     uint64_t window_align; /* a window starts at the miss rounded down to this (0: 4 KiB) */
 };

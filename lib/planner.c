@@ -73,7 +73,11 @@ static uint64_t open_clamp(uint64_t v, const struct planner_open_limits *lim)
 uint64_t planner_open_prefix(const struct link_metrics *m, const struct planner_open_limits *lim)
 {
     uint64_t bdp = planner_bdp(m);
-    return open_clamp(bdp > 0 ? bdp / 2 : lim->default_prefix, lim);
+    if (bdp == 0)
+        return open_clamp(lim->default_prefix, lim);
+    /* A request has fixed costs besides the round trip (upstream, and each miss is a
+     * worker's read and libhdf5's next step): never plan less than PLANNER_MIN_PIECE. */
+    return open_clamp(bdp / 2 > PLANNER_MIN_PIECE ? bdp / 2 : PLANNER_MIN_PIECE, lim);
 }
 
 bool planner_whole_file(const struct link_metrics *m, const struct planner_open_limits *lim,
@@ -106,8 +110,9 @@ void planner_meta_window(const struct link_metrics *m, const struct planner_open
         *first = open_clamp(lim->default_prefix / 2, lim);
         *most = open_clamp(lim->default_prefix, lim);
     } else {
-        *first = open_clamp(bdp / 2, lim);
-        *most = open_clamp(bdp > UINT64_MAX / 4 ? bdp : 4 * bdp, lim);
+        uint64_t grown = bdp > UINT64_MAX / 4 ? bdp : 4 * bdp;
+        *first = open_clamp(bdp / 2 > PLANNER_MIN_PIECE ? bdp / 2 : PLANNER_MIN_PIECE, lim);
+        *most = open_clamp(grown > PLANNER_MIN_WINDOW_MOST ? grown : PLANNER_MIN_WINDOW_MOST, lim);
     }
     if (*most < *first)
         *most = *first;

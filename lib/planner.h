@@ -31,14 +31,17 @@
  *    of bytes (rtt x one connection's bandwidth / 2: the open then costs
  *    at most 1.5 round trips; what lies beyond is read by windows on a
  *    miss, or with the whole file), within [min, max]; before the host is
- *    measured, the configured default;
+ *    measured, the configured default; never below PLANNER_MIN_PIECE (a
+ *    request has fixed costs besides the round trip);
  *  - whole file: a file whose transfer over the whole link takes at most
  *    whole_rtts round trips (size <= whole_rtts x rtt x link bandwidth),
  *    and at most whole_max bytes, is fetched whole when it is opened: its
  *    metadata would otherwise cost round trips one after another;
  *  - metadata window: a read that misses what the HDF5 driver holds reads
  *    this much from it on, half a round trip's worth at first, doubling on
- *    each further miss up to four round trips' worth, within [min, max]:
+ *    each further miss up to four round trips' worth (at least
+ *    PLANNER_MIN_PIECE, growing to at least PLANNER_MIN_WINDOW_MOST), within
+ *    [min, max]:
  *    metadata spread through a file then costs a few misses, not one per
  *    half round trip of bytes.
  */
@@ -50,9 +53,11 @@
 
 #include "linkstats.h"
 
-#define PLANNER_MAX_GAP        (16ull * 1024 * 1024) /* a hole above this is never worth bridging */
-#define PLANNER_MIN_PIECE      (1024ull * 1024)      /* nor less than this, however short the RTT */
-#define PLANNER_MAX_WHOLE_RTTS 100u                  /* whole_rtts above this counts as this */
+#define PLANNER_MAX_GAP         (16ull * 1024 * 1024) /* a hole above this is never worth bridging */
+#define PLANNER_MIN_PIECE       (1024ull * 1024)     /* nor less than this, however short the RTT */
+#define PLANNER_MAX_WHOLE_RTTS  100u                 /* whole_rtts above this counts as this */
+#define PLANNER_MIN_WINDOW_MOST (4ull * 1024 * 1024) /* metadata windows may always grow to this   \
+                                                      */
 
 struct planner_limits {
     uint64_t default_gap; /* coalesce_gap: used until the host is measured */

@@ -539,6 +539,11 @@ void remote_meta_plan(struct remote *r, const struct remote_file *file, uint64_t
                       uint64_t *prefix, uint64_t *window_first, uint64_t *window_most,
                       uint64_t *window_align)
 {
+    if (default_prefix == 0) {
+        /* h5_prefix_bytes 0: libhdf5's reads are read as asked, no prefix, no windows. */
+        *prefix = *window_first = *window_most = *window_align = 0;
+        return;
+    }
     *window_align = r->block_size;
     struct link_metrics m;
     host_metrics(r, file->url, &m);
@@ -550,7 +555,7 @@ void remote_meta_plan(struct remote *r, const struct remote_file *file, uint64_t
     /* Reopened later (another worker, a closed handle): the blocks may be cached, but a
      * prefix larger than the configured one could fetch more than any open did. */
     uint64_t p = file->opened_bytes;
-    if (p == 0 && default_prefix > 0) {
+    if (p == 0) {
         p = planner_open_prefix(&m, &lim);
         p = p < default_prefix ? p : default_prefix;
     }

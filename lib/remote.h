@@ -121,7 +121,8 @@ int remote_open_as(struct remote *remote, const char *name, const char *token, u
                    struct remote_file *out, struct h5cd_error *err);
 
 /*
- * How an HDF5 driver reading `file` should read metadata (planner.h): the
+ * How an HDF5 driver reading `file` should read metadata (planner.h); with
+ * default_prefix 0 (h5_prefix_bytes 0) none, every read as asked.  Else the
  * prefix it reads when it opens the file (what this open fetched, else one
  * round trip's worth and at most default_prefix, within the file and
  * REMOTE_MAX_DRIVER_PREFIX) and its metadata windows, in whole cache blocks.

@@ -169,12 +169,19 @@ START_TEST(open_prefix_from_link)
     /* Measured: half a round trip of one connection: 40 ms x 125 MB/s / 2 = 2.5 MB. */
     struct link_metrics m = measured(40000, 125000000, 125000000);
     ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 2500000);
-    /* Connections capped at 25 MB/s: half of one connection's round trip, 500 kB. */
+    /* Connections capped at 25 MB/s: half of one connection's round trip, 500 kB, raised to
+     * PLANNER_MIN_PIECE; at 50 MB/s and 60 ms, 1.5 MB. */
     m = measured(40000, 25000000, 125000000);
-    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 500000);
-    /* A LAN: 1 ms x 100 MB/s / 2 = 50 kB, raised to the minimum. */
+    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), PLANNER_MIN_PIECE);
+    m = measured(60000, 50000000, 125000000);
+    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 1500000);
+    /* A LAN: 1 ms x 100 MB/s / 2 = 50 kB, raised to PLANNER_MIN_PIECE. */
     m = measured(1000, 100000000, 100000000);
-    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 256 * 1024);
+    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), PLANNER_MIN_PIECE);
+    /* ... unless the limits are lower still. */
+    struct planner_open_limits low = OPEN;
+    low.max_bytes = 512 * 1024;
+    ck_assert_uint_eq(planner_open_prefix(&m, &low), 512 * 1024);
     /* A long fat pipe: capped at the maximum. */
     m = measured(200000, 1000000000, 1000000000);
     ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 8 * MIB);
@@ -241,16 +248,21 @@ START_TEST(meta_window_from_link)
     planner_meta_window(&m, &OPEN, &first, &most);
     ck_assert_uint_eq(first, 2500000);
     ck_assert_uint_eq(most, 8 * MIB);
-    /* 40 ms x 25 MB/s: 500 kB growing to 4 MB. */
+    /* 40 ms x 25 MB/s: 500 kB growing to 4 MB, raised to 1 MiB growing to 4 MiB. */
     m = measured(40000, 25000000, 125000000);
     planner_meta_window(&m, &OPEN, &first, &most);
-    ck_assert_uint_eq(first, 500000);
-    ck_assert_uint_eq(most, 4000000);
-    /* A LAN: 1 ms x 100 MB/s: the minimum, growing to 400 kB. */
+    ck_assert_uint_eq(first, PLANNER_MIN_PIECE);
+    ck_assert_uint_eq(most, PLANNER_MIN_WINDOW_MOST);
+    /* 100 ms x 25 MB/s: 1.25 MB growing to 10 MB, cut to the maximum. */
+    m = measured(100000, 25000000, 125000000);
+    planner_meta_window(&m, &OPEN, &first, &most);
+    ck_assert_uint_eq(first, 1250000);
+    ck_assert_uint_eq(most, 8 * MIB);
+    /* A LAN: 1 ms x 100 MB/s: the floors. */
     m = measured(1000, 100000000, 100000000);
     planner_meta_window(&m, &OPEN, &first, &most);
-    ck_assert_uint_eq(first, 256 * 1024);
-    ck_assert_uint_eq(most, 400000);
+    ck_assert_uint_eq(first, PLANNER_MIN_PIECE);
+    ck_assert_uint_eq(most, PLANNER_MIN_WINDOW_MOST);
     /* Limits given upside down still give first <= most, both within bounds. */
     struct planner_open_limits odd = OPEN;
     odd.max_bytes = 1;
