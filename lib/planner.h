@@ -53,11 +53,12 @@
 
 #include "linkstats.h"
 
-#define PLANNER_MAX_GAP         (16ull * 1024 * 1024) /* a hole above this is never worth bridging */
-#define PLANNER_MIN_PIECE       (1024ull * 1024)     /* nor less than this, however short the RTT */
-#define PLANNER_MAX_WHOLE_RTTS  100u                 /* whole_rtts above this counts as this */
-#define PLANNER_MIN_WINDOW_MOST (4ull * 1024 * 1024) /* metadata windows may always grow to this   \
-                                                      */
+#define PLANNER_MAX_GAP        (16ull * 1024 * 1024) /* a hole above this is never worth bridging */
+#define PLANNER_MIN_PIECE      (1024ull * 1024)      /* nor less than this, however short the RTT */
+#define PLANNER_MAX_WHOLE_RTTS 100u                  /* whole_rtts above this counts as this */
+#define PLANNER_MIN_WINDOW_MOST                                                                    \
+    (4ull * 1024 * 1024) /* metadata windows may always grow to this                               \
+                          */
 
 struct planner_limits {
     uint64_t default_gap; /* coalesce_gap: used until the host is measured */
