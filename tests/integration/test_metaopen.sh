@@ -130,12 +130,12 @@ assert_eq 0 "$off" "the large open's first request starts at 0"
 # Half of what one connection carries in one round trip, as measured, at
 # least 1 MiB (the daemon logs it at debug level), in whole blocks; not the
 # 1280 KiB of an unmeasured host.
-planned=$(grep 'msg="HDF5 open"' "$DAEMON_LOG" | tail -n1)
+planned=$(grep 'msg="HDF5 open"' "$DAEMON_LOG" | tail -n1) || true
 [[ "$planned" == *measured=1* ]] || fail "the large open was not planned from the measured link: $planned"
 planned=${planned##*prefix=}
 planned=${planned%% *}
 assert_eq $(((planned + 262143) / 262144 * 262144)) "$len" "the large open's prefix (from the link)"
-first_plan=$(grep -m1 'msg="HDF5 open"' "$DAEMON_LOG")
+first_plan=$(grep -m1 'msg="HDF5 open"' "$DAEMON_LOG") || true
 [[ "$first_plan" == *"prefix=1310720 measured=0"* ]] ||
     fail "the first open (unmeasured host) did not use h5_prefix_bytes: $first_plan"
 assert_le "$(wc -l <"$T/large.open")" 2 "requests of the large file's open"
