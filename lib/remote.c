@@ -490,6 +490,10 @@ static int open_whole_file(struct remote *r, struct remote_file *file, struct h5
     uint64_t from = file->opened_bytes;
     if (from >= file->size || !planner_whole_file(&m, &lim, file->size))
         return 0;
+    /* Only what one round of parallel requests brings: with small requests (coalesce_max)
+     * the rest would take round after round, the cost this is meant to save. */
+    if ((file->size - from) / r->cfg.max_fetches_per_batch > r->cfg.coalesce_max)
+        return 0;
     uint64_t piece = r->cfg.coalesce_max;
     struct remote_batch *b = NULL;
     if (remote_batch_new(r, file, file->size - from, &b) < 0)
