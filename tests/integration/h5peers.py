@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 
@@ -153,6 +154,51 @@ def drop_work_dir(tmp, log):
         log("temp dir kept: %s" % tmp)
     else:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Suite:
+    """One test's failures: check() records and prints them, main() runs the
+    test in a temp dir, stops every process it started and says PASS or FAIL."""
+
+    def __init__(self, name):
+        self.name = name
+        self.failures = []
+
+    def log(self, msg):
+        print("%s: %s" % (self.name, msg), flush=True)
+
+    def fail(self, msg):
+        self.failures.append(msg)
+        print("%s: FAIL: %s" % (self.name, msg), flush=True)
+
+    def check(self, cond, msg):
+        if not cond:
+            self.fail(msg)
+        return cond
+
+    def daemon_clean(self, d):
+        """The daemon still answers, and its log holds no sanitizer report."""
+        self.check(d.alive() and d.healthy(), "the daemon died")
+        with open(d.logpath, errors="replace") as fh:
+            text = fh.read()
+        self.check("Sanitizer" not in text and "runtime error:" not in text,
+                   "sanitizer report in the daemon's log: %s" % tail(d.logpath, 20))
+
+    def main(self, run):
+        """Runs run(tmp); the exit status: 0 pass, 1 fail."""
+        tmp = tempfile.mkdtemp(prefix="h5cd-%s." % self.name)
+        try:
+            run(tmp)
+        except Fatal as e:
+            self.fail(str(e))
+        finally:
+            _kill_all()
+            drop_work_dir(tmp, self.log)
+        if self.failures:
+            self.log("%d failures" % len(self.failures))
+            return 1
+        self.log("PASS")
+        return 0
 
 
 DAEMON_LISTEN_RE = re.compile(r'msg="h5chunkd \S+ listening".*?addr=127\.0\.0\.1:(\d+)')

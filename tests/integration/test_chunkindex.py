@@ -32,7 +32,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,22 +45,10 @@ import h5peers  # noqa: E402
 NAME = "test_chunkindex"
 BUDGET_S = 80  # the whole test; past it the test fails
 DEBIAN_PACKAGES = ("python-tables-data", "python3-h5py")
-FAILURES = []
 
 
-def log(msg):
-    print("%s: %s" % (NAME, msg), flush=True)
-
-
-def fail(msg):
-    FAILURES.append(msg)
-    print("%s: FAIL: %s" % (NAME, msg), flush=True)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-    return cond
+SUITE = h5peers.Suite(NAME)
+log, fail, check = SUITE.log, SUITE.fail, SUITE.check
 
 
 # ---------------------------------------------------------------- files
@@ -394,33 +381,14 @@ def run(tmp):
     for name, rel in damaged_latest(root, "latest.h5"):
         check_damaged(d, nginx, root, "latest.h5", "/farray_r1_gzip_full", name, rel)
     check(time.monotonic() - started < BUDGET_S, "took more than %d s" % BUDGET_S)
-    check(d.alive() and d.healthy(), "the daemon died")
     # Every walk returned the node bytes it counted against the memory budget.
     check(stats(d).get("memory_used_bytes") == 0,
           "memory_used_bytes %s with no request under way" % stats(d).get("memory_used_bytes"))
-    with open(d.logpath, errors="replace") as fh:
-        text = fh.read()
-    check("Sanitizer" not in text and "runtime error:" not in text,
-          "sanitizer report in the daemon's log: %s" % h5peers.tail(d.logpath, 20))
+    SUITE.daemon_clean(d)
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="h5cd-chunkindex.")
-    try:
-        run(tmp)
-    except h5peers.Fatal as e:
-        fail(str(e))
-    finally:
-        h5peers._kill_all()
-        if os.environ.get("KEEP_TMP") == "1":
-            log("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if FAILURES:
-        log("%d failures" % len(FAILURES))
-        return 1
-    log("PASS")
-    return 0
+    return SUITE.main(run)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 
@@ -45,23 +44,11 @@ NCHUNKS = 64
 SCATTERED = list(range(16, NCHUNKS, 4))  # past the open's prefix, three chunks apart
 ADJACENT = list(range(5, 13))
 SINGLE = 58
-FAILURES = []
 LINE_RE = re.compile(r'^(\d+) (\d+) "([^"]*)" (\S+)$')
 
 
-def log(msg):
-    print("%s: %s" % (NAME, msg), flush=True)
-
-
-def fail(msg):
-    FAILURES.append(msg)
-    print("%s: FAIL: %s" % (NAME, msg), flush=True)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-    return cond
+SUITE = h5peers.Suite(NAME)
+log, fail, check = SUITE.log, SUITE.fail, SUITE.check
 
 
 def write_file(path):
@@ -263,27 +250,11 @@ def run(tmp):
     check(s.get("cache_write_errors", 0) == 0,
           "cache_write_errors %s" % s.get("cache_write_errors"))
     check(time.monotonic() - started < BUDGET_S, "took more than %d s" % BUDGET_S)
-    check(d.alive() and d.healthy(), "the daemon died")
-    with open(d.logpath, errors="replace") as fh:
-        text = fh.read()
-    check("Sanitizer" not in text and "runtime error:" not in text,
-          "sanitizer report in the daemon's log: %s" % h5peers.tail(d.logpath, 20))
+    SUITE.daemon_clean(d)
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="h5cd-exactrange.")
-    try:
-        run(tmp)
-    except h5peers.Fatal as e:
-        fail(str(e))
-    finally:
-        h5peers._kill_all()
-        h5peers.drop_work_dir(tmp, log)
-    if FAILURES:
-        log("%d failures" % len(FAILURES))
-        return 1
-    log("PASS")
-    return 0
+    return SUITE.main(run)
 
 
 if __name__ == "__main__":
