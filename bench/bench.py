@@ -257,8 +257,8 @@ class AccessLog:
 # ------------------------------------------------------------------ daemon
 
 class DaemonProc:
-    def __init__(self, binary, d):
-        self.binary, self.dir = binary, d
+    def __init__(self, binary, d, config=None):
+        self.binary, self.dir, self.config = binary, d, config
         self.proc = None
         self.base = None
 
@@ -268,6 +268,8 @@ class DaemonProc:
         self.log = logp
         argv = [self.binary, "--foreground", "--listen", "127.0.0.1:0",
                 "--cache-dir", os.path.join(self.dir, "cache"), "--allow-private-upstreams"]
+        if self.config:
+            argv += ["--config", self.config]
         self.proc = spawn(argv, logp)
         deadline = time.monotonic() + START_TIMEOUT
         addr = None
@@ -756,7 +758,8 @@ class Bench:
         if not self.link_port or not self.link_cport:
             raise SystemExit("bench: linkemu did not start: %s"
                              % tail(os.path.join(self.work, "link.log")))
-        self.daemon = DaemonProc(a.daemon, os.path.join(self.work, "daemon"))
+        self.daemon = DaemonProc(a.daemon, os.path.join(self.work, "daemon"),
+                                 os.path.abspath(a.daemon_config) if a.daemon_config else None)
         self.daemon.start()
         _p, self.slice_port = start_nginx(a.nginx, os.path.join(self.work, "slice-nginx"),
                                           SLICE_BODY, link=self.link_port)
@@ -938,6 +941,8 @@ def parse_args(argv=None):
         "slice cache over an emulated wide-area link; writes docs/benchmarks.md.")
     ap.add_argument("--daemon", help="h5chunkd binary (default: $H5CHUNKD_BIN, else "
                     "./daemon/h5chunkd of the current build dir)")
+    ap.add_argument("--daemon-config", help="a configuration file for h5chunkd (e.g. one with "
+                    "exact_ranges = true); default: its embedded defaults")
     ap.add_argument("--nginx", default=os.environ.get("NGINX_BIN") or shutil.which("nginx")
                     or "/usr/sbin/nginx", help="nginx binary (default: $NGINX_BIN, else "
                     "nginx on PATH)")

@@ -454,6 +454,7 @@ static void start_engine(struct server *srv)
         .links = srv->links,
         .whole_file_rtts = cfg->h5_whole_file_rtts,
         .whole_file_max = cfg->h5_whole_file_max,
+        .exact_ranges = cfg->exact_ranges,
     };
     if (remote_new(&rcfg, srv->cache, srv->fetch, srv->policy, &srv->stats, &srv->remote) < 0)
         die("out of memory");

@@ -60,6 +60,7 @@ struct h5cd_config {
     unsigned h5_whole_file_rtts;   /* a file crossing the link in this many RTTs is fetched whole
                                     * when first opened; 0 never; default 3 */
     uint64_t h5_whole_file_max;    /* ... if at most this large; default 32M */
+    bool exact_ranges;             /* batches and single chunks fetch only their bytes */
     unsigned max_keys;             /* chunk keys in one batch request; default 100000 */
     uint64_t batch_inflight_bytes; /* chunk bytes one batch holds in memory; default 16M */
     uint64_t max_slice_bytes;      /* decoded bytes one /v1/slice may return; default 256M */

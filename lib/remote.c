@@ -1696,6 +1696,7 @@ int remote_batch_new(struct remote *r, const struct remote_file *file, uint64_t 
     b->file = *file;
     b->budget = budget > 0 ? budget : 1;
     b->last = SIZE_MAX;
+    b->whole_blocks = !r->cfg.exact_ranges;
     char host[LINKSTATS_HOST_BYTES];
     if (r->cfg.links != NULL && linkstats_host_of(file->url, host, sizeof(host)) == 0)
         linkstats_get(r->cfg.links, host, &b->link);
@@ -1912,7 +1913,7 @@ int remote_read(struct remote *r, const struct remote_file *f, uint64_t offset, 
 int remote_read_exact(struct remote *r, const struct remote_file *f, uint64_t offset,
                       uint64_t length, uint8_t *dst, struct h5cd_error *err)
 {
-    return read_range(r, f, offset, length, dst, false, err);
+    return read_range(r, f, offset, length, dst, !r->cfg.exact_ranges, err);
 }
 
 int remote_identity(struct remote *r, const char *url, char *identity, size_t cap,

@@ -48,6 +48,8 @@ struct remote_config {
     unsigned whole_file_rtts; /* an HDF5 open fetches a never-seen file whole when it crosses
                                * the link in this many round trips (planner_whole_file); 0 never */
     uint64_t whole_file_max;  /* ... and is at most this large */
+    bool exact_ranges;        /* batches and remote_read_exact fetch only the bytes wanted (plus
+                               * bridged gaps) instead of the whole blocks they touch */
 };
 
 /* What is known about one version of a remote file. */

@@ -159,7 +159,8 @@ def run(tmp):
     nginx.start()
     conf = os.path.join(tmp, "h5chunkd.conf")
     with open(conf, "w") as fh:
-        fh.write("block_size = 256K\ncoalesce_max = 512K\nrevalidate_s = 3600\n")
+        fh.write("block_size = 256K\ncoalesce_max = 512K\nrevalidate_s = 3600\n"
+                 "exact_ranges = true\n")
     d = h5peers.Daemon(binary, os.path.join(tmp, "cache"), os.path.join(tmp, "daemon.log"),
                        ["--config", conf])
     d.start()
