@@ -1697,9 +1697,7 @@ int remote_batch_new(struct remote *r, const struct remote_file *file, uint64_t 
     b->budget = budget > 0 ? budget : 1;
     b->last = SIZE_MAX;
     b->whole_blocks = !r->cfg.exact_ranges;
-    char host[LINKSTATS_HOST_BYTES];
-    if (r->cfg.links != NULL && linkstats_host_of(file->url, host, sizeof(host)) == 0)
-        linkstats_get(r->cfg.links, host, &b->link);
+    host_metrics(r, file->url, &b->link);
     b->scratch_index = UINT64_MAX;
     b->scratch = malloc(r->block_size);
     if (b->scratch == NULL) {
