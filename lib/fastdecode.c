@@ -1,14 +1,16 @@
 /*
- * fastdecode.c - shuffle and deflate undone with zlib, bit for bit what
- * libhdf5's built-in filters produce.  Anything unexpected returns 1 so the
+ * fastdecode.c - shuffle and deflate undone in the daemon, bit for bit what
+ * libhdf5's built-in filters produce.  Deflate is undone by libdeflate
+ * (whole buffers, about twice zlib's speed, same zlib format and Adler-32
+ * check): the output size is known, so nothing streams.  Anything unexpected returns 1 so the
  * caller falls back to libhdf5: this path may be skipped, never wrong.
  */
 #include "fastdecode.h"
 
+#include <libdeflate.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #define FILTER_DEFLATE 1
 #define FILTER_SHUFFLE 2
@@ -24,14 +26,17 @@ static bool interior(const struct h5dataset *ds, const uint64_t *coords)
 
 static uint8_t *inflate_exact(const uint8_t *in, size_t in_len, size_t want)
 {
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
     uint8_t *out = malloc(want > 0 ? want : 1);
-    if (out == NULL)
-        return NULL;
-    uLongf got = (uLongf)want;
-    if (uncompress(out, &got, in, (uLong)in_len) != Z_OK || got != want) {
+    size_t got = 0;
+    if (d == NULL || out == NULL ||
+        libdeflate_zlib_decompress(d, in, in_len, out, want, &got) != LIBDEFLATE_SUCCESS ||
+        got != want) {
         free(out);
-        return NULL;
+        out = NULL;
     }
+    if (d != NULL)
+        libdeflate_free_decompressor(d);
     return out;
 }
 
@@ -70,26 +75,31 @@ int fastdecode_chunk(const struct h5dataset *ds, const uint64_t *coords, uint32_
         if (ds->filters[i] == FILTER_SHUFFLE && ds->shuffle_elem != ds->elem_size)
             return 1;
     }
-    /* Undo the pipeline from its last filter to its first. */
-    uint8_t *cur = malloc(raw_len > 0 ? raw_len : 1);
-    if (cur == NULL)
-        return -1;
-    memcpy(cur, raw, raw_len);
+    /* Undo the pipeline from its last filter to its first; each stage reads the
+     * previous one's output (the first reads the stored bytes as they are). */
+    const uint8_t *cur = raw;
+    uint8_t *owned = NULL;
     size_t cur_len = raw_len;
     for (unsigned i = ds->nfilters; i-- > 0;) {
         uint8_t *next = ds->filters[i] == FILTER_DEFLATE ? inflate_exact(cur, cur_len, want)
                                                          : unshuffle(cur, cur_len, ds->elem_size);
-        free(cur);
+        free(owned);
         if (next == NULL)
             return 1;
-        cur = next;
+        cur = owned = next;
         cur_len = ds->filters[i] == FILTER_DEFLATE ? want : cur_len;
     }
+    if (owned == NULL) { /* no filter: the values are the stored bytes */
+        owned = malloc(raw_len > 0 ? raw_len : 1);
+        if (owned == NULL)
+            return -1;
+        memcpy(owned, raw, raw_len);
+    }
     if (cur_len != want) {
-        free(cur);
+        free(owned);
         return 1;
     }
-    *out = cur;
+    *out = owned;
     *out_len = cur_len;
     return 0;
 }

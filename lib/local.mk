@@ -20,6 +20,7 @@ lib_libh5chunkd_a_SOURCES = \
 	lib/parents.c lib/parents.h \
 	lib/fetch.c lib/fetch.h \
 	lib/httprange.c lib/httprange.h \
+	lib/storeq.c lib/storeq.h \
 	lib/remote.c lib/remote.h \
 	lib/chunkkey.c lib/chunkkey.h \
 	lib/h5index.c lib/h5index.h \

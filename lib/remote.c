@@ -7,13 +7,17 @@
  * index; the entries of one block never overlap.  Batches fetch the exact
  * bytes they want (plus bridged gaps), so an entry is usually a part of a
  * block; reads of whole blocks (remote_read) want every byte of theirs.
- * The reader that creates an entry owns it: it submits the fetch, later
- * writes what the request brought to the cache (one span per block, see
+ * The reader that creates an entry owns it: it submits the fetch and,
+ * once the answer is in, hands it to the cache writer (lib/storeq, one
+ * thread), which writes it to the cache (one span per block, see
  * blockcache.h) and only then removes the entry, so a reader that finds
  * neither the bytes in the cache nor an entry holding them knows nobody
  * has them.  Other readers join the entries holding their bytes and wait.
- * Fetch callbacks (on the fetch loop thread) only attach bytes to entries
- * and broadcast; they never touch the disk.
+ * Meanwhile the reader serves the answer: a range that lies whole in one
+ * answer is handed out where it lies (no copy), others are copied; a
+ * batch ends only after the writer has cached its answers.  Fetch
+ * callbacks (on the fetch loop thread) only attach bytes to entries and
+ * broadcast; they never touch the disk.
  *
  * Called from client threads; never from the fetch loop thread.
  */
@@ -32,6 +36,7 @@
 #include "log.h"
 #include "parents.h"
 #include "planner.h"
+#include "storeq.h"
 #include "urlforms.h"
 
 #define INFLIGHT_BUCKETS        4096
@@ -40,6 +45,7 @@
 /* The body of one upstream response, shared by the entries it fills. */
 struct fetchbuf {
     _Atomic unsigned refs;
+    uint64_t offset; /* the file offset of data[0] */
     uint8_t *data;
     size_t len;
 };
@@ -86,6 +92,7 @@ struct remote {
     pthread_cond_t cond; /* broadcast whenever an entry or probe completes */
     struct entry *buckets[INFLIGHT_BUCKETS];
     struct probe *probes;
+    struct storeq *writer;           /* writes answers to the cache off the readers' threads */
     _Atomic uint64_t admitted_bytes; /* range bytes admitted by every batch together */
 };
 
@@ -248,6 +255,12 @@ int remote_new(const struct remote_config *cfg, struct blockcache *cache,
         free(r);
         return -ENOMEM;
     }
+    if (storeq_new(&r->writer) < 0) {
+        pthread_mutex_destroy(&r->lock);
+        pthread_cond_destroy(&r->cond);
+        free(r);
+        return -ENOMEM;
+    }
     *out = r;
     return 0;
 }
@@ -256,6 +269,7 @@ void remote_free(struct remote *r)
 {
     if (r == NULL)
         return;
+    storeq_free(r->writer); /* every batch waited for its writes: this only stops the thread */
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->cond);
     free(r);
@@ -792,8 +806,10 @@ struct planned_fetch {
 struct batch_range {
     uint64_t offset;
     uint64_t length;
-    uint8_t *dst;
+    uint8_t *dst; /* its bytes: the caller's buffer, our own (own_dst), or in `view` */
     bool own_dst;
+    bool cached_any;       /* some of its bytes were copied from the cache into dst */
+    struct fetchbuf *view; /* the answer that holds all its bytes, which dst points into */
     void *tag;
     size_t pending; /* slots not consumed yet */
     bool failed;
@@ -829,6 +845,7 @@ struct remote_batch {
     struct entry **plan_entries; /* each holds a reference until its plan finishes */
     size_t nplan_entries, plan_entries_cap;
     struct link_metrics link; /* the file's host as measured when the batch began */
+    uint64_t last_write;      /* the writer's ticket of its last store job (0: none) */
 };
 
 static struct planner_limits batch_limits(const struct remote_batch *b)
@@ -884,6 +901,7 @@ static bool read_cached(struct remote_batch *b, uint64_t index, size_t lo, size_
         blockcache_get_hot_part(r->cache, b->file.file_id, index, lo, hi - lo,
                                 range->dst + (bstart + lo - range->offset)) == 0) {
         STATS_INC(r->stats, cache_hits);
+        range->cached_any = true;
         return true;
     }
     /* Neighbouring small chunks share blocks: read and verify each block once. */
@@ -900,8 +918,10 @@ static bool read_cached(struct remote_batch *b, uint64_t index, size_t lo, size_
     *off = b->scratch_index == index ? b->scratch_off : 0;
     *len = b->scratch_index == index ? b->scratch_len : 0;
     bool hit = *len > 0 && *off <= lo && hi <= *off + *len;
-    if (*len > 0)
+    if (*len > 0) {
         copy_block_part(r, index, b->scratch + *off, *off, *off + *len, range);
+        range->cached_any = true;
+    }
     if (hit)
         STATS_INC(r->stats, cache_hits);
     else
@@ -925,6 +945,7 @@ static void fetch_done(struct fetch_result *res, void *arg)
         buf = malloc(sizeof(*buf));
         if (buf != NULL) {
             atomic_init(&buf->refs, 1);
+            buf->offset = ctx->offset;
             buf->data = res->data;
             buf->len = res->data_len;
             res->data = NULL;
@@ -1046,6 +1067,7 @@ static void complete_from_cache(struct remote_batch *b, struct entry *e)
     }
     /* The entry's bytes are block[e->lo .. e->hi): keep the block, point into it. */
     atomic_init(&buf->refs, 1);
+    buf->offset = e->index * r->block_size;
     buf->data = block;
     buf->len = e->hi;
     pthread_mutex_lock(&r->lock);
@@ -1138,18 +1160,18 @@ static void plan_release_locked(struct remote_batch *b, struct planned_fetch *p)
     p->finished = true;
 }
 
-/* Caches what the request of a plan brought (one span per block it touched), from the body
+/* Caches what one upstream answer brought (one span per block it touched), from the body
  * of the response that starts at file offset `offset`.  No lock held. */
-static void store_body(struct remote_batch *b, uint64_t offset, const struct fetchbuf *body)
+static void store_body(struct remote *r, int64_t file_id, uint64_t offset,
+                       const struct fetchbuf *body)
 {
-    struct remote *r = b->remote;
     uint64_t end = offset + body->len;
     for (uint64_t pos = offset; pos < end;) {
         uint64_t index = pos / r->block_size;
         uint64_t bstart = index * r->block_size;
         uint64_t stop = bstart + r->block_size < end ? bstart + r->block_size : end;
         size_t len = (size_t)(stop - pos);
-        if (blockcache_put_span(r->cache, b->file.file_id, index, (size_t)(pos - bstart),
+        if (blockcache_put_span(r->cache, file_id, index, (size_t)(pos - bstart),
                                 body->data + (pos - offset), len) < 0) {
             STATS_INC(r->stats, cache_write_errors);
             STATS_ADD(r->stats, passthrough_bytes, len);
@@ -1158,10 +1180,40 @@ static void store_body(struct remote_batch *b, uint64_t offset, const struct fet
     }
 }
 
+/* The caching of one settled plan: its answer is written, then its entries are unlisted.
+ * It holds its own references, so it outlives the batch that made it. */
+struct store_job {
+    struct remote *remote;
+    int64_t file_id;
+    uint64_t offset;
+    struct fetchbuf *body; /* NULL: nothing to write (the request failed) */
+    size_t nentries;
+    struct entry *entries[];
+};
+
+static void run_store_job(void *arg)
+{
+    struct store_job *job = arg;
+    struct remote *r = job->remote;
+    if (job->body != NULL)
+        store_body(r, job->file_id, job->offset, job->body);
+    fetchbuf_release(job->body);
+    pthread_mutex_lock(&r->lock);
+    for (size_t k = 0; k < job->nentries; k++) {
+        table_remove(r, job->entries[k]);
+        entry_release_locked(job->entries[k]);
+    }
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    free(job);
+}
+
 /*
- * Caches the answers of submitted plans whose entries have all settled,
- * then unlists their entries: in that order, so that a reader who finds
- * neither the bytes cached nor an entry for them knows nobody has them.
+ * Hands the answers of submitted plans whose entries have all settled to
+ * the writer, which caches them and then unlists their entries: in that
+ * order, so that a reader who finds neither the bytes cached nor an entry
+ * for them knows nobody has them.  The reader's thread goes on copying and
+ * decoding meanwhile.
  */
 static void store_settled(struct remote_batch *b)
 {
@@ -1170,31 +1222,58 @@ static void store_settled(struct remote_batch *b)
         struct planned_fetch *p = &b->plans[i];
         if (p->finished || p->stored || !p->submitted)
             continue;
-        struct fetchbuf *body = NULL;
+        struct store_job *job = malloc(sizeof(*job) + p->n * sizeof(job->entries[0]));
+        struct store_job local = {0};
         bool pending = false;
         pthread_mutex_lock(&r->lock);
-        for (size_t k = 0; k < p->n && !pending; k++) {
+        for (size_t k = 0; k < p->n && !pending; k++)
+            pending = b->plan_entries[p->first + k]->state == ENTRY_PENDING;
+        if (pending) {
+            pthread_mutex_unlock(&r->lock);
+            free(job);
+            continue;
+        }
+        struct store_job *j = job != NULL ? job : &local;
+        *j = (struct store_job){.remote = r, .file_id = b->file.file_id, .offset = p->range.offset};
+        for (size_t k = 0; k < p->n; k++) {
             struct entry *e = b->plan_entries[p->first + k];
-            pending = e->state == ENTRY_PENDING;
-            if (body == NULL && e->state == ENTRY_DONE && e->buf != NULL) {
-                body = e->buf;
-                atomic_fetch_add(&body->refs, 1);
+            if (j->body == NULL && e->state == ENTRY_DONE && e->buf != NULL) {
+                j->body = e->buf;
+                atomic_fetch_add(&j->body->refs, 1);
             }
         }
-        pthread_mutex_unlock(&r->lock);
-        if (!pending && body != NULL) {
-            store_body(b, p->range.offset, body);
-            b->scratch_index = UINT64_MAX; /* it may hold less than the cache now does */
-        }
-        fetchbuf_release(body);
-        if (pending)
-            continue;
-        pthread_mutex_lock(&r->lock);
-        for (size_t k = 0; k < p->n; k++)
-            table_remove(r, b->plan_entries[p->first + k]);
         p->stored = true;
+        if (job == NULL) {
+            /* No memory for a job: write it here and now, as the writer would. */
+            pthread_mutex_unlock(&r->lock);
+            if (local.body != NULL)
+                store_body(r, local.file_id, local.offset, local.body);
+            fetchbuf_release(local.body);
+            pthread_mutex_lock(&r->lock);
+            for (size_t k = 0; k < p->n; k++)
+                table_remove(r, b->plan_entries[p->first + k]);
+            pthread_mutex_unlock(&r->lock);
+            b->scratch_index = UINT64_MAX;
+            continue;
+        }
+        for (size_t k = 0; k < p->n; k++) {
+            job->entries[k] = b->plan_entries[p->first + k];
+            job->entries[k]->refs++;
+        }
+        job->nentries = p->n;
         pthread_mutex_unlock(&r->lock);
+        b->scratch_index = UINT64_MAX; /* it may hold less than the cache will */
+        uint64_t ticket = storeq_push(r->writer, run_store_job, job);
+        if (ticket > b->last_write)
+            b->last_write = ticket;
     }
+}
+
+/* Waits until the writer has cached every answer this batch handed it, so that a batch's
+ * end means its bytes are in the cache (a client that asks next finds them there). */
+static void wait_for_writes(struct remote_batch *b)
+{
+    storeq_wait(b->remote->writer, b->last_write);
 }
 
 /* Caches settled requests, marks them finished and submits planned ones while fewer than
@@ -1382,6 +1461,12 @@ static int admit_one(struct remote_batch *b, size_t ri)
             hi = block_length(r, &b->file, index);
         }
         add_missing(b, ri, index, lo, hi, off, len);
+    }
+    if (range->own_dst && !range->cached_any) {
+        /* Nothing came from the cache: its bytes may be served where they land (in_place). */
+        free(range->dst);
+        range->dst = NULL;
+        range->own_dst = false;
     }
     return 0;
 }
@@ -1591,6 +1676,37 @@ static void start_slots(struct remote_batch *b, size_t slots_before, bool with_g
     fetch_owned(b, slots_before);
 }
 
+/*
+ * Whether the range's bytes are served from the answer `buf` as they lie
+ * there, without a copy: when nothing of the range was copied yet and the
+ * answer holds every byte of it (any answer about the file version holds
+ * its true bytes, whichever slot brought it).  The range keeps the answer
+ * until it is retired.
+ */
+static bool in_place(struct batch_range *range, struct fetchbuf *buf)
+{
+    if (range->view != NULL)
+        return true;
+    if (range->dst != NULL || range->failed || buf->offset > range->offset ||
+        range->offset + range->length > buf->offset + buf->len)
+        return false;
+    atomic_fetch_add(&buf->refs, 1);
+    range->view = buf;
+    range->dst = buf->data + (range->offset - buf->offset);
+    return true;
+}
+
+/* Lets go of a range's bytes. */
+static void release_dst(struct batch_range *range)
+{
+    if (range->own_dst)
+        free(range->dst);
+    fetchbuf_release(range->view);
+    range->view = NULL;
+    range->dst = NULL;
+    range->own_dst = false;
+}
+
 /* Uses a finished slot: copy its bytes, let go of the entry.  Requests are cached as a
  * whole (store_settled); an owned entry completed from the cache is unlisted here. */
 static void consume_slot(struct remote_batch *b, struct slot *s)
@@ -1607,9 +1723,15 @@ static void consume_slot(struct remote_batch *b, struct slot *s)
             range->failed = true;
         } else if (e->len != e->hi - e->lo) {
             fail_range(range, H5CD_E_UPSTREAM_ERROR, "upstream returned a short block");
-        } else {
-            const uint8_t *bytes = e->buf->data + e->buf_off + (s->lo - e->lo);
-            copy_block_part(r, s->index, bytes, s->lo, s->hi, range);
+        } else if (!in_place(range, e->buf)) {
+            if (range->dst == NULL && (range->dst = malloc(range->length)) != NULL)
+                range->own_dst = true;
+            if (range->dst == NULL) {
+                fail_range(range, H5CD_E_INTERNAL, "out of memory");
+            } else {
+                const uint8_t *bytes = e->buf->data + e->buf_off + (s->lo - e->lo);
+                copy_block_part(r, s->index, bytes, s->lo, s->hi, range);
+            }
         }
     }
     pthread_mutex_lock(&r->lock);
@@ -1734,11 +1856,8 @@ static void retire_last(struct remote_batch *b)
     if (b->last == SIZE_MAX)
         return;
     struct batch_range *range = &b->ranges[b->last];
-    if (range->own_dst) {
-        free(range->dst);
-        range->dst = NULL;
-        range->own_dst = false;
-    }
+    if (range->own_dst || range->view != NULL)
+        release_dst(range);
     b->admitted_bytes -= range->length;
     uncharge_range(b, range->length);
     b->last = SIZE_MAX;
@@ -1784,6 +1903,9 @@ static bool reresolve(struct remote_batch *b)
 static void readmit(struct remote_batch *b, size_t ri)
 {
     struct batch_range *range = &b->ranges[ri];
+    if (range->view != NULL)
+        release_dst(range); /* never copy into an answer: the range starts over */
+    range->cached_any = false;
     range->failed = false;
     range->retried = true;
     range->pending = 0;
@@ -1819,8 +1941,11 @@ int remote_batch_next(struct remote_batch *b, struct remote_batch_result *res)
             return -ENOMEM;
     }
     retire_last(b);
-    if (b->returned == b->nranges)
+    if (b->returned == b->nranges) {
+        store_settled(b);
+        wait_for_writes(b);
         return 0;
+    }
     admit_ranges(b);
     for (;;) {
         while (b->ready_head == b->ready_tail) {
@@ -1865,10 +1990,11 @@ void remote_batch_free(struct remote_batch *b)
         return;
     drop_plans(b);
     abandon_slots(b, false);
+    wait_for_writes(b);
     uncharge_range(b, b->admitted_bytes);
     for (size_t i = 0; i < b->nranges; i++)
-        if (b->ranges[i].own_dst)
-            free(b->ranges[i].dst);
+        if (b->ranges[i].own_dst || b->ranges[i].view != NULL)
+            release_dst(&b->ranges[i]);
     free(b->ranges);
     free(b->slots);
     free(b->ready);

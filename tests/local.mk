@@ -2,6 +2,12 @@
 TEST_CFLAGS = $(AM_CFLAGS) $(DEP_CFLAGS) $(CHECK_CFLAGS)
 TEST_LIBS = lib/libh5worker.a lib/libh5chunkd.a $(DEP_LIBS) $(CHECK_LIBS)
 
+# The cache writer's job queue: order, draining; < 1 s.
+check_PROGRAMS += tests/unit/check_storeq
+tests_unit_check_storeq_SOURCES = tests/unit/check_storeq.c
+tests_unit_check_storeq_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_storeq_LDADD = $(TEST_LIBS)
+
 # The link table and the planner's arithmetic; < 1 s.
 check_PROGRAMS += tests/unit/check_linkstats tests/unit/check_planner
 tests_unit_check_linkstats_SOURCES = tests/unit/check_linkstats.c
