@@ -531,6 +531,10 @@ static int plan_batch(struct chunks_stream *cs, struct h5cd_error *err)
         if (rc < 0)
             return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
     }
+    /* Upstream requests go out now: the never-written keys' frames (answered first, some
+     * through the worker) are made while the bytes travel. */
+    if (remote_batch_start(cs->batch) < 0)
+        return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
     return 0;
 }
 

@@ -1932,7 +1932,7 @@ bool remote_batch_has_ready(struct remote_batch *b)
     return b->ready_head != b->ready_tail;
 }
 
-int remote_batch_next(struct remote_batch *b, struct remote_batch_result *res)
+int remote_batch_start(struct remote_batch *b)
 {
     if (b->ready == NULL && b->nranges > 0) {
         /* Room for every range twice: each may be read again once (readmit). */
@@ -1940,6 +1940,14 @@ int remote_batch_next(struct remote_batch *b, struct remote_batch_result *res)
         if (b->ready == NULL)
             return -ENOMEM;
     }
+    admit_ranges(b);
+    return 0;
+}
+
+int remote_batch_next(struct remote_batch *b, struct remote_batch_result *res)
+{
+    if (b->ready == NULL && remote_batch_start(b) < 0)
+        return -ENOMEM;
     retire_last(b);
     if (b->returned == b->nranges) {
         store_settled(b);

@@ -184,6 +184,10 @@ int remote_batch_new(struct remote *remote, const struct remote_file *file, uint
  * 0, -ERANGE, -EBUSY or -ENOMEM. */
 int remote_batch_add(struct remote_batch *batch, uint64_t offset, uint64_t length, uint8_t *dst,
                      void *tag);
+/* Starts fetching what the batch's ranges need (as many as its budget admits) without
+ * waiting, so that the caller can do other work meanwhile; remote_batch_next() does it
+ * otherwise.  Every range must have been added.  0 or -ENOMEM. */
+int remote_batch_start(struct remote_batch *batch);
 /* Waits for the next finished range: 1 with *res filled, 0 when every range has been
  * returned, or a negative errno. */
 int remote_batch_next(struct remote_batch *batch, struct remote_batch_result *res);
