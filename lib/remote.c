@@ -47,6 +47,7 @@ struct fetchbuf {
     _Atomic unsigned refs;
     uint64_t offset; /* the file offset of data[0] */
     uint8_t *data;
+    size_t start; /* data[start .. len) are the file's bytes (a cached span may start late) */
     size_t len;
 };
 
@@ -946,6 +947,7 @@ static void fetch_done(struct fetch_result *res, void *arg)
         if (buf != NULL) {
             atomic_init(&buf->refs, 1);
             buf->offset = ctx->offset;
+            buf->start = 0;
             buf->data = res->data;
             buf->len = res->data_len;
             res->data = NULL;
@@ -1069,6 +1071,7 @@ static void complete_from_cache(struct remote_batch *b, struct entry *e)
     atomic_init(&buf->refs, 1);
     buf->offset = e->index * r->block_size;
     buf->data = block;
+    buf->start = off;
     buf->len = e->hi;
     pthread_mutex_lock(&r->lock);
     e->buf = buf;
@@ -1687,7 +1690,7 @@ static bool in_place(struct batch_range *range, struct fetchbuf *buf)
 {
     if (range->view != NULL)
         return true;
-    if (range->dst != NULL || range->failed || buf->offset > range->offset ||
+    if (range->dst != NULL || range->failed || buf->offset + buf->start > range->offset ||
         range->offset + range->length > buf->offset + buf->len)
         return false;
     atomic_fetch_add(&buf->refs, 1);
@@ -1723,7 +1726,7 @@ static void consume_slot(struct remote_batch *b, struct slot *s)
             range->failed = true;
         } else if (e->len != e->hi - e->lo) {
             fail_range(range, H5CD_E_UPSTREAM_ERROR, "upstream returned a short block");
-        } else if (!in_place(range, e->buf)) {
+        } else if (!range->failed && !in_place(range, e->buf)) {
             if (range->dst == NULL && (range->dst = malloc(range->length)) != NULL)
                 range->own_dst = true;
             if (range->dst == NULL) {
