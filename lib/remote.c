@@ -334,26 +334,116 @@ static struct fetch_result *fetch_sync(struct remote *r, const char *url, uint64
 
 /* Fetches the first block to learn size and validator, records both, and caches the block. */
 /* Caches every whole block of a probe's body. */
-static void store_probe_blocks(struct remote *r, int64_t file_id, uint64_t size,
-                               const struct fetch_result *res)
+/* Caches what one upstream answer brought (one span per block it touched), from the body
+ * of the response that starts at file offset `offset`.  No lock held. */
+static void store_body(struct remote *r, int64_t file_id, uint64_t offset,
+                       const struct fetchbuf *body)
 {
-    for (uint64_t index = 0; index * r->block_size < size; index++) {
-        uint64_t start = index * r->block_size;
-        uint64_t left = size - start;
-        size_t len = left < r->block_size ? (size_t)left : r->block_size;
-        if (start + len > res->data_len)
-            break;
-        if (blockcache_put(r->cache, file_id, index, res->data + start, len) < 0) {
+    uint64_t end = offset + body->len;
+    for (uint64_t pos = offset; pos < end;) {
+        uint64_t index = pos / r->block_size;
+        uint64_t bstart = index * r->block_size;
+        uint64_t stop = bstart + r->block_size < end ? bstart + r->block_size : end;
+        size_t len = (size_t)(stop - pos);
+        if (blockcache_put_span(r->cache, file_id, index, (size_t)(pos - bstart),
+                                body->data + (pos - offset), len) < 0) {
             STATS_INC(r->stats, cache_write_errors);
             STATS_ADD(r->stats, passthrough_bytes, len);
         }
+        pos = stop;
     }
 }
 
-/* Fetches the file's first probe_bytes (at least one block) to learn size and validator,
- * records both, and caches the blocks.  With remember_redirect, where a public URL
- * redirected is remembered (resolve_note_redirect).  A revalidation must reach the origin
- * (revalidating): a site cache's copy may be older. */
+/* The caching of one settled plan: its answer is written, then its entries are unlisted.
+ * It holds its own references, so it outlives the batch that made it. */
+struct store_job {
+    struct remote *remote;
+    int64_t file_id;
+    uint64_t offset;
+    struct fetchbuf *body; /* NULL: nothing to write (the request failed) */
+    size_t nentries;
+    struct entry *entries[];
+};
+
+static void run_store_job(void *arg)
+{
+    struct store_job *job = arg;
+    struct remote *r = job->remote;
+    if (job->body != NULL)
+        store_body(r, job->file_id, job->offset, job->body);
+    fetchbuf_release(job->body);
+    pthread_mutex_lock(&r->lock);
+    for (size_t k = 0; k < job->nentries; k++) {
+        table_remove(r, job->entries[k]);
+        entry_release_locked(job->entries[k]);
+    }
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    free(job);
+}
+
+/*
+ * Caches the whole blocks a probe brought.  They are listed as finished
+ * entries and handed to the cache writer (which caches them, then unlists
+ * the entries), so the open does not wait for the disk: openers and
+ * workers read them from the entries meanwhile.  A block some batch has an
+ * entry for is only written.  Takes res->data.
+ */
+static void store_probe_blocks(struct remote *r, int64_t file_id, uint64_t size,
+                               struct fetch_result *res)
+{
+    size_t nblocks = 0;
+    uint64_t stored = 0;
+    for (uint64_t start = 0; start < size; start += r->block_size) {
+        uint64_t left = size - start;
+        uint64_t len = left < r->block_size ? left : r->block_size;
+        if (start + len > res->data_len)
+            break;
+        nblocks++;
+        stored = start + len;
+    }
+    struct fetchbuf *buf = nblocks > 0 ? malloc(sizeof(*buf)) : NULL;
+    struct store_job *job =
+        nblocks > 0 ? malloc(sizeof(*job) + nblocks * sizeof(job->entries[0])) : NULL;
+    if (buf == NULL || job == NULL) {
+        free(buf);
+        free(job);
+        /* No memory to hand them over: write them here and now. */
+        for (uint64_t start = 0; start < stored; start += r->block_size) {
+            size_t len = stored - start < r->block_size ? (size_t)(stored - start) : r->block_size;
+            if (blockcache_put(r->cache, file_id, start / r->block_size, res->data + start, len) <
+                0) {
+                STATS_INC(r->stats, cache_write_errors);
+                STATS_ADD(r->stats, passthrough_bytes, len);
+            }
+        }
+        return;
+    }
+    *buf = (struct fetchbuf){.offset = 0, .data = res->data, .start = 0, .len = (size_t)stored};
+    atomic_init(&buf->refs, 1); /* the job's */
+    res->data = NULL;
+    *job = (struct store_job){.remote = r, .file_id = file_id, .offset = 0, .body = buf};
+    pthread_mutex_lock(&r->lock);
+    for (size_t index = 0; index < nblocks; index++) {
+        uint64_t bstart = (uint64_t)index * r->block_size;
+        size_t len = stored - bstart < r->block_size ? (size_t)(stored - bstart) : r->block_size;
+        size_t next = SIZE_MAX;
+        if (table_at(r, file_id, index, 0, &next) != NULL || next != SIZE_MAX)
+            continue;
+        struct entry *e = table_add(r, NULL, file_id, index, 0, len);
+        if (e == NULL)
+            continue;
+        atomic_fetch_add(&buf->refs, 1);
+        e->buf = buf;
+        e->buf_off = (size_t)bstart;
+        e->len = len;
+        e->state = ENTRY_DONE;
+        job->entries[job->nentries++] = e; /* the entry's one reference is now the job's */
+    }
+    pthread_mutex_unlock(&r->lock);
+    storeq_push(r->writer, run_store_job, job);
+}
+
 static int probe_upstream(struct remote *r, const char *url, const char *identity,
                           uint64_t probe_bytes, bool remember_redirect, bool revalidating,
                           struct remote_file *file, bool *new_version, struct h5cd_error *err)
@@ -398,7 +488,7 @@ static int probe_upstream(struct remote *r, const char *url, const char *identit
                  res->validator);
     }
     if (res->status == FETCH_OK)
-        store_probe_blocks(r, row.id, size, res);
+        store_probe_blocks(r, row.id, size, res); /* takes res->data */
     file->opened_bytes = res->status == FETCH_OK ? (want < size ? want : size) : 0;
     *new_version = changed || !revalidating;
     if (remember_redirect && res->final_url != NULL && strcmp(res->final_url, url) != 0) {
@@ -1161,54 +1251,6 @@ static void plan_release_locked(struct remote_batch *b, struct planned_fetch *p)
     for (size_t k = 0; k < p->n; k++)
         entry_release_locked(b->plan_entries[p->first + k]);
     p->finished = true;
-}
-
-/* Caches what one upstream answer brought (one span per block it touched), from the body
- * of the response that starts at file offset `offset`.  No lock held. */
-static void store_body(struct remote *r, int64_t file_id, uint64_t offset,
-                       const struct fetchbuf *body)
-{
-    uint64_t end = offset + body->len;
-    for (uint64_t pos = offset; pos < end;) {
-        uint64_t index = pos / r->block_size;
-        uint64_t bstart = index * r->block_size;
-        uint64_t stop = bstart + r->block_size < end ? bstart + r->block_size : end;
-        size_t len = (size_t)(stop - pos);
-        if (blockcache_put_span(r->cache, file_id, index, (size_t)(pos - bstart),
-                                body->data + (pos - offset), len) < 0) {
-            STATS_INC(r->stats, cache_write_errors);
-            STATS_ADD(r->stats, passthrough_bytes, len);
-        }
-        pos = stop;
-    }
-}
-
-/* The caching of one settled plan: its answer is written, then its entries are unlisted.
- * It holds its own references, so it outlives the batch that made it. */
-struct store_job {
-    struct remote *remote;
-    int64_t file_id;
-    uint64_t offset;
-    struct fetchbuf *body; /* NULL: nothing to write (the request failed) */
-    size_t nentries;
-    struct entry *entries[];
-};
-
-static void run_store_job(void *arg)
-{
-    struct store_job *job = arg;
-    struct remote *r = job->remote;
-    if (job->body != NULL)
-        store_body(r, job->file_id, job->offset, job->body);
-    fetchbuf_release(job->body);
-    pthread_mutex_lock(&r->lock);
-    for (size_t k = 0; k < job->nentries; k++) {
-        table_remove(r, job->entries[k]);
-        entry_release_locked(job->entries[k]);
-    }
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->lock);
-    free(job);
 }
 
 /*
