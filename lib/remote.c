@@ -15,7 +15,7 @@
  * has them.  Other readers join the entries holding their bytes and wait.
  * Meanwhile the reader serves the answer: a range that lies whole in one
  * answer is handed out where it lies (no copy), others are copied; a
- * batch ends only after the writer has cached its answers.  Fetch
+ * batch is freed only after the writer has cached its answers.  Fetch
  * callbacks (on the fetch loop thread) only attach bytes to entries and
  * broadcast; they never touch the disk.
  *
@@ -587,6 +587,8 @@ static uint64_t open_prefix(struct remote *r, const char *url, uint64_t default_
  * memory budget like any batch's.  A failed piece is not the open's
  * failure (the read that needs it fetches it again), a changed file is.
  */
+static void detach_writes(struct remote_batch *b);
+
 static int open_whole_file(struct remote *r, struct remote_file *file, struct h5cd_error *err)
 {
     struct link_metrics m;
@@ -603,6 +605,9 @@ static int open_whole_file(struct remote *r, struct remote_file *file, struct h5
     struct remote_batch *b = NULL;
     if (remote_batch_new(r, file, file->size - from, &b) < 0)
         return 0;
+    /* Nobody reads these bytes from the disk soon: the in-flight entries hold them until the
+     * writer has cached them, so the open need not wait for the writes. */
+    detach_writes(b);
     for (uint64_t at = from; at < file->size; at += piece) {
         uint64_t len = file->size - at < piece ? file->size - at : piece;
         if (remote_batch_add(b, at, len, NULL, NULL) < 0) {
@@ -937,6 +942,7 @@ struct remote_batch {
     size_t nplan_entries, plan_entries_cap;
     struct link_metrics link; /* the file's host as measured when the batch began */
     uint64_t last_write;      /* the writer's ticket of its last store job (0: none) */
+    bool detached_writes;     /* its end does not wait for its writes (see open_whole_file) */
 };
 
 static struct planner_limits batch_limits(const struct remote_batch *b)
@@ -1314,11 +1320,19 @@ static void store_settled(struct remote_batch *b)
     }
 }
 
-/* Waits until the writer has cached every answer this batch handed it, so that a batch's
- * end means its bytes are in the cache (a client that asks next finds them there). */
+/* Waits until the writer has cached every answer this batch handed it, so that once a
+ * batch is freed its bytes are in the cache, and a thread that keeps starting batches cannot
+ * queue writes faster than the disk takes them.  A /v1/chunks answer frees its batch after
+ * its last byte went out: the client does not wait for the disk, its connection does. */
+static void detach_writes(struct remote_batch *b)
+{
+    b->detached_writes = true;
+}
+
 static void wait_for_writes(struct remote_batch *b)
 {
-    storeq_wait(b->remote->writer, b->last_write);
+    if (!b->detached_writes)
+        storeq_wait(b->remote->writer, b->last_write);
 }
 
 /* Caches settled requests, marks them finished and submits planned ones while fewer than
@@ -1995,8 +2009,7 @@ int remote_batch_next(struct remote_batch *b, struct remote_batch_result *res)
         return -ENOMEM;
     retire_last(b);
     if (b->returned == b->nranges) {
-        store_settled(b);
-        wait_for_writes(b);
+        store_settled(b); /* remote_batch_free waits for the writes */
         return 0;
     }
     admit_ranges(b);
