@@ -1288,14 +1288,24 @@ static void store_settled(struct remote_batch *b)
         *j = (struct store_job){.remote = r, .file_id = b->file.file_id, .offset = p->range.offset};
         for (size_t k = 0; k < p->n; k++) {
             struct entry *e = b->plan_entries[p->first + k];
-            if (j->body == NULL && e->state == ENTRY_DONE && e->buf != NULL) {
+            if (e->state != ENTRY_DONE) {
+                /* Failed: unlisted now, so that a reader asking again (a URL resolved
+                 * again after a refusal) starts a fetch instead of joining the failure. */
+                table_remove(r, e);
+                continue;
+            }
+            if (j->body == NULL && e->buf != NULL) {
                 j->body = e->buf;
                 atomic_fetch_add(&j->body->refs, 1);
             }
+            if (job != NULL) {
+                e->refs++;
+                job->entries[job->nentries++] = e;
+            }
         }
         p->stored = true;
-        if (job == NULL) {
-            /* No memory for a job: write it here and now, as the writer would. */
+        if (job == NULL || job->body == NULL) {
+            /* Nothing to write, or no memory for a job: done here and now. */
             pthread_mutex_unlock(&r->lock);
             if (local.body != NULL)
                 store_body(r, local.file_id, local.offset, local.body);
@@ -1303,15 +1313,13 @@ static void store_settled(struct remote_batch *b)
             pthread_mutex_lock(&r->lock);
             for (size_t k = 0; k < p->n; k++)
                 table_remove(r, b->plan_entries[p->first + k]);
+            for (size_t k = 0; job != NULL && k < job->nentries; k++)
+                entry_release_locked(job->entries[k]);
             pthread_mutex_unlock(&r->lock);
+            free(job);
             b->scratch_index = UINT64_MAX;
             continue;
         }
-        for (size_t k = 0; k < p->n; k++) {
-            job->entries[k] = b->plan_entries[p->first + k];
-            job->entries[k]->refs++;
-        }
-        job->nentries = p->n;
         pthread_mutex_unlock(&r->lock);
         b->scratch_index = UINT64_MAX; /* it may hold less than the cache will */
         uint64_t ticket = storeq_push(r->writer, run_store_job, job);
