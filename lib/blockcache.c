@@ -15,28 +15,33 @@
  * On-disk layout (directories 0700, files 0600):
  *   <dir>/lock                   flock(LOCK_EX) held while open
  *   <dir>/index.sqlite(-wal,-shm) the index
- *   <dir>/tmp/blk.XXXXXX         blocks being written
- *   <dir>/blocks/<file_id>/<idx % 256 as %02x>/<idx>
+ *   <dir>/tmp/blk.XXXXXX         spans being written
+ *   <dir>/blocks/<file_id>/<idx % 256 as %02x>/<idx>        the span at offset 0
+ *   <dir>/blocks/<file_id>/<idx % 256 as %02x>/<idx>.<off>  the span at offset off > 0
  * The 256-way fan-out keeps directories small for large files.  File ids
  * are AUTOINCREMENT, never reused, so a path always names bytes of one
- * version of one remote file.
+ * version of one remote file.  A whole block (a span at 0) keeps the name
+ * it had before spans existed.
  *
- * Partial blocks (schema 3).  Batches fetch exact byte ranges, so a block
- * file holds one span of its block: the row says where it starts in the
- * block (span_off) and how long it is (size, also the file's size, which
- * reconciliation checks as before); the checksum covers the span.  Gets
- * return the span; a reader decides whether it holds the bytes it needs.
- * A put of a span that touches or overlaps the stored span reads the
- * stored one back (verified), writes the union to a temp file and renames
- * it over the block's file, then updates the row, both under the lock and
- * only if the row is still the one it merged with (else it plans again, a
- * few times at most).  A get that finds bytes not matching the row it read
- * looks at the row again: if a put replaced it meanwhile it reads again,
- * otherwise the block is corrupt and dropped.  One span per block keeps
- * lookups one row and a read one file; two disjoint spans of one block
- * keep the longer (remote.c bridges holes inside a block so that one batch
- * does not make such pairs).  A schema-2 cache is migrated in place: its
- * rows are whole blocks, span_off 0.  Other schemas are rebuilt.
+ * Spans (schema 4).  Batches fetch exact byte ranges, so a block is cached
+ * as up to BLOCKCACHE_MAX_SPANS disjoint spans, one file and one row each
+ * (key: file id, block index, span offset); a row's size is its file's
+ * size, which reconciliation checks, and its checksum covers the span.  A
+ * put reads the block's rows, reads back (verified) the at most two spans
+ * it touches that reach past its own bytes, writes the union to a temp
+ * file, and commits under the lock only if the rows it planned with are
+ * unchanged and no other span touches the union: rename into place, then
+ * one transaction deleting the merged rows and inserting the union's.
+ * Puts of one block are serialized by a striped mutex (held across their
+ * file I/O, never with bc->lock), so they never overtake each other: only
+ * an eviction or a drop makes a put plan again.  A get reads the rows, the
+ * files outside the lock, and looks at a row again before calling bytes
+ * that do not match it corrupt: a put may have renamed a new file over it.
+ * Every put that stores bytes bumps the block's generation (a striped
+ * counter), which lets remote.c tell whether bytes were cached between its
+ * lookup and its claim.  Schema-2 and schema-3 caches are migrated in
+ * place (their one span per block becomes one row; a span not at offset 0
+ * is renamed to its new name).  Other schemas are rebuilt.
  *
  * Writes: the temp file is written fully, renamed into place, then the row
  * is inserted.  There is no fsync: a crash of the process cannot tear a
@@ -69,8 +74,9 @@
 
 #include "log.h"
 
-#define HOT_BLOCKS                64 /* verified blocks kept in memory (16 MiB at 256 KiB blocks) */
-#define SCHEMA_VERSION            3  /* 2: files.hits; 3: blocks.span_off (partial blocks) */
+#define HOT_BLOCKS 64 /* verified blocks kept in memory (16 MiB at 256 KiB blocks) */
+/* 2: files.hits; 3: blocks.span_off (one span per block); 4: spans keyed by offset */
+#define SCHEMA_VERSION            4
 #define BUSY_TIMEOUT_MS           5000
 #define DEFAULT_ENOSPC_COOLDOWN_S 30
 /* Access times buffered before one transaction writes them all. */
@@ -86,8 +92,14 @@
 #define TREE_MAX_DEPTH 8
 /* Names tried for a new temp file before giving up (another one exists each time). */
 #define TEMP_NAME_ATTEMPTS 8
-/* Tries of a read or a merge that another thread's put of the same block overtook. */
-#define SPAN_RETRIES 4
+/* Tries of a read or a put that a change of the same block (put, eviction, drop) overtook. */
+#define SPAN_RETRIES 8
+/* Mutexes serializing puts of one block (by hash); held across their file I/O. */
+#define PUT_STRIPES 64
+/* Put generation counters (by hash of the block). */
+#define GEN_STRIPES 4096
+/* Longest leaf name: "<idx>.<off>", both decimal. */
+#define LEAF_BYTES 48
 
 enum stmt_id {
     ST_BEGIN,
@@ -100,11 +112,12 @@ enum stmt_id {
     ST_FILE_DELETE,
     ST_FILE_BLOCKS_SUM,
     ST_FILE_BLOCKS_DELETE,
-    ST_BLOCK_GET,
-    ST_BLOCK_INSERT,
-    ST_BLOCK_REPLACE,
-    ST_BLOCK_DELETE,
-    ST_BLOCK_TOUCH,
+    ST_SPAN_GET,
+    ST_SPANS_OF_BLOCK,
+    ST_BLOCK_ANY,
+    ST_SPAN_INSERT,
+    ST_SPAN_DELETE,
+    ST_SPAN_TOUCH,
     ST_LRU,
     ST_FILE_HIT,
     ST_LIST,
@@ -121,40 +134,47 @@ static const char *const stmt_sql[ST_COUNT] = {
                        "VALUES (?1, ?2, ?3, ?4, ?4)",
     [ST_FILE_CHECKED] = "UPDATE files SET checked_at = ?2 WHERE id = ?1",
     [ST_FILE_DELETE] = "DELETE FROM files WHERE id = ?1",
-    [ST_FILE_BLOCKS_SUM] = "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM blocks WHERE file_id = ?1",
+    [ST_FILE_BLOCKS_SUM] = "SELECT COALESCE(SUM(size), 0), COUNT(DISTINCT idx), COUNT(*)"
+                           " FROM blocks WHERE file_id = ?1",
     [ST_FILE_BLOCKS_DELETE] = "DELETE FROM blocks WHERE file_id = ?1",
-    [ST_BLOCK_GET] = "SELECT size, checksum, span_off FROM blocks WHERE file_id = ?1 AND idx = ?2",
-    [ST_BLOCK_INSERT] = "INSERT OR IGNORE INTO blocks (file_id, idx, size, checksum, last_access,"
-                        " span_off) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_BLOCK_REPLACE] = "UPDATE blocks SET size = ?3, checksum = ?4, last_access = ?5,"
-                         " span_off = ?6 WHERE file_id = ?1 AND idx = ?2",
-    [ST_BLOCK_DELETE] = "DELETE FROM blocks WHERE file_id = ?1 AND idx = ?2",
-    [ST_BLOCK_TOUCH] = "UPDATE blocks SET last_access = ?3 "
-                       "WHERE file_id = ?1 AND idx = ?2 AND last_access < ?3",
-    [ST_LRU] = "SELECT file_id, idx, size FROM blocks ORDER BY last_access, file_id, idx LIMIT ?1",
+    [ST_SPAN_GET] = "SELECT size, checksum FROM blocks"
+                    " WHERE file_id = ?1 AND idx = ?2 AND span_off = ?3",
+    [ST_SPANS_OF_BLOCK] = "SELECT span_off, size, checksum FROM blocks"
+                          " WHERE file_id = ?1 AND idx = ?2 ORDER BY span_off LIMIT ?3",
+    [ST_BLOCK_ANY] = "SELECT 1 FROM blocks WHERE file_id = ?1 AND idx = ?2 LIMIT 1",
+    [ST_SPAN_INSERT] = "INSERT INTO blocks (file_id, idx, size, checksum, last_access, span_off)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_SPAN_DELETE] = "DELETE FROM blocks WHERE file_id = ?1 AND idx = ?2 AND span_off = ?3",
+    [ST_SPAN_TOUCH] = "UPDATE blocks SET last_access = ?3 "
+                      "WHERE file_id = ?1 AND idx = ?2 AND span_off = ?4 AND last_access < ?3",
+    [ST_LRU] = "SELECT file_id, idx, span_off, size FROM blocks"
+               " ORDER BY last_access, file_id, idx, span_off LIMIT ?1",
     [ST_FILE_HIT] = "UPDATE files SET hits = hits + ?2 WHERE id = ?1",
     [ST_LIST] = "SELECT f.identity, f.validator, f.size, f.hits, f.checked_at,"
-                " COALESCE(SUM(b.size), 0), COUNT(b.idx), COALESCE(MAX(b.last_access), 0)"
+                " COALESCE(SUM(b.size), 0), COUNT(DISTINCT b.idx), COALESCE(MAX(b.last_access), 0)"
                 " FROM files f LEFT JOIN blocks b ON b.file_id = f.id"
                 " GROUP BY f.id ORDER BY f.identity",
 };
 
-/* The blocks table is WITHOUT ROWID: its primary key is the only lookup. */
+/* The blocks table (one row per span) is WITHOUT ROWID: its primary key is the only lookup. */
+#define BLOCKS_TABLE_SQL(name)                                                                     \
+    "CREATE TABLE IF NOT EXISTS " name " ("                                                        \
+    " file_id INTEGER NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,"                      \
+    " checksum INTEGER NOT NULL, last_access INTEGER NOT NULL,"                                    \
+    " span_off INTEGER NOT NULL DEFAULT 0,"                                                        \
+    " PRIMARY KEY (file_id, idx, span_off)) WITHOUT ROWID;"
+
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS files ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT, identity TEXT NOT NULL UNIQUE,"
     " validator TEXT NOT NULL, size INTEGER NOT NULL, checked_at INTEGER NOT NULL,"
-    " created_at INTEGER NOT NULL, hits INTEGER NOT NULL DEFAULT 0);"
-    "CREATE TABLE IF NOT EXISTS blocks ("
-    " file_id INTEGER NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,"
-    " checksum INTEGER NOT NULL, last_access INTEGER NOT NULL,"
-    " span_off INTEGER NOT NULL DEFAULT 0,"
-    " PRIMARY KEY (file_id, idx)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS blocks_lru ON blocks (last_access);";
+    " created_at INTEGER NOT NULL, hits INTEGER NOT NULL DEFAULT 0);" BLOCKS_TABLE_SQL(
+        "blocks") "CREATE INDEX IF NOT EXISTS blocks_lru ON blocks (last_access);";
 
 struct touch {
     int64_t file_id;
     uint64_t index;
+    int64_t span_off;
     int64_t at;
     int64_t hits; /* reads of the block this entry stands for */
 };
@@ -162,6 +182,7 @@ struct touch {
 struct victim {
     int64_t file_id;
     uint64_t index;
+    int64_t span_off;
 };
 
 struct blockcache {
@@ -187,9 +208,11 @@ struct blockcache {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     uint64_t bytes;
-    uint64_t blocks;
+    uint64_t blocks; /* with at least one span */
+    uint64_t spans;
     uint64_t evictions;
     uint64_t corrupt;
+    uint64_t span_drops;
     uint64_t write_errors; /* I/O failures of puts; refusals (degraded, cool-down) not counted */
     int64_t refuse_until;  /* CLOCK_MONOTONIC ms: puts refused until then (disk full) */
     /*
@@ -211,13 +234,22 @@ struct blockcache {
     struct hot_block {
         int64_t file_id; /* 0: free */
         uint64_t index;
-        size_t off; /* the span held: data[off .. off + len) */
-        size_t len;
-        uint64_t used; /* LRU clock */
+        struct blockcache_spans spans; /* held: data[off .. off + len) of each */
+        uint64_t used;                 /* LRU clock */
         uint8_t *data;
     } hot[HOT_BLOCKS];
     uint64_t hot_clock;
+
+    /* Not guarded by bc->lock: */
+    pthread_mutex_t put_lock[PUT_STRIPES]; /* taken before bc->lock, never while holding it */
+    _Atomic uint64_t gen[GEN_STRIPES];     /* bumped under bc->lock by every storing put */
 };
+
+static size_t block_hash(int64_t file_id, uint64_t index)
+{
+    uint64_t h = (uint64_t)file_id * 0x9E3779B97F4A7C15ULL ^ index * 0xC2B2AE3D27D4EB4FULL;
+    return (size_t)(h ^ (h >> 31));
+}
 
 /* ---- hot blocks (caller holds bc->lock) ---- */
 
@@ -229,11 +261,11 @@ static struct hot_block *hot_find(struct blockcache *bc, int64_t file_id, uint64
     return NULL;
 }
 
-/* data holds the block's bytes at their block offsets: the span is data[off .. off + len). */
+/* data holds the block's bytes at their block offsets, the spans listed in spans. */
 static void hot_insert(struct blockcache *bc, int64_t file_id, uint64_t index, const uint8_t *data,
-                       size_t off, size_t len)
+                       const struct blockcache_spans *spans)
 {
-    if (hot_find(bc, file_id, index) != NULL)
+    if (spans->n == 0 || hot_find(bc, file_id, index) != NULL)
         return;
     struct hot_block *victim = &bc->hot[0];
     for (size_t i = 1; i < HOT_BLOCKS && victim->data != NULL; i++)
@@ -241,11 +273,11 @@ static void hot_insert(struct blockcache *bc, int64_t file_id, uint64_t index, c
             victim = &bc->hot[i];
     if (victim->data == NULL && (victim->data = malloc(bc->block_size)) == NULL)
         return;
-    memcpy(victim->data + off, data + off, len);
+    for (size_t i = 0; i < spans->n; i++)
+        memcpy(victim->data + spans->span[i].off, data + spans->span[i].off, spans->span[i].len);
     victim->file_id = file_id;
     victim->index = index;
-    victim->off = off;
-    victim->len = len;
+    victim->spans = *spans;
     victim->used = ++bc->hot_clock;
 }
 
@@ -403,27 +435,32 @@ static void set_reason(struct blockcache_report *rep, const char *fmt, ...)
 
 /* ---- paths and directories ---- */
 
-/* The block's path, for log lines only: every access goes through directory descriptors. */
-static int block_path(const struct blockcache *bc, int64_t file_id, uint64_t index, char *buf,
-                      size_t cap)
+/* A span's path, for log lines only: every access goes through directory descriptors. */
+static int block_path(const struct blockcache *bc, int64_t file_id, uint64_t index, size_t off,
+                      char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap, "%s/blocks/%" PRId64 "/%02x/%" PRIu64, bc->dir, file_id,
-                     (unsigned)(index & 0xff), index);
+    int n = off == 0 ? snprintf(buf, cap, "%s/blocks/%" PRId64 "/%02x/%" PRIu64, bc->dir, file_id,
+                                (unsigned)(index & 0xff), index)
+                     : snprintf(buf, cap, "%s/blocks/%" PRId64 "/%02x/%" PRIu64 ".%zu", bc->dir,
+                                file_id, (unsigned)(index & 0xff), index, off);
     return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
-/* A block's name inside its directory blocks/<file_id>/<index % 256>. */
+/* A span's name inside its directory blocks/<file_id>/<index % 256>. */
 struct block_name {
     char id[24];
     char fan[3];
-    char leaf[24];
+    char leaf[LEAF_BYTES];
 };
 
-static void block_name(int64_t file_id, uint64_t index, struct block_name *n)
+static void block_name(int64_t file_id, uint64_t index, size_t off, struct block_name *n)
 {
     snprintf(n->id, sizeof(n->id), "%" PRId64, file_id);
     snprintf(n->fan, sizeof(n->fan), "%02x", (unsigned)(index & 0xff));
-    snprintf(n->leaf, sizeof(n->leaf), "%" PRIu64, index);
+    if (off == 0)
+        snprintf(n->leaf, sizeof(n->leaf), "%" PRIu64, index);
+    else
+        snprintf(n->leaf, sizeof(n->leaf), "%" PRIu64 ".%zu", index, off);
 }
 
 /* Opens (with create: makes, 0700) the directory name under dirfd, never through a symlink. */
@@ -449,11 +486,11 @@ static int block_dir(const struct blockcache *bc, const struct block_name *n, bo
     return fanfd;
 }
 
-/* Unlinks a block's file (never following a symlink there).  0, or a negative errno. */
-static int unlink_block(const struct blockcache *bc, int64_t file_id, uint64_t index)
+/* Unlinks a span's file (never following a symlink there).  0, or a negative errno. */
+static int unlink_span(const struct blockcache *bc, int64_t file_id, uint64_t index, size_t off)
 {
     struct block_name n;
-    block_name(file_id, index, &n);
+    block_name(file_id, index, off, &n);
     int dfd = block_dir(bc, &n, false);
     if (dfd < 0)
         return dfd == -ENOENT ? 0 : dfd;
@@ -581,7 +618,7 @@ static void remove_file_dir(struct blockcache *bc, int64_t file_id)
     struct block_name n;
     if (bc->degraded || bc->blocks_fd < 0)
         return;
-    block_name(file_id, 0, &n);
+    block_name(file_id, 0, 0, &n);
     int rc = remove_tree(bc->blocks_fd, n.id, 0, NULL);
     if (rc < 0)
         log_warn("msg=\"cannot remove cached file\" dir=%s/blocks/%s err=\"%s\"", bc->dir, n.id,
@@ -593,14 +630,15 @@ static void remove_file_dir(struct blockcache *bc, int64_t file_id)
 /* Writes the buffered access times.  Caller holds bc->lock and has begun a transaction. */
 static int touches_flush(struct blockcache *bc)
 {
-    sqlite3_stmt *s = bc->st[ST_BLOCK_TOUCH];
+    sqlite3_stmt *s = bc->st[ST_SPAN_TOUCH];
     int rc = 0;
     for (size_t i = 0; i < bc->ntouches && rc == 0; i++) {
         sqlite3_bind_int64(s, 1, bc->touches[i].file_id);
         sqlite3_bind_int64(s, 2, (int64_t)bc->touches[i].index);
         sqlite3_bind_int64(s, 3, bc->touches[i].at);
-        rc = run(bc, ST_BLOCK_TOUCH);
-        if (rc == 0) {
+        sqlite3_bind_int64(s, 4, bc->touches[i].span_off);
+        rc = run(bc, ST_SPAN_TOUCH);
+        if (rc == 0 && bc->touches[i].hits > 0) {
             sqlite3_bind_int64(bc->st[ST_FILE_HIT], 1, bc->touches[i].file_id);
             sqlite3_bind_int64(bc->st[ST_FILE_HIT], 2, bc->touches[i].hits);
             rc = run(bc, ST_FILE_HIT);
@@ -623,15 +661,16 @@ static void touches_flush_tx(struct blockcache *bc)
     bc->ntouches = 0;
 }
 
-/* Caller holds bc->lock.  Reads of one block in a row (the small chunks of a
+/* Caller holds bc->lock.  Reads of one span in a row (the small chunks of a
  * batch share blocks) make one entry: one write of the access time, hits summed. */
-static void touch(struct blockcache *bc, int64_t file_id, uint64_t index)
+static void touch_span(struct blockcache *bc, int64_t file_id, uint64_t index, size_t off,
+                       int64_t hits)
 {
     if (bc->ntouches > 0) {
         struct touch *last = &bc->touches[bc->ntouches - 1];
-        if (last->file_id == file_id && last->index == index) {
+        if (last->file_id == file_id && last->index == index && last->span_off == (int64_t)off) {
             last->at = next_clock(bc);
-            last->hits++;
+            last->hits += hits;
             return;
         }
     }
@@ -640,8 +679,17 @@ static void touch(struct blockcache *bc, int64_t file_id, uint64_t index)
     struct touch *t = &bc->touches[bc->ntouches++];
     t->file_id = file_id;
     t->index = index;
+    t->span_off = (int64_t)off;
     t->at = next_clock(bc);
-    t->hits = 1;
+    t->hits = hits;
+}
+
+/* A read of a block: every span read is touched, the file's hits count the read once. */
+static void touch_spans(struct blockcache *bc, int64_t file_id, uint64_t index,
+                        const struct blockcache_spans *spans)
+{
+    for (size_t i = 0; i < spans->n; i++)
+        touch_span(bc, file_id, index, spans->span[i].off, i == 0);
 }
 
 /* ---- opening ---- */
@@ -745,6 +793,55 @@ static int new_epoch(struct blockcache *bc)
     return meta_set(bc->db, "epoch", (int64_t)e);
 }
 
+/* Renames the files of schema-3 spans that do not start their block to their new names.
+ * A file that cannot be renamed leaves its row without a file: reconciliation drops it. */
+static int rename_moved_spans(struct blockcache *bc)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(bc->db,
+                                "SELECT file_id, idx, span_off FROM blocks"
+                                " WHERE span_off > 0 AND span_off < ?1",
+                                -1, &s, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(bc->db, rc, "spans to rename");
+    sqlite3_bind_int64(s, 1, bc->block_size);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct block_name from, to;
+        int64_t file_id = sqlite3_column_int64(s, 0);
+        int64_t index = sqlite3_column_int64(s, 1);
+        if (file_id <= 0 || index < 0)
+            continue;
+        block_name(file_id, (uint64_t)index, 0, &from);
+        block_name(file_id, (uint64_t)index, (size_t)sqlite3_column_int64(s, 2), &to);
+        int dfd = block_dir(bc, &from, false);
+        if (dfd < 0)
+            continue;
+        renameat(dfd, from.leaf, dfd, to.leaf);
+        close(dfd);
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : db_fail(bc->db, rc, "spans to rename");
+}
+
+/*
+ * Schema 3 to 4: the blocks table gets the span offset in its key (one row
+ * per span).  Inside the caller's transaction; files renamed when a crash
+ * rolls the index back are removed by reconciliation as orphans.
+ */
+static int migrate_spans(struct blockcache *bc, bool on_disk)
+{
+    int rc = db_exec(
+        bc->db, "DROP TABLE IF EXISTS blocks_v4;" BLOCKS_TABLE_SQL(
+                    "blocks_v4") "INSERT INTO blocks_v4 (file_id, idx, size, checksum, last_access,"
+                                 " span_off) SELECT file_id, idx, size, checksum, last_access,"
+                                 " span_off FROM blocks;"
+                                 "DROP TABLE blocks;"
+                                 "ALTER TABLE blocks_v4 RENAME TO blocks;");
+    if (rc == 0 && on_disk)
+        rc = rename_moved_spans(bc);
+    return rc;
+}
+
 static int schema_setup(struct blockcache *bc, bool on_disk)
 {
     int64_t version = 0, bs = 0, epoch = 0;
@@ -752,12 +849,15 @@ static int schema_setup(struct blockcache *bc, bool on_disk)
     int rc = db_exec(bc->db, "CREATE TABLE IF NOT EXISTS meta ("
                              " key TEXT PRIMARY KEY, value INTEGER NOT NULL)");
     bool known = rc == 0 && meta_get(bc->db, "schema_version", &version) == 0;
+    int64_t from = version;
     /* Every version-2 row is a whole block: the span (0, size) keeps it as it was. */
     if (known && version == 2 &&
-        db_exec(bc->db, "ALTER TABLE blocks ADD COLUMN span_off INTEGER NOT NULL DEFAULT 0") == 0) {
-        log_info("msg=\"cache index migrated\" from=2 to=%d", SCHEMA_VERSION);
+        db_exec(bc->db, "ALTER TABLE blocks ADD COLUMN span_off INTEGER NOT NULL DEFAULT 0") == 0)
+        version = 3;
+    if (known && version == 3 && migrate_spans(bc, on_disk) == 0)
         version = SCHEMA_VERSION;
-    }
+    if (known && from != version && version == SCHEMA_VERSION)
+        log_info("msg=\"cache index migrated\" from=%" PRId64 " to=%d", from, SCHEMA_VERSION);
     if (known && version != SCHEMA_VERSION) {
         log_warn("msg=\"cache index has another schema: rebuilding\" found=%" PRId64 " expected=%d",
                  version, SCHEMA_VERSION);
@@ -995,32 +1095,58 @@ static int orphan(struct recon *r, int dirfd, const char *name, int depth)
     return remove_tree(dirfd, name, depth, &r->rep->orphan_files_removed);
 }
 
-/* A block file is kept only if its row exists with the same size. */
+/*
+ * Parses a span file's name, "<idx>" or "<idx>.<off>" with 0 < off <
+ * block_size, strictly (one spelling per span: no sign, no leading zero).
+ * 0, or -EINVAL for anything else.
+ */
+static int parse_span_name(const char *name, uint32_t block_size, uint64_t *index, size_t *off)
+{
+    char head[24];
+    const char *dot = strchr(name, '.');
+    size_t n = dot != NULL ? (size_t)(dot - name) : strlen(name);
+    uint64_t o = 0;
+    if (n == 0 || n >= sizeof(head))
+        return -EINVAL;
+    memcpy(head, name, n);
+    head[n] = '\0';
+    if (parse_dec(head, INT64_MAX, index) < 0)
+        return -EINVAL;
+    if (dot != NULL && (parse_dec(dot + 1, block_size - 1, &o) < 0 || o == 0))
+        return -EINVAL;
+    *off = (size_t)o;
+    return 0;
+}
+
+/* A span file is kept only if its row exists with the same size. */
 static int block_entry(int dirfd, const char *name, const struct stat *st, void *arg)
 {
     static const char hex[] = "0123456789abcdef";
     struct recon *r = arg;
     struct blockcache *bc = r->bc;
     uint64_t index = 0;
-    if (!S_ISREG(st->st_mode) || parse_dec(name, INT64_MAX, &index) < 0)
+    size_t off = 0;
+    if (!S_ISREG(st->st_mode) || parse_span_name(name, bc->block_size, &index, &off) < 0)
         return orphan(r, dirfd, name, 3);
     char fan[3] = {hex[(index >> 4) & 0xf], hex[index & 0xf], '\0'};
     if (strcmp(fan, r->fan) != 0)
         return orphan(r, dirfd, name, 3);
-    sqlite3_stmt *s = bc->st[ST_BLOCK_GET];
+    sqlite3_stmt *s = bc->st[ST_SPAN_GET];
     sqlite3_bind_int64(s, 1, r->file_id);
     sqlite3_bind_int64(s, 2, (int64_t)index);
-    int rc = row(bc, ST_BLOCK_GET);
+    sqlite3_bind_int64(s, 3, (int64_t)off);
+    int rc = row(bc, ST_SPAN_GET);
     int64_t size = rc == 0 ? sqlite3_column_int64(s, 0) : -1;
     sqlite3_reset(s);
     if (rc == -ENOENT)
         return orphan(r, dirfd, name, 3);
     if (rc < 0)
         return rc;
-    if (st->st_size != size) /* its row is dropped below: it is not marked present */
-        return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
+    if (st->st_size != size || size <= 0 || (uint64_t)size > bc->block_size - off)
+        return unlinkat(dirfd, name, 0) < 0 ? -errno : 0; /* its row is dropped below */
     sqlite3_bind_int64(r->present, 1, r->file_id);
     sqlite3_bind_int64(r->present, 2, (int64_t)index);
+    sqlite3_bind_int64(r->present, 3, (int64_t)off);
     rc = sqlite3_step(r->present);
     sqlite3_reset(r->present);
     return rc == SQLITE_DONE ? 0 : db_fail(bc->db, rc, "mark present");
@@ -1064,19 +1190,21 @@ static int file_dir_entry(int dirfd, const char *name, const struct stat *st, vo
 static int reconcile_blocks(struct blockcache *bc, struct blockcache_report *rep)
 {
     struct recon r = {.bc = bc, .rep = rep};
-    int rc = db_exec(bc->db, "CREATE TEMP TABLE present (file_id INTEGER, idx INTEGER,"
-                             " PRIMARY KEY (file_id, idx)) WITHOUT ROWID");
+    int rc =
+        db_exec(bc->db, "CREATE TEMP TABLE present (file_id INTEGER, idx INTEGER,"
+                        " span_off INTEGER, PRIMARY KEY (file_id, idx, span_off)) WITHOUT ROWID");
     if (rc < 0)
         return rc;
-    int sr = sqlite3_prepare_v2(bc->db, "INSERT OR IGNORE INTO temp.present VALUES (?1, ?2)", -1,
-                                &r.present, NULL);
+    int sr = sqlite3_prepare_v2(bc->db, "INSERT OR IGNORE INTO temp.present VALUES (?1, ?2, ?3)",
+                                -1, &r.present, NULL);
     rc = sr == SQLITE_OK ? tx_begin(bc) : db_fail(bc->db, sr, "prepare present");
     if (rc == 0)
         rc = each_entry(bc->dir_fd, "blocks", file_dir_entry, &r);
     /* Only a complete walk may conclude that a row has no file. */
     if (rc == 0)
         rc = db_exec(bc->db, "DELETE FROM blocks WHERE NOT EXISTS (SELECT 1 FROM temp.present p"
-                             " WHERE p.file_id = blocks.file_id AND p.idx = blocks.idx)");
+                             " WHERE p.file_id = blocks.file_id AND p.idx = blocks.idx"
+                             " AND p.span_off = blocks.span_off)");
     if (rc == 0)
         rep->rows_dropped = (uint64_t)sqlite3_changes(bc->db);
     rc = tx_end(bc, rc);
@@ -1088,17 +1216,21 @@ static int reconcile_blocks(struct blockcache *bc, struct blockcache_report *rep
 static int load_totals(struct blockcache *bc)
 {
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(bc->db,
-                                "SELECT COALESCE(SUM(size), 0), COUNT(*), "
-                                "COALESCE(MAX(last_access), 0) FROM blocks",
-                                -1, &s, NULL);
+    int rc =
+        sqlite3_prepare_v2(bc->db,
+                           "SELECT COALESCE(SUM(size), 0), COUNT(*), "
+                           "COALESCE(MAX(last_access), 0),"
+                           " (SELECT COUNT(*) FROM (SELECT 1 FROM blocks GROUP BY file_id, idx))"
+                           " FROM blocks",
+                           -1, &s, NULL);
     if (rc != SQLITE_OK)
         return db_fail(bc->db, rc, "totals");
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         bc->bytes = (uint64_t)sqlite3_column_int64(s, 0);
-        bc->blocks = (uint64_t)sqlite3_column_int64(s, 1);
+        bc->spans = (uint64_t)sqlite3_column_int64(s, 1);
         bc->clock = sqlite3_column_int64(s, 2);
+        bc->blocks = (uint64_t)sqlite3_column_int64(s, 3);
     }
     sqlite3_finalize(s);
     return rc == SQLITE_ROW ? 0 : db_fail(bc->db, rc, "totals");
@@ -1156,6 +1288,8 @@ int blockcache_open(const struct blockcache_config *cfg, struct blockcache **out
         return -ENOMEM;
     bc->lock_fd = bc->dir_fd = bc->blocks_fd = bc->tmp_fd = -1;
     pthread_mutex_init(&bc->lock, NULL);
+    for (size_t i = 0; i < PUT_STRIPES; i++)
+        pthread_mutex_init(&bc->put_lock[i], NULL);
     bc->dir = strdup(cfg->dir);
     if (bc->dir == NULL) {
         rc = -ENOMEM;
@@ -1192,6 +1326,8 @@ void blockcache_close(struct blockcache *bc)
     hot_forget(bc, -1, 0);
     pthread_mutex_unlock(&bc->lock);
     pthread_mutex_destroy(&bc->lock);
+    for (size_t i = 0; i < PUT_STRIPES; i++)
+        pthread_mutex_destroy(&bc->put_lock[i]);
     close_dirs(bc); /* closing lock_fd releases the flock */
     free(bc->dir);
     free(bc);
@@ -1232,8 +1368,15 @@ static int file_lookup(struct blockcache *bc, const char *identity, struct block
     return rc;
 }
 
-/* Deletes a file's row and its block rows; *bytes and *blocks say what they held. */
-static int file_delete_rows(struct blockcache *bc, int64_t id, uint64_t *bytes, uint64_t *blocks)
+/* What rows held: bytes, blocks and spans. */
+struct tally {
+    uint64_t bytes;
+    uint64_t blocks;
+    uint64_t spans;
+};
+
+/* Deletes a file's row and its span rows; *gone says what they held. */
+static int file_delete_rows(struct blockcache *bc, int64_t id, struct tally *gone)
 {
     hot_forget(bc, id, UINT64_MAX);
     sqlite3_stmt *s = bc->st[ST_FILE_BLOCKS_SUM];
@@ -1241,8 +1384,9 @@ static int file_delete_rows(struct blockcache *bc, int64_t id, uint64_t *bytes, 
     int rc = row(bc, ST_FILE_BLOCKS_SUM);
     if (rc < 0)
         return rc;
-    *bytes = (uint64_t)sqlite3_column_int64(s, 0);
-    *blocks = (uint64_t)sqlite3_column_int64(s, 1);
+    gone->bytes = (uint64_t)sqlite3_column_int64(s, 0);
+    gone->blocks = (uint64_t)sqlite3_column_int64(s, 1);
+    gone->spans = (uint64_t)sqlite3_column_int64(s, 2);
     sqlite3_reset(s);
     sqlite3_bind_int64(bc->st[ST_FILE_BLOCKS_DELETE], 1, id);
     rc = run(bc, ST_FILE_BLOCKS_DELETE);
@@ -1253,22 +1397,28 @@ static int file_delete_rows(struct blockcache *bc, int64_t id, uint64_t *bytes, 
     return rc;
 }
 
-/* Caller holds bc->lock and has committed the deletion. */
-static void uncount(struct blockcache *bc, uint64_t bytes, uint64_t blocks)
+static uint64_t minus(uint64_t a, uint64_t b)
 {
-    bc->bytes = bc->bytes > bytes ? bc->bytes - bytes : 0;
-    bc->blocks = bc->blocks > blocks ? bc->blocks - blocks : 0;
+    return a > b ? a - b : 0;
+}
+
+/* Caller holds bc->lock and has committed the deletion. */
+static void uncount(struct blockcache *bc, const struct tally *gone)
+{
+    bc->bytes = minus(bc->bytes, gone->bytes);
+    bc->blocks = minus(bc->blocks, gone->blocks);
+    bc->spans = minus(bc->spans, gone->spans);
 }
 
 /* Replaces file old_id (0: none) by a new row with a new id.  Caller holds bc->lock. */
 static int file_replace(struct blockcache *bc, int64_t old_id, const char *identity,
                         const char *validator, uint64_t size, struct blockcache_file *out)
 {
-    uint64_t bytes = 0, blocks = 0;
+    struct tally gone = {0};
     int64_t now = (int64_t)time(NULL);
     int rc = tx_begin(bc);
     if (rc == 0 && old_id > 0)
-        rc = file_delete_rows(bc, old_id, &bytes, &blocks);
+        rc = file_delete_rows(bc, old_id, &gone);
     if (rc == 0) {
         sqlite3_stmt *s = bc->st[ST_FILE_INSERT];
         sqlite3_bind_text(s, 1, identity, -1, SQLITE_STATIC);
@@ -1281,7 +1431,7 @@ static int file_replace(struct blockcache *bc, int64_t old_id, const char *ident
     rc = tx_end(bc, rc);
     if (rc < 0)
         return rc;
-    uncount(bc, bytes, blocks);
+    uncount(bc, &gone);
     out->id = id;
     out->size = size;
     memcpy(out->validator, validator, strlen(validator) + 1);
@@ -1338,7 +1488,7 @@ int blockcache_file_put(struct blockcache *bc, const char *identity, const char 
 int blockcache_file_drop(struct blockcache *bc, const char *identity)
 {
     struct blockcache_file cur;
-    uint64_t bytes = 0, blocks = 0;
+    struct tally gone = {0};
     if (identity == NULL)
         return -EINVAL;
     pthread_mutex_lock(&bc->lock);
@@ -1346,45 +1496,130 @@ int blockcache_file_drop(struct blockcache *bc, const char *identity)
     if (rc == 0)
         rc = tx_begin(bc);
     if (rc == 0)
-        rc = tx_end(bc, file_delete_rows(bc, cur.id, &bytes, &blocks));
+        rc = tx_end(bc, file_delete_rows(bc, cur.id, &gone));
     if (rc == 0)
-        uncount(bc, bytes, blocks);
+        uncount(bc, &gone);
     pthread_mutex_unlock(&bc->lock);
     if (rc == 0)
         remove_file_dir(bc, cur.id);
     return rc;
 }
 
-/* ---- blocks ---- */
+/* ---- spans ---- */
 
-/* Drops a block's row (if any) and its file.  Caller holds bc->lock. */
-static void drop_block(struct blockcache *bc, int64_t file_id, uint64_t index, const char *path)
+/* A span's row: where it starts in the block, its length and checksum. */
+struct span_row {
+    int64_t off;
+    int64_t size;
+    uint64_t sum;
+};
+
+static bool span_row_same(const struct span_row *a, const struct span_row *b)
 {
-    int err;
-    hot_forget(bc, file_id, index);
-    sqlite3_stmt *s = bc->st[ST_BLOCK_GET];
-    sqlite3_bind_int64(s, 1, file_id);
-    sqlite3_bind_int64(s, 2, (int64_t)index);
-    int rc = row(bc, ST_BLOCK_GET);
-    uint64_t size = rc == 0 ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    if (rc == 0) {
-        sqlite3_bind_int64(bc->st[ST_BLOCK_DELETE], 1, file_id);
-        sqlite3_bind_int64(bc->st[ST_BLOCK_DELETE], 2, (int64_t)index);
-        if (run(bc, ST_BLOCK_DELETE) == 0)
-            uncount(bc, size, 1);
-    }
-    if ((err = unlink_block(bc, file_id, index)) < 0)
-        log_warn("msg=\"cannot remove cached block\" path=%s err=\"%s\"", path, strerror(-err));
+    return a->off == b->off && a->size == b->size && a->sum == b->sum;
 }
 
-/* Reads and verifies one block file.  -ENOENT: gone; -EBADMSG: wrong size or
+/* A row is only believed when its span lies inside one block. */
+static bool span_row_valid(const struct blockcache *bc, const struct span_row *sr)
+{
+    return sr->off >= 0 && sr->size > 0 && sr->off < (int64_t)bc->block_size &&
+           sr->size <= (int64_t)bc->block_size - sr->off;
+}
+
+static _Atomic uint64_t *gen_of(struct blockcache *bc, int64_t file_id, uint64_t index)
+{
+    return &bc->gen[block_hash(file_id, index) % GEN_STRIPES];
+}
+
+uint64_t blockcache_generation(struct blockcache *bc, int64_t file_id, uint64_t index)
+{
+    return atomic_load(gen_of(bc, file_id, index));
+}
+
+/* Reads up to max rows of a block, by offset.  0 or a negative errno.  Caller holds bc->lock. */
+static int spans_load(struct blockcache *bc, int64_t file_id, uint64_t index, struct span_row *rows,
+                      size_t max, size_t *n)
+{
+    sqlite3_stmt *s = bc->st[ST_SPANS_OF_BLOCK];
+    sqlite3_bind_int64(s, 1, file_id);
+    sqlite3_bind_int64(s, 2, (int64_t)index);
+    sqlite3_bind_int64(s, 3, (int64_t)max);
+    int rc;
+    *n = 0;
+    while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct span_row *r = &rows[(*n)++];
+        r->off = sqlite3_column_int64(s, 0);
+        r->size = sqlite3_column_int64(s, 1);
+        int64_t sum = sqlite3_column_int64(s, 2);
+        memcpy(&r->sum, &sum, sizeof(r->sum));
+    }
+    if (*n == max)
+        rc = SQLITE_DONE;
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : db_fail(bc->db, rc, stmt_sql[ST_SPANS_OF_BLOCK]);
+}
+
+/* The row of one span.  0, -ENOENT or a negative errno.  Caller holds bc->lock. */
+static int span_row_get(struct blockcache *bc, int64_t file_id, uint64_t index, int64_t off,
+                        struct span_row *out)
+{
+    sqlite3_stmt *s = bc->st[ST_SPAN_GET];
+    sqlite3_bind_int64(s, 1, file_id);
+    sqlite3_bind_int64(s, 2, (int64_t)index);
+    sqlite3_bind_int64(s, 3, off);
+    int rc = row(bc, ST_SPAN_GET);
+    if (rc == 0) {
+        out->off = off;
+        out->size = sqlite3_column_int64(s, 0);
+        int64_t sum = sqlite3_column_int64(s, 1);
+        memcpy(&out->sum, &sum, sizeof(out->sum));
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* Whether the block has any row left.  Caller holds bc->lock. */
+static bool block_has_rows(struct blockcache *bc, int64_t file_id, uint64_t index)
+{
+    sqlite3_bind_int64(bc->st[ST_BLOCK_ANY], 1, file_id);
+    sqlite3_bind_int64(bc->st[ST_BLOCK_ANY], 2, (int64_t)index);
+    int rc = row(bc, ST_BLOCK_ANY);
+    sqlite3_reset(bc->st[ST_BLOCK_ANY]);
+    return rc != -ENOENT;
+}
+
+/* Drops a span's row (if any) and its file.  Caller holds bc->lock. */
+static void drop_span(struct blockcache *bc, int64_t file_id, uint64_t index, int64_t off)
+{
+    char path[PATH_MAX];
+    struct span_row sr;
+    hot_forget(bc, file_id, index);
+    if (span_row_get(bc, file_id, index, off, &sr) == 0) {
+        sqlite3_bind_int64(bc->st[ST_SPAN_DELETE], 1, file_id);
+        sqlite3_bind_int64(bc->st[ST_SPAN_DELETE], 2, (int64_t)index);
+        sqlite3_bind_int64(bc->st[ST_SPAN_DELETE], 3, off);
+        if (run(bc, ST_SPAN_DELETE) == 0) {
+            struct tally gone = {.bytes = (uint64_t)(sr.size > 0 ? sr.size : 0),
+                                 .blocks = !block_has_rows(bc, file_id, index),
+                                 .spans = 1};
+            uncount(bc, &gone);
+        }
+    }
+    if (off < 0 || off >= (int64_t)bc->block_size)
+        return; /* a row no put writes: no file of ours has its name */
+    int err = unlink_span(bc, file_id, index, (size_t)off);
+    if (err < 0 && block_path(bc, file_id, index, (size_t)off, path, sizeof(path)) == 0)
+        log_warn("msg=\"cannot remove cached span\" path=%s err=\"%s\"", path, strerror(-err));
+}
+
+/* Reads and verifies one span file.  -ENOENT: gone; -EBADMSG: wrong size or
  * checksum, or not a regular file of ours (a symlink or a directory put there). */
-static int read_block(const struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
-                      size_t size, uint64_t sum)
+static int read_span(const struct blockcache *bc, int64_t file_id, uint64_t index,
+                     const struct span_row *sr, uint8_t *buf)
 {
     struct block_name name;
-    block_name(file_id, index, &name);
+    size_t size = (size_t)sr->size;
+    block_name(file_id, index, (size_t)sr->off, &name);
     int dfd = block_dir(bc, &name, false);
     if (dfd == -ELOOP || dfd == -ENOTDIR)
         return -EBADMSG;
@@ -1412,16 +1647,18 @@ static int read_block(const struct blockcache *bc, int64_t file_id, uint64_t ind
             got += (size_t)n;
     }
     close(fd);
-    if (rc == 0 && XXH3_64bits(buf, size) != sum)
+    if (rc == 0 && XXH3_64bits(buf, size) != sr->sum)
         rc = -EBADMSG;
     return rc;
 }
 
-/* True when something (anything) is at the block's path. */
-static bool block_exists(const struct blockcache *bc, int64_t file_id, uint64_t index)
+/* True when something (anything) is at the span's path. */
+static bool span_exists(const struct blockcache *bc, int64_t file_id, uint64_t index, int64_t off)
 {
     struct block_name n;
-    block_name(file_id, index, &n);
+    if (off < 0 || off >= (int64_t)bc->block_size)
+        return false;
+    block_name(file_id, index, (size_t)off, &n);
     int dfd = block_dir(bc, &n, false);
     if (dfd < 0)
         return dfd != -ENOENT;
@@ -1430,136 +1667,181 @@ static bool block_exists(const struct blockcache *bc, int64_t file_id, uint64_t 
     return there;
 }
 
-/* A block's row: its span and the span's checksum. */
-struct span_row {
-    int64_t off;
-    int64_t size;
-    uint64_t sum;
-};
-
-/* Reads the row of a block.  0, -ENOENT or a negative errno.  Caller holds bc->lock. */
-static int span_row_get(struct blockcache *bc, int64_t file_id, uint64_t index,
-                        struct span_row *out)
+static void spans_add(struct blockcache_spans *out, const struct span_row *sr)
 {
-    sqlite3_stmt *s = bc->st[ST_BLOCK_GET];
-    sqlite3_bind_int64(s, 1, file_id);
-    sqlite3_bind_int64(s, 2, (int64_t)index);
-    int rc = row(bc, ST_BLOCK_GET);
-    if (rc == 0) {
-        out->size = sqlite3_column_int64(s, 0);
-        int64_t sum = sqlite3_column_int64(s, 1);
-        memcpy(&out->sum, &sum, sizeof(out->sum));
-        out->off = sqlite3_column_int64(s, 2);
-    }
-    sqlite3_reset(s);
-    return rc;
+    out->span[out->n].off = (size_t)sr->off;
+    out->span[out->n].len = (size_t)sr->size;
+    out->n++;
 }
 
-static bool span_row_same(const struct span_row *a, const struct span_row *b)
+/* Serves a hot block.  Caller holds bc->lock.  True on a hit. */
+static bool get_hot(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
+                    struct blockcache_spans *out)
 {
-    return a->off == b->off && a->size == b->size && a->sum == b->sum;
-}
-
-/* A row is only believed when its span lies inside one block. */
-static bool span_row_valid(const struct blockcache *bc, const struct span_row *sr)
-{
-    return sr->off >= 0 && sr->size > 0 && sr->off < (int64_t)bc->block_size &&
-           sr->size <= (int64_t)bc->block_size - sr->off;
-}
-
-/* One try of blockcache_get_span.  -EAGAIN: a put replaced the block while we read it. */
-static int get_span_once(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
-                         size_t *off, size_t *len, const char *path)
-{
-    struct span_row sr = {0}, now = {0};
-    pthread_mutex_lock(&bc->lock);
     struct hot_block *hot = hot_find(bc, file_id, index);
-    if (hot != NULL) {
-        memcpy(buf + hot->off, hot->data + hot->off, hot->len);
-        *off = hot->off;
-        *len = hot->len;
-        hot->used = ++bc->hot_clock;
-        touch(bc, file_id, index);
+    if (hot == NULL)
+        return false;
+    for (size_t i = 0; i < hot->spans.n; i++)
+        memcpy(buf + hot->spans.span[i].off, hot->data + hot->spans.span[i].off,
+               hot->spans.span[i].len);
+    uint64_t gen = out->gen;
+    *out = hot->spans;
+    out->gen = gen;
+    hot->used = ++bc->hot_clock;
+    touch_spans(bc, file_id, index, out);
+    return true;
+}
+
+/*
+ * One try of blockcache_get_spans.  -EAGAIN: a put replaced a span while we
+ * read it (not on the last try: then the spans that verified are kept).
+ */
+static int get_spans_once(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
+                          struct blockcache_spans *out, bool last)
+{
+    struct span_row rows[BLOCKCACHE_MAX_SPANS];
+    int err[BLOCKCACHE_MAX_SPANS];
+    bool changed[BLOCKCACHE_MAX_SPANS] = {false};
+    size_t n = 0;
+    unsigned corrupt = 0;
+    out->n = 0;
+    out->gen = blockcache_generation(bc, file_id, index);
+    pthread_mutex_lock(&bc->lock);
+    if (get_hot(bc, file_id, index, buf, out)) {
         pthread_mutex_unlock(&bc->lock);
         return 0;
     }
-    int rc = span_row_get(bc, file_id, index, &sr);
+    int rc = spans_load(bc, file_id, index, rows, BLOCKCACHE_MAX_SPANS, &n);
     pthread_mutex_unlock(&bc->lock);
     if (rc < 0)
         return rc;
-    if (!span_row_valid(bc, &sr))
-        rc = -EBADMSG;
-    else
-        rc = read_block(bc, file_id, index, buf + sr.off, (size_t)sr.size, sr.sum);
+    if (n == 0)
+        return -ENOENT;
+    for (size_t i = 0; i < n; i++)
+        err[i] = span_row_valid(bc, &rows[i])
+                     ? read_span(bc, file_id, index, &rows[i], buf + rows[i].off)
+                     : -EBADMSG;
     pthread_mutex_lock(&bc->lock);
-    /* A merge renames a new file over the block's and then updates its row: bytes that
-     * do not match the row we read may be the new file, not damage.  Read again. */
-    bool replaced = (rc == -EBADMSG || rc == -ENOENT) &&
-                    (span_row_get(bc, file_id, index, &now) != 0 || !span_row_same(&sr, &now));
-    if (replaced) {
-        rc = -EAGAIN;
-    } else if (rc == 0) {
-        touch(bc, file_id, index);
-        hot_insert(bc, file_id, index, buf, (size_t)sr.off, (size_t)sr.size);
-    } else if (rc == -EBADMSG) {
-        bc->corrupt++;
-        drop_block(bc, file_id, index, path);
-    } else if (rc == -ENOENT && !block_exists(bc, file_id, index)) {
-        /* Evicted meanwhile, or lost: if its row is still there it lies.  A put
-         * renames and inserts under the lock, so a row seen here without its
-         * file is not a put in progress. */
-        drop_block(bc, file_id, index, path);
+    /* A merge renames a new file over a span's and then replaces its row: bytes
+     * that do not match the row we read may be the new file, not damage. */
+    bool replaced = false;
+    for (size_t i = 0; i < n; i++) {
+        struct span_row now;
+        if (err[i] == -EBADMSG || err[i] == -ENOENT)
+            changed[i] = span_row_get(bc, file_id, index, rows[i].off, &now) != 0 ||
+                         !span_row_same(&rows[i], &now);
+        replaced |= changed[i];
     }
+    if (replaced && !last) {
+        pthread_mutex_unlock(&bc->lock);
+        return -EAGAIN;
+    }
+    bool all = true;
+    for (size_t i = 0; i < n; i++) {
+        all &= err[i] == 0;
+        if (err[i] == 0) {
+            spans_add(out, &rows[i]);
+        } else if (changed[i]) {
+            continue;
+        } else if (err[i] == -EBADMSG) {
+            bc->corrupt++;
+            corrupt++;
+            drop_span(bc, file_id, index, rows[i].off);
+        } else if (err[i] == -ENOENT && !span_exists(bc, file_id, index, rows[i].off)) {
+            /* Evicted meanwhile, or lost: if its row is still there it lies.  A put
+             * renames and inserts under the lock, so a row seen here without its
+             * file is not a put in progress. */
+            drop_span(bc, file_id, index, rows[i].off);
+        }
+    }
+    touch_spans(bc, file_id, index, out);
+    /* Only a complete view of the block, with no put since the rows were read, is
+     * kept hot: readers trust it to say what is cached. */
+    if (all && atomic_load(gen_of(bc, file_id, index)) == out->gen)
+        hot_insert(bc, file_id, index, buf, out);
     pthread_mutex_unlock(&bc->lock);
-    if (rc == -EBADMSG)
-        log_warn("msg=\"corrupt cached block dropped\" path=%s", path);
-    if (rc == 0) {
-        *off = (size_t)sr.off;
-        *len = (size_t)sr.size;
+    if (corrupt > 0) {
+        char path[PATH_MAX];
+        if (block_path(bc, file_id, index, 0, path, sizeof(path)) == 0)
+            log_warn("msg=\"corrupt cached span dropped\" block=%s spans=%u", path, corrupt);
+        return -EBADMSG;
     }
+    return out->n > 0 ? 0 : err[0] == -ENOENT || err[0] == -EBADMSG ? -ENOENT : err[0];
+}
+
+int blockcache_get_spans(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
+                         size_t cap, struct blockcache_spans *out)
+{
+    if (buf == NULL || out == NULL || cap < bc->block_size)
+        return -EINVAL;
+    out->n = 0;
+    out->gen = 0;
+    if (index > INT64_MAX)
+        return -ENOENT;
+    out->gen = blockcache_generation(bc, file_id, index);
+    if (bc->degraded)
+        return -ENOENT;
+    int rc = -EAGAIN;
+    for (int attempt = 0; rc == -EAGAIN && attempt < SPAN_RETRIES; attempt++)
+        rc = get_spans_once(bc, file_id, index, buf, out, attempt + 1 == SPAN_RETRIES);
     return rc;
 }
 
-int blockcache_get_span(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
-                        size_t cap, size_t *off, size_t *len)
+int blockcache_peek_spans(struct blockcache *bc, int64_t file_id, uint64_t index,
+                          struct blockcache_spans *out)
 {
-    char path[PATH_MAX];
-    if (buf == NULL || off == NULL || len == NULL || cap < bc->block_size)
+    struct span_row rows[BLOCKCACHE_MAX_SPANS];
+    size_t n = 0;
+    if (out == NULL)
         return -EINVAL;
-    if (bc->degraded || index > INT64_MAX)
-        return -ENOENT;
-    int rc = block_path(bc, file_id, index, path, sizeof(path));
-    if (rc < 0)
-        return rc;
-    for (int attempt = 0; attempt < SPAN_RETRIES; attempt++) {
-        rc = get_span_once(bc, file_id, index, buf, off, len, path);
-        if (rc != -EAGAIN)
-            return rc;
-    }
-    return -ENOENT; /* overtaken by puts every time: a miss */
+    out->n = 0;
+    out->gen = 0;
+    if (index > INT64_MAX)
+        return 0;
+    out->gen = blockcache_generation(bc, file_id, index);
+    if (bc->degraded)
+        return 0;
+    pthread_mutex_lock(&bc->lock);
+    int rc = spans_load(bc, file_id, index, rows, BLOCKCACHE_MAX_SPANS, &n);
+    pthread_mutex_unlock(&bc->lock);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (span_row_valid(bc, &rows[i]))
+            spans_add(out, &rows[i]);
+    return rc;
 }
 
 int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf, size_t cap,
                    size_t *len)
 {
-    size_t off = 0;
-    int rc = blockcache_get_span(bc, file_id, index, buf, cap, &off, len);
-    return rc == 0 && off != 0 ? -ENOENT : rc;
+    struct blockcache_spans spans;
+    if (len == NULL)
+        return -EINVAL;
+    int rc = blockcache_get_spans(bc, file_id, index, buf, cap, &spans);
+    if (rc < 0 && rc != -EBADMSG)
+        return rc;
+    if (spans.n > 0 && spans.span[0].off == 0) {
+        *len = spans.span[0].len;
+        return 0;
+    }
+    return rc == -EBADMSG ? rc : -ENOENT;
 }
 
-/* Deletes up to EVICT_BATCH least recently used rows.  Caller holds bc->lock. */
+/* ---- eviction ---- */
+
+/* Deletes up to EVICT_BATCH least recently used span rows.  Caller holds bc->lock. */
 static size_t evict_batch(struct blockcache *bc, struct victim *v)
 {
-    uint64_t freed = 0;
+    struct tally gone = {0};
     size_t n = 0;
     int rc = tx_begin(bc);
     if (rc < 0)
         return 0;
-    /* Pending hits first, or a block just read could be chosen as a victim. */
+    /* Pending hits first, or a span just read could be chosen as a victim. */
     touches_flush(bc);
     sqlite3_stmt *s = bc->st[ST_LRU];
     sqlite3_bind_int64(s, 1, EVICT_BATCH);
-    while (rc == 0 && n < EVICT_BATCH && freed < bc->bytes && bc->bytes - freed > bc->low_bytes) {
+    while (rc == 0 && n < EVICT_BATCH && gone.bytes < bc->bytes &&
+           bc->bytes - gone.bytes > bc->low_bytes) {
         int sr = sqlite3_step(s);
         if (sr == SQLITE_DONE)
             break;
@@ -1569,18 +1851,29 @@ static size_t evict_batch(struct blockcache *bc, struct victim *v)
         }
         v[n].file_id = sqlite3_column_int64(s, 0);
         v[n].index = (uint64_t)sqlite3_column_int64(s, 1);
-        freed += (uint64_t)sqlite3_column_int64(s, 2);
+        v[n].span_off = sqlite3_column_int64(s, 2);
+        gone.bytes += (uint64_t)sqlite3_column_int64(s, 3);
         n++;
     }
     sqlite3_reset(s);
     for (size_t i = 0; i < n && rc == 0; i++) {
-        sqlite3_bind_int64(bc->st[ST_BLOCK_DELETE], 1, v[i].file_id);
-        sqlite3_bind_int64(bc->st[ST_BLOCK_DELETE], 2, (int64_t)v[i].index);
-        rc = run(bc, ST_BLOCK_DELETE);
+        sqlite3_bind_int64(bc->st[ST_SPAN_DELETE], 1, v[i].file_id);
+        sqlite3_bind_int64(bc->st[ST_SPAN_DELETE], 2, (int64_t)v[i].index);
+        sqlite3_bind_int64(bc->st[ST_SPAN_DELETE], 3, v[i].span_off);
+        rc = run(bc, ST_SPAN_DELETE);
+    }
+    /* A block is gone with its last span; count each block once. */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = v[j].file_id == v[i].file_id && v[j].index == v[i].index;
+        if (!seen && !block_has_rows(bc, v[i].file_id, v[i].index))
+            gone.blocks++;
     }
     if (tx_end(bc, rc) < 0)
         return 0;
-    uncount(bc, freed, n);
+    gone.spans = n;
+    uncount(bc, &gone);
     bc->evictions += n;
     return n;
 }
@@ -1588,7 +1881,7 @@ static size_t evict_batch(struct blockcache *bc, struct victim *v)
 /*
  * Evicts down to the low watermark, a batch per transaction.  Files are
  * unlinked after their rows are gone, still under the lock: a put of the
- * same block renaming a new file in between would otherwise lose its file
+ * same span renaming a new file in between would otherwise lose its file
  * to our unlink and leave its row without one (found by test_concurrent).
  */
 static void evict(struct blockcache *bc)
@@ -1601,25 +1894,89 @@ static void evict(struct blockcache *bc)
         n = bc->bytes > bc->low_bytes ? evict_batch(bc, v) : 0;
         for (size_t i = 0; i < n; i++) {
             hot_forget(bc, v[i].file_id, v[i].index);
-            int err = unlink_block(bc, v[i].file_id, v[i].index);
-            if (err < 0 && block_path(bc, v[i].file_id, v[i].index, path, sizeof(path)) == 0)
-                log_warn("msg=\"cannot remove evicted block\" path=%s err=\"%s\"", path,
+            if (v[i].span_off < 0 || v[i].span_off >= (int64_t)bc->block_size)
+                continue;
+            size_t off = (size_t)v[i].span_off;
+            int err = unlink_span(bc, v[i].file_id, v[i].index, off);
+            if (err < 0 && block_path(bc, v[i].file_id, v[i].index, off, path, sizeof(path)) == 0)
+                log_warn("msg=\"cannot remove evicted span\" path=%s err=\"%s\"", path,
                          strerror(-err));
         }
         pthread_mutex_unlock(&bc->lock);
     } while (n > 0);
 }
 
-/* What a put of a span finds: whether to write, and what to write over. */
+/* ---- puts ---- */
+
+/* What a put found and will do. */
 struct put_plan {
-    struct span_row old; /* the row found; size 0: none */
-    bool merge;          /* the new span touches or overlaps old: write their union */
+    struct span_row rows[BLOCKCACHE_MAX_SPANS + 1]; /* the block's rows when planned */
+    size_t n;
+    bool gone[BLOCKCACHE_MAX_SPANS + 1]; /* rows the put replaces (merged) or drops (victims) */
+    size_t ngone;
+    size_t victims; /* of them, dropped to stay within BLOCKCACHE_MAX_SPANS */
+    size_t lo, hi;  /* the span written: the union */
+    int64_t left;   /* row to read back for [lo, off), or -1 */
+    int64_t right;  /* row to read back for [off + len, hi), or -1 */
 };
+
+static bool touches(const struct span_row *r, size_t lo, size_t hi)
+{
+    return (uint64_t)r->off <= hi && lo <= (uint64_t)(r->off + r->size);
+}
+
+/*
+ * Plans a put of [off, off + len): every valid row it touches or overlaps
+ * is merged (the two reaching past it are read back), and while the block
+ * would hold too many spans the shortest other one is dropped.  1 when the
+ * bytes are held already.  Caller holds bc->lock.
+ */
+static int put_plan_make(struct blockcache *bc, size_t off, size_t len, struct put_plan *plan)
+{
+    plan->lo = off;
+    plan->hi = off + len;
+    plan->left = plan->right = -1;
+    size_t kept = 1; /* the new span */
+    for (size_t i = 0; i < plan->n; i++) {
+        const struct span_row *r = &plan->rows[i];
+        if (!span_row_valid(bc, r))
+            continue;
+        if ((uint64_t)r->off <= off && off + len <= (uint64_t)(r->off + r->size))
+            return 1;
+        if (!touches(r, off, off + len)) {
+            kept++;
+            continue;
+        }
+        plan->gone[i] = true;
+        plan->ngone++;
+        if ((size_t)r->off < off) {
+            plan->left = (int64_t)i;
+            plan->lo = (size_t)r->off;
+        }
+        if ((size_t)(r->off + r->size) > off + len) {
+            plan->right = (int64_t)i;
+            plan->hi = (size_t)(r->off + r->size);
+        }
+    }
+    while (kept > BLOCKCACHE_MAX_SPANS) {
+        size_t shortest = SIZE_MAX;
+        for (size_t i = 0; i < plan->n; i++)
+            if (!plan->gone[i] && span_row_valid(bc, &plan->rows[i]) &&
+                (shortest == SIZE_MAX || plan->rows[i].size < plan->rows[shortest].size))
+                shortest = i;
+        if (shortest == SIZE_MAX)
+            break;
+        plan->gone[shortest] = true;
+        plan->ngone++;
+        plan->victims++;
+        kept--;
+    }
+    return 0;
+}
 
 /*
  * Checks that a put of [off, off + len) of block `index` may go ahead and
- * plans it: 1 when there is nothing to do (the stored span holds it, or
- * holds more bytes than a disjoint new span).  With whole, the span must be
+ * plans it: 1 when there is nothing to do.  With whole, the span must be
  * the whole block.  Caller holds bc->lock.
  */
 static int put_admit(struct blockcache *bc, int64_t file_id, uint64_t index, size_t off, size_t len,
@@ -1641,23 +1998,9 @@ static int put_admit(struct blockcache *bc, int64_t file_id, uint64_t index, siz
     size_t block_len = left < bc->block_size ? (size_t)left : bc->block_size;
     if (whole ? off != 0 || len != block_len : off >= block_len || len > block_len - off)
         return -EINVAL;
-    *plan = (struct put_plan){0};
-    rc = span_row_get(bc, file_id, index, &plan->old);
-    if (rc == -ENOENT) {
-        plan->old.size = 0;
-        return 0;
-    }
-    if (rc < 0)
-        return rc;
-    if (!span_row_valid(bc, &plan->old))
-        return 0; /* a row no put writes: replaced */
-    uint64_t lo = (uint64_t)plan->old.off, hi = lo + (uint64_t)plan->old.size;
-    if (lo <= off && off + len <= hi)
-        return 1;
-    /* A span that holds the stored one replaces it without reading it back. */
-    plan->merge = off <= hi && lo <= off + len && (lo < off || off + len < hi);
-    /* One span per block: of two disjoint spans the longer is kept. */
-    return !plan->merge && len <= (uint64_t)plan->old.size ? 1 : 0;
+    memset(plan, 0, sizeof(*plan));
+    rc = spans_load(bc, file_id, index, plan->rows, BLOCKCACHE_MAX_SPANS + 1, &plan->n);
+    return rc < 0 ? rc : put_plan_make(bc, off, len, plan);
 }
 
 static int write_all(int fd, const uint8_t *data, size_t len)
@@ -1696,26 +2039,82 @@ static int write_temp(struct blockcache *bc, const uint8_t *data, size_t len, ch
 }
 
 /*
- * Moves the temp file into place and writes the row, both under the lock
- * so other threads see a row only with its file.  -EAGAIN when the block's
- * row is no longer the one planned with (another put got there first).
+ * Whether the block's rows still allow the plan: every row it replaces is
+ * there unchanged, no other row touches the union, and the bound holds.
+ * Caller holds bc->lock.  0 or -EAGAIN (or a negative errno).
+ */
+static int put_recheck(struct blockcache *bc, int64_t file_id, uint64_t index,
+                       const struct put_plan *plan, size_t *before)
+{
+    struct span_row now[BLOCKCACHE_MAX_SPANS + 1];
+    size_t n = 0;
+    int rc = spans_load(bc, file_id, index, now, BLOCKCACHE_MAX_SPANS + 1, &n);
+    if (rc < 0)
+        return rc;
+    *before = n;
+    size_t found = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool planned = false;
+        for (size_t j = 0; j < plan->n && !planned; j++)
+            planned = plan->gone[j] && span_row_same(&now[i], &plan->rows[j]);
+        if (planned)
+            found++;
+        else if (span_row_valid(bc, &now[i]) && touches(&now[i], plan->lo, plan->hi))
+            return -EAGAIN;
+    }
+    if (found != plan->ngone || n - found + 1 > BLOCKCACHE_MAX_SPANS)
+        return -EAGAIN;
+    return 0;
+}
+
+/* Replaces the planned rows by the new span's, in one transaction.  Caller holds bc->lock. */
+static int put_rows(struct blockcache *bc, int64_t file_id, uint64_t index,
+                    const struct put_plan *plan, const struct span_row *span)
+{
+    int rc = tx_begin(bc);
+    if (rc < 0)
+        return rc;
+    touches_flush(bc); /* a failure only loses access times */
+    for (size_t i = 0; i < plan->n && rc == 0; i++) {
+        if (!plan->gone[i])
+            continue;
+        sqlite3_bind_int64(bc->st[ST_SPAN_DELETE], 1, file_id);
+        sqlite3_bind_int64(bc->st[ST_SPAN_DELETE], 2, (int64_t)index);
+        sqlite3_bind_int64(bc->st[ST_SPAN_DELETE], 3, plan->rows[i].off);
+        rc = run(bc, ST_SPAN_DELETE);
+    }
+    if (rc == 0) {
+        sqlite3_stmt *s = bc->st[ST_SPAN_INSERT];
+        sqlite3_bind_int64(s, 1, file_id);
+        sqlite3_bind_int64(s, 2, (int64_t)index);
+        sqlite3_bind_int64(s, 3, span->size);
+        sqlite3_bind_int64(s, 4, checksum_to_db(span->sum));
+        sqlite3_bind_int64(s, 5, next_clock(bc));
+        sqlite3_bind_int64(s, 6, span->off);
+        rc = run(bc, ST_SPAN_INSERT);
+    }
+    return tx_end(bc, rc);
+}
+
+/*
+ * Moves the temp file into place and replaces the rows, both under the
+ * lock so other threads see a row only with its file.  -EAGAIN when the
+ * block changed since the plan (an eviction, a drop).
  */
 static int put_commit(struct blockcache *bc, int64_t file_id, uint64_t index,
-                      const struct span_row *old, const struct span_row *span, const char *tmp)
+                      const struct put_plan *plan, const struct span_row *span, const char *tmp)
 {
     sqlite3_bind_int64(bc->st[ST_FILE_SIZE], 1, file_id);
     int rc = row(bc, ST_FILE_SIZE);
     sqlite3_reset(bc->st[ST_FILE_SIZE]);
     if (rc < 0)
         return rc; /* dropped or replaced while we wrote */
-    struct span_row cur;
-    rc = span_row_get(bc, file_id, index, &cur);
-    if (rc < 0 && rc != -ENOENT)
+    size_t before = 0;
+    rc = put_recheck(bc, file_id, index, plan, &before);
+    if (rc < 0)
         return rc;
-    if ((rc == 0) != (old->size > 0) || (rc == 0 && !span_row_same(&cur, old)))
-        return -EAGAIN;
     struct block_name n;
-    block_name(file_id, index, &n);
+    block_name(file_id, index, (size_t)span->off, &n);
     int dfd = block_dir(bc, &n, true);
     if (dfd < 0)
         return dfd;
@@ -1726,29 +2125,28 @@ static int put_commit(struct blockcache *bc, int64_t file_id, uint64_t index,
         return rc;
     }
     hot_forget(bc, file_id, index);
-    rc = tx_begin(bc);
-    if (rc == 0) {
-        touches_flush(bc); /* a failure only loses access times */
-        enum stmt_id id = old->size > 0 ? ST_BLOCK_REPLACE : ST_BLOCK_INSERT;
-        sqlite3_stmt *s = bc->st[id];
-        sqlite3_bind_int64(s, 1, file_id);
-        sqlite3_bind_int64(s, 2, (int64_t)index);
-        sqlite3_bind_int64(s, 3, span->size);
-        sqlite3_bind_int64(s, 4, checksum_to_db(span->sum));
-        sqlite3_bind_int64(s, 5, next_clock(bc));
-        sqlite3_bind_int64(s, 6, span->off);
-        rc = tx_end(bc, run(bc, id));
-    }
+    rc = put_rows(bc, file_id, index, plan, span);
     if (rc < 0) {
-        /* The old row, if any, now names a missing file: gets drop it. */
+        /* A replaced row of the same offset now names a missing file: gets drop it. */
         unlinkat(dfd, n.leaf, 0);
         close(dfd);
         return rc;
     }
     close(dfd);
+    struct tally gone = {.spans = plan->ngone};
+    for (size_t i = 0; i < plan->n; i++) {
+        if (!plan->gone[i])
+            continue;
+        gone.bytes += (uint64_t)plan->rows[i].size;
+        if (plan->rows[i].off != span->off && span_row_valid(bc, &plan->rows[i]))
+            unlink_span(bc, file_id, index, (size_t)plan->rows[i].off);
+    }
+    uncount(bc, &gone);
     bc->bytes += (uint64_t)span->size;
-    bc->bytes -= (uint64_t)old->size;
-    bc->blocks += old->size == 0;
+    bc->spans++;
+    bc->blocks += before == 0;
+    bc->span_drops += plan->victims;
+    atomic_fetch_add(gen_of(bc, file_id, index), 1);
     return 0;
 }
 
@@ -1769,41 +2167,45 @@ static int put_failed(struct blockcache *bc, int rc)
     return full ? -ENOSPC : rc;
 }
 
+/* Reads back the planned row i into merged (at its place); false if it did not verify. */
+static bool read_back(struct blockcache *bc, int64_t file_id, uint64_t index,
+                      const struct put_plan *plan, int64_t i, uint8_t *merged)
+{
+    const struct span_row *r = &plan->rows[i];
+    return read_span(bc, file_id, index, r, merged + r->off) == 0;
+}
+
 /*
- * One try of a put: plan under the lock, read the stored span to merge
+ * One try of a put: plan under the lock, read back the spans to merge
  * outside it, write the temp file, commit under the lock.  -EAGAIN when
- * another put of the block overtook us.  *over: the cap's high watermark
- * is passed.
+ * the block changed meanwhile.  *over: the cap's high watermark is passed.
  */
 static int put_once(struct blockcache *bc, int64_t file_id, uint64_t index, size_t off,
-                    const uint8_t *data, size_t len, bool whole, uint8_t *merged, bool *over)
+                    const uint8_t *data, size_t len, bool whole, uint8_t *merged, bool *over,
+                    struct put_plan *plan)
 {
     char tmp[PATH_MAX];
-    struct put_plan plan;
     pthread_mutex_lock(&bc->lock);
     /* A block that alone passes the high watermark would only evict everything else. */
-    int rc = len > bc->high_bytes ? -EFBIG : put_admit(bc, file_id, index, off, len, whole, &plan);
+    int rc = len > bc->high_bytes ? -EFBIG : put_admit(bc, file_id, index, off, len, whole, plan);
     pthread_mutex_unlock(&bc->lock);
     if (rc != 0)
         return rc < 0 ? rc : 0;
-    struct span_row span = {.off = (int64_t)off, .size = (int64_t)len};
-    if (plan.merge && read_block(bc, file_id, index, merged + plan.old.off, (size_t)plan.old.size,
-                                 plan.old.sum) == 0) {
-        /* Old and new bytes both verified (old by its checksum): their union. */
-        memcpy(merged + off, data, len);
-        size_t lo = off < (size_t)plan.old.off ? off : (size_t)plan.old.off;
-        size_t hi = off + len;
-        if ((size_t)(plan.old.off + plan.old.size) > hi)
-            hi = (size_t)(plan.old.off + plan.old.size);
-        span = (struct span_row){.off = (int64_t)lo, .size = (int64_t)(hi - lo)};
-        data = merged + lo;
-    }
-    span.sum = XXH3_64bits(data, (size_t)span.size);
-    rc = write_temp(bc, data, (size_t)span.size, tmp, sizeof(tmp));
+    /* The stored bytes on either side, verified by their checksums; a span that does
+     * not verify is left out (its row is replaced all the same). */
+    if (plan->left >= 0 && !read_back(bc, file_id, index, plan, plan->left, merged))
+        plan->lo = off;
+    if (plan->right >= 0 && !read_back(bc, file_id, index, plan, plan->right, merged))
+        plan->hi = off + len;
+    memcpy(merged + off, data, len);
+    struct span_row span = {.off = (int64_t)plan->lo, .size = (int64_t)(plan->hi - plan->lo)};
+    const uint8_t *bytes = merged + plan->lo;
+    span.sum = XXH3_64bits(bytes, (size_t)span.size);
+    rc = write_temp(bc, bytes, (size_t)span.size, tmp, sizeof(tmp));
     if (rc < 0)
         return put_failed(bc, rc);
     pthread_mutex_lock(&bc->lock);
-    rc = put_commit(bc, file_id, index, &plan.old, &span, tmp);
+    rc = put_commit(bc, file_id, index, plan, &span, tmp);
     *over = bc->bytes > bc->high_bytes;
     pthread_mutex_unlock(&bc->lock);
     if (rc != 0)
@@ -1816,16 +2218,26 @@ static int put_once(struct blockcache *bc, int64_t file_id, uint64_t index, size
 static int put_span(struct blockcache *bc, int64_t file_id, uint64_t index, size_t off,
                     const uint8_t *data, size_t len, bool whole)
 {
-    if (data == NULL || len == 0 || off >= bc->block_size || len > bc->block_size - off)
+    if (data == NULL || len == 0 || off >= bc->block_size || len > bc->block_size - off ||
+        index > INT64_MAX)
         return -EINVAL;
     uint8_t *merged = malloc(bc->block_size);
-    if (merged == NULL)
+    struct put_plan *plan = malloc(sizeof(*plan));
+    if (merged == NULL || plan == NULL) {
+        free(merged);
+        free(plan);
         return -ENOMEM;
+    }
     bool over = false;
     int rc = -EAGAIN;
+    /* Puts of one block one at a time: they merge with each other instead of racing. */
+    pthread_mutex_t *serial = &bc->put_lock[block_hash(file_id, index) % PUT_STRIPES];
+    pthread_mutex_lock(serial);
     for (int attempt = 0; rc == -EAGAIN && attempt < SPAN_RETRIES; attempt++)
-        rc = put_once(bc, file_id, index, off, data, len, whole, merged, &over);
+        rc = put_once(bc, file_id, index, off, data, len, whole, merged, &over, plan);
+    pthread_mutex_unlock(serial);
     free(merged);
+    free(plan);
     if (over)
         evict(bc);
     return rc == -EAGAIN ? -EBUSY : rc;
@@ -1867,6 +2279,8 @@ void blockcache_get_stats(struct blockcache *bc, struct blockcache_stats *out)
     out->evictions = bc->evictions;
     out->corrupt = bc->corrupt;
     out->write_errors = bc->write_errors;
+    out->spans = bc->spans;
+    out->span_drops = bc->span_drops;
     out->degraded = bc->degraded;
     pthread_mutex_unlock(&bc->lock);
 }
@@ -1907,6 +2321,7 @@ int blockcache_drop_all(struct blockcache *bc)
     if (rc == 0) {
         bc->bytes = 0;
         bc->blocks = 0;
+        bc->spans = 0;
     }
     pthread_mutex_unlock(&bc->lock);
     return rc;
@@ -1920,11 +2335,16 @@ int blockcache_get_hot_part(struct blockcache *bc, int64_t file_id, uint64_t ind
     int rc = -ENOENT;
     if (offset >= bc->block_size || len > bc->block_size - offset) {
         rc = -EINVAL;
-    } else if (hot != NULL && offset >= hot->off && offset + len <= hot->off + hot->len) {
-        memcpy(dst, hot->data + offset, len);
-        hot->used = ++bc->hot_clock;
-        touch(bc, file_id, index);
-        rc = 0;
+    } else if (hot != NULL) {
+        for (size_t i = 0; i < hot->spans.n && rc != 0; i++) {
+            const struct blockcache_span *sp = &hot->spans.span[i];
+            if (offset < sp->off || offset + len > sp->off + sp->len)
+                continue;
+            memcpy(dst, hot->data + offset, len);
+            hot->used = ++bc->hot_clock;
+            touch_span(bc, file_id, index, sp->off, 1);
+            rc = 0;
+        }
     }
     pthread_mutex_unlock(&bc->lock);
     return rc;

@@ -3,18 +3,21 @@
  *
  * A remote file (identified by its URL identity, see urlpolicy.h) is cut
  * into fixed-size, aligned blocks of `block_size` bytes (the last block may
- * be short).  A cached block may be partial: it holds one *span*, the bytes
- * [span_off, span_off + size) of the block, because batches fetch exact
- * byte ranges rather than whole blocks; a whole block is the span
- * (0, block length).  Each cached block is one file under <dir>/blocks/
- * holding exactly its span, indexed in sqlite (WAL) at <dir>/index.sqlite
- * with its span, XXH3-64 checksum of the span and last access time.  A put
- * of a span that touches or overlaps the stored one writes their union
- * (the stored bytes are read back and verified first), so neighbouring
- * ranges grow a block to whole; of two disjoint spans the longer is kept.  A file row records the
- * remote file's validator (ETag, else Last-Modified + size) and size; when the validator changes
- * the file gets a new id and every block of the old version is dropped, so bytes of two versions
- * are never mixed.
+ * be short).  A cached block may be partial: it holds up to
+ * BLOCKCACHE_MAX_SPANS disjoint *spans* of its bytes, because batches fetch
+ * exact byte ranges rather than whole blocks; a whole block is the one
+ * span (0, block length).  Each span is one file under <dir>/blocks/
+ * holding exactly its bytes, indexed in sqlite (WAL) at <dir>/index.sqlite
+ * by (file id, block index, span offset) with its length, XXH3-64 checksum
+ * and last access time.  A put merges every stored span it touches or
+ * overlaps into one (their bytes are read back and verified first), so the
+ * spans of a block never touch and neighbouring ranges grow a block to
+ * whole; a put disjoint from every span is stored beside them.  Past the
+ * bound the shortest other span is dropped (counted in span_drops).  A file
+ * row records the remote file's validator (ETag, else Last-Modified + size)
+ * and size; when the validator changes the file gets a new id and every
+ * block of the old version is dropped, so bytes of two versions are never
+ * mixed.
  *
  * Writes are atomic: temp file under <dir>/tmp, rename, then the index row.
  * blockcache_open() reconciles after a crash: temp files and block files
@@ -38,7 +41,21 @@
 
 #include "h5cd_limits.h"
 
+/* Spans one block may hold at most (see blockcache_put_span). */
+#define BLOCKCACHE_MAX_SPANS 32
+
 struct blockcache;
+
+/* Spans of one block, sorted by offset, disjoint and never touching. */
+struct blockcache_spans {
+    size_t n;
+    struct blockcache_span {
+        size_t off; /* in the block */
+        size_t len;
+    } span[BLOCKCACHE_MAX_SPANS];
+    /* The block's put generation when it was looked at (blockcache_generation). */
+    uint64_t gen;
+};
 
 struct blockcache_config {
     const char *dir;            /* created (mode 0700) if missing */
@@ -67,11 +84,13 @@ struct blockcache_file {
 
 struct blockcache_stats {
     uint64_t bytes;  /* block bytes currently cached */
-    uint64_t blocks; /* blocks currently cached */
+    uint64_t blocks; /* blocks currently cached (with at least one span) */
+    uint64_t spans;  /* spans currently cached (one file each) */
     uint64_t cap_bytes;
     uint64_t evictions;    /* since open */
     uint64_t corrupt;      /* checksum or size mismatches found since open */
     uint64_t write_errors; /* failed puts since open */
+    uint64_t span_drops;   /* spans dropped to keep a block within BLOCKCACHE_MAX_SPANS */
     bool degraded;
 };
 
@@ -124,39 +143,62 @@ int blockcache_public_set(struct blockcache *bc, const char *identity, int64_t u
 int blockcache_file_drop(struct blockcache *bc, const char *identity);
 
 /*
- * Reads the span cached for block `index` of file `file_id` into buf
- * (capacity cap, at least block_size) at its place in the block: the bytes
- * are buf[*off .. *off + *len).  Returns 0 on a verified hit; -ENOENT on a
- * miss; -EBADMSG when the block was corrupt (it has been dropped: refetch
- * it); other negative errno on I/O errors (treat as a miss).
+ * Reads every span cached for block `index` of file `file_id` into buf
+ * (capacity cap, at least block_size), each at its place in the block, and
+ * lists them in *out (out->gen: the block's put generation, loaded before
+ * the spans were looked up).  Returns 0 when every span found verified;
+ * -EBADMSG when one or more were corrupt (they have been dropped: refetch
+ * their bytes), *out then listing the spans that did verify (maybe none);
+ * -ENOENT when nothing is cached; other negative errno on I/O errors
+ * (treat as a miss).  Bytes [lo, hi) of the block are cached when one span
+ * holds them all (spans never touch).
  */
-int blockcache_get_span(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
-                        size_t cap, size_t *off, size_t *len);
+int blockcache_get_spans(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf,
+                         size_t cap, struct blockcache_spans *out);
 
 /*
- * blockcache_get_span for readers of whole blocks: a span that does not
- * start the block is a miss (-ENOENT); *len is the span's length, which
- * the caller compares with the block's.
+ * What the index says is cached of block `index` (no file is read, nothing
+ * verified): for planning which bytes to fetch, never for serving.  0 (with
+ * out->n maybe 0) or a negative errno.
+ */
+int blockcache_peek_spans(struct blockcache *bc, int64_t file_id, uint64_t index,
+                          struct blockcache_spans *out);
+
+/*
+ * The block's put generation: it changes after every put that stores bytes
+ * of the block (shared by a few blocks: a change may be another block's).
+ * A reader that saw the block at generation g and sees g again knows no
+ * bytes of the block were cached in between.  Lock-free; any thread.
+ */
+uint64_t blockcache_generation(struct blockcache *bc, int64_t file_id, uint64_t index);
+
+/*
+ * For readers of whole blocks: hit when a span starts the block; *len is
+ * its length, which the caller compares with the block's.  Otherwise as
+ * blockcache_get_spans (-ENOENT for a block without such a span).
  */
 int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf, size_t cap,
                    size_t *len);
 
 /*
  * Stores block `index` of file `file_id` (len must be the block's whole
- * length) atomically, evicting least recently used blocks if the cap's
- * high watermark is passed.  A block that is already cached is left as is
- * (returns 0); a partial one is replaced.  Returns 0, or a negative errno
- * (-ENOSPC, -EROFS in degraded mode, -ENOENT if the file id is no longer
- * current, -EBUSY when concurrent puts of the block kept overtaking this
- * one, ...) in which case nothing was stored.
+ * length) atomically, evicting least recently used spans if the cap's
+ * high watermark is passed.  A block that is already whole is left as is
+ * (returns 0); the spans of a partial one are replaced.  Returns 0, or a
+ * negative errno (-ENOSPC, -EROFS in degraded mode, -ENOENT if the file id
+ * is no longer current, -EBUSY when the block kept changing under this put
+ * (evictions, drops), ...) in which case nothing was stored.
  */
 int blockcache_put(struct blockcache *bc, int64_t file_id, uint64_t index, const uint8_t *data,
                    size_t len);
 /*
  * Stores the bytes [off, off + len) of block `index` (data holds just
- * them), merged with the stored span when they touch or overlap it, as
- * blockcache_put does otherwise.  A span the stored one already holds, or
- * a disjoint span no longer than the stored one, is left out (returns 0).
+ * them): merged with every stored span it touches or overlaps into one
+ * span, or beside them when it touches none.  Puts of one block are
+ * serialized, so concurrent disjoint puts all end up cached.  When the
+ * block would hold more than BLOCKCACHE_MAX_SPANS spans, its shortest
+ * other span is dropped (span_drops): the newest bytes are kept.  Bytes a
+ * stored span already holds are left as they are (returns 0).
  */
 int blockcache_put_span(struct blockcache *bc, int64_t file_id, uint64_t index, size_t off,
                         const uint8_t *data, size_t len);
@@ -171,10 +213,10 @@ int blockcache_set_cap(struct blockcache *bc, uint64_t cap_bytes);
 
 /*
  * Copies bytes [offset, offset+len) of block `index` into dst when the block
- * is one of the hot blocks kept in memory (see blockcache.c) and its span
- * holds them, so a small read of a hot block copies only what it needs.  0
- * on such a hit; -ENOENT otherwise (use blockcache_get_span); -EINVAL if
- * the part lies outside the block.
+ * is one of the hot blocks kept in memory (see blockcache.c) and one of its
+ * spans holds them, so a small read of a hot block copies only what it
+ * needs.  0 on such a hit; -ENOENT otherwise (use blockcache_get_spans);
+ * -EINVAL if the part lies outside the block.
  */
 int blockcache_get_hot_part(struct blockcache *bc, int64_t file_id, uint64_t index, size_t offset,
                             size_t len, uint8_t *dst);
@@ -187,7 +229,7 @@ struct blockcache_file_info {
     char validator[H5CD_MAX_VALIDATOR_BYTES];
     uint64_t size; /* remote file size */
     uint64_t bytes_cached;
-    uint64_t blocks;
+    uint64_t blocks;        /* blocks with at least one span cached */
     uint64_t hits;          /* cached block reads */
     int64_t checked_at;     /* unix seconds the validator was last confirmed */
     int64_t last_access_us; /* unix microseconds of the last block access, 0 if none */

@@ -882,7 +882,9 @@ struct slot {
     uint64_t index;
     size_t lo, hi;
     size_t range; /* or GAP_SLOT */
+    uint64_t gen; /* the block's cache generation when the cache was looked at */
     bool owned;   /* this slot created the entry: it stores the block and unlists the entry */
+    bool stale;   /* not claimed: bytes of its block were cached since the lookup */
     bool done;
 };
 
@@ -932,11 +934,11 @@ struct remote_batch {
     bool reresolved;        /* the name was resolved again after a refusal (once a batch) */
     bool reresolve_ok;      /* ... and gave another URL for the same file */
     bool whole_blocks;      /* fetch whole blocks, not just the bytes wanted (remote_read) */
+    bool check_gen;         /* claims refuse slots whose block was cached into since lookup */
     uint8_t *scratch;       /* one block, for cache reads */
-    uint64_t scratch_index; /* the block whose span scratch holds (verified), or UINT64_MAX */
-    size_t scratch_off;     /* the span: scratch[scratch_off .. scratch_off + scratch_len) */
-    size_t scratch_len;
-    struct planned_fetch *plans; /* in submission order */
+    uint64_t scratch_index; /* the block whose spans scratch holds (verified), or UINT64_MAX */
+    struct blockcache_spans scratch_spans; /* they are scratch[off .. off + len) */
+    struct planned_fetch *plans;           /* in submission order */
     size_t nplans, plancap, next_plan, first_open_plan;
     struct entry **plan_entries; /* each holds a reference until its plan finishes */
     size_t nplan_entries, plan_entries_cap;
@@ -984,12 +986,13 @@ static void copy_block_part(const struct remote *r, uint64_t index, const uint8_
 
 /*
  * Serves the bytes [lo, hi) of block `index` to a range from the cache.
- * True when the cache held them all.  Otherwise what it held of them is
- * copied all the same, and *off / *len tell the block's cached span (len 0:
- * none), so that only the rest is fetched.
+ * True when the cache held them all (one span holds them: spans never
+ * touch).  Otherwise what the block's spans hold of them is copied all the
+ * same, and *spans tells what they are (n 0: none) and the block's cache
+ * generation, so that only the rest is fetched.
  */
 static bool read_cached(struct remote_batch *b, uint64_t index, size_t lo, size_t hi,
-                        struct batch_range *range, size_t *off, size_t *len)
+                        struct batch_range *range, struct blockcache_spans *spans)
 {
     struct remote *r = b->remote;
     uint64_t bstart = index * r->block_size;
@@ -1003,22 +1006,23 @@ static bool read_cached(struct remote_batch *b, uint64_t index, size_t lo, size_
     }
     /* Neighbouring small chunks share blocks: read and verify each block once. */
     if (b->scratch_index != index) {
-        size_t got_off = 0, got = 0;
-        int rc = blockcache_get_span(r->cache, b->file.file_id, index, b->scratch, r->block_size,
-                                     &got_off, &got);
+        int rc = blockcache_get_spans(r->cache, b->file.file_id, index, b->scratch, r->block_size,
+                                      &b->scratch_spans);
         if (rc == -EBADMSG)
             STATS_INC(r->stats, corrupt_blocks);
-        b->scratch_index = rc == 0 ? index : UINT64_MAX;
-        b->scratch_off = rc == 0 ? got_off : 0;
-        b->scratch_len = rc == 0 ? got : 0;
+        if (rc < 0 && rc != -EBADMSG)
+            b->scratch_spans.n = 0; /* a miss; the generation stays */
+        b->scratch_index = index;
     }
-    *off = b->scratch_index == index ? b->scratch_off : 0;
-    *len = b->scratch_index == index ? b->scratch_len : 0;
-    bool hit = *len > 0 && *off <= lo && hi <= *off + *len;
-    if (*len > 0) {
-        copy_block_part(r, index, b->scratch + *off, *off, *off + *len, range);
-        range->cached_any = true;
+    *spans = b->scratch_spans;
+    bool hit = false;
+    for (size_t i = 0; i < spans->n; i++) {
+        const struct blockcache_span *sp = &spans->span[i];
+        copy_block_part(r, index, b->scratch + sp->off, sp->off, sp->off + sp->len, range);
+        hit |= sp->off <= lo && hi <= sp->off + sp->len;
     }
+    if (spans->n > 0)
+        range->cached_any = true; /* dst may hold cached bytes: it is not to be dropped */
     if (hit)
         STATS_INC(r->stats, cache_hits);
     else
@@ -1121,6 +1125,12 @@ static int claim_slot_locked(struct remote_batch *b, size_t i)
         e->refs++;
         if (e->owner != b)
             STATS_INC(r->stats, inflight_joins);
+    } else if (b->check_gen && s->range != GAP_SLOT &&
+               blockcache_generation(r->cache, b->file.file_id, s->index) != s->gen) {
+        /* Nobody fetches these bytes, but some bytes of the block were cached after we
+         * looked (their owner unlisted its entry since): look again before fetching. */
+        s->stale = true;
+        return 0;
     } else {
         e = table_add(r, b, b->file.file_id, s->index, s->lo, next < s->hi ? next : s->hi);
         if (e == NULL)
@@ -1130,8 +1140,8 @@ static int claim_slot_locked(struct remote_batch *b, size_t i)
     s->entry = e;
     if (e->hi < s->hi) {
         /* The rest of the piece: another slot (room reserved above). */
-        b->slots[b->nslots++] =
-            (struct slot){.index = s->index, .lo = e->hi, .hi = s->hi, .range = s->range};
+        b->slots[b->nslots++] = (struct slot){
+            .index = s->index, .lo = e->hi, .hi = s->hi, .range = s->range, .gen = s->gen};
         s->hi = e->hi;
         if (s->range != GAP_SLOT)
             b->ranges[s->range].pending++;
@@ -1143,7 +1153,8 @@ static int claim_slot_locked(struct remote_batch *b, size_t i)
 static int claim_slots_locked(struct remote_batch *b, size_t from)
 {
     for (size_t i = from; i < b->nslots; i++)
-        if (b->slots[i].entry == NULL && claim_slot_locked(b, i) < 0)
+        if (b->slots[i].entry == NULL && !b->slots[i].stale && !b->slots[i].done &&
+            claim_slot_locked(b, i) < 0)
             return -ENOMEM;
     return 0;
 }
@@ -1154,11 +1165,20 @@ static void complete_from_cache(struct remote_batch *b, struct entry *e)
     struct remote *r = b->remote;
     struct fetchbuf *buf = malloc(sizeof(*buf));
     uint8_t *block = malloc(r->block_size);
-    size_t off = 0, got = 0;
-    if (buf == NULL || block == NULL ||
-        blockcache_get_span(r->cache, b->file.file_id, e->index, block, r->block_size, &off, &got) <
-            0 ||
-        off > e->lo || e->hi > off + got) {
+    struct blockcache_spans spans = {0};
+    bool held = false;
+    size_t span_off = 0;
+    if (buf != NULL && block != NULL) {
+        int rc =
+            blockcache_get_spans(r->cache, b->file.file_id, e->index, block, r->block_size, &spans);
+        if (rc == -EBADMSG)
+            STATS_INC(r->stats, corrupt_blocks);
+        for (size_t i = 0; (rc == 0 || rc == -EBADMSG) && i < spans.n && !held; i++) {
+            held = spans.span[i].off <= e->lo && e->hi <= spans.span[i].off + spans.span[i].len;
+            span_off = spans.span[i].off;
+        }
+    }
+    if (!held) {
         free(buf);
         free(block);
         return;
@@ -1167,7 +1187,7 @@ static void complete_from_cache(struct remote_batch *b, struct entry *e)
     atomic_init(&buf->refs, 1);
     buf->offset = e->index * r->block_size;
     buf->data = block;
-    buf->start = off;
+    buf->start = span_off; /* the block's other bytes may be other spans' or none */
     buf->len = e->hi;
     pthread_mutex_lock(&r->lock);
     e->buf = buf;
@@ -1472,31 +1492,41 @@ static uint64_t batch_gap(const struct remote_batch *b)
     return planner_gap(&b->link, &lim);
 }
 
+static void fail_range(struct batch_range *range, enum h5cd_errcode code, const char *message);
+
 /* Adds an unclaimed slot for the bytes [lo, hi) of block index (room reserved). */
-static void add_slot(struct remote_batch *b, size_t ri, uint64_t index, size_t lo, size_t hi)
+static void add_slot(struct remote_batch *b, size_t ri, uint64_t index, size_t lo, size_t hi,
+                     uint64_t gen)
 {
-    b->slots[b->nslots++] = (struct slot){.index = index, .lo = lo, .hi = hi, .range = ri};
+    b->slots[b->nslots++] =
+        (struct slot){.index = index, .lo = lo, .hi = hi, .range = ri, .gen = gen};
     b->ranges[ri].pending++;
 }
 
 /*
- * Adds slots for the bytes [lo, hi) of block index that the cached span
- * [off, off + len) lacks.  A block holds one span (see blockcache.h), so a
- * piece that would not touch the cached span is widened to touch it: at
- * most a block more on the link, as whole blocks cost, and the block's
- * bytes stay in the cache together (two disjoint spans would lose one).
+ * Adds slots for the bytes [lo, hi) of block index that the block's cached
+ * spans lack: one per hole, so that only missing bytes are fetched (the
+ * cache keeps disjoint spans side by side, see blockcache.h).  -ENOMEM.
  */
-static void add_missing(struct remote_batch *b, size_t ri, uint64_t index, size_t lo, size_t hi,
-                        size_t off, size_t len)
+static int add_missing(struct remote_batch *b, size_t ri, uint64_t index, size_t lo, size_t hi,
+                       const struct blockcache_spans *spans)
 {
-    if (len == 0) {
-        add_slot(b, ri, index, lo, hi);
-        return;
+    if (slots_reserve(b, spans->n + 1) < 0)
+        return -ENOMEM;
+    size_t pos = lo;
+    for (size_t i = 0; i < spans->n && pos < hi; i++) {
+        const struct blockcache_span *sp = &spans->span[i];
+        if (sp->off + sp->len <= pos)
+            continue;
+        if (sp->off >= hi)
+            break;
+        if (sp->off > pos)
+            add_slot(b, ri, index, pos, sp->off, spans->gen);
+        pos = sp->off + sp->len;
     }
-    if (lo < off) /* a piece before the span, up to it */
-        add_slot(b, ri, index, lo, off);
-    if (hi > off + len) /* a piece after it, from its end */
-        add_slot(b, ri, index, off + len, hi);
+    if (pos < hi)
+        add_slot(b, ri, index, pos, hi, spans->gen);
+    return 0;
 }
 
 /* Adds slots for every byte of the range that the cache did not have. */
@@ -1512,22 +1542,20 @@ static int admit_one(struct remote_batch *b, size_t ri)
     }
     uint64_t first = range->offset / r->block_size;
     uint64_t last = (range->offset + range->length - 1) / r->block_size;
-    /* At most two pieces a block (before and after its cached span). */
-    if (slots_reserve(b, 2 * (size_t)(last - first + 1)) < 0)
-        return -ENOMEM;
     uint64_t end = range->offset + range->length;
     for (uint64_t index = first; index <= last; index++) {
         uint64_t bstart = index * r->block_size;
         size_t lo = range->offset > bstart ? (size_t)(range->offset - bstart) : 0;
         size_t hi = end < bstart + r->block_size ? (size_t)(end - bstart) : r->block_size;
-        size_t off = 0, len = 0;
-        if (read_cached(b, index, lo, hi, range, &off, &len))
+        struct blockcache_spans spans;
+        if (read_cached(b, index, lo, hi, range, &spans))
             continue;
         if (b->whole_blocks) {
             lo = 0;
             hi = block_length(r, &b->file, index);
         }
-        add_missing(b, ri, index, lo, hi, off, len);
+        if (add_missing(b, ri, index, lo, hi, &spans) < 0)
+            return -ENOMEM;
     }
     if (range->own_dst && !range->cached_any) {
         /* Nothing came from the cache: its bytes may be served where they land (in_place). */
@@ -1536,6 +1564,30 @@ static int admit_one(struct remote_batch *b, size_t ri)
         range->own_dst = false;
     }
     return 0;
+}
+
+/*
+ * Looks again at the blocks of the stale slots in [from, to) (bytes of
+ * their blocks were cached after the first look): what is cached now is
+ * served, what is still missing gets new slots, claimed by the caller's
+ * next pass.  A stale slot itself is finished without an entry.
+ */
+static void relookup_stale(struct remote_batch *b, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        if (!b->slots[i].stale || b->slots[i].done)
+            continue;
+        struct slot s = b->slots[i];
+        b->slots[i].done = true;
+        struct batch_range *range = &b->ranges[s.range];
+        struct blockcache_spans spans;
+        b->scratch_index = UINT64_MAX; /* the cache holds more than it did */
+        if (!read_cached(b, s.index, s.lo, s.hi, range, &spans) &&
+            add_missing(b, s.range, s.index, s.lo, s.hi, &spans) < 0)
+            fail_range(range, H5CD_E_INTERNAL, "out of memory");
+        if (--range->pending == 0)
+            ready_push(b, s.range);
+    }
 }
 
 static void fail_range(struct batch_range *range, enum h5cd_errcode code, const char *message)
@@ -1557,12 +1609,29 @@ static int cmp_slot_pos(const void *a, const void *b)
 /*
  * Claims, as gap slots, the bytes [lo, hi) of block index that nobody is
  * fetching (bytes some entry holds are left to it, so no byte is fetched
- * twice).  false when out of memory.  Caller holds the lock.
+ * twice) and, with cached, that the cache does not hold: cached is what
+ * it held at generation cached->gen, and nothing is claimed if bytes of
+ * the block were cached since.  false when out of memory.  Caller holds
+ * the lock.
  */
-static bool claim_gap_locked(struct remote_batch *b, uint64_t index, size_t lo, size_t hi)
+static bool claim_gap_locked(struct remote_batch *b, uint64_t index, size_t lo, size_t hi,
+                             const struct blockcache_spans *cached)
 {
     struct remote *r = b->remote;
+    if (cached != NULL && blockcache_generation(r->cache, b->file.file_id, index) != cached->gen)
+        return true;
+    size_t k = 0; /* cached spans before k end at or before pos */
     for (size_t pos = lo; pos < hi;) {
+        while (cached != NULL && k < cached->n && cached->span[k].off + cached->span[k].len <= pos)
+            k++;
+        size_t cached_from = SIZE_MAX;
+        if (cached != NULL && k < cached->n) {
+            if (cached->span[k].off <= pos) {
+                pos = cached->span[k].off + cached->span[k].len;
+                continue;
+            }
+            cached_from = cached->span[k].off;
+        }
         size_t next = SIZE_MAX;
         struct entry *e = table_at(r, b->file.file_id, index, pos, &next);
         if (e != NULL) {
@@ -1570,6 +1639,7 @@ static bool claim_gap_locked(struct remote_batch *b, uint64_t index, size_t lo, 
             continue;
         }
         size_t stop = next < hi ? next : hi;
+        stop = cached_from < stop ? cached_from : stop;
         if (slots_reserve(b, 1) < 0 ||
             (e = table_add(r, b, b->file.file_id, index, pos, stop)) == NULL)
             return false;
@@ -1580,39 +1650,65 @@ static bool claim_gap_locked(struct remote_batch *b, uint64_t index, size_t lo, 
     return true;
 }
 
-/* Claims the free bytes of the file in [from, to) as gap slots.  Caller holds the lock. */
+/* Claims the free bytes of the file in [from, to) as gap slots, whatever the cache holds
+ * (site-cache slices).  Caller holds the lock. */
 static bool claim_hole_locked(struct remote_batch *b, uint64_t from, uint64_t to)
 {
     uint64_t bs = b->remote->block_size;
     for (uint64_t pos = from; pos < to;) {
         uint64_t index = pos / bs;
         uint64_t stop = (index + 1) * bs < to ? (index + 1) * bs : to;
-        if (!claim_gap_locked(b, index, (size_t)(pos - index * bs), (size_t)(stop - index * bs)))
+        if (!claim_gap_locked(b, index, (size_t)(pos - index * bs), (size_t)(stop - index * bs),
+                              NULL))
             return false;
         pos = stop;
     }
     return true;
 }
 
+/* Claims the bytes of the file in [from, to) that nobody fetches and the cache does not
+ * hold, as gap slots.  Takes the lock block by block; the cache is looked at without it. */
+static bool claim_hole(struct remote_batch *b, uint64_t from, uint64_t to)
+{
+    struct remote *r = b->remote;
+    uint64_t bs = r->block_size;
+    bool ok = true;
+    for (uint64_t pos = from; ok && pos < to;) {
+        uint64_t index = pos / bs;
+        uint64_t stop = (index + 1) * bs < to ? (index + 1) * bs : to;
+        struct blockcache_spans cached;
+        if (blockcache_peek_spans(r->cache, b->file.file_id, index, &cached) < 0) {
+            pos = stop; /* the index cannot say: leave the hole to separate requests */
+            continue;
+        }
+        pthread_mutex_lock(&r->lock);
+        ok = claim_gap_locked(b, index, (size_t)(pos - index * bs), (size_t)(stop - index * bs),
+                              &cached);
+        pthread_mutex_unlock(&r->lock);
+        pos = stop;
+    }
+    return ok;
+}
+
 /*
- * Claims the free bytes of the holes between the bytes this batch will
- * fetch (its owned slots from `from`), so that one request covers both
- * sides: when reading the hole costs less than another request (the
- * planner's gap), and always inside one block, because a block keeps one
- * span in the cache.  Caller holds the lock.
+ * Claims the free, uncached bytes of the holes between the bytes this
+ * batch will fetch (its owned slots from `from`), so that one request
+ * covers both sides, when reading the hole costs less than another request
+ * (the planner's gap).  Bytes the cache holds are never fetched again: a
+ * cached island splits the request instead.  Takes the lock itself.
  */
-static void claim_gaps_locked(struct remote_batch *b, size_t from)
+static void claim_gaps(struct remote_batch *b, size_t from)
 {
     struct remote *r = b->remote;
     uint64_t max_gap = batch_gap(b);
     size_t n = b->nslots - from;
-    if (n < 2)
+    if (n < 2 || max_gap == 0)
         return;
     struct slot **owned = malloc(n * sizeof(*owned));
     uint64_t *start = malloc(n * sizeof(*start)), *stop = malloc(n * sizeof(*stop));
     size_t k = 0;
     for (size_t i = from; owned != NULL && i < b->nslots; i++)
-        if (b->slots[i].owned)
+        if (b->slots[i].owned && !b->slots[i].done)
             owned[k++] = &b->slots[i];
     if (owned != NULL && start != NULL && stop != NULL) {
         qsort(owned, k, sizeof(*owned), cmp_slot_pos);
@@ -1623,9 +1719,7 @@ static void claim_gaps_locked(struct remote_batch *b, size_t from)
         }
         for (size_t i = 0; i + 1 < k; i++) {
             uint64_t hole = start[i + 1] > stop[i] ? start[i + 1] - stop[i] : 0;
-            bool same_block = (stop[i] - 1) / r->block_size == start[i + 1] / r->block_size;
-            if (hole > 0 && (hole <= max_gap || same_block) &&
-                !claim_hole_locked(b, stop[i], start[i + 1]))
+            if (hole > 0 && hole <= max_gap && !claim_hole(b, stop[i], start[i + 1]))
                 break;
         }
     }
@@ -1711,23 +1805,39 @@ static void admit_ranges(struct remote_batch *b)
     start_slots(b, slots_before, true);
 }
 
+/* Claim passes that look at the cache again for blocks cached into meanwhile; the last
+ * pass claims what it finds (complete_from_cache still catches whole hits). */
+#define CLAIM_PASSES 4
+
 /* Claims the slots [slots_before, nslots) and fetches what nobody has (gaps too, with_gaps). */
 static void start_slots(struct remote_batch *b, size_t slots_before, bool with_gaps)
 {
     if (b->nslots == slots_before)
         return;
-    pthread_mutex_lock(&b->remote->lock);
-    int rc = claim_slots_locked(b, slots_before);
+    int rc = 0;
+    for (size_t from = slots_before, pass = 0; rc == 0 && from < b->nslots; pass++) {
+        b->check_gen = pass + 1 < CLAIM_PASSES;
+        pthread_mutex_lock(&b->remote->lock);
+        rc = claim_slots_locked(b, from);
+        pthread_mutex_unlock(&b->remote->lock);
+        size_t to = b->nslots;
+        if (rc == 0)
+            relookup_stale(b, from, to);
+        from = to;
+    }
+    b->check_gen = false;
     if (rc == 0 && with_gaps)
-        claim_gaps_locked(b, slots_before);
-    if (rc == 0 && with_gaps && b->remote->cfg.parent_slice > 0)
+        claim_gaps(b, slots_before);
+    if (rc == 0 && with_gaps && b->remote->cfg.parent_slice > 0) {
+        pthread_mutex_lock(&b->remote->lock);
         claim_slices_locked(b, slots_before);
-    pthread_mutex_unlock(&b->remote->lock);
+        pthread_mutex_unlock(&b->remote->lock);
+    }
     if (rc < 0) {
         /* Slots that got no entry are failed now; the rest proceed. */
         for (size_t i = slots_before; i < b->nslots; i++) {
             struct slot *s = &b->slots[i];
-            if (s->entry != NULL)
+            if (s->entry != NULL || s->done)
                 continue;
             s->done = true;
             struct batch_range *range = &b->ranges[s->range];
