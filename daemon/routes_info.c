@@ -26,6 +26,8 @@ void server_gauges(struct server *srv, struct h5cd_gauges *gauges)
     gauges->cache_bytes = cs.bytes;
     gauges->cache_limit_bytes = cs.cap_bytes;
     gauges->cache_blocks = cs.blocks;
+    gauges->cache_spans = cs.spans;
+    gauges->cache_span_drops = cs.span_drops;
     gauges->evictions = cs.evictions;
     time_t now = time(NULL);
     gauges->uptime_seconds = now > srv->started ? (uint64_t)(now - srv->started) : 0;

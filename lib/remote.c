@@ -1130,6 +1130,7 @@ static int claim_slot_locked(struct remote_batch *b, size_t i)
         /* Nobody fetches these bytes, but some bytes of the block were cached after we
          * looked (their owner unlisted its entry since): look again before fetching. */
         s->stale = true;
+        STATS_INC(r->stats, cache_relookups);
         return 0;
     } else {
         e = table_add(r, b, b->file.file_id, s->index, s->lo, next < s->hi ? next : s->hi);

@@ -34,6 +34,9 @@ char *stats_render_json(const struct h5cd_stats *stats, const struct h5cd_gauges
     rc |= json_object_set_new(obj, "cache_limit_bytes",
                               json_integer((json_int_t)gauges->cache_limit_bytes));
     rc |= json_object_set_new(obj, "cache_blocks", json_integer((json_int_t)gauges->cache_blocks));
+    rc |= json_object_set_new(obj, "cache_spans", json_integer((json_int_t)gauges->cache_spans));
+    rc |= json_object_set_new(obj, "cache_span_drops",
+                              json_integer((json_int_t)gauges->cache_span_drops));
     rc |= json_object_set_new(obj, "evictions", json_integer((json_int_t)gauges->evictions));
     rc |= json_object_set_new(obj, "uptime_seconds",
                               json_integer((json_int_t)gauges->uptime_seconds));
@@ -110,6 +113,10 @@ char *stats_render_prometheus(const struct h5cd_stats *stats, const struct h5cd_
     prom_metric(&tb, "cache_limit_bytes", "gauge", "configured cache cap",
                 gauges->cache_limit_bytes);
     prom_metric(&tb, "cache_blocks", "gauge", "blocks in the disk cache", gauges->cache_blocks);
+    prom_metric(&tb, "cache_spans", "gauge", "span files in the disk cache (parts of blocks)",
+                gauges->cache_spans);
+    prom_metric(&tb, "cache_span_drops", "counter", "spans dropped to keep a block within 32 spans",
+                gauges->cache_span_drops);
     prom_metric(&tb, "evictions", "counter", "blocks evicted to keep the cache under its cap",
                 gauges->evictions);
     prom_metric(&tb, "uptime_seconds", "gauge", "seconds since start", gauges->uptime_seconds);

@@ -26,6 +26,7 @@
     X(upstream_refused, "upstream hops, addresses or answers refused as unsafe or unusable")       \
     X(bytes_served, "payload bytes sent to clients")                                               \
     X(inflight_joins, "block reads that joined a fetch already under way")                         \
+    X(cache_relookups, "claims left because the block was cached into since it was looked up")     \
     X(corrupt_blocks, "cached blocks that failed their checksum and were dropped")                 \
     X(cache_write_errors, "blocks that could not be written to the cache")                         \
     X(passthrough_bytes, "bytes served without being cached")                                      \
@@ -57,7 +58,9 @@ struct h5cd_gauges {
     uint64_t cache_bytes;
     uint64_t cache_limit_bytes;
     uint64_t cache_blocks;
-    uint64_t evictions; /* since start */
+    uint64_t cache_spans;      /* span files (a partial block may hold several) */
+    uint64_t cache_span_drops; /* spans dropped to keep a block within its span bound */
+    uint64_t evictions;        /* since start */
     uint64_t uptime_seconds;
     uint64_t memory_used_bytes;   /* held under memory_budget now */
     uint64_t memory_budget_bytes; /* memory_budget */

@@ -239,7 +239,7 @@ class Daemon:
 
 def stats_diff(before, after, names=("upstream_requests", "h5_lookups", "walk_lookups",
                                      "index_hits", "cache_hits", "cache_misses",
-                                     "inflight_joins")):
+                                     "inflight_joins", "cache_relookups")):
     """Counter growth; "lookups" sums libhdf5's and the daemon's own index reader's."""
     diff = {n: after.get(n, 0) - before.get(n, 0) for n in names}
     diff["lookups"] = diff["h5_lookups"] + diff["walk_lookups"]
@@ -840,8 +840,9 @@ def concurrent_clients(d, fm, nginx, nclients=16):
     ranges = byte_ranges("concurrent", reqs, fm.size)
     total = sum(b - a + 1 for a, b in ranges)
     log("16 concurrent clients: %d upstream requests (%d bytes of a %d-byte file), "
-        "inflight_joins %d, chunk lookups %d" % (len(ranges), total, fm.size,
-                                              diff["inflight_joins"], diff["lookups"]))
+        "inflight_joins %d, cache_relookups %d, chunk lookups %d"
+        % (len(ranges), total, fm.size, diff["inflight_joins"], diff["cache_relookups"],
+           diff["lookups"]))
     check(len(set(ranges)) == len(ranges), "concurrent: the same range requested twice: %s"
           % sorted(r for r in set(ranges) if ranges.count(r) > 1))
     refetched = 0
