@@ -996,6 +996,15 @@ static bool read_cached(struct remote_batch *b, uint64_t index, size_t lo, size_
 {
     struct remote *r = b->remote;
     uint64_t bstart = index * r->block_size;
+    if (range->view != NULL)
+        return true; /* an answer already holds all its bytes: never copy into it */
+    if (range->dst == NULL) {
+        /* Looked up again after admission (relookup_stale), when admit_one had let an
+         * untouched buffer go: cached bytes need somewhere to go. */
+        if ((range->dst = malloc(range->length)) == NULL)
+            return false;
+        range->own_dst = true;
+    }
     /* A hot block: copy just the part this range needs. */
     if (b->scratch_index != index &&
         blockcache_get_hot_part(r->cache, b->file.file_id, index, lo, hi - lo,
