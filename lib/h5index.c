@@ -37,6 +37,10 @@
  * daemon's own index reader starts from them). */
 #define DOC_VERSION     3
 #define RECENT_DATASETS 64 /* parsed dataset descriptions kept in memory */
+/* Wanted chunks whose sorted linear indexes are at most this far apart share
+ * one range query: each row in between costs one step of the walk, far less
+ * than a query of its own (bind, seek, reset). */
+#define RANGE_JOIN_GAP 8
 
 enum stmt_id {
     ST_FILE_GET,
@@ -46,6 +50,7 @@ enum stmt_id {
     ST_OBJECT_GET,
     ST_OBJECT_PUT,
     ST_CHUNK_GET,
+    ST_CHUNK_RANGE,
     ST_CHUNK_PUT,
     ST_QUARANTINE_GET,
     ST_QUARANTINE_PUT,
@@ -64,6 +69,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_OBJECT_PUT] = "INSERT OR REPLACE INTO objects(file_id, path, doc) VALUES (?1, ?2, ?3)",
     [ST_CHUNK_GET] = "SELECT offset, size, mask, data FROM chunks "
                      "WHERE object_id = ?1 AND idx = ?2",
+    /* The primary key (object_id, idx) gives the rows in idx order: one seek, then a walk. */
+    [ST_CHUNK_RANGE] = "SELECT idx, offset, size, mask FROM chunks "
+                       "WHERE object_id = ?1 AND idx BETWEEN ?2 AND ?3 ORDER BY idx",
     [ST_CHUNK_PUT] = "INSERT OR REPLACE INTO chunks(object_id, idx, offset, size, mask, data) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     /* A version is the cache's file id, or the same validator (the cache may have
@@ -621,33 +629,133 @@ static void locate_contiguous(const struct h5dataset *ds, const uint64_t *coords
     loc->size = (left < rows ? left : rows) * ds->row_bytes;
 }
 
-/* Index lookups; returns how many chunks were found, marking them in `known`. */
+/*
+ * Whether the grid's linear chunk indexes, the index's row keys, fit in a
+ * sqlite integer.  A hostile file can declare a grid of more than 2^63
+ * chunks; its indexes would wrap and two chunks share a row, so such a
+ * dataset is never remembered: every lookup walks its index.
+ */
+static bool grid_indexable(const struct chunkgrid *grid)
+{
+    uint64_t total = 1;
+    for (int d = 0; d < grid->rank; d++) {
+        uint64_t count = chunkgrid_count(grid, d);
+        if (count != 0 && total > (uint64_t)INT64_MAX / count)
+            return false;
+        total *= count;
+    }
+    return true;
+}
+
+struct wanted_chunk {
+    uint64_t linear; /* row key */
+    size_t at;       /* position in the caller's arrays */
+};
+
+static int cmp_wanted(const void *a, const void *b)
+{
+    uint64_t x = ((const struct wanted_chunk *)a)->linear;
+    uint64_t y = ((const struct wanted_chunk *)b)->linear;
+    return x < y ? -1 : x > y;
+}
+
+/* The keys by linear index, ascending (a batch comes sorted already); NULL if out of memory. */
+static struct wanted_chunk *sorted_wanted(const struct h5dataset *ds, const uint64_t *coords,
+                                          size_t n)
+{
+    struct wanted_chunk *w = malloc((n > 0 ? n : 1) * sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    bool sorted = true;
+    for (size_t i = 0; i < n; i++) {
+        w[i] = (struct wanted_chunk){chunkkey_linear(&ds->grid, coords + i * ds->grid.rank), i};
+        sorted = sorted && (i == 0 || w[i - 1].linear <= w[i].linear);
+    }
+    if (!sorted)
+        qsort(w, n, sizeof(*w), cmp_wanted);
+    return w;
+}
+
+/* End of the run of sorted keys from `first` that one range query serves. */
+static size_t range_end(const struct wanted_chunk *w, size_t n, size_t first)
+{
+    size_t end = first + 1;
+    while (end < n && w[end].linear - w[end - 1].linear <= RANGE_JOIN_GAP)
+        end++;
+    return end;
+}
+
+/*
+ * One range query for the sorted keys w[first, end): the stored rows from
+ * the first key to the last, matched to the keys as both advance (a key
+ * asked twice gets the row twice).  A failing step leaves the rest unknown:
+ * they are then located as if never seen.  Caller holds the lock.
+ */
+static size_t lookup_range(struct h5index *idx, int64_t object_id, const struct wanted_chunk *w,
+                           size_t first, size_t end, struct h5chunk_loc *locs, bool *known)
+{
+    sqlite3_stmt *s = stmt(idx, ST_CHUNK_RANGE);
+    sqlite3_bind_int64(s, 1, object_id);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)w[first].linear);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)w[end - 1].linear);
+    size_t k = first, found = 0;
+    while (k < end && sqlite3_step(s) == SQLITE_ROW) {
+        if (sqlite3_column_type(s, 0) != SQLITE_INTEGER)
+            continue; /* not a row we wrote (the database is not trusted) */
+        uint64_t linear = (uint64_t)sqlite3_column_int64(s, 0);
+        while (k < end && w[k].linear < linear)
+            k++;
+        for (; k < end && w[k].linear == linear; k++) {
+            struct h5chunk_loc *loc = &locs[w[k].at];
+            loc->allocated = sqlite3_column_type(s, 1) != SQLITE_NULL;
+            loc->offset = (uint64_t)sqlite3_column_int64(s, 1);
+            loc->size = (uint64_t)sqlite3_column_int64(s, 2);
+            loc->filter_mask = (uint32_t)sqlite3_column_int64(s, 3);
+            known[w[k].at] = true;
+            found++;
+        }
+    }
+    sqlite3_reset(s);
+    return found;
+}
+
+/*
+ * Index lookups; returns how many chunks were found, marking them in
+ * `known`.  The keys are sorted and runs of nearby ones read with one range
+ * query each (a warm batch of 1000 adjacent chunks: one query, not 1000).
+ * Out of memory for the sort, each key is its own range.
+ */
 static size_t lookup_known(struct h5index *idx, const struct h5dataset *ds, const uint64_t *coords,
                            size_t n, struct h5chunk_loc *locs, bool *known)
 {
+    if (n == 0 || !grid_indexable(&ds->grid))
+        return 0;
+    struct wanted_chunk one;
+    struct wanted_chunk *w = sorted_wanted(ds, coords, n);
+    size_t ranges = 0;
+    for (size_t first = 0; w != NULL && first < n; ranges++)
+        first = range_end(w, n, first);
     size_t found = 0;
-    int rank = ds->grid.rank;
     pthread_mutex_lock(&idx->lock);
-    /* One read transaction for many lookups; a single lookup needs none. */
-    if (n > 1)
+    /* One read transaction for many queries; a single one needs none. */
+    bool txn = w == NULL ? n > 1 : ranges > 1;
+    if (txn)
         sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_stmt *s = stmt(idx, ST_CHUNK_GET);
-        sqlite3_bind_int64(s, 1, ds->id);
-        sqlite3_bind_int64(s, 2, (sqlite3_int64)chunkkey_linear(&ds->grid, coords + i * rank));
-        if (sqlite3_step(s) == SQLITE_ROW) {
-            known[i] = true;
-            found++;
-            locs[i].allocated = sqlite3_column_type(s, 0) != SQLITE_NULL;
-            locs[i].offset = (uint64_t)sqlite3_column_int64(s, 0);
-            locs[i].size = (uint64_t)sqlite3_column_int64(s, 1);
-            locs[i].filter_mask = (uint32_t)sqlite3_column_int64(s, 2);
+    if (w != NULL) {
+        for (size_t first = 0, end; first < n; first = end) {
+            end = range_end(w, n, first);
+            found += lookup_range(idx, ds->id, w, first, end, locs, known);
         }
-        sqlite3_reset(s);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            one = (struct wanted_chunk){chunkkey_linear(&ds->grid, coords + i * ds->grid.rank), i};
+            found += lookup_range(idx, ds->id, &one, 0, 1, locs, known);
+        }
     }
-    if (n > 1)
+    if (txn)
         sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
     pthread_mutex_unlock(&idx->lock);
+    free(w);
     return found;
 }
 
@@ -655,6 +763,8 @@ static void store_locations(struct h5index *idx, const struct h5dataset *ds, con
                             size_t n, const struct h5chunk_loc *locs, const bool *known)
 {
     int rank = ds->grid.rank;
+    if (!grid_indexable(&ds->grid))
+        return;
     pthread_mutex_lock(&idx->lock);
     sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
     for (size_t i = 0; i < n; i++) {

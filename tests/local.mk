@@ -93,6 +93,11 @@ check_PROGRAMS += tests/unit/check_workerpool
 tests_unit_check_workerpool_SOURCES = tests/unit/check_workerpool.c
 tests_unit_check_workerpool_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_workerpool_LDADD = $(TEST_LIBS)
+# The persistent chunk index between a fake worker and its sqlite file.
+check_PROGRAMS += tests/unit/check_h5index
+tests_unit_check_h5index_SOURCES = tests/unit/check_h5index.c
+tests_unit_check_h5index_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_h5index_LDADD = $(TEST_LIBS)
 # Hostile clients: the streaming batch-body parser and the memory budget.
 check_PROGRAMS += tests/unit/check_batchreq
 tests_unit_check_batchreq_SOURCES = tests/unit/check_batchreq.c
