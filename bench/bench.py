@@ -11,15 +11,23 @@ Started by bench/run (see `bench/run --help`).  One run:
 3. checks the link (a 1-byte range on a new and on a reused connection, a
    large transfer on one and on four connections);
 4. runs every workload cold (a URL nobody has read: a new hard link of the
-   file) for every peer, then warm with 1, 8 and 32 concurrent clients for
-   the peers that cache; every answer is checked against h5py on the local
-   file; each run is a new client in a worker process;
+   file) for every peer, the peers in turns (each round runs every peer
+   once, the order rotated by one peer per round: load that changes on a
+   shared machine lands on every peer alike), then warm with 1, 8 and 32
+   concurrent clients for the peers that cache, one peer's runs after
+   another (in turns, the batch API and the mirror would evict each
+   other's blocks from the daemon's hot-block map, which changes what a
+   warm cell of the published table measures); every answer is
+   checked against h5py on the local file; each run is a new client in a
+   worker process;
 5. measures, with wrk, warm batch throughput and the latency of one cached
    chunk under 32 concurrent clients;
 5b. the Python package's paths (python/h5chunkd), cold and warm (1 client
-   and the highest level): zarr through h5chunkd.zarr_store (one batch per
-   read), zarr through the Zarr view over fsspec HTTP, h5py through
-   h5chunkd.open;
+   and the highest level), in turns as in 4 (cold and warm alike, every
+   round against the same daemon): zarr through h5chunkd.zarr_store (one
+   batch per read), zarr through the Zarr view over fsspec HTTP, h5py
+   through h5chunkd.open; each path's time is also compared with the
+   store's within each round (paired_ratios, their median paired_ratio);
 6. records the daemon's peak RSS (VmHWM) over the whole run, writes
    results.json and, unless --no-doc, docs/benchmarks.md and its chart.
 
@@ -399,6 +407,19 @@ def validate_link(port, path, size, rtt_ms, reps):
 
 # -------------------------------------------------------------------- runs
 
+def pair_with(cell, base):
+    """Adds to `cell` its time over `base`'s within each round both ran
+    (paired_ratios, in round order) and their median (paired_ratio): the
+    comparison the load of a shared machine does not skew, as long as the
+    load holds for one round."""
+    mine = dict(zip(cell.get("rounds", []), cell.get("times", [])))
+    theirs = dict(zip(base.get("rounds", []), base.get("times", [])))
+    ratios = [mine[r] / theirs[r] for r in sorted(mine) if r in theirs and theirs[r] > 0]
+    cell["paired_ratios"] = [round(x, 4) for x in ratios]
+    if ratios and cell.get("ok") and base.get("ok"):
+        cell["paired_ratio"] = statistics.median(ratios)
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -457,33 +478,62 @@ class Bench:
 
     def cell(self, kind, wl, peer, nclients, make_tasks, reps, budget):
         """Runs one table cell: up to `reps` timed runs within `budget` s."""
-        before = self.counters()
-        origin_reqs = 0
-        times, errors, modes = [], [], set()
-        spent = 0.0
-        while len(times) < reps:
-            tasks = make_tasks(len(times))
-            el, errs, late, out = self.measure(tasks)
-            for r in out:
-                if r.get("mode"):
-                    modes.add(r["mode"])
-            spent += el
-            if errs:
-                errors.extend(errs[:3])
+        return self.row(kind, wl, nclients, [(peer, make_tasks)], reps, budget)[peer]
+
+    def row(self, kind, wl, nclients, runs, reps, budget, known_failure=None):
+        """Runs the cells of several peers in turns: round r runs each peer
+        once, the order rotated by one peer per round, so that load which
+        changes on this shared machine lands on every peer alike and the
+        runs of one round can be compared pairwise.  runs: [(peer,
+        make_tasks(i))].  Each peer keeps a cell's rules: at most `reps`
+        timed runs, none once its runs have spent `budget` s, none after a
+        failure.  Returns {peer: cell}; a cell's `rounds` gives the round of
+        each of its `times`.  known_failure(peer, cell): a reason when a
+        failed cell is the peer's known failure (reported, not an error)."""
+        acc = {peer: {"times": [], "rounds": [], "errors": [], "modes": set(), "spent": 0.0,
+                      "origin_requests": 0, "origin_bytes": 0, "link_bytes": 0,
+                      "daemon_upstream": 0, "done": False} for peer, _m in runs}
+        for rnd in range(reps):
+            turn = rnd % len(runs)
+            for peer, make_tasks in runs[turn:] + runs[:turn]:
+                p = acc[peer]
+                if p["done"]:
+                    continue
+                before = self.counters()
+                el, errs, _late, out = self.measure(make_tasks(len(p["times"])))
+                after = self.counters()
+                for r in out:
+                    if r.get("mode"):
+                        p["modes"].add(r["mode"])
+                for k in ("origin_requests", "origin_bytes"):
+                    p[k] += after[k]
+                for k in ("link_bytes", "daemon_upstream"):
+                    p[k] += after[k] - before[k]
+                p["spent"] += el
+                if errs:
+                    p["errors"].extend(errs[:3])
+                    p["done"] = True
+                    continue
+                p["times"].append(el)
+                p["rounds"].append(rnd)
+                if p["spent"] + el > budget or len(p["times"]) >= reps:
+                    p["done"] = True
+            if all(p["done"] for p in acc.values()):
                 break
-            times.append(el)
-            if spent + el > budget:
-                break
-        after = self.counters()
+        return {peer: self.finish_cell(kind, wl, peer, nclients, acc[peer], known_failure)
+                for peer, _m in runs}
+
+    def finish_cell(self, kind, wl, peer, nclients, p, known_failure):
+        times, errors = p["times"], p["errors"]
         n = max(1, len(times))
         c = {"peer": peer, "wl": wl, "clients": nclients, "times": [round(x, 5) for x in times],
-             "n": len(times), "ok": not errors and bool(times), "errors": errors,
-             "origin_requests": round((after["origin_requests"] + origin_reqs) / n / nclients, 1),
-             "origin_bytes": round(after["origin_bytes"] / n / nclients),
-             "link_bytes": round((after["link_bytes"] - before["link_bytes"]) / n / nclients),
-             "daemon_upstream": round((after["daemon_upstream"] - before["daemon_upstream"])
-                                      / n / nclients, 1),
-             "modes": sorted(modes)}
+             "rounds": p["rounds"], "n": len(times), "ok": not errors and bool(times),
+             "errors": errors,
+             "origin_requests": round(p["origin_requests"] / n / nclients, 1),
+             "origin_bytes": round(p["origin_bytes"] / n / nclients),
+             "link_bytes": round(p["link_bytes"] / n / nclients),
+             "daemon_upstream": round(p["daemon_upstream"] / n / nclients, 1),
+             "modes": sorted(p["modes"])}
         if times:
             c["median"] = statistics.median(times)
             c["min"], c["max"] = min(times), max(times)
@@ -492,16 +542,23 @@ class Bench:
             log("%s median %8.1f ms (n=%d, %.1f-%.1f) origin reqs/run %s"
                 % (label, c["median"] * 1e3, c["n"], c["min"] * 1e3, c["max"] * 1e3,
                    c["origin_requests"]))
+            return c
+        log("%s FAILED: %s" % (label, "; ".join(errors)[:500]))
+        reason = known_failure(peer, c) if known_failure else None
+        if reason:
+            c["known_failure"] = reason
+            self.results.setdefault("python_known_failures", []).append(
+                "%s: %s" % (label.strip(), "; ".join(errors)[:500]))
         else:
-            log("%s FAILED: %s" % (label, "; ".join(errors)[:500]))
             self.results["errors"].append("%s: %s" % (label.strip(), "; ".join(errors)[:500]))
         return c
 
     def run_cold(self):
+        """Every workload on a fresh URL per run, the peers in turns (row)."""
         a = self.args
         for wl in a.workloads:
             fname = self.manifest["workloads"][wl]["file"]
-            self.results["cold"][wl] = {}
+            runs = []
             for peer in PEERS_COLD:
                 if peer not in a.peers:
                     continue
@@ -511,10 +568,9 @@ class Bench:
                 def make(i, peer=peer, wl=wl, fname=fname):
                     rel = self.fresh("cold/%s-%s-%d" % (peer, wl, i), fname)
                     return [self.task(peer, wl, rel)]
-
-                self.results["cold"][wl][peer] = self.cell(
-                    "cold", wl, peer, 1, make, a.reps, a.cell_budget)
-                self.rss("cold %s %s" % (wl, peer))
+                runs.append((peer, make))
+            self.results["cold"][wl] = self.row("cold", wl, 1, runs, a.reps, a.cell_budget)
+            self.rss("cold %s" % wl)
 
     def run_warm(self):
         a = self.args
@@ -660,8 +716,10 @@ class Bench:
 
     # the Python package ---------------------------------------------------
     def run_python(self):
-        """Cold (a fresh URL per run) and warm (one URL, first read untimed)
-        for each Python path of the package, per workload."""
+        """Cold (a fresh URL per run) and warm (one URL per path, first read
+        untimed) for each Python path of the package, per workload, the
+        paths in turns (row): each round runs every path once, so a path is
+        compared with the batched store within each round (paired_ratios)."""
         a = self.args
         out = self.results.setdefault("python", {})
         levels = sorted({1, max(a.clients)})
@@ -669,16 +727,19 @@ class Bench:
             if wl in workloads.MILLION:
                 continue
             fname = self.manifest["workloads"][wl]["file"]
-            out[wl] = {}
+            out[wl] = {peer: {} for peer in PEERS_PY}
+            runs = []
             for peer in PEERS_PY:
 
                 def make_cold(i, peer=peer, wl=wl, fname=fname):
                     rel = self.fresh("cold/%s-%s-%d" % (peer, wl, i), fname)
                     return [self.task(peer, wl, rel)]
-
-                cells = {"cold": self.expected(peer, self.cell("cold", wl, peer, 1, make_cold,
-                                                               a.reps, a.cell_budget))}
-                out[wl][peer] = cells
+                runs.append((peer, make_cold))
+            cells = self.row("cold", wl, 1, runs, a.reps, a.cell_budget, self.known_failure)
+            for peer, c in cells.items():
+                out[wl][peer]["cold"] = c
+            warm = {}
+            for peer in PEERS_PY:
                 rel = self.fresh("warm/%s" % peer, fname)
                 _el, errs, _late, _o = self.measure([self.task(peer, wl, rel)])
                 if errs:
@@ -686,28 +747,36 @@ class Bench:
                     self.results["errors"].append("python warm %s %s verification: %s"
                                                   % (wl, peer, errs[0]))
                     continue
-                for n in levels:
+                warm[peer] = rel
+            for n in levels:
+                runs = []
+                for peer, rel in warm.items():
 
                     def make_warm(_i, n=n, peer=peer, wl=wl, rel=rel):
                         return [self.task(peer, wl, rel) for _ in range(n)]
+                    runs.append((peer, make_warm))
+                cells = self.row("warm", wl, n, runs, a.warm_reps, a.cell_budget,
+                                 self.known_failure)
+                for peer, c in cells.items():
+                    out[wl][peer]["warm%d" % n] = c
+            for cell in out[wl]["py-zarr"]:
+                for peer in PEERS_PY[1:]:
+                    if cell in out[wl][peer]:
+                        pair_with(out[wl][peer][cell], out[wl]["py-zarr"][cell])
+            self.rss("python %s" % wl)
 
-                    cells["warm%d" % n] = self.expected(peer, self.cell(
-                        "warm", wl, peer, n, make_warm, a.warm_reps, a.cell_budget))
-                self.rss("python %s %s" % (wl, peer))
-
-    def expected(self, peer, c):
+    @staticmethod
+    def known_failure(peer, c):
         """zarr's FSStore turns every chunk request that fails into fill values
         (zarr 2.13 + fsspec 2022.11); with many clients at once the daemon's
         max_connections drops some of fsspec's many connections, so zarr-http
         answers wrongly.  That is the peer's known failure, the reason for the
         batched store: it stays FAILED in the table, with its reason, but
         does not fail the run."""
-        if peer == "zarr-http" and not c["ok"] and c["errors"] and all(
+        if peer == "zarr-http" and c["errors"] and all(
                 e.startswith("wrong values") for e in c["errors"]):
-            label = self.results["errors"].pop()
-            self.results.setdefault("python_known_failures", []).append(label)
-            c["known_failure"] = "FSStore filled chunks whose requests failed"
-        return c
+            return "FSStore filled chunks whose requests failed"
+        return None
 
     # the whole run -------------------------------------------------------
     def run(self):

@@ -4,12 +4,17 @@
 
   bench/compare_python.py BEFORE.json... -- AFTER.json...
 
-Every timed run of a cell in every file of a side is pooled: the table gives
-the median with min-max and the number of runs, per workload, cell (cold,
-warmN) and path, and whether the batched store (py-zarr) has the lowest
-median.  On a shared, loaded machine single runs swing by 2x; pooling
-several runs made back to back (before, after, before, ...) is what makes
-the comparison fair.
+Per workload, cell (cold, warmN) and path, every timed run of every file of
+a side is pooled: the median with min-max and the number of runs.  The
+comparison between paths is paired: bench.py runs the paths in turns (each
+round runs every path once), and a path's paired ratio is the median, over
+all rounds of all files, of its time over the batched store's (py-zarr) in
+the same round; above 1, the store is faster.  On a shared, loaded machine
+single runs swing by 2x and the load moves within a run, so the medians of
+the paths can differ by more than the paths do; the paired ratios do not.
+The last column says whether the store is the fastest path: no paired ratio
+below 1 (files written before the bench ran paths in turns have no rounds:
+then the medians decide, marked "(medians)").
 """
 import json
 import statistics
@@ -20,6 +25,7 @@ ORDER = ("slab", "scattered", "small", "frames", "listing")
 
 
 def pool(paths):
+    """{(wl, cell): {peer: {"times": [...], "ratios": [...]}}} over the files."""
     cells = {}
     for path in paths:
         with open(path) as fh:
@@ -27,21 +33,39 @@ def pool(paths):
         for wl, peers in res.get("python", {}).items():
             for peer, byc in peers.items():
                 for cell, c in byc.items():
-                    times = c.get("times") if c.get("ok") else None
-                    cells.setdefault((wl, cell), {}).setdefault(peer, []).extend(times or [])
+                    p = cells.setdefault((wl, cell), {}).setdefault(
+                        peer, {"times": [], "ratios": []})
+                    if c.get("ok"):
+                        p["times"].extend(c.get("times") or [])
+                        p["ratios"].extend(c.get("paired_ratios") or [])
     return cells
 
 
-def fmt(times):
+def fmt(p):
+    times = p.get("times") if p else None
     if not times:
         return "-"
     return "%.0f (%.0f-%.0f, n=%d)" % (statistics.median(times) * 1e3, min(times) * 1e3,
                                        max(times) * 1e3, len(times))
 
 
+def fmt_ratio(p):
+    ratios = p.get("ratios") if p else None
+    if not ratios:
+        return "-"
+    return "%.2fx (n=%d)" % (statistics.median(ratios), len(ratios))
+
+
 def fastest(peers):
-    med = {p: statistics.median(t) for p, t in peers.items() if t}
-    return "-" if not med else ("yes" if min(med, key=med.get) == "py-zarr" else "no")
+    others = [peers.get(p) or {} for p in PEERS[1:]]
+    if peers.get("py-zarr", {}).get("times") and all(o.get("ratios") for o in others
+                                                      if o.get("times")):
+        return "yes" if all(statistics.median(o["ratios"]) >= 1 for o in others
+                            if o.get("ratios")) else "no"
+    med = {p: statistics.median(v["times"]) for p, v in peers.items() if v.get("times")}
+    if not med:
+        return "-"
+    return ("yes" if min(med, key=med.get) == "py-zarr" else "no") + " (medians)"
 
 
 def main(argv):
@@ -49,16 +73,22 @@ def main(argv):
         raise SystemExit(__doc__.split("\n\n")[1])
     cut = argv.index("--")
     before, after = pool(argv[:cut]), pool(argv[cut + 1:])
-    head = ["workload", "cell"] + ["%s before" % p for p in PEERS] + \
-        ["%s after" % p for p in PEERS] + ["py-zarr fastest, before / after"]
+    head = ["workload", "cell"]
+    for side in ("before", "after"):
+        head += ["%s %s" % (p, side) for p in PEERS]
+        head += ["%s / py-zarr %s" % (p, side) for p in PEERS[1:]]
+    head.append("py-zarr fastest, before / after")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     keys = sorted(set(before) | set(after),
                   key=lambda k: (ORDER.index(k[0]) if k[0] in ORDER else len(ORDER), k))
     for key in keys:
         b, a = before.get(key, {}), after.get(key, {})
-        row = list(key) + [fmt(b.get(p)) for p in PEERS] + [fmt(a.get(p)) for p in PEERS] + \
-            ["%s / %s" % (fastest(b), fastest(a))]
+        row = list(key)
+        for side in (b, a):
+            row += [fmt(side.get(p)) for p in PEERS]
+            row += [fmt_ratio(side.get(p)) for p in PEERS[1:]]
+        row.append("%s / %s" % (fastest(b), fastest(a)))
         print("| " + " | ".join(row) + " |")
 
 

@@ -349,7 +349,9 @@ def write(res, doc):
       "modules and used each client once against the origin directly (so no run pays for "
       "imports or first-use set-up): a new connection, a new file handle, no metadata. "
       "**Cold**: a file name no cache has seen (a new hard link of the file for every run, "
-      "so the daemon and nginx start empty for it). **Warm**: the same URL after one "
+      "so the daemon and nginx start empty for it), the peers in turns: each round runs every "
+      "peer once, the order rotated by one peer per round, so load that changes during the "
+      "run lands on every peer alike. **Warm**: the same URL after one "
       "untimed read that filled the caches and checked the values; N clients start at the "
       "same instant and the time is until the last one is done. The peers without a cache "
       "(fsspec, ROS3 to origin) have no warm state; their cold time is their time. Times "
@@ -507,6 +509,14 @@ PY_PEERS = [("py-zarr", "zarr on `h5chunkd.zarr_store` (one batch per read)"),
             ("py-h5py", "h5py on `h5chunkd.open` (/v1/file, block read-ahead)")]
 
 
+def paired_text(c):
+    """A path's paired ratio to the batched store: the median over the rounds
+    both ran of (path's time / store's time), with the number of rounds."""
+    if not c or not c.get("ok") or c.get("paired_ratio") is None:
+        return "-"
+    return "%.2fx (n=%d)" % (c["paired_ratio"], len(c.get("paired_ratios", [])))
+
+
 def python_section(res):
     """The Python package's paths side by side (bench.py run_python)."""
     P = res.get("python")
@@ -516,9 +526,13 @@ def python_section(res):
            "Three ways a Python process reads the same workloads through the same daemon, on "
            "the same link. Cold: a URL the daemon has never seen (the zarr paths include "
            "building the Zarr view's consolidated metadata). Warm: the same URL again, every "
-           "chunk cached; x1 one client, xN that many at once. Medians in ms; ratios are "
-           "path / zarr_store (above 1, the batched store is faster). `bench/run --sections "
-           "python` runs only this part.", ""]
+           "chunk cached; x1 one client, xN that many at once. The paths run in turns: each "
+           "round runs every path once (cold: each on a fresh URL), the order rotated by one "
+           "path per round, so load that changes during the run lands on all of them. Times "
+           "are medians in ms (min-max); the ratios are paired: a path's time over "
+           "zarr_store's in the same round, the median over the rounds (n) both ran; above 1, "
+           "the batched store is faster. `bench/run --sections python` runs only this part.",
+           ""]
     levels = sorted({k for wl in P.values() for cells in wl.values() for k in cells
                      if k.startswith("warm")}, key=lambda k: int(k[4:]))
     hdr = ["workload", "path", "cold", "cold / zarr_store"]
@@ -526,20 +540,25 @@ def python_section(res):
         hdr += ["warm x%s" % k[4:], "/ zarr_store"]
     out.append("| " + " | ".join(hdr) + " |")
     out.append("|" + "---|" * len(hdr))
+    beaten = []
     for wl, peers in P.items():
-        base = peers.get("py-zarr", {})
         for p, label in PY_PEERS:
             cells = peers.get(p, {})
             row = [wl, label]
             for k in ["cold"] + levels:
                 c = cells.get(k)
                 row.append(cell_text(c) if c else "-")
-                b = base.get(k)
                 if p == "py-zarr":
                     row.append("1" if c and c.get("ok") else "-")
-                else:
-                    row.append(ratio(c, b) if c and b else "-")
+                    continue
+                row.append(paired_text(c))
+                if c and c.get("ok") and c.get("paired_ratio") is not None and \
+                        c["paired_ratio"] < 1:
+                    beaten.append("%s %s: %s %.2fx" % (wl, k, p, c["paired_ratio"]))
             out.append("| " + " | ".join(row) + " |")
+    out.append("")
+    out.append("The batched store the fastest Python path (no paired ratio below 1): %s."
+               % ("yes" if not beaten else "**no**, in " + "; ".join(beaten)))
     out.append("")
     known = res.get("python_known_failures")
     if known:
