@@ -12,7 +12,10 @@ then for each workload and way of reading runs `--rounds` warm reads and
 reports the daemon's CPU (utime + stime from /proc/PID/stat, all threads)
 per read, as the median of 5 groups of rounds (the machine is shared):
 
-  raw       one POST /v1/chunks with the workload's keys, stored bytes
+  raw       one POST /v1/chunks with the workload's keys, stored bytes, on
+            a new connection (as each bench run's new client makes)
+  raw-ka    the same on one keep-alive connection for all reads (what a
+            long-lived client pays: no connection thread set up per read)
   py-zarr   zarr through h5chunkd.zarr_store (small: the store's merged
             chunks, one batch of the real keys per read)
 
@@ -44,8 +47,8 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def raw_read(base, url, spec):
-    d = clients.Daemon(base)
+def raw_read(base, url, spec, conn=None):
+    d = conn or clients.Daemon(base)
     try:
         keys = [clients._key(c, 1 if spec["path"] != workloads.ES else 2)
                 for c in spec["chunks"]]
@@ -54,7 +57,8 @@ def raw_read(base, url, spec):
         if bad:
             raise SystemExit("batchcpu: keys failed: %s" % bad[:5])
     finally:
-        d.close()
+        if conn is None:
+            d.close()
 
 
 def measure(pid, fn, rounds):
@@ -79,7 +83,7 @@ def main():
     ap.add_argument("--skip", default="m-scattered:py-zarr",
                     help="workload:way pairs not run (default: m-scattered:py-zarr, whose "
                     "merged chunks make each of its 200 reads a batch of 3276 keys)")
-    ap.add_argument("--ways", default="raw,py-zarr")
+    ap.add_argument("--ways", default="raw,raw-ka,py-zarr")
     a = ap.parse_args()
     import atexit
     atexit.register(bench._cleanup)
@@ -105,11 +109,16 @@ def main():
             if way == "raw":
                 def fn(url=url, spec=spec):
                     raw_read(daemon.base, url, spec)
+            elif way == "raw-ka":
+                conn = clients.Daemon(daemon.base)
+
+                def fn(url=url, spec=spec, conn=conn):
+                    raw_read(daemon.base, url, spec, conn)
             else:
                 def fn(url=url, wl=wl, spec=spec):
                     return clients.pyzarr_read(daemon.base, url, wl, spec)
             first = fn()  # untimed: fills the cache and the index
-            if way != "raw" and workloads.digest(first) != spec["digest"]:
+            if way == "py-zarr" and workloads.digest(first) != spec["digest"]:
                 raise SystemExit("batchcpu: %s %s answered wrong values" % (wl, way))
             time.sleep(0.2)
             per = measure(pid, fn, a.rounds)

@@ -480,21 +480,27 @@ class Bench:
         """Runs one table cell: up to `reps` timed runs within `budget` s."""
         return self.row(kind, wl, nclients, [(peer, make_tasks)], reps, budget)[peer]
 
-    def row(self, kind, wl, nclients, runs, reps, budget, known_failure=None):
+    def row(self, kind, wl, nclients, runs, reps, budget, known_failure=None, paired=False):
         """Runs the cells of several peers in turns: round r runs each peer
         once, the order rotated by one peer per round, so that load which
         changes on this shared machine lands on every peer alike and the
         runs of one round can be compared pairwise.  runs: [(peer,
         make_tasks(i))].  Each peer keeps a cell's rules: at most `reps`
         timed runs, none once its runs have spent `budget` s, none after a
-        failure.  Returns {peer: cell}; a cell's `rounds` gives the round of
-        each of its `times`.  known_failure(peer, cell): a reason when a
-        failed cell is the peer's known failure (reported, not an error)."""
+        failure.  paired: the rounds stay whole instead (every peer runs in
+        every round until a failure), and the row stops once its runs have
+        spent `budget` s per peer, so that each peer has the same rounds as
+        the others to be compared with.  Returns {peer: cell}; a cell's
+        `rounds` gives the round of each of its `times`.
+        known_failure(peer, cell): a reason when a failed cell is the peer's
+        known failure (reported, not an error)."""
         acc = {peer: {"times": [], "rounds": [], "errors": [], "modes": set(), "spent": 0.0,
                       "origin_requests": 0, "origin_bytes": 0, "link_bytes": 0,
                       "daemon_upstream": 0, "done": False} for peer, _m in runs}
+        row_spent = 0.0
         for rnd in range(reps):
             turn = rnd % len(runs)
+            round_spent = 0.0
             for peer, make_tasks in runs[turn:] + runs[:turn]:
                 p = acc[peer]
                 if p["done"]:
@@ -510,14 +516,18 @@ class Bench:
                 for k in ("link_bytes", "daemon_upstream"):
                     p[k] += after[k] - before[k]
                 p["spent"] += el
+                round_spent += el
                 if errs:
                     p["errors"].extend(errs[:3])
                     p["done"] = True
                     continue
                 p["times"].append(el)
                 p["rounds"].append(rnd)
-                if p["spent"] + el > budget or len(p["times"]) >= reps:
+                if not paired and (p["spent"] + el > budget or len(p["times"]) >= reps):
                     p["done"] = True
+            row_spent += round_spent
+            if paired and row_spent + round_spent > budget * len(runs):
+                break
             if all(p["done"] for p in acc.values()):
                 break
         return {peer: self.finish_cell(kind, wl, peer, nclients, acc[peer], known_failure)
@@ -718,8 +728,9 @@ class Bench:
     def run_python(self):
         """Cold (a fresh URL per run) and warm (one URL per path, first read
         untimed) for each Python path of the package, per workload, the
-        paths in turns (row): each round runs every path once, so a path is
-        compared with the batched store within each round (paired_ratios)."""
+        paths in turns (row, whole rounds): each round runs every path once,
+        so a path is compared with the batched store within each round
+        (paired_ratios)."""
         a = self.args
         out = self.results.setdefault("python", {})
         levels = sorted({1, max(a.clients)})
@@ -735,7 +746,8 @@ class Bench:
                     rel = self.fresh("cold/%s-%s-%d" % (peer, wl, i), fname)
                     return [self.task(peer, wl, rel)]
                 runs.append((peer, make_cold))
-            cells = self.row("cold", wl, 1, runs, a.reps, a.cell_budget, self.known_failure)
+            cells = self.row("cold", wl, 1, runs, a.reps, a.cell_budget, self.known_failure,
+                             paired=True)
             for peer, c in cells.items():
                 out[wl][peer]["cold"] = c
             warm = {}
@@ -756,7 +768,7 @@ class Bench:
                         return [self.task(peer, wl, rel) for _ in range(n)]
                     runs.append((peer, make_warm))
                 cells = self.row("warm", wl, n, runs, a.warm_reps, a.cell_budget,
-                                 self.known_failure)
+                                 self.known_failure, paired=True)
                 for peer, c in cells.items():
                     out[wl][peer]["warm%d" % n] = c
             for cell in out[wl]["py-zarr"]:
@@ -805,6 +817,17 @@ class Bench:
             _tmp_dirs.append(self.work)
         os.makedirs(self.work, exist_ok=True)
         log("work dir %s" % self.work)
+        # A work dir of an earlier run keeps its files (origin/: the million-chunk
+        # file takes minutes), never its state: stale port files and daemon logs
+        # would name the old processes' ports, and the daemon's and nginx's caches
+        # would make this run's cold URLs (the same names) warm.
+        for name in ("daemon", "origin-nginx", "slice-nginx"):
+            shutil.rmtree(os.path.join(self.work, name), ignore_errors=True)
+        for name in ("link.port", "link.cport", "link.log"):
+            try:
+                os.unlink(os.path.join(self.work, name))
+            except FileNotFoundError:
+                pass
         self.origin_root = os.path.join(self.work, "origin")
         t = time.monotonic()
         self.manifest = workloads.generate(self.origin_root, a.scale)

@@ -3,6 +3,7 @@
 (bench/run --sections python), pooled over several runs of each side.
 
   bench/compare_python.py BEFORE.json... -- AFTER.json...
+  bench/compare_python.py RUN.json...          (one side: the paths compared)
 
 Per workload, cell (cold, warmN) and path, every timed run of every file of
 a side is pooled: the median with min-max and the number of runs.  The
@@ -68,28 +69,35 @@ def fastest(peers):
     return ("yes" if min(med, key=med.get) == "py-zarr" else "no") + " (medians)"
 
 
-def main(argv):
-    if "--" not in argv or argv.index("--") == 0 or argv.index("--") == len(argv) - 1:
-        raise SystemExit(__doc__.split("\n\n")[1])
-    cut = argv.index("--")
-    before, after = pool(argv[:cut]), pool(argv[cut + 1:])
+def table(sides, names):
     head = ["workload", "cell"]
-    for side in ("before", "after"):
-        head += ["%s %s" % (p, side) for p in PEERS]
-        head += ["%s / py-zarr %s" % (p, side) for p in PEERS[1:]]
-    head.append("py-zarr fastest, before / after")
+    for name in names:
+        sfx = " " + name if name else ""
+        head += ["%s%s" % (p, sfx) for p in PEERS]
+        head += ["%s / py-zarr%s" % (p, sfx) for p in PEERS[1:]]
+    head.append("py-zarr fastest" + (", " + " / ".join(names) if len(names) > 1 else ""))
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    keys = sorted(set(before) | set(after),
+    keys = sorted(set().union(*sides),
                   key=lambda k: (ORDER.index(k[0]) if k[0] in ORDER else len(ORDER), k))
     for key in keys:
-        b, a = before.get(key, {}), after.get(key, {})
         row = list(key)
-        for side in (b, a):
-            row += [fmt(side.get(p)) for p in PEERS]
-            row += [fmt_ratio(side.get(p)) for p in PEERS[1:]]
-        row.append("%s / %s" % (fastest(b), fastest(a)))
+        for side in sides:
+            got = side.get(key, {})
+            row += [fmt(got.get(p)) for p in PEERS]
+            row += [fmt_ratio(got.get(p)) for p in PEERS[1:]]
+        row.append(" / ".join(fastest(side.get(key, {})) for side in sides))
         print("| " + " | ".join(row) + " |")
+
+
+def main(argv):
+    if not argv or argv[0] == "--" or argv[-1] == "--":
+        raise SystemExit(__doc__.split("\n\n")[1])
+    if "--" not in argv:
+        table([pool(argv)], [""])
+        return
+    cut = argv.index("--")
+    table([pool(argv[:cut]), pool(argv[cut + 1:])], ["before", "after"])
 
 
 if __name__ == "__main__":

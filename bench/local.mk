@@ -4,7 +4,7 @@
 # harness runs.  `make bench BENCH_ARGS='--rtt-ms 80'` passes options on.
 BENCH_FILES = bench/run bench/bench.py bench/clients.py bench/linkemu.py \
 	bench/report.py bench/workloads.py bench/notes.md bench/workers.py \
-	bench/compare.py bench/compare_python.py bench/trace.py
+	bench/compare.py bench/compare_python.py bench/trace.py bench/batchcpu.py
 EXTRA_DIST += $(BENCH_FILES)
 
 .PHONY: bench
