@@ -15,7 +15,7 @@ Started by bench/run (see `bench/run --help`).  One run:
    once, the order rotated by one peer per round: load that changes on a
    shared machine lands on every peer alike), then warm with 1, 8 and 32
    concurrent clients for the peers that cache, one peer's runs after
-   another (in turns, the batch API and the mirror would evict each
+   another (run in turns, the batch API and the mirror would evict each
    other's blocks from the daemon's hot-block map, which changes what a
    warm cell of the published table measures); every answer is
    checked against h5py on the local file; each run is a new client in a
