@@ -3,9 +3,10 @@
 # --no-doc on a 2 ms link (connections capped at 400 MB/s), every workload,
 # every peer (the seed's algorithm included), cold and warm, wrk if
 # installed; then the Python package's section (--sections python) on two
-# workloads.  Checks that it finishes, that every answer was right (bench/run
-# exits 1 on a wrong or failed cell) and that its results hold the link check
-# and the daemon's peak RSS.  Performance is not asserted.
+# workloads, in the same work dir (the files are written once).  Checks that
+# it finishes, that every answer was right (bench/run exits 1 on a wrong or
+# failed cell) and that its results hold the link check and the daemon's
+# peak RSS.  Performance is not asserted.
 #
 # Environment (set by `make check`): H5CHUNKD_BIN (default ./daemon/h5chunkd
 # of the build dir), NGINX_BIN, PYTHON_H5, TESTS_SRCDIR.
@@ -26,8 +27,10 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/h5cd-test_bench_smoke.XXXXXX")
 trap 'rm -rf -- "$T"' EXIT
 
 rc=0
+# One work dir for both runs: the second reuses the files (bench.py clears
+# the rest of an earlier run's state).
 timeout -k 10 240 "$SRC/bench/run" --quick --no-doc --rtt-ms 2 --conn-bw-mbs 400 --clients 1,2 \
-    --sections cold,warm,wrk \
+    --sections cold,warm,wrk --workdir "$T/work" \
     --daemon "$H5CHUNKD_BIN" --results "$T/results.json" >"$T/bench.log" 2>&1 || rc=$?
 if [[ $rc == 77 ]]; then
     echo "test_bench_smoke: SKIP: $(tail -n 1 "$T/bench.log")"
@@ -82,8 +85,8 @@ sys.exit(1 if bad else 0)
 PY
 # The Python package's paths (bench.py run_python): two workloads, one client.
 rc=0
-timeout -k 10 120 "$SRC/bench/run" --quick --no-doc --rtt-ms 2 --clients 1 \
-    --sections python --workloads scattered,listing \
+timeout -k 10 180 "$SRC/bench/run" --quick --no-doc --rtt-ms 2 --clients 1 \
+    --sections python --workloads scattered,listing --workdir "$T/work" \
     --daemon "$H5CHUNKD_BIN" --results "$T/py.json" >"$T/py.log" 2>&1 || rc=$?
 if [[ $rc != 0 ]]; then
     echo "test_bench_smoke: FAIL: bench/run --sections python exited $rc"
