@@ -4,7 +4,9 @@
  * GET /v1/zarr?url=U which tells a client its base.
  *
  * Keys: ".zmetadata" (consolidated metadata of the whole file, built by one
- * walk and cached with the file's version), "{path}/.zgroup",
+ * walk and cached with the file's version: its descriptions are first asked
+ * for a level of the hierarchy at a time, then walked in name order),
+ * "{path}/.zgroup",
  * "{path}/.zarray", "{path}/.zattrs", and "{dataset path}/{chunk key}".
  * A chunk is served as stored when .zarray names codecs that undo the
  * dataset's filters, else decoded; a chunk never written is a 404 so zarr
@@ -28,6 +30,8 @@
 #define MAX_WALK_OBJECTS    200000
 #define MAX_WALK_DEPTH      64
 #define MAX_ZMETADATA_BYTES (64 * H5CD_MIB)
+#define MAX_PREFETCH_BYTES  (64 * H5CD_MIB) /* descriptions one walk keeps in memory */
+#define MAX_LEVEL_BYTES     (16 * H5CD_MIB) /* paths of one level described at once */
 #define ZARR_PREFIX         "/zarr/v2/"
 #define ZMETADATA_DOC       "#zmetadata"
 
@@ -110,7 +114,9 @@ struct zwalk {
     struct server *srv;
     const struct remote_file *file;
     json_t *md;
-    json_t *seen; /* object_id -> true */
+    json_t *seen;   /* object_id -> true */
+    json_t *known;  /* path -> its description, asked for by level (prefetch) */
+    json_t *failed; /* path -> [code, message]: its description failed */
     size_t objects;
     size_t bytes;
     struct h5cd_error *err;
@@ -144,6 +150,113 @@ static bool leave_out(enum h5cd_errcode code)
     return code == H5CD_E_UNSUPPORTED || code == H5CD_E_NOT_FOUND;
 }
 
+/* A member name the Zarr view can list. */
+static bool member_listed(const char *name)
+{
+    return name != NULL && name[0] != '\0' && strchr(name, '/') == NULL && !zarr_reserved(name);
+}
+
+/* The path of member name of the group at path.  0, or -1 if it is too long. */
+static int child_path(const char *path, const char *name, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s/%s", path[1] != '\0' ? path : "", name);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* A description, from the prefetch when it has it.  New reference, or NULL with err. */
+static json_t *describe(struct zwalk *w, const char *path, struct h5cd_error *err)
+{
+    json_t *meta = json_object_get(w->known, path);
+    if (meta != NULL)
+        return json_incref(meta);
+    json_t *failed = json_object_get(w->failed, path);
+    if (failed != NULL) {
+        h5cd_fail(err, (enum h5cd_errcode)json_integer_value(json_array_get(failed, 0)), "%s",
+                  json_string_value(json_array_get(failed, 1)));
+        return NULL;
+    }
+    return h5index_meta(w->srv->h5index, w->file, path, err);
+}
+
+/* Adds the paths of a group's listed members to next, as the walk visits them.  False when
+ * the level's bound is reached. */
+static bool add_members(json_t *meta, const char *path, json_t *next, size_t *bytes)
+{
+    size_t i;
+    json_t *member;
+    json_array_foreach(json_object_get(meta, "members"), i, member)
+    {
+        const char *name = json_string_value(member);
+        char child[H5CD_MAX_PATH_BYTES + 2];
+        if (!member_listed(name) || child_path(path, name, child, sizeof(child)) < 0)
+            continue;
+        *bytes += strlen(child) + 1;
+        if (*bytes > MAX_LEVEL_BYTES || json_array_append_new(next, json_string(child)) < 0)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Describes the hierarchy a level at a time (each group once, by object
+ * id), so that its objects cost a few worker operations instead of one
+ * each.  Only a cache for the walk: what it could not describe, or did not
+ * reach (a group the walk enters by another name, past a bound), the walk
+ * asks for itself, and it decides every outcome as before.
+ */
+static void prefetch(struct zwalk *w)
+{
+    json_t *level = json_pack("[s]", "/"), *groups = json_object();
+    size_t objects = 0, kept = 0;
+    for (int depth = 0; depth <= MAX_WALK_DEPTH && level != NULL && groups != NULL; depth++) {
+        size_t n = json_array_size(level);
+        if (n == 0 || objects + n > MAX_WALK_OBJECTS)
+            break;
+        objects += n;
+        const char **paths = calloc(n, sizeof(*paths));
+        json_t **metas = calloc(n, sizeof(*metas));
+        struct h5cd_error *errs = calloc(n, sizeof(*errs));
+        size_t *bytes = calloc(n, sizeof(*bytes));
+        json_t *next = json_array();
+        bool more = paths != NULL && metas != NULL && errs != NULL && bytes != NULL && next != NULL;
+        if (more) {
+            for (size_t i = 0; i < n; i++)
+                paths[i] = json_string_value(json_array_get(level, i));
+            h5index_meta_many(w->srv->h5index, w->file, paths, n, metas, errs, bytes);
+        }
+        size_t next_bytes = 0;
+        for (size_t i = 0; more && i < n; i++) {
+            if (metas[i] == NULL) {
+                json_object_set_new(w->failed, paths[i],
+                                    json_pack("[i,s]", (int)errs[i].code, errs[i].message));
+                continue;
+            }
+            const char *kind = json_string_value(json_object_get(metas[i], "kind"));
+            const char *id = json_string_value(json_object_get(metas[i], "object_id"));
+            if (kind != NULL && strcmp(kind, "group") == 0 && id != NULL &&
+                json_object_get(groups, id) == NULL) {
+                json_object_set_new(groups, id, json_true());
+                more = add_members(metas[i], paths[i], next, &next_bytes);
+            }
+            kept += bytes[i];
+            if (kept <= MAX_PREFETCH_BYTES)
+                json_object_set(w->known, paths[i], metas[i]);
+        }
+        for (size_t i = 0; metas != NULL && i < n; i++)
+            json_decref(metas[i]);
+        free(paths);
+        free(metas);
+        free(errs);
+        free(bytes);
+        json_decref(level);
+        level = more ? next : NULL;
+        if (!more)
+            json_decref(next);
+    }
+    json_decref(level);
+    json_decref(groups);
+}
+
 static int walk(struct zwalk *w, const char *path, const char *prefix, int depth);
 
 static int walk_members(struct zwalk *w, json_t *meta, const char *path, const char *prefix,
@@ -156,14 +269,13 @@ static int walk_members(struct zwalk *w, json_t *meta, const char *path, const c
         const char *name = json_string_value(member);
         char child[H5CD_MAX_PATH_BYTES + 2], child_prefix[2 * H5CD_MAX_PATH_BYTES + 2],
             zname[3 * H5CD_MAX_PATH_BYTES + 1];
-        if (name == NULL || name[0] == '\0' || strchr(name, '/') != NULL || zarr_reserved(name)) {
+        if (!member_listed(name)) {
             log_info("msg=\"left out of the Zarr view\" path=\"%s\" reason=\"member name not "
                      "representable\"",
                      path);
             continue;
         }
-        if (snprintf(child, sizeof(child), "%s/%s", path[1] != '\0' ? path : "", name) >=
-                (int)sizeof(child) ||
+        if (child_path(path, name, child, sizeof(child)) < 0 ||
             zarr_name(name, zname, sizeof(zname)) < 0 ||
             snprintf(child_prefix, sizeof(child_prefix), "%s%s%s", prefix,
                      prefix[0] != '\0' ? "/" : "", zname) >= (int)sizeof(child_prefix))
@@ -185,7 +297,7 @@ static int walk(struct zwalk *w, const char *path, const char *prefix, int depth
         return h5cd_fail(w->err, H5CD_E_TOO_LARGE, "the file has more than %d objects",
                          MAX_WALK_OBJECTS);
     struct h5cd_error err = {0};
-    json_t *meta = h5index_meta(w->srv->h5index, w->file, path, &err);
+    json_t *meta = describe(w, path, &err);
     if (meta == NULL) {
         if (depth > 0 && leave_out(err.code)) {
             log_info("msg=\"left out of the Zarr view\" path=\"%s\" code=%s reason=\"%s\"", path,
@@ -244,11 +356,23 @@ static enum MHD_Result send_zmetadata(struct server *srv, struct MHD_Connection 
     char *text = h5index_get_doc(srv->h5index, file, ZMETADATA_DOC);
     if (text == NULL) {
         struct h5cd_error err = {0};
-        struct zwalk w = {
-            .srv = srv, .file = file, .md = json_object(), .seen = json_object(), .err = &err};
-        int rc = w.md != NULL && w.seen != NULL ? walk(&w, "/", "", 0)
-                                                : h5cd_fail(&err, H5CD_E_INTERNAL, "out of memory");
+        struct zwalk w = {.srv = srv,
+                          .file = file,
+                          .md = json_object(),
+                          .seen = json_object(),
+                          .known = json_object(),
+                          .failed = json_object(),
+                          .err = &err};
+        int rc = -1;
+        if (w.md != NULL && w.seen != NULL && w.known != NULL && w.failed != NULL) {
+            prefetch(&w);
+            rc = walk(&w, "/", "", 0);
+        } else {
+            h5cd_fail(&err, H5CD_E_INTERNAL, "out of memory");
+        }
         json_decref(w.seen);
+        json_decref(w.known);
+        json_decref(w.failed);
         if (rc < 0) { /* nothing is cached: a later request walks again */
             json_decref(w.md);
             return http_send_error(srv, conn, &err);

@@ -22,7 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
+#include <sys/types.h>
 #include <time.h>
 
 #include "chunkwalk.h"
@@ -469,13 +469,11 @@ static int dataset_from_doc(json_t *doc, int64_t id, const char *path, struct h5
     return 0;
 }
 
-/* Finds the stored document of an object, or describes it with libhdf5 and stores it.
- * Returns a new reference to {"meta": ..., "facts": ...} and its row id, or NULL. */
-static json_t *object_doc(struct h5index *idx, const struct remote_file *file, const char *path,
-                          int64_t *row_id, struct h5cd_error *err)
+/* The stored document of an object (a new reference, its row id and text size), or NULL.
+ * Caller holds the lock and has synced the file's version. */
+static json_t *stored_doc_locked(struct h5index *idx, const struct remote_file *file,
+                                 const char *path, int64_t *row_id, size_t *bytes)
 {
-    pthread_mutex_lock(&idx->lock);
-    sync_version_locked(idx, file);
     sqlite3_stmt *s = stmt(idx, ST_OBJECT_GET);
     sqlite3_bind_int64(s, 1, file->file_id);
     sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
@@ -483,21 +481,22 @@ static json_t *object_doc(struct h5index *idx, const struct remote_file *file, c
     if (sqlite3_step(s) == SQLITE_ROW) {
         *row_id = sqlite3_column_int64(s, 0);
         doc = json_loads((const char *)sqlite3_column_text(s, 1), 0, NULL);
+        *bytes = (size_t)sqlite3_column_bytes(s, 1);
     }
     sqlite3_reset(s);
-    pthread_mutex_unlock(&idx->lock);
-    if (doc != NULL)
-        return doc;
+    return doc;
+}
 
-    struct wp_op op = {.opcode = WP_OP_DESCRIBE};
-    snprintf(op.path, sizeof(op.path), "%s", path);
-    struct workerpool_call call = {.op = &op, .max_result = WP_MAX_DOC_BYTES};
-    if (run_worker(idx, file, path, &call, err) < 0)
-        return NULL;
+/*
+ * Parses a description a worker sent (text, len) and checks its shape:
+ * the worker parsed a hostile file.  A new reference and its compact text
+ * (malloc'd, to store), or NULL with err.
+ */
+static json_t *worker_doc(const char *path, const uint8_t *text, size_t len, char **compact,
+                          struct h5cd_error *err)
+{
     json_error_t jerr;
-    doc = json_loadb((const char *)call.data, call.len, JSON_REJECT_DUPLICATES, &jerr);
-    free(call.data);
-    /* The worker parsed a hostile file: check the shape of what it says. */
+    json_t *doc = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &jerr);
     json_t *meta = json_object_get(doc, "meta");
     const char *kind = json_string_value(json_object_get(meta, "kind"));
     if (!json_is_object(meta) || kind == NULL ||
@@ -507,24 +506,223 @@ static json_t *object_doc(struct h5index *idx, const struct remote_file *file, c
                   path);
         return NULL;
     }
-    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-    if (text == NULL) {
+    *compact = json_dumps(doc, JSON_COMPACT);
+    if (*compact == NULL) {
         json_decref(doc);
         h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
         return NULL;
     }
-    pthread_mutex_lock(&idx->lock);
-    s = stmt(idx, ST_OBJECT_PUT);
+    return doc;
+}
+
+/* Stores a document's text; its row id.  Caller holds the lock. */
+static int64_t store_doc_locked(struct h5index *idx, const struct remote_file *file,
+                                const char *path, const char *text)
+{
+    sqlite3_stmt *s = stmt(idx, ST_OBJECT_PUT);
     sqlite3_bind_int64(s, 1, file->file_id);
     sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, text, -1, SQLITE_STATIC);
     if (sqlite3_step(s) != SQLITE_DONE)
         log_warn("msg=\"cannot store object\" reason=\"%s\"", sqlite3_errmsg(idx->db));
     sqlite3_reset(s);
-    *row_id = sqlite3_last_insert_rowid(idx->db);
+    return sqlite3_last_insert_rowid(idx->db);
+}
+
+/* Finds the stored document of an object, or describes it with libhdf5 and stores it.
+ * Returns a new reference to {"meta": ..., "facts": ...} and its row id, or NULL. */
+static json_t *object_doc(struct h5index *idx, const struct remote_file *file, const char *path,
+                          int64_t *row_id, struct h5cd_error *err)
+{
+    size_t bytes = 0;
+    pthread_mutex_lock(&idx->lock);
+    sync_version_locked(idx, file);
+    json_t *doc = stored_doc_locked(idx, file, path, row_id, &bytes);
+    pthread_mutex_unlock(&idx->lock);
+    if (doc != NULL)
+        return doc;
+
+    struct wp_op op = {.opcode = WP_OP_DESCRIBE};
+    snprintf(op.path, sizeof(op.path), "%s", path);
+    struct workerpool_call call = {.op = &op, .max_result = WP_MAX_DOC_BYTES};
+    if (run_worker(idx, file, path, &call, err) < 0)
+        return NULL;
+    char *text = NULL;
+    doc = worker_doc(path, call.data, call.len, &text, err);
+    free(call.data);
+    if (doc == NULL)
+        return NULL;
+    pthread_mutex_lock(&idx->lock);
+    *row_id = store_doc_locked(idx, file, path, text);
     pthread_mutex_unlock(&idx->lock);
     free(text);
     return doc;
+}
+
+/* ---- many objects ---- */
+
+/* What h5index_meta_many is filling. */
+struct meta_many {
+    const struct remote_file *file;
+    const char *const *paths; /* canonical; NULL: already answered */
+    json_t **metas;
+    struct h5cd_error *errs;
+    size_t *bytes;
+};
+
+/* The meta part of a document (consumed) into slot i. */
+static void answer(struct meta_many *m, size_t i, json_t *doc, size_t bytes)
+{
+    m->metas[i] = json_incref(json_object_get(doc, "meta"));
+    json_decref(doc);
+    if (m->metas[i] == NULL)
+        h5cd_fail(&m->errs[i], H5CD_E_INTERNAL, "corrupt index entry");
+    if (m->bytes != NULL)
+        m->bytes[i] = bytes;
+}
+
+/*
+ * Takes the records of one DESCRIBE_MANY answer for the paths want[0..n):
+ * documents are checked, stored (one transaction) and answered, errors
+ * classified as a single description's would be.  How many paths were
+ * answered (a worker may answer fewer), or -1 when the records are
+ * malformed.
+ */
+static ssize_t take_records(struct h5index *idx, struct meta_many *m, const size_t *want, size_t n,
+                            const struct workerpool_call *call)
+{
+    size_t pos = 0, done = 0;
+    struct wp_doc rec;
+    const uint8_t *bytes = NULL;
+    int rc = 0;
+    pthread_mutex_lock(&idx->lock);
+    sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
+    while (done < n && (rc = wp_doc_next(call->data, call->len, &pos, &rec, &bytes)) > 0) {
+        size_t i = want[done++];
+        if (rec.code != H5CD_OK) {
+            char message[H5CD_MAX_ERROR_MESSAGE];
+            memcpy(message, bytes, rec.length); /* wp_doc_next bounded it */
+            message[rec.length] = '\0';
+            workerpool_worker_error(call, (enum h5cd_errcode)rec.code, message, &m->errs[i]);
+            continue;
+        }
+        char *text = NULL;
+        json_t *doc = worker_doc(m->paths[i], bytes, rec.length, &text, &m->errs[i]);
+        if (doc == NULL)
+            continue;
+        store_doc_locked(idx, m->file, m->paths[i], text);
+        free(text);
+        answer(m, i, doc, rec.length);
+    }
+    sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
+    pthread_mutex_unlock(&idx->lock);
+    if (rc < 0 || (rc == 0 && done == 0) || (done == n && pos != call->len))
+        return -1;
+    return (ssize_t)done;
+}
+
+/* Describes the paths want[0..n) (at most WP_MAX_DESCRIBE_PATHS, WP_MAX_PATHS_BYTES of names)
+ * in one worker operation.  How many were answered, or -1 with every one of them failed. */
+static ssize_t describe_some(struct h5index *idx, struct meta_many *m, const size_t *want, size_t n,
+                             char *names, size_t names_len)
+{
+    struct wp_op *op = calloc(1, sizeof(*op));
+    struct h5cd_error err = {0};
+    ssize_t done = -1;
+    if (op == NULL) {
+        h5cd_fail(&err, H5CD_E_INTERNAL, "out of memory");
+    } else {
+        op->opcode = WP_OP_DESCRIBE_MANY;
+        op->npaths = (uint32_t)n;
+        op->paths_len = (uint32_t)names_len;
+        snprintf(op->path, sizeof(op->path), "%s", m->paths[want[0]]);
+        struct workerpool_call call = {
+            .op = op, .paths = names, .max_result = WP_MAX_DOCS_RESULT_BYTES};
+        if (run_worker(idx, m->file, m->paths[want[0]], &call, &err) == 0) {
+            done = take_records(idx, m, want, n, &call);
+            if (done < 0) {
+                h5cd_fail(&err, H5CD_E_DAMAGED_FILE,
+                          "%.200s: the HDF5 worker's descriptions are malformed",
+                          m->paths[want[0]]);
+            } else if ((size_t)done < n && call.upstream_error.code != H5CD_OK) {
+                /* The worker stopped at a read that failed upstream: so would the rest. */
+                for (size_t k = (size_t)done; k < n; k++)
+                    m->errs[want[k]] = call.upstream_error;
+                done = (ssize_t)n;
+            }
+        }
+        free(call.data);
+    }
+    free(op);
+    if (done < 0)
+        for (size_t k = 0; k < n; k++)
+            m->errs[want[k]] = err;
+    return done;
+}
+
+void h5index_meta_many(struct h5index *idx, const struct remote_file *file,
+                       const char *const *paths, size_t n, json_t **metas, struct h5cd_error *errs,
+                       size_t *doc_bytes)
+{
+    char(*canon)[H5CD_MAX_PATH_BYTES + 2] = calloc(n > 0 ? n : 1, sizeof(*canon));
+    const char **canon_paths = calloc(n > 0 ? n : 1, sizeof(*canon_paths));
+    size_t *want = calloc(n > 0 ? n : 1, sizeof(*want));
+    char *names = malloc(WP_MAX_PATHS_BYTES);
+    struct meta_many m = {
+        .file = file, .paths = canon_paths, .metas = metas, .errs = errs, .bytes = doc_bytes};
+    for (size_t i = 0; i < n; i++) {
+        metas[i] = NULL;
+        errs[i] = (struct h5cd_error){0};
+        if (doc_bytes != NULL)
+            doc_bytes[i] = 0;
+    }
+    if (canon == NULL || canon_paths == NULL || want == NULL || names == NULL) {
+        for (size_t i = 0; i < n; i++)
+            h5cd_fail(&errs[i], H5CD_E_INTERNAL, "out of memory");
+        goto done;
+    }
+    size_t nwant = 0;
+    pthread_mutex_lock(&idx->lock);
+    sync_version_locked(idx, file);
+    for (size_t i = 0; i < n; i++) {
+        if (h5index_canonical_path(paths[i], canon[i], sizeof(canon[i])) < 0) {
+            h5cd_fail(&errs[i], H5CD_E_BAD_REQUEST, "malformed or too long object path");
+            continue;
+        }
+        canon_paths[i] = canon[i];
+        int64_t row_id;
+        size_t bytes = 0;
+        json_t *doc = stored_doc_locked(idx, file, canon[i], &row_id, &bytes);
+        if (doc != NULL)
+            answer(&m, i, doc, bytes);
+        else
+            want[nwant++] = i;
+    }
+    pthread_mutex_unlock(&idx->lock);
+    /* The rest in operations of at most WP_MAX_DESCRIBE_PATHS paths and WP_MAX_PATHS_BYTES. */
+    for (size_t from = 0; from < nwant;) {
+        size_t count = 0, len = 0;
+        while (from + count < nwant && count < WP_MAX_DESCRIBE_PATHS) {
+            size_t one = strlen(canon[want[from + count]]) + 1;
+            if (one > WP_MAX_PATHS_BYTES - len)
+                break;
+            memcpy(names + len, canon[want[from + count]], one);
+            len += one;
+            count++;
+        }
+        ssize_t done = describe_some(idx, &m, want + from, count, names, len);
+        if (done < 0) { /* the rest would fail alike (a quarantine, a lost worker) */
+            for (size_t k = from + count; k < nwant; k++)
+                errs[want[k]] = errs[want[from]];
+            break;
+        }
+        from += (size_t)done;
+    }
+done:
+    free(names);
+    free(want);
+    free(canon_paths);
+    free(canon);
 }
 
 json_t *h5index_meta(struct h5index *idx, const struct remote_file *file, const char *path,

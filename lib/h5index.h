@@ -93,6 +93,18 @@ void h5index_close(struct h5index *index);
 json_t *h5index_meta(struct h5index *index, const struct remote_file *file, const char *path,
                      struct h5cd_error *err);
 
+/*
+ * h5index_meta of n paths at once: metas[i] (a new reference) or NULL with
+ * errs[i], and doc_bytes[i] (if not NULL) the size of the stored document,
+ * for the caller's memory bounds.  Documents not in the index are described
+ * by as few worker operations as their number and size allow (one per
+ * WP_MAX_DESCRIBE_PATHS paths) and stored in one transaction each: a
+ * worker round trip and a commit per object cost more than describing it.
+ */
+void h5index_meta_many(struct h5index *index, const struct remote_file *file,
+                       const char *const *paths, size_t n, json_t **metas, struct h5cd_error *errs,
+                       size_t *doc_bytes);
+
 /* The dataset at path.  -1 with err: not_found, or bad_request for a group. */
 int h5index_dataset(struct h5index *index, const struct remote_file *file, const char *path,
                     struct h5dataset *out, struct h5cd_error *err);

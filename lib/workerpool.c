@@ -43,6 +43,10 @@ extern char **environ;
 struct worker {
     pid_t pid; /* 0: not running */
     int fd;
+    /* READ replies are read into this buffer, kept between READs and operations:
+     * fresh pages for every reply cost a page fault each (4 MiB: 1,024 faults). */
+    uint8_t *reply;
+    size_t reply_cap;
     bool busy;
     bool spawn_wanted; /* asked of the spawner thread */
     int spawn_result;  /* 0 started, -1 failed; valid once spawn_wanted is false */
@@ -249,6 +253,8 @@ void workerpool_free(struct workerpool *pool)
         pthread_join(pool->spawner, NULL);
     for (unsigned i = 0; i < pool->cfg.workers; i++) {
         struct worker *w = &pool->workers[i];
+        free(w->reply);
+        w->reply = NULL;
         if (w->pid == 0)
             continue;
         close(w->fd); /* a worker stops at EOF */
@@ -406,6 +412,18 @@ static uint64_t deadline_of(const struct exchange *x)
     return x->since_ms + left;
 }
 
+/* The worker's reply buffer, grown to hold len bytes (at most WP_MAX_READ_BYTES).  NULL when
+ * out of memory. */
+static uint8_t *reply_buffer(struct worker *w, size_t len)
+{
+    if (len <= w->reply_cap)
+        return w->reply;
+    free(w->reply); /* its bytes are not needed: no copy */
+    w->reply = malloc(len);
+    w->reply_cap = w->reply != NULL ? len : 0;
+    return w->reply;
+}
+
 /* Serves one READ.  0, or -1 when the worker broke the rules (reason set). */
 static int serve_read(struct exchange *x, const struct wp_header *hdr)
 {
@@ -433,7 +451,7 @@ static int serve_read(struct exchange *x, const struct wp_header *hdr)
         return -1;
     }
     struct wp_read_reply reply = {.length = rq.length};
-    uint8_t *buf = malloc((size_t)rq.length);
+    uint8_t *buf = reply_buffer(x->w, (size_t)rq.length);
     /* A worker that asks and then stops reading would otherwise hold this thread. */
     uint64_t send_by = wp_now_ms() + x->pool->cfg.timeout_ms;
     int rc;
@@ -445,6 +463,7 @@ static int serve_read(struct exchange *x, const struct wp_header *hdr)
         if (!x->upstream_failed) {
             x->upstream_failed = true;
             x->upstream_error = reply.error;
+            call->upstream_error = reply.error;
         }
         reply.length = 0;
         rc = wp_send(x->w->fd, WP_READ_REPLY, &reply, sizeof(reply), NULL, 0, send_by);
@@ -453,13 +472,12 @@ static int serve_read(struct exchange *x, const struct wp_header *hdr)
         rc = wp_send(x->w->fd, WP_READ_REPLY, &reply, sizeof(reply), buf, (size_t)rq.length,
                      send_by);
     }
-    free(buf);
     x->since_ms = wp_now_ms();
     return rc < 0 ? -1 : 0; /* gone while we read for it: the caller learns how it ended */
 }
 
 /* Codes a worker may report as they are; anything else becomes damaged_file. */
-static bool trusted_code(enum h5cd_errcode code)
+static bool trusted_code(uint32_t code)
 {
     switch (code) {
     case H5CD_E_BAD_REQUEST:
@@ -472,6 +490,17 @@ static bool trusted_code(enum h5cd_errcode code)
     default:
         return false;
     }
+}
+
+void workerpool_worker_error(const struct workerpool_call *call, enum h5cd_errcode code,
+                             const char *message, struct h5cd_error *out)
+{
+    if (call->upstream_error.code != H5CD_OK)
+        *out = call->upstream_error;
+    else if (trusted_code(code))
+        h5cd_fail(out, code, "%s", message);
+    else
+        h5cd_fail(out, H5CD_E_DAMAGED_FILE, "libhdf5 failed on the file: %s", message);
 }
 
 /* Reads the RESULT's data into call->data (reserving budget if asked).  0 or -1. */
@@ -533,13 +562,7 @@ static int take_result(struct exchange *x, const struct wp_header *hdr, struct h
             snprintf(call->reason, sizeof(call->reason), "sent data with an error");
             return -2;
         }
-        if (x->upstream_failed)
-            *err = x->upstream_error;
-        else if (trusted_code(res.error.code))
-            *err = res.error;
-        else
-            h5cd_fail(err, H5CD_E_DAMAGED_FILE, "libhdf5 failed on the file: %s",
-                      res.error.message);
+        workerpool_worker_error(call, res.error.code, res.error.message, err);
         return -1;
     }
     if (res.data_len > call->max_result) {
@@ -559,7 +582,10 @@ static int exchange(struct exchange *x, struct h5cd_error *err)
     struct workerpool_call *call = x->call;
     size_t rank = call->op->ds.grid.rank > 0 ? (size_t)call->op->ds.grid.rank : 0;
     size_t coords_len = (size_t)call->op->ncoords * rank * sizeof(uint64_t);
-    if (wp_send(x->w->fd, WP_OP, call->op, sizeof(*call->op), call->coords, coords_len,
+    /* Coordinates or paths follow the operation, never both. */
+    const void *extra = call->op->paths_len > 0 ? (const void *)call->paths : call->coords;
+    size_t extra_len = call->op->paths_len > 0 ? call->op->paths_len : coords_len;
+    if (wp_send(x->w->fd, WP_OP, call->op, sizeof(*call->op), extra, extra_len,
                 wp_now_ms() + x->pool->cfg.timeout_ms) < 0)
         return -3; /* gone before it saw the operation: not the file's doing */
     x->since_ms = wp_now_ms();
@@ -593,6 +619,9 @@ int workerpool_run(struct workerpool *pool, struct workerpool_call *call, struct
     call->len = 0;
     call->fate = WORKERPOOL_NOT_RUN;
     call->reason[0] = '\0';
+    call->upstream_error = (struct h5cd_error){0};
+    if (call->op->paths_len > 0 && call->op->ncoords > 0)
+        return h5cd_fail(err, H5CD_E_INTERNAL, "an operation with both coordinates and paths");
     struct wp_op *op = call->op;
     op->file_id = call->file->file_id;
     op->file_size = call->file->size;

@@ -52,6 +52,7 @@ struct workerpool_call {
     const struct remote_file *file;
     struct wp_op *op; /* filled by the caller except file fields, which run() sets */
     const uint64_t *coords;
+    const char *paths;   /* DESCRIBE_MANY: op->paths_len bytes (op->npaths paths) */
     uint64_t max_result; /* largest data_len accepted */
     bool budgeted;       /* reserve the result's bytes in the daemon-wide budget */
     /* out */
@@ -62,6 +63,9 @@ struct workerpool_call {
     size_t len;
     enum workerpool_fate fate;
     char reason[128]; /* what happened to the worker, for logs and quarantine */
+    /* One of the daemon's reads for the worker failed upstream (code H5CD_OK: none):
+     * that, not the file, explains whatever failed after it. */
+    struct h5cd_error upstream_error;
 };
 
 /* Locates the worker program: H5CHUNKD_WORKER from the environment, else
@@ -84,5 +88,15 @@ int workerpool_run(struct workerpool *pool, struct workerpool_call *call, struct
 /* Frees a budgeted result and returns its bytes to the budget.  NULL is a no-op.
  * Usable as a libmicrohttpd free callback. */
 void workerpool_free_values(void *data);
+
+/*
+ * The error a client gets for an error a worker reported (a DESCRIBE_MANY
+ * record's): an upstream failure of the call's own reads if there was one;
+ * else the worker's code if it is one a worker may report (bad_request,
+ * not_found, too_large, unsupported, damaged_file, filter_unavailable);
+ * else damaged_file.  The worker's message is kept.
+ */
+void workerpool_worker_error(const struct workerpool_call *call, enum h5cd_errcode code,
+                             const char *message, struct h5cd_error *out);
 
 #endif

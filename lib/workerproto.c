@@ -120,3 +120,19 @@ int wp_skip(int fd, uint64_t len, uint64_t deadline_ms)
     }
     return 0;
 }
+
+int wp_doc_next(const uint8_t *data, size_t len, size_t *pos, struct wp_doc *doc,
+                const uint8_t **bytes)
+{
+    if (*pos == len)
+        return 0;
+    if (*pos > len || len - *pos < sizeof(*doc))
+        return -1;
+    memcpy(doc, data + *pos, sizeof(*doc));
+    size_t at = *pos + sizeof(*doc);
+    if (doc->length > len - at || (doc->code != H5CD_OK && doc->length >= H5CD_MAX_ERROR_MESSAGE))
+        return -1;
+    *bytes = data + at;
+    *pos = at + doc->length;
+    return 1;
+}

@@ -11,6 +11,11 @@
  * A worker announces itself with READY once it has confined itself; then
  * a request is one OP from the daemon, any number of READ (worker) /
  * READ_REPLY (daemon) pairs, then one RESULT from the worker.
+ *
+ * DESCRIBE_MANY describes several objects in one exchange (the Zarr view's
+ * walk asks for a whole level of the hierarchy at once): the OP carries
+ * their paths, the RESULT one record per path, in order, each a struct
+ * wp_doc and its bytes (the description's JSON text, or an error message).
  */
 #ifndef H5CD_WORKERPROTO_H
 #define H5CD_WORKERPROTO_H
@@ -26,10 +31,16 @@
 #define WP_MAGIC 0x48354357u /* "WC5H" */
 
 /* Bounds of a frame's payload, by type. */
-#define WP_MAX_READ_BYTES   (8u * 1024 * 1024)  /* one READ; the worker splits larger reads */
-#define WP_MAX_LOCATE_KEYS  4096u               /* chunk coordinates of one LOCATE */
-#define WP_MAX_DOC_BYTES    (64u * 1024 * 1024) /* a DESCRIBE result (JSON text) */
-#define WP_MAX_RESULT_BYTES (16ULL * 1024 * 1024 * 1024) /* any result; ops bound it lower */
+#define WP_MAX_READ_BYTES     (8u * 1024 * 1024)  /* one READ; the worker splits larger reads */
+#define WP_MAX_LOCATE_KEYS    4096u               /* chunk coordinates of one LOCATE */
+#define WP_MAX_DOC_BYTES      (64u * 1024 * 1024) /* a DESCRIBE result (JSON text) */
+#define WP_MAX_RESULT_BYTES   (16ULL * 1024 * 1024 * 1024) /* any result; ops bound it lower */
+#define WP_MAX_DESCRIBE_PATHS 4096u                        /* paths of one DESCRIBE_MANY */
+#define WP_MAX_PATHS_BYTES    (1024u * 1024)               /* their bytes, one NUL after each */
+/* A DESCRIBE_MANY result: its documents, and a record head and message per path. */
+#define WP_MAX_DOCS_RESULT_BYTES                                                                   \
+    ((uint64_t)WP_MAX_DOC_BYTES +                                                                  \
+     (uint64_t)WP_MAX_DESCRIBE_PATHS * (sizeof(struct wp_doc) + H5CD_MAX_ERROR_MESSAGE))
 
 enum wp_type {
     WP_OP = 1,     /* daemon -> worker: struct wp_op, then coords */
@@ -40,11 +51,12 @@ enum wp_type {
 };
 
 enum wp_opcode {
-    WP_OP_DESCRIBE = 1, /* path -> {"meta": /v1/meta document, "facts": layout facts} */
-    WP_OP_LOCATE,       /* ds, ncoords chunk coords -> ncoords struct wp_loc */
-    WP_OP_COMPACT,      /* ds -> a compact dataset's stored bytes */
-    WP_OP_DECODE,       /* ds, one chunk's coords -> its decoded values */
-    WP_OP_SLICE,        /* ds, sel -> decoded values of the selection (format, elem_size) */
+    WP_OP_DESCRIBE = 1,  /* path -> {"meta": /v1/meta document, "facts": layout facts} */
+    WP_OP_LOCATE,        /* ds, ncoords chunk coords -> ncoords struct wp_loc */
+    WP_OP_COMPACT,       /* ds -> a compact dataset's stored bytes */
+    WP_OP_DECODE,        /* ds, one chunk's coords -> its decoded values */
+    WP_OP_SLICE,         /* ds, sel -> decoded values of the selection (format, elem_size) */
+    WP_OP_DESCRIBE_MANY, /* npaths paths -> npaths or fewer struct wp_doc records, in order */
     WP_OP_COUNT
 };
 
@@ -57,6 +69,8 @@ struct wp_header {
 struct wp_op {
     uint32_t opcode;
     uint32_t ncoords;      /* LOCATE: keys; DECODE: 1; else 0 (coords follow, rank each) */
+    uint32_t npaths;       /* DESCRIBE_MANY: paths, each NUL-terminated, after the coords */
+    uint32_t paths_len;    /* ... their bytes (0 for other operations) */
     int64_t file_id;       /* the version being read */
     uint64_t file_size;    /* its size: reads past it are refused */
     uint64_t prefix_bytes; /* read when the file is opened */
@@ -89,6 +103,15 @@ struct wp_result {
     uint64_t data_len;
 };
 
+/* One record of a DESCRIBE_MANY result; `length` bytes follow it: the
+ * description's JSON text when code is H5CD_OK, else an error message.  A
+ * worker returns fewer records than paths when the next would pass
+ * WP_MAX_DOC_BYTES of documents: the daemon asks again for the rest. */
+struct wp_doc {
+    uint32_t code; /* enum h5cd_errcode */
+    uint32_t length;
+};
+
 /* One located chunk in a LOCATE result. */
 struct wp_loc {
     uint64_t offset;
@@ -111,6 +134,15 @@ int wp_recv_header(int fd, struct wp_header *hdr, uint64_t deadline_ms);
 
 /* Reads and discards len bytes.  0 or -1 with errno. */
 int wp_skip(int fd, uint64_t len, uint64_t deadline_ms);
+
+/*
+ * Reads the next record of a DESCRIBE_MANY result (data, len) at *pos and
+ * moves *pos past it.  1 with the record (its bytes at *bytes, not
+ * NUL-terminated), 0 at the end, -1 when the record does not fit the result
+ * or a message is longer than an error message can be.
+ */
+int wp_doc_next(const uint8_t *data, size_t len, size_t *pos, struct wp_doc *doc,
+                const uint8_t **bytes);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t wp_now_ms(void);

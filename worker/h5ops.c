@@ -176,35 +176,129 @@ static json_t *index_facts(hid_t fid, const char *path, bool contiguous)
     return facts;
 }
 
-static int op_describe(hid_t fid, const struct wp_op *op, uint8_t **data, size_t *len,
-                       struct h5cd_error *err)
+/* The description of one object as JSON text (malloc'd).  0, or -1 with err. */
+static int describe_text(hid_t fid, const char *path, char **text, size_t *len,
+                         struct h5cd_error *err)
 {
-    json_t *meta = h5meta_describe(fid, op->path, err);
+    json_t *meta = h5meta_describe(fid, path, err);
     if (meta == NULL)
         return -1;
     json_t *doc = json_pack("{s:o}", "meta", meta);
     const char *kind = json_string_value(json_object_get(meta, "kind"));
     if (doc != NULL && kind != NULL && strcmp(kind, "dataset") == 0) {
         const char *layout = json_string_value(json_object_get(meta, "layout"));
-        json_t *facts =
-            index_facts(fid, op->path, layout != NULL && strcmp(layout, "contiguous") == 0);
+        json_t *facts = index_facts(fid, path, layout != NULL && strcmp(layout, "contiguous") == 0);
         if (facts == NULL) {
             json_decref(doc);
-            return h5cd_fail(err, H5CD_E_DAMAGED_FILE, "cannot read the layout of %.200s",
-                             op->path);
+            return h5cd_fail(err, H5CD_E_DAMAGED_FILE, "cannot read the layout of %.200s", path);
         }
         json_object_set_new(doc, "facts", facts);
     }
-    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
-    if (text == NULL)
+    if (*text == NULL)
         return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
-    *len = strlen(text);
+    *len = strlen(*text);
     if (*len > WP_MAX_DOC_BYTES) {
-        free(text);
-        return h5cd_fail(err, H5CD_E_TOO_LARGE, "the description of %.200s is too large", op->path);
+        free(*text);
+        *text = NULL;
+        return h5cd_fail(err, H5CD_E_TOO_LARGE, "the description of %.200s is too large", path);
     }
+    return 0;
+}
+
+static int op_describe(hid_t fid, const struct wp_op *op, uint8_t **data, size_t *len,
+                       struct h5cd_error *err)
+{
+    char *text = NULL;
+    if (describe_text(fid, op->path, &text, len, err) < 0)
+        return -1;
     *data = (uint8_t *)text;
+    return 0;
+}
+
+/* ---- describe many ---- */
+
+/* A growing DESCRIBE_MANY result. */
+struct records {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+};
+
+static int records_add(struct records *r, uint32_t code, const void *bytes, size_t n)
+{
+    struct wp_doc head = {.code = code, .length = (uint32_t)n};
+    size_t need = r->len + sizeof(head) + n;
+    if (need > r->cap) {
+        size_t cap = r->cap > 0 ? r->cap : 64 * 1024;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *bigger = realloc(r->data, cap);
+        if (bigger == NULL)
+            return -1;
+        r->data = bigger;
+        r->cap = cap;
+    }
+    memcpy(r->data + r->len, &head, sizeof(head));
+    memcpy(r->data + r->len + sizeof(head), bytes, n);
+    r->len = need;
+    return 0;
+}
+
+/* A failed description's error, classified as a single DESCRIBE would be.
+ * True when a READ failed (upstream): that explains it best. */
+static bool classify_describe_failure(struct h5cd_error *err)
+{
+    bool read_failed = h5vfd_take_error(err);
+    if (err->code == H5CD_OK || err->code == H5CD_E_INTERNAL)
+        err->code = H5CD_E_DAMAGED_FILE;
+    err->message[sizeof(err->message) - 1] = '\0';
+    return read_failed;
+}
+
+/*
+ * Describes each path (valid_op checked the list), one record each, in
+ * order.  Stops before a document that would take the documents past
+ * WP_MAX_DOC_BYTES: the daemon asks again for the rest.  A path that fails
+ * is an error record; one whose READ failed ends the list (the next paths
+ * would only wait for upstream again).  The operation itself fails only
+ * when out of memory.
+ */
+static int op_describe_many(hid_t fid, const struct wp_op *op, const char *paths, uint8_t **data,
+                            size_t *len, struct h5cd_error *err)
+{
+    struct records out = {0};
+    uint64_t doc_bytes = 0;
+    bool read_failed = false;
+    const char *path = paths;
+    for (uint32_t i = 0; i < op->npaths; i++, path += strlen(path) + 1) {
+        struct h5cd_error one = {0};
+        char *text = NULL;
+        size_t n = 0;
+        h5vfd_take_error(NULL);
+        int rc;
+        if (describe_text(fid, path, &text, &n, &one) == 0) {
+            if (i > 0 && n > WP_MAX_DOC_BYTES - doc_bytes) {
+                free(text);
+                break;
+            }
+            doc_bytes += n;
+            rc = records_add(&out, H5CD_OK, text, n);
+            free(text);
+        } else {
+            read_failed = classify_describe_failure(&one);
+            rc = records_add(&out, one.code, one.message, strlen(one.message));
+        }
+        if (rc < 0) {
+            free(out.data);
+            return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+        }
+        if (read_failed)
+            break;
+    }
+    *data = out.data;
+    *len = out.len;
     return 0;
 }
 
@@ -466,9 +560,25 @@ static int op_slice(hid_t fid, const struct wp_op *op, struct wp_result *res, ui
 
 /* ---- dispatch ---- */
 
-/* Checks what the daemon sent before libhdf5 sees it. */
-static int valid_op(const struct wp_op *op, const uint64_t *coords, struct h5cd_error *err)
+/* True when paths holds exactly npaths NUL-terminated paths of at most H5CD_MAX_PATH_BYTES + 1. */
+static bool valid_paths(const struct wp_op *op, const char *paths)
 {
+    size_t at = 0;
+    for (uint32_t i = 0; i < op->npaths; i++) {
+        const char *end = memchr(paths + at, '\0', op->paths_len - at);
+        if (end == NULL || (size_t)(end - (paths + at)) > H5CD_MAX_PATH_BYTES + 1)
+            return false;
+        at = (size_t)(end - paths) + 1;
+    }
+    return at == op->paths_len;
+}
+
+/* Checks what the daemon sent before libhdf5 sees it. */
+static int valid_op(const struct wp_op *op, const uint64_t *coords, const char *paths,
+                    struct h5cd_error *err)
+{
+    if (op->opcode == WP_OP_DESCRIBE_MANY ? !valid_paths(op, paths) : op->npaths != 0)
+        return h5cd_fail(err, H5CD_E_INTERNAL, "malformed path list");
     if (memchr(op->identity, '\0', sizeof(op->identity)) == NULL ||
         memchr(op->path, '\0', sizeof(op->path)) == NULL ||
         memchr(op->ds.path, '\0', sizeof(op->ds.path)) == NULL || op->ds.grid.rank < 0 ||
@@ -485,14 +595,14 @@ static int valid_op(const struct wp_op *op, const uint64_t *coords, struct h5cd_
     return 0;
 }
 
-void h5ops_run(const struct wp_op *op, const uint64_t *coords, struct wp_result *res,
-               uint8_t **data)
+void h5ops_run(const struct wp_op *op, const uint64_t *coords, const char *paths,
+               struct wp_result *res, uint8_t **data)
 {
     memset(res, 0, sizeof(*res));
     *data = NULL;
     struct h5cd_error *err = &res->error;
     size_t len = 0;
-    int rc = valid_op(op, coords, err);
+    int rc = valid_op(op, coords, paths, err);
     hid_t fid = rc == 0 ? acquire_file(op, err) : -1;
     if (fid < 0)
         rc = -1;
@@ -501,6 +611,9 @@ void h5ops_run(const struct wp_op *op, const uint64_t *coords, struct wp_result 
         switch (op->opcode) {
         case WP_OP_DESCRIBE:
             rc = op_describe(fid, op, data, &len, err);
+            break;
+        case WP_OP_DESCRIBE_MANY:
+            rc = op_describe_many(fid, op, paths, data, &len, err);
             break;
         case WP_OP_LOCATE:
             rc = op_locate(fid, op, coords, data, &len, err);
@@ -519,8 +632,8 @@ void h5ops_run(const struct wp_op *op, const uint64_t *coords, struct wp_result 
             rc = h5cd_fail(err, H5CD_E_INTERNAL, "unknown operation %u", op->opcode);
         }
     }
-    if (rc == 0 && op->opcode != WP_OP_DESCRIBE && op->opcode != WP_OP_LOCATE &&
-        len > op->max_bytes) {
+    if (rc == 0 && op->opcode != WP_OP_DESCRIBE && op->opcode != WP_OP_DESCRIBE_MANY &&
+        op->opcode != WP_OP_LOCATE && len > op->max_bytes) {
         free(*data);
         *data = NULL;
         rc = h5cd_fail(err, H5CD_E_TOO_LARGE, "decoded values larger than %llu bytes",

@@ -19,13 +19,14 @@
 void h5ops_init(const struct h5vfd_source *source);
 
 /*
- * Runs one operation.  On success res->error.code is H5CD_OK and *data
+ * Runs one operation (paths: DESCRIBE_MANY's path list, op->paths_len
+ * bytes).  On success res->error.code is H5CD_OK and *data
  * (malloc'd, may be NULL when res->data_len is 0) holds res->data_len
  * bytes; otherwise res->error says why (a stable code; never an upstream
  * code unless a READ failed upstream).
  */
-void h5ops_run(const struct wp_op *op, const uint64_t *coords, struct wp_result *res,
-               uint8_t **data);
+void h5ops_run(const struct wp_op *op, const uint64_t *coords, const char *paths,
+               struct wp_result *res, uint8_t **data);
 
 /* Closes every open file handle. */
 void h5ops_close_all(void);

@@ -80,7 +80,8 @@ static void serve(void)
         sizeof(struct wp_op) + (uint64_t)WP_MAX_LOCATE_KEYS * H5CD_MAX_RANK * sizeof(uint64_t);
     static struct wp_op op;
     uint64_t *coords = malloc(max_payload - sizeof(op) + sizeof(uint64_t));
-    if (coords == NULL)
+    char *paths = malloc(WP_MAX_PATHS_BYTES);
+    if (coords == NULL || paths == NULL)
         lost_daemon("start-up");
     for (;;) {
         struct wp_header hdr;
@@ -89,24 +90,28 @@ static void serve(void)
                 break; /* the daemon closed the socket: stop */
             lost_daemon("operation");
         }
-        if (hdr.type != WP_OP || hdr.length < sizeof(op) || hdr.length > max_payload ||
+        if (hdr.type != WP_OP || hdr.length < sizeof(op) ||
+            hdr.length > max_payload + WP_MAX_PATHS_BYTES ||
             wp_read_full(WORKER_FD, &op, sizeof(op), 0) < 0)
             lost_daemon("operation");
         uint64_t extra = hdr.length - sizeof(op);
         int rank = op.ds.grid.rank > 0 && op.ds.grid.rank <= H5CD_MAX_RANK ? op.ds.grid.rank : 0;
-        if (extra != (uint64_t)op.ncoords * (uint64_t)rank * sizeof(uint64_t) ||
-            op.ncoords > WP_MAX_LOCATE_KEYS ||
-            (extra > 0 && wp_read_full(WORKER_FD, coords, (size_t)extra, 0) < 0))
+        uint64_t coords_len = (uint64_t)op.ncoords * (uint64_t)rank * sizeof(uint64_t);
+        if (op.ncoords > WP_MAX_LOCATE_KEYS || op.npaths > WP_MAX_DESCRIBE_PATHS ||
+            op.paths_len > WP_MAX_PATHS_BYTES || extra != coords_len + op.paths_len ||
+            (coords_len > 0 && wp_read_full(WORKER_FD, coords, (size_t)coords_len, 0) < 0) ||
+            (op.paths_len > 0 && wp_read_full(WORKER_FD, paths, op.paths_len, 0) < 0))
             lost_daemon("operation coordinates");
         struct wp_result res;
         uint8_t *data = NULL;
-        h5ops_run(&op, coords, &res, &data);
+        h5ops_run(&op, coords, paths, &res, &data);
         int rc = wp_send(WORKER_FD, WP_RESULT, &res, sizeof(res), data, (size_t)res.data_len, 0);
         free(data);
         if (rc < 0)
             lost_daemon("result");
     }
     free(coords);
+    free(paths);
 }
 
 int main(int argc, char **argv)
