@@ -3,9 +3,10 @@
  * given by the caller: in h5chunkd-worker, READ messages to the daemon,
  * which answers them from the block cache (lib/remote.c).
  *
- * Read-only.  Opening a file reads a prefix of it (where most HDF5
- * metadata lives; the whole file when the daemon fetched it whole) in one
- * read and keeps it in memory; later metadata misses read a window around
+ * Read-only.  The prefix of a file (where most HDF5 metadata lives; the
+ * whole file when the daemon fetched it whole), which the daemon's open
+ * brought into its cache, is read in pages of 16 KiB as libhdf5 touches
+ * them, and the pages kept; metadata misses past it read a window around
  * them, sized from the link and growing on every miss.  libhdf5 calls these callbacks under its
  * own global lock, on whichever thread called libhdf5; they block on
  * upstream reads, so never call libhdf5 from the fetch loop thread.
@@ -41,7 +42,7 @@ struct h5vfd_source {
 
 /* How the driver reads metadata; the daemon plans it from the link (remote_meta_plan). */
 struct h5vfd_meta_plan {
-    uint64_t prefix_bytes; /* read at open and kept (0: none) */
+    uint64_t prefix_bytes; /* in the daemon's cache: read by pages and kept (0: none) */
     uint64_t window_first; /* a metadata read outside the prefix and the window reads this
                             * much from it on (0: half the prefix, at most 2 MiB; no window
                             * when the prefix is 0 too) ... */
