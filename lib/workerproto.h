@@ -37,6 +37,7 @@
 #define WP_MAX_RESULT_BYTES   (16ULL * 1024 * 1024 * 1024) /* any result; ops bound it lower */
 #define WP_MAX_DESCRIBE_PATHS 4096u                        /* paths of one DESCRIBE_MANY */
 #define WP_MAX_PATHS_BYTES    (1024u * 1024)               /* their bytes, one NUL after each */
+#define WP_DESCRIBE_MANY_MS   2000u /* a worker starts no new path of one after this */
 /* A DESCRIBE_MANY result: its documents, and a record head and message per path. */
 #define WP_MAX_DOCS_RESULT_BYTES                                                                   \
     ((uint64_t)WP_MAX_DOC_BYTES +                                                                  \

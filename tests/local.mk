@@ -60,6 +60,12 @@ tests_unit_check_h5meta_CFLAGS = $(TEST_CFLAGS) \
 tests_unit_check_h5meta_LDADD = $(TEST_LIBS)
 EXTRA_DIST += tests/data/make_meta_fixture.py
 
+# The HDF5 driver's prefix pages and reads, on a file written by libhdf5; < 1 s.
+check_PROGRAMS += tests/unit/check_h5vfd
+tests_unit_check_h5vfd_SOURCES = tests/unit/check_h5vfd.c
+tests_unit_check_h5vfd_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_h5vfd_LDADD = $(TEST_LIBS)
+
 # Our chunk-index reader against libhdf5 on files written by h5py.
 check_PROGRAMS += tests/unit/check_h5chunkindex
 tests_unit_check_h5chunkindex_SOURCES = tests/unit/check_h5chunkindex.c

@@ -260,7 +260,8 @@ static bool classify_describe_failure(struct h5cd_error *err)
 /*
  * Describes each path (valid_op checked the list), one record each, in
  * order.  Stops before a document that would take the documents past
- * WP_MAX_DOC_BYTES: the daemon asks again for the rest.  A path that fails
+ * WP_MAX_DOC_BYTES, or after WP_DESCRIBE_MANY_MS: the daemon asks again
+ * for the rest.  A path that fails
  * is an error record; one whose READ failed ends the list (the next paths
  * would only wait for upstream again).  The operation itself fails only
  * when out of memory.
@@ -272,7 +273,10 @@ static int op_describe_many(hid_t fid, const struct wp_op *op, const char *paths
     uint64_t doc_bytes = 0;
     bool read_failed = false;
     const char *path = paths;
+    uint64_t started = wp_now_ms();
     for (uint32_t i = 0; i < op->npaths; i++, path += strlen(path) + 1) {
+        if (i > 0 && wp_now_ms() - started > WP_DESCRIBE_MANY_MS)
+            break; /* the operation stays far inside worker_timeout_s, however slow each object */
         struct h5cd_error one = {0};
         char *text = NULL;
         size_t n = 0;

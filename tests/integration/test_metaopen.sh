@@ -9,11 +9,15 @@
 #    link in h5_whole_file_rtts = 10 round trips): the open fetches it whole
 #    (the probe, then the rest in at most 8 parallel pieces), every byte
 #    exactly once; listing every dataset (the Zarr view's consolidated
-#    metadata) then asks the origin nothing more.
+#    metadata) then asks the origin nothing more, and costs a worker
+#    operation per level of the hierarchy, not one per object.
 #  - A larger file (8.4 MB, above h5_whole_file_max = 4M): never fetched
 #    whole; its open is one request, sized from the link (not the 1280 KiB
 #    configured for an unmeasured host), and listing it fetches no byte twice
 #    in a bounded number of requests.
+#  - A group reached by several names (hard links, a cycle) is listed once,
+#    under the first name in name order, although the listing's descriptions
+#    are asked for breadth-first.
 # No timing is asserted.  About 15-40 s (h5py writes the files).
 . "$(dirname "$0")/lib.sh"
 
@@ -51,6 +55,18 @@ def write(path, modules, ifaces, rows):
 
 write(sys.argv[1] + "/small.nwb", 4, 8, 2000)
 write(sys.argv[1] + "/large.nwb", 6, 10, 6000)
+
+# One group under three names: /a/x/g first in name order, /b/g shallower (the
+# listing's breadth-first descriptions reach it first), /c a second name of /a;
+# and a cycle back to /a.
+with h5py.File(sys.argv[1] + "/shared.h5", "w") as f:
+    g = f.create_group("a/x/g")
+    g.create_dataset("d", data=np.arange(10))
+    g.create_group("sub").create_dataset("e", data=np.arange(3))
+    f["b/g"] = g
+    f["b/g2"] = h5py.SoftLink("/a/x/g/d")
+    f["c"] = f["a"]
+    f["a/x/g/up"] = f["a"]
 PY
 SMALL_SIZE=$(stat -c %s "$T/www/small.nwb")
 LARGE_SIZE=$(stat -c %s "$T/www/large.nwb")
@@ -114,8 +130,11 @@ sort -k3,3n "$T/small.open" | awk -v size="$SMALL_SIZE" 'BEGIN { at = 0 }
     fail "the open's ranges do not tile small.nwb exactly once: $(tr '\n' ';' <"$T/small.open")"
 
 check "listing every dataset of the small file asks the origin nothing more"
+ops0=$(stat_get worker_requests)
 arrays=$(listing "$LINK_URL/small.nwb")
 assert_eq 66 "$arrays" "arrays in small.nwb's consolidated metadata"
+# A level of the hierarchy per worker operation (5 levels), not one per object (108).
+assert_le $(($(stat_get worker_requests) - ops0)) 6 "worker operations of the listing"
 assert_eq "$open_reqs" "$(requests_of small.nwb | wc -l)" "origin requests for small.nwb after the listing"
 
 check "a large file is not fetched whole; its first request is sized from the measured link"
@@ -150,6 +169,12 @@ bytes=$(awk '{ s += $4 } END { print s }' "$T/large.all")
 assert_le "$bytes" "$LARGE_SIZE" "bytes fetched for large.nwb (each at most once)"
 # 1 MiB windows of an 8.4 MB file would be 9 requests; windows grow on every miss.
 assert_le "$(wc -l <"$T/large.all")" 16 "requests for large.nwb's listing"
+
+check "a group under several names is listed under the first in name order, once"
+listing "$ORIGIN_URL/shared.h5" >/dev/null
+keys=$("$PYTHON_H5" -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["metadata"])))' "$T/zmeta.json")
+assert_eq ".zattrs .zgroup a/.zattrs a/.zgroup a/x/.zattrs a/x/.zgroup a/x/g/.zattrs a/x/g/.zgroup a/x/g/d/.zarray a/x/g/d/.zattrs a/x/g/sub/.zattrs a/x/g/sub/.zgroup a/x/g/sub/e/.zarray a/x/g/sub/e/.zattrs b/.zattrs b/.zgroup b/g2/.zarray b/g2/.zattrs" \
+    "$keys" "keys of shared.h5's consolidated metadata"
 
 ! grep -lE "runtime error|ERROR: AddressSanitizer|LeakSanitizer" "$T"/daemon.*.log >/dev/null ||
     fail "sanitizer report in the daemon's log"

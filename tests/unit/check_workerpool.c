@@ -4,7 +4,8 @@
  * as a fake h5chunkd-worker (FAKE_WORKER_MODE in the environment) that
  * answers, crashes, hangs, lies about its result size or its errors, asks
  * for bytes outside the file, or never gets ready.  Also the framing of
- * lib/workerproto.c (bad magic, EOF, deadlines).
+ * lib/workerproto.c (bad magic, EOF, deadlines), DESCRIBE_MANY's path list
+ * and result records, and how a worker's error codes are trusted.
  */
 #include <check.h>
 #include <errno.h>
@@ -78,8 +79,19 @@ static int fake_worker(const char *mode)
         if (wp_recv_header(WORKER_FD, &hdr, 0) < 0)
             return 0;
         if (hdr.type != WP_OP || hdr.length < sizeof(op) ||
-            wp_read_full(WORKER_FD, &op, sizeof(op), 0) < 0 ||
-            wp_skip(WORKER_FD, hdr.length - sizeof(op), 0) < 0)
+            wp_read_full(WORKER_FD, &op, sizeof(op), 0) < 0)
+            return 2;
+        if (strcmp(mode, "paths") == 0) { /* echo what follows the operation */
+            static char extra[WP_MAX_PATHS_BYTES];
+            struct wp_result res = {.data_len = hdr.length - sizeof(op)};
+            if (res.data_len > sizeof(extra) ||
+                wp_read_full(WORKER_FD, extra, (size_t)res.data_len, 0) < 0 ||
+                wp_send(WORKER_FD, WP_RESULT, &res, sizeof(res), extra, (size_t)res.data_len, 0) <
+                    0)
+                return 2;
+            continue;
+        }
+        if (wp_skip(WORKER_FD, hdr.length - sizeof(op), 0) < 0)
             return 2;
         fake_reply(mode, &op);
     }
@@ -306,6 +318,92 @@ START_TEST(test_framing)
 }
 END_TEST
 
+/* DESCRIBE_MANY's paths follow the operation as they were given. */
+START_TEST(test_paths_sent)
+{
+    struct h5cd_stats stats;
+    struct workerpool *pool = pool_for("paths", 5000, &stats);
+    static struct wp_op op;
+    memset(&op, 0, sizeof(op));
+    op.opcode = WP_OP_DESCRIBE_MANY;
+    static const char paths[] = "/a\0/a/b\0/c\0";
+    op.npaths = 3;
+    op.paths_len = sizeof(paths) - 1;
+    struct workerpool_call call = {
+        .file = &test_file, .op = &op, .paths = paths, .max_result = WP_MAX_DOCS_RESULT_BYTES};
+    struct h5cd_error err = {0};
+    ck_assert_int_eq(workerpool_run(pool, &call, &err), 0);
+    ck_assert_uint_eq(call.len, sizeof(paths) - 1);
+    ck_assert_mem_eq(call.data, paths, sizeof(paths) - 1);
+    ck_assert_int_eq(call.upstream_error.code, H5CD_OK);
+    free(call.data);
+    /* coordinates and paths at once is our bug, refused before any worker sees it */
+    op.ncoords = 1;
+    ck_assert_int_eq(workerpool_run(pool, &call, &err), -1);
+    ck_assert_int_eq(err.code, H5CD_E_INTERNAL);
+    workerpool_free(pool);
+}
+END_TEST
+
+/* Records of a DESCRIBE_MANY result, parsed as hostile input. */
+START_TEST(test_doc_records)
+{
+    uint8_t buf[512];
+    size_t len = 0;
+    struct wp_doc d = {.code = H5CD_OK, .length = 4};
+    memcpy(buf + len, &d, sizeof(d));
+    memcpy(buf + len + sizeof(d), "{}{}", 4);
+    len += sizeof(d) + 4;
+    d = (struct wp_doc){.code = H5CD_E_NOT_FOUND, .length = 3};
+    memcpy(buf + len, &d, sizeof(d));
+    memcpy(buf + len + sizeof(d), "gone", 3);
+    len += sizeof(d) + 3;
+    size_t pos = 0;
+    struct wp_doc got;
+    const uint8_t *bytes = NULL;
+    ck_assert_int_eq(wp_doc_next(buf, len, &pos, &got, &bytes), 1);
+    ck_assert_uint_eq(got.length, 4);
+    ck_assert_mem_eq(bytes, "{}{}", 4);
+    ck_assert_int_eq(wp_doc_next(buf, len, &pos, &got, &bytes), 1);
+    ck_assert_uint_eq(got.code, H5CD_E_NOT_FOUND);
+    ck_assert_mem_eq(bytes, "gon", 3);
+    ck_assert_int_eq(wp_doc_next(buf, len, &pos, &got, &bytes), 0);
+    /* a record longer than what is left, a cut head, a message longer than an error's */
+    pos = 0;
+    ck_assert_int_eq(wp_doc_next(buf, sizeof(d) + 3, &pos, &got, &bytes), -1);
+    pos = 0;
+    ck_assert_int_eq(wp_doc_next(buf, sizeof(d) - 1, &pos, &got, &bytes), -1);
+    d = (struct wp_doc){.code = H5CD_E_DAMAGED_FILE, .length = H5CD_MAX_ERROR_MESSAGE};
+    memcpy(buf, &d, sizeof(d));
+    pos = 0;
+    ck_assert_int_eq(wp_doc_next(buf, sizeof(d) + H5CD_MAX_ERROR_MESSAGE, &pos, &got, &bytes), -1);
+    d = (struct wp_doc){.code = H5CD_OK, .length = UINT32_MAX};
+    memcpy(buf, &d, sizeof(d));
+    pos = 0;
+    ck_assert_int_eq(wp_doc_next(buf, sizeof(buf), &pos, &got, &bytes), -1);
+}
+END_TEST
+
+/* A worker's own codes: the ones it may report are kept, others are damaged_file, and a
+ * failed read of ours explains everything after it. */
+START_TEST(test_worker_error)
+{
+    struct workerpool_call call = {0};
+    struct h5cd_error out;
+    workerpool_worker_error(&call, H5CD_E_NOT_FOUND, "no such object", &out);
+    ck_assert_int_eq(out.code, H5CD_E_NOT_FOUND);
+    ck_assert_str_eq(out.message, "no such object");
+    workerpool_worker_error(&call, H5CD_E_UPSTREAM_ERROR, "the origin failed", &out);
+    ck_assert_int_eq(out.code, H5CD_E_DAMAGED_FILE);
+    ck_assert_ptr_nonnull(strstr(out.message, "the origin failed"));
+    workerpool_worker_error(&call, (enum h5cd_errcode)1000, "nonsense", &out);
+    ck_assert_int_eq(out.code, H5CD_E_DAMAGED_FILE);
+    h5cd_fail(&call.upstream_error, H5CD_E_UPSTREAM_TIMEOUT, "the origin did not answer");
+    workerpool_worker_error(&call, H5CD_E_NOT_FOUND, "no such object", &out);
+    ck_assert_int_eq(out.code, H5CD_E_UPSTREAM_TIMEOUT);
+}
+END_TEST
+
 static Suite *workerpool_suite(void)
 {
     Suite *s = suite_create("workerpool");
@@ -320,6 +418,9 @@ static Suite *workerpool_suite(void)
     tcase_add_test(tc, test_read_outside_file);
     tcase_add_test(tc, test_error_codes);
     tcase_add_test(tc, test_not_ready);
+    tcase_add_test(tc, test_paths_sent);
+    tcase_add_test(tc, test_doc_records);
+    tcase_add_test(tc, test_worker_error);
     suite_add_tcase(s, tc);
     return s;
 }
