@@ -586,38 +586,59 @@ static void answer(struct meta_many *m, size_t i, json_t *doc, size_t bytes)
  * documents are checked, stored (one transaction) and answered, errors
  * classified as a single description's would be.  How many paths were
  * answered (a worker may answer fewer), or -1 when the records are
- * malformed.
+ * malformed or -2 when out of memory (then none is answered).
  */
 static ssize_t take_records(struct h5index *idx, struct meta_many *m, const size_t *want, size_t n,
                             const struct workerpool_call *call)
 {
+    /* The whole answer is checked before any of it is used. */
     size_t pos = 0, done = 0;
     struct wp_doc rec;
     const uint8_t *bytes = NULL;
     int rc = 0;
-    pthread_mutex_lock(&idx->lock);
-    sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
-    while (done < n && (rc = wp_doc_next(call->data, call->len, &pos, &rec, &bytes)) > 0) {
-        size_t i = want[done++];
-        if (rec.code != H5CD_OK) {
-            char message[H5CD_MAX_ERROR_MESSAGE];
-            memcpy(message, bytes, rec.length); /* wp_doc_next bounded it */
-            message[rec.length] = '\0';
-            workerpool_worker_error(call, (enum h5cd_errcode)rec.code, message, &m->errs[i]);
+    while (done < n && (rc = wp_doc_next(call->data, call->len, &pos, &rec, &bytes)) > 0)
+        done++;
+    if (rc < 0 || done == 0 || (done == n && pos != call->len))
+        return -1;
+    /* Parsed outside the lock (up to 64 MiB of documents), stored in one transaction. */
+    json_t **docs = calloc(done, sizeof(*docs));
+    char **texts = calloc(done, sizeof(*texts));
+    size_t *lengths = calloc(done, sizeof(*lengths));
+    if (docs == NULL || texts == NULL || lengths == NULL) {
+        free(docs);
+        free(texts);
+        free(lengths);
+        return -2;
+    }
+    pos = 0;
+    for (size_t k = 0; k < done && wp_doc_next(call->data, call->len, &pos, &rec, &bytes) > 0;
+         k++) {
+        size_t i = want[k];
+        lengths[k] = rec.length;
+        if (rec.code == H5CD_OK) {
+            docs[k] = worker_doc(m->paths[i], bytes, rec.length, &texts[k], &m->errs[i]);
             continue;
         }
-        char *text = NULL;
-        json_t *doc = worker_doc(m->paths[i], bytes, rec.length, &text, &m->errs[i]);
-        if (doc == NULL)
-            continue;
-        store_doc_locked(idx, m->file, m->paths[i], text);
-        free(text);
-        answer(m, i, doc, rec.length);
+        char message[H5CD_MAX_ERROR_MESSAGE];
+        memcpy(message, bytes, rec.length); /* wp_doc_next bounded it */
+        message[rec.length] = '\0';
+        workerpool_worker_error(call, (enum h5cd_errcode)rec.code, message, &m->errs[i]);
     }
+    pthread_mutex_lock(&idx->lock);
+    sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
+    for (size_t k = 0; k < done; k++)
+        if (docs[k] != NULL)
+            store_doc_locked(idx, m->file, m->paths[want[k]], texts[k]);
     sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
     pthread_mutex_unlock(&idx->lock);
-    if (rc < 0 || (rc == 0 && done == 0) || (done == n && pos != call->len))
-        return -1;
+    for (size_t k = 0; k < done; k++) {
+        if (docs[k] != NULL)
+            answer(m, want[k], docs[k], lengths[k]);
+        free(texts[k]);
+    }
+    free(docs);
+    free(texts);
+    free(lengths);
     return (ssize_t)done;
 }
 
@@ -640,7 +661,9 @@ static ssize_t describe_some(struct h5index *idx, struct meta_many *m, const siz
             .op = op, .paths = names, .max_result = WP_MAX_DOCS_RESULT_BYTES};
         if (run_worker(idx, m->file, m->paths[want[0]], &call, &err) == 0) {
             done = take_records(idx, m, want, n, &call);
-            if (done < 0) {
+            if (done == -2) {
+                h5cd_fail(&err, H5CD_E_INTERNAL, "out of memory");
+            } else if (done < 0) {
                 h5cd_fail(&err, H5CD_E_DAMAGED_FILE,
                           "%.200s: the HDF5 worker's descriptions are malformed",
                           m->paths[want[0]]);
@@ -654,9 +677,11 @@ static ssize_t describe_some(struct h5index *idx, struct meta_many *m, const siz
         free(call.data);
     }
     free(op);
-    if (done < 0)
+    if (done < 0) {
         for (size_t k = 0; k < n; k++)
             m->errs[want[k]] = err;
+        return -1;
+    }
     return done;
 }
 

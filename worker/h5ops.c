@@ -581,7 +581,8 @@ static bool valid_paths(const struct wp_op *op, const char *paths)
 static int valid_op(const struct wp_op *op, const uint64_t *coords, const char *paths,
                     struct h5cd_error *err)
 {
-    if (op->opcode == WP_OP_DESCRIBE_MANY ? !valid_paths(op, paths) : op->npaths != 0)
+    if (op->opcode == WP_OP_DESCRIBE_MANY ? !valid_paths(op, paths)
+                                          : op->npaths != 0 || op->paths_len != 0)
         return h5cd_fail(err, H5CD_E_INTERNAL, "malformed path list");
     if (memchr(op->identity, '\0', sizeof(op->identity)) == NULL ||
         memchr(op->path, '\0', sizeof(op->path)) == NULL ||
