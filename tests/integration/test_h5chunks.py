@@ -926,6 +926,10 @@ def run(args, tmp):
         # The request counts below check the open's prefix and windows; whether a small
         # file is fetched whole depends on the loopback link as measured (test_metaopen.sh).
         fh.write("h5_whole_file_rtts = 0\n")
+        # Exact ranges (off by default): the 16 concurrent clients below prove that batches
+        # landing disjoint pieces of one block still fetch every byte once (several spans a
+        # block); whole blocks are proved by test_singleflight.sh.
+        fh.write("exact_ranges = true\n")
 
     # Cold, warm, errors, restart: one cache dir.
     cache_a = os.path.join(tmp, "cache-a")
