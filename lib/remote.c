@@ -1589,10 +1589,19 @@ static void relookup_stale(struct remote_batch *b, size_t from, size_t to)
             continue;
         struct slot s = b->slots[i];
         b->slots[i].done = true;
+        if (s.range == GAP_SLOT)
+            continue; /* a gap is only worth fetching with its neighbours: let it go */
         struct batch_range *range = &b->ranges[s.range];
+        /* The slot may be wider than the range (whole blocks): the cache is asked only for
+         * the range's own bytes, which are all that may be copied into its buffer. */
+        uint64_t bstart = s.index * b->remote->block_size;
+        uint64_t rend = range->offset + range->length;
+        size_t lo = range->offset > bstart ? (size_t)(range->offset - bstart) : 0;
+        size_t hi = rend < bstart + s.hi ? (size_t)(rend - bstart) : s.hi;
+        lo = lo > s.lo ? lo : s.lo;
         struct blockcache_spans spans;
         b->scratch_index = UINT64_MAX; /* the cache holds more than it did */
-        if (!read_cached(b, s.index, s.lo, s.hi, range, &spans) &&
+        if (lo < hi && !read_cached(b, s.index, lo, hi, range, &spans) &&
             add_missing(b, s.range, s.index, s.lo, s.hi, &spans) < 0)
             fail_range(range, H5CD_E_INTERNAL, "out of memory");
         if (--range->pending == 0)
