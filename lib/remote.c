@@ -408,15 +408,10 @@ static void store_probe_blocks(struct remote *r, int64_t file_id, uint64_t size,
     if (buf == NULL || job == NULL) {
         free(buf);
         free(job);
-        /* No memory to hand them over: write them here and now. */
-        for (uint64_t start = 0; start < stored; start += r->block_size) {
-            size_t len = stored - start < r->block_size ? (size_t)(stored - start) : r->block_size;
-            if (blockcache_put(r->cache, file_id, start / r->block_size, res->data + start, len) <
-                0) {
-                STATS_INC(r->stats, cache_write_errors);
-                STATS_ADD(r->stats, passthrough_bytes, len);
-            }
-        }
+        /* No memory to hand them over: write them here and now, as the writer would. */
+        struct fetchbuf here = {.data = res->data, .len = (size_t)stored};
+        if (stored > 0)
+            store_body(r, file_id, 0, &here);
         return;
     }
     *buf = (struct fetchbuf){.offset = 0, .data = res->data, .start = 0, .len = (size_t)stored};
