@@ -76,8 +76,11 @@ struct request {
     struct fetch_result *res; /* allocated up front so that done can always be called */
     uint8_t *body;            /* `length` bytes */
     size_t body_len;
-    uv_timer_t retry_timer; /* freed with the request in its close callback */
-    CURL *easy;             /* the attempt in flight, or NULL */
+    bool borrowed;              /* body is the caller's (fetch_submit_into): never freed here */
+    fetch_progress_fn progress; /* NULL: the body is reported whole, at the end */
+    size_t landed;              /* body[0 .. landed) reported to progress: never written again */
+    uv_timer_t retry_timer;     /* freed with the request in its close callback */
+    CURL *easy;                 /* the attempt in flight, or NULL */
     /* Per hop. */
     bool overflow;       /* body longer than its headers or the request allow */
     bool body_capped;    /* a non-2xx body reached H5CD_MAX_ERROR_BODY_BYTES: dropped */
@@ -85,6 +88,8 @@ struct request {
     size_t discarded;    /* bytes of a non-2xx body read so far */
     bool ignored_range;  /* 200 answering a range that is not the whole file */
     bool policy_refused; /* an address was refused at connect time */
+    bool hop_judged;     /* hop_trusted was decided at this hop's first body byte */
+    bool hop_trusted;    /* this hop's body is reported to progress as it lands */
     struct response resp;
     char curl_error[CURL_ERROR_SIZE];
     /* The last failure, reported if retries run out. */
@@ -361,6 +366,33 @@ static uint64_t announced_length(const struct request *req)
     return limit;
 }
 
+static bool validator_matches(struct request *req);
+
+/*
+ * Whether this hop's body may be reported as it lands (fetch_submit_into):
+ * a 206 whose headers say, before its first byte, everything judge_http
+ * will check at its end (the range asked, a known total, the expected
+ * validator), so that its bytes are the file's bytes however the transfer
+ * ends.  Decided once, at the hop's first body byte.
+ */
+static bool hop_trusted(struct request *req)
+{
+    if (req->hop_judged)
+        return req->hop_trusted;
+    req->hop_judged = true;
+    const struct response *r = &req->resp;
+    if (r->status != 206 || r->malformed != NULL || r->encoded != NULL || req->expect[0] == '\0' ||
+        !r->has_range || r->range_total == UINT64_MAX)
+        return false;
+    uint64_t end = req->offset + req->length; /* no overflow: checked at submit */
+    if (r->range_total < end)
+        end = r->range_total;
+    if (end <= req->offset || r->range_first != req->offset || r->range_last != end - 1)
+        return false;
+    req->hop_trusted = validator_matches(req);
+    return req->hop_trusted;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct request *req = userp;
@@ -394,8 +426,16 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
             req->overflow = true;
         return 0;
     }
-    memcpy(req->body + req->body_len, data, len);
+    /* Bytes already reported stay as they are: a reader may be using them.  The answer
+     * that brings them again is of the same version, or fails its checks. */
+    size_t skip = req->body_len < req->landed ? req->landed - req->body_len : 0;
+    skip = skip < len ? skip : len;
+    memcpy(req->body + req->body_len + skip, data + skip, len - skip);
     req->body_len += len;
+    if (req->progress != NULL && req->body_len > req->landed && hop_trusted(req)) {
+        req->landed = req->body_len;
+        req->progress(req->arg, req->landed, req->resp.range_total);
+    }
     return len;
 }
 
@@ -433,7 +473,8 @@ static void request_closed(uv_handle_t *handle)
 {
     struct request *req = handle->data;
     fetch_result_free(req->res);
-    free(req->body);
+    if (!req->borrowed)
+        free(req->body);
     free(req->wire_url);
     curl_slist_free_all(req->hop_headers);
     free(req->hop_url);
@@ -465,8 +506,9 @@ static void finish(struct request *req, enum fetch_status status)
     if (status == FETCH_OK) {
         res->data = req->body;
         res->data_len = req->body_len;
+        res->data_borrowed = req->borrowed;
         req->body = NULL;
-        if (res->data_len < req->length / 2) {
+        if (!req->borrowed && res->data_len < req->length / 2) {
             uint8_t *smaller = realloc(res->data, res->data_len > 0 ? res->data_len : 1);
             if (smaller != NULL)
                 res->data = smaller;
@@ -1028,6 +1070,8 @@ static int start_hop(struct request *req)
     req->head_bytes = 0;
     req->ignored_range = false;
     req->policy_refused = false;
+    req->hop_judged = false;
+    req->hop_trusted = false;
     response_reset(&req->resp);
     req->curl_error[0] = '\0';
     req->res->validator[0] = '\0';
@@ -1350,18 +1394,20 @@ void fetch_free(struct fetch_engine *engine)
 }
 
 static struct request *request_new(const char *url, uint64_t offset, uint64_t length,
-                                   const char *expect, fetch_done_fn done, void *arg)
+                                   const char *expect, uint8_t *dst, fetch_done_fn done, void *arg)
 {
     struct request *req = calloc(1, sizeof(*req));
     if (req == NULL)
         return NULL;
     req->url = strdup(url);
     req->res = calloc(1, sizeof(*req->res));
-    req->body = malloc((size_t)length);
+    req->borrowed = dst != NULL;
+    req->body = dst != NULL ? dst : malloc((size_t)length);
     if (req->url == NULL || req->res == NULL || req->body == NULL) {
         free(req->url);
         free(req->res);
-        free(req->body);
+        if (!req->borrowed)
+            free(req->body);
         free(req);
         return NULL;
     }
@@ -1378,19 +1424,27 @@ static struct request *request_new(const char *url, uint64_t offset, uint64_t le
     return req;
 }
 
+struct submit_opts {
+    bool fresh;
+    uint8_t *dst;
+    fetch_progress_fn progress;
+};
+
 static int submit(struct fetch_engine *engine, const char *url, uint64_t offset, uint64_t length,
-                  const char *expect_validator, bool fresh, fetch_done_fn done, void *arg)
+                  const char *expect_validator, const struct submit_opts *opts, fetch_done_fn done,
+                  void *arg)
 {
     const char *expect = expect_validator != NULL ? expect_validator : "";
     if (engine == NULL || url == NULL || done == NULL || length == 0 ||
         length > H5CD_MAX_FETCH_BYTES || offset > UINT64_MAX - length ||
         strlen(url) > H5CD_MAX_URL_BYTES || strlen(expect) >= H5CD_MAX_VALIDATOR_BYTES)
         return -EINVAL;
-    struct request *req = request_new(url, offset, length, expect, done, arg);
+    struct request *req = request_new(url, offset, length, expect, opts->dst, done, arg);
     if (req == NULL)
         return -ENOMEM;
     req->engine = engine;
-    req->fresh = fresh;
+    req->fresh = opts->fresh;
+    req->progress = opts->progress;
     /* The wake-up is sent under the lock: once fetch_free has set shutdown
      * the loop may close the async handle, so no send may follow. */
     pthread_mutex_lock(&engine->lock);
@@ -1406,7 +1460,8 @@ static int submit(struct fetch_engine *engine, const char *url, uint64_t offset,
     pthread_mutex_unlock(&engine->lock);
     if (shutdown) {
         fetch_result_free(req->res);
-        free(req->body);
+        if (!req->borrowed)
+            free(req->body);
         free(req->url);
         free(req);
         return -ESHUTDOWN;
@@ -1417,20 +1472,33 @@ static int submit(struct fetch_engine *engine, const char *url, uint64_t offset,
 int fetch_submit(struct fetch_engine *engine, const char *url, uint64_t offset, uint64_t length,
                  const char *expect_validator, fetch_done_fn done, void *arg)
 {
-    return submit(engine, url, offset, length, expect_validator, false, done, arg);
+    struct submit_opts opts = {.fresh = false};
+    return submit(engine, url, offset, length, expect_validator, &opts, done, arg);
 }
 
 int fetch_submit_fresh(struct fetch_engine *engine, const char *url, uint64_t offset,
                        uint64_t length, const char *expect_validator, fetch_done_fn done, void *arg)
 {
-    return submit(engine, url, offset, length, expect_validator, true, done, arg);
+    struct submit_opts opts = {.fresh = true};
+    return submit(engine, url, offset, length, expect_validator, &opts, done, arg);
+}
+
+int fetch_submit_into(struct fetch_engine *engine, const char *url, uint64_t offset,
+                      uint64_t length, const char *expect_validator, uint8_t *dst,
+                      fetch_progress_fn progress, fetch_done_fn done, void *arg)
+{
+    if (dst == NULL)
+        return -EINVAL;
+    struct submit_opts opts = {.dst = dst, .progress = progress};
+    return submit(engine, url, offset, length, expect_validator, &opts, done, arg);
 }
 
 void fetch_result_free(struct fetch_result *res)
 {
     if (res == NULL)
         return;
-    free(res->data);
+    if (!res->data_borrowed)
+        free(res->data);
     free(res->final_url);
     free(res);
 }

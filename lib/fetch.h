@@ -97,6 +97,7 @@ struct fetch_result {
     uint64_t offset;     /* as requested */
     uint64_t length;     /* as requested */
     uint8_t *data;       /* FETCH_OK: the body, data_len bytes; else NULL */
+    bool data_borrowed;  /* data is the caller's buffer (fetch_submit_into): not freed here */
     size_t data_len;     /* == length, or less when the file ends inside the range */
     uint64_t total_size; /* file size from Content-Range (or 200 body); UINT64_MAX if unknown */
     char validator[H5CD_MAX_VALIDATOR_BYTES]; /* "etag:<ETag>" or "lm:<Last-Modified>" or "" */
@@ -126,6 +127,29 @@ void fetch_free(struct fetch_engine *engine);
  */
 int fetch_submit(struct fetch_engine *engine, const char *url, uint64_t offset, uint64_t length,
                  const char *expect_validator, fetch_done_fn done, void *arg);
+
+/*
+ * Reports, on the loop thread, that the first `landed` bytes of the range
+ * are the file's bytes: they were written by an answer whose status (206),
+ * Content-Range (the range asked, of a file of total_size bytes) and
+ * validator (the one expected) all checked, and they are never written
+ * again (a retry skips them).  landed only grows.
+ */
+typedef void (*fetch_progress_fn)(void *arg, size_t landed, uint64_t total_size);
+
+/*
+ * fetch_submit, but the body lands in the caller's buffer dst (`length`
+ * bytes, valid until done is called; the engine never writes to it after),
+ * and progress, if not NULL, is told as it lands, so that the caller may use
+ * the bytes [0, landed) while the rest is still on the wire (its reads are
+ * ordered after the callback's report, e.g. by a lock the callback takes).
+ * Progress is reported only with a non-empty expect_validator: without one,
+ * a retry could bring another version's bytes.  On FETCH_OK, res->data is
+ * dst and res->data_borrowed is true.
+ */
+int fetch_submit_into(struct fetch_engine *engine, const char *url, uint64_t offset,
+                      uint64_t length, const char *expect_validator, uint8_t *dst,
+                      fetch_progress_fn progress, fetch_done_fn done, void *arg);
 
 /* fetch_submit for an answer that must be the origin's current one: through a parent
  * the request asks it to refresh its copy (a revalidation).  Without parents, the same. */

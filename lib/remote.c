@@ -97,11 +97,14 @@ struct remote {
     _Atomic uint64_t admitted_bytes; /* range bytes admitted by every batch together */
 };
 
-/* One submitted upstream request and the owned entries it will fill. */
+/* One submitted upstream request and the owned entries it will fill (sorted by offset,
+ * covering the request's bytes), each held by it until the request ends. */
 struct fetchctx {
     struct remote *remote;
     uint64_t offset;
-    uint64_t file_size; /* of the version opened: an answer about another size is a change */
+    uint64_t file_size;   /* of the version opened: an answer about another size is a change */
+    struct fetchbuf *buf; /* where the body lands; entries finish into it as their bytes do */
+    size_t next_entry;    /* entries before this one are finished (loop thread) */
     size_t nentries;
     struct entry *entries[];
 };
@@ -334,12 +337,12 @@ static struct fetch_result *fetch_sync(struct remote *r, const char *url, uint64
 
 /* Fetches the first block to learn size and validator, records both, and caches the block. */
 /* Caches every whole block of a probe's body. */
-/* Caches what one upstream answer brought (one span per block it touched), from the body
- * of the response that starts at file offset `offset`.  No lock held. */
+/* Caches the first `bytes` bytes of one upstream answer (one span per block they touch),
+ * the body of the response that starts at file offset `offset`.  No lock held. */
 static void store_body(struct remote *r, int64_t file_id, uint64_t offset,
-                       const struct fetchbuf *body)
+                       const struct fetchbuf *body, size_t bytes)
 {
-    uint64_t end = offset + body->len;
+    uint64_t end = offset + bytes;
     for (uint64_t pos = offset; pos < end;) {
         uint64_t index = pos / r->block_size;
         uint64_t bstart = index * r->block_size;
@@ -361,6 +364,7 @@ struct store_job {
     int64_t file_id;
     uint64_t offset;
     struct fetchbuf *body; /* NULL: nothing to write (the request failed) */
+    size_t len;            /* its first len bytes: those of its finished entries */
     size_t nentries;
     struct entry *entries[];
 };
@@ -370,7 +374,7 @@ static void run_store_job(void *arg)
     struct store_job *job = arg;
     struct remote *r = job->remote;
     if (job->body != NULL)
-        store_body(r, job->file_id, job->offset, job->body);
+        store_body(r, job->file_id, job->offset, job->body, job->len);
     fetchbuf_release(job->body);
     pthread_mutex_lock(&r->lock);
     for (size_t k = 0; k < job->nentries; k++) {
@@ -411,13 +415,14 @@ static void store_probe_blocks(struct remote *r, int64_t file_id, uint64_t size,
         /* No memory to hand them over: write them here and now, as the writer would. */
         struct fetchbuf here = {.data = res->data, .len = (size_t)stored};
         if (stored > 0)
-            store_body(r, file_id, 0, &here);
+            store_body(r, file_id, 0, &here, here.len);
         return;
     }
     *buf = (struct fetchbuf){.offset = 0, .data = res->data, .start = 0, .len = (size_t)stored};
     atomic_init(&buf->refs, 1); /* the job's */
     res->data = NULL;
-    *job = (struct store_job){.remote = r, .file_id = file_id, .offset = 0, .body = buf};
+    *job = (struct store_job){
+        .remote = r, .file_id = file_id, .offset = 0, .body = buf, .len = (size_t)stored};
     pthread_mutex_lock(&r->lock);
     for (size_t index = 0; index < nblocks; index++) {
         uint64_t bstart = (uint64_t)index * r->block_size;
@@ -1034,11 +1039,50 @@ static bool read_cached(struct remote_batch *b, uint64_t index, size_t lo, size_
     return hit;
 }
 
+/* Finishes entry e of an answer whose bytes [0, landed) are in buf.  Caller holds the lock. */
+static void finish_entry_locked(struct remote *r, struct fetchctx *ctx, struct entry *e,
+                                size_t landed)
+{
+    uint64_t start = e->index * r->block_size + e->lo - ctx->offset;
+    atomic_fetch_add(&ctx->buf->refs, 1);
+    e->buf = ctx->buf;
+    e->buf_off = (size_t)start;
+    size_t left = landed - (size_t)start;
+    e->len = left < e->hi - e->lo ? left : e->hi - e->lo;
+    e->state = ENTRY_DONE;
+}
+
+/*
+ * As the body lands (loop thread): entries whose bytes are all in are
+ * finished at once, so that a reader copies or decodes a chunk while the
+ * rest of the request is still on the wire.
+ */
+static void fetch_progress(void *arg, size_t landed, uint64_t total_size)
+{
+    struct fetchctx *ctx = arg;
+    struct remote *r = ctx->remote;
+    if (total_size != ctx->file_size || ctx->next_entry >= ctx->nentries)
+        return; /* another version: fetch_done fails it */
+    struct entry *e = ctx->entries[ctx->next_entry];
+    if (e->index * r->block_size + e->hi - ctx->offset > landed)
+        return;
+    pthread_mutex_lock(&r->lock);
+    while (ctx->next_entry < ctx->nentries) {
+        e = ctx->entries[ctx->next_entry];
+        if (e->index * r->block_size + e->hi - ctx->offset > landed)
+            break;
+        if (e->state == ENTRY_PENDING)
+            finish_entry_locked(r, ctx, e, landed);
+        ctx->next_entry++;
+    }
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void fetch_done(struct fetch_result *res, void *arg)
 {
     struct fetchctx *ctx = arg;
     struct remote *r = ctx->remote;
-    struct fetchbuf *buf = NULL;
     if (res->status == FETCH_OK && res->total_size != UINT64_MAX &&
         res->total_size != ctx->file_size) {
         /* Same validator (or none to compare), another length: not the version opened. */
@@ -1046,46 +1090,30 @@ static void fetch_done(struct fetch_result *res, void *arg)
         snprintf(res->error, sizeof(res->error),
                  "upstream file changed (its size is no longer the size it was opened with)");
     }
-    if (res->status == FETCH_OK) {
-        buf = malloc(sizeof(*buf));
-        if (buf != NULL) {
-            atomic_init(&buf->refs, 1);
-            buf->offset = ctx->offset;
-            buf->start = 0;
-            buf->data = res->data;
-            buf->len = res->data_len;
-            res->data = NULL;
-        }
-    }
+    /* Entries finished as their bytes landed keep them, whatever the end. */
+    size_t landed = res->status == FETCH_OK ? res->data_len : 0;
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < ctx->nentries; i++) {
         struct entry *e = ctx->entries[i];
         uint64_t start = e->index * r->block_size + e->lo - ctx->offset;
-        if (buf != NULL && start < buf->len) {
-            atomic_fetch_add(&buf->refs, 1);
-            e->buf = buf;
-            e->buf_off = (size_t)start;
-            size_t left = buf->len - (size_t)start;
-            e->len = left < e->hi - e->lo ? left : e->hi - e->lo;
-            e->state = ENTRY_DONE;
+        if (e->state != ENTRY_PENDING) {
+            /* finished as it landed */
+        } else if (res->status == FETCH_OK && start < landed) {
+            finish_entry_locked(r, ctx, e, landed);
         } else {
             e->state = ENTRY_FAILED;
-            if (res->status == FETCH_OK && buf == NULL)
-                h5cd_fail(&e->error, H5CD_E_INTERNAL, "out of memory");
-            else if (res->status == FETCH_OK)
+            if (res->status == FETCH_OK)
                 h5cd_fail(&e->error, H5CD_E_UPSTREAM_ERROR, "upstream body ended early");
             else
                 set_fetch_error(&e->error, res);
         }
-        if (e->abandoned) {
+        if (e->abandoned)
             table_remove(r, e);
-            e->refs++;
-            entry_release_locked(e);
-        }
+        entry_release_locked(e); /* the request's reference */
     }
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
-    fetchbuf_release(buf);
+    fetchbuf_release(ctx->buf);
     fetch_result_free(res);
     free(ctx);
 }
@@ -1227,14 +1255,38 @@ static void submit_fetch(struct remote_batch *b, const struct coalesce_range *ra
         fail_entries(r, owned, nowned, H5CD_E_INTERNAL, "out of memory");
         return;
     }
-    ctx->remote = r;
-    ctx->offset = range->offset;
-    ctx->file_size = b->file.size;
-    ctx->nentries = nowned;
+    struct fetchbuf *buf = malloc(sizeof(*buf));
+    uint8_t *data = malloc((size_t)range->length);
+    if (buf == NULL || data == NULL) {
+        free(buf);
+        free(data);
+        free(ctx);
+        fail_entries(r, owned, nowned, H5CD_E_INTERNAL, "out of memory");
+        return;
+    }
+    atomic_init(&buf->refs, 1); /* the request's */
+    buf->offset = range->offset;
+    buf->data = data;
+    buf->start = 0;
+    buf->len = (size_t)range->length; /* what it holds once all has landed */
+    *ctx = (struct fetchctx){.remote = r,
+                             .offset = range->offset,
+                             .file_size = b->file.size,
+                             .buf = buf,
+                             .nentries = nowned};
     memcpy(ctx->entries, owned, nowned * sizeof(owned[0]));
-    int rc = fetch_submit(r->fetch, b->file.url, range->offset, range->length, b->file.validator,
-                          fetch_done, ctx);
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < nowned; i++)
+        owned[i]->refs++; /* the request's, released by fetch_done */
+    pthread_mutex_unlock(&r->lock);
+    int rc = fetch_submit_into(r->fetch, b->file.url, range->offset, range->length,
+                               b->file.validator, data, fetch_progress, fetch_done, ctx);
     if (rc < 0) {
+        pthread_mutex_lock(&r->lock);
+        for (size_t i = 0; i < nowned; i++)
+            entry_release_locked(owned[i]);
+        pthread_mutex_unlock(&r->lock);
+        fetchbuf_release(buf);
         free(ctx);
         fail_entries(r, owned, nowned, rc == -ESHUTDOWN ? H5CD_E_UNAVAILABLE : H5CD_E_INTERNAL,
                      "cannot start an upstream request");
@@ -1323,6 +1375,9 @@ static void store_settled(struct remote_batch *b)
                 j->body = e->buf;
                 atomic_fetch_add(&j->body->refs, 1);
             }
+            /* A request that failed part way holds only its finished entries' bytes. */
+            if (e->buf == j->body && e->buf_off + e->len > j->len)
+                j->len = e->buf_off + e->len;
             if (job != NULL) {
                 e->refs++;
                 job->entries[job->nentries++] = e;
@@ -1333,7 +1388,7 @@ static void store_settled(struct remote_batch *b)
             /* Nothing to write, or no memory for a job: done here and now. */
             pthread_mutex_unlock(&r->lock);
             if (local.body != NULL)
-                store_body(r, local.file_id, local.offset, local.body);
+                store_body(r, local.file_id, local.offset, local.body, local.len);
             fetchbuf_release(local.body);
             pthread_mutex_lock(&r->lock);
             for (size_t k = 0; k < p->n; k++)

@@ -452,6 +452,111 @@ START_TEST(test_truncate_retried)
 }
 END_TEST
 
+/* What fetch_submit_into reported as it went; the test owns dst.  One argument serves
+ * both callbacks: on_done sees the slot, first. */
+struct progress_log {
+    struct slot slot;
+    uint8_t *dst;
+    uint64_t offset;
+    size_t calls;
+    size_t landed;
+    uint64_t total;
+    bool shrank;   /* landed went down */
+    bool wrong;    /* a reported byte was not the file's */
+    bool scribble; /* overwrite dst[0] at the first report: no retry may write it again */
+};
+
+static void on_progress(void *arg, size_t landed, uint64_t total_size)
+{
+    struct progress_log *log = arg;
+    log->shrank |= landed <= log->landed;
+    for (size_t i = log->landed; i < landed; i++)
+        log->wrong |= log->dst[i] != pattern_byte(log->offset + i);
+    if (log->calls++ == 0 && log->scribble)
+        log->dst[0] = (uint8_t)~pattern_byte(log->offset);
+    log->landed = landed;
+    log->total = total_size;
+}
+
+/* One fetch_submit_into, progress into log; the caller frees the result. */
+static struct fetch_result *fetch_into(const char *name, uint64_t offset, uint64_t length,
+                                       const char *expect, struct progress_log *log)
+{
+    struct fetch_config cfg = default_config();
+    struct fetch_engine *engine = engine_with(&cfg);
+    struct waiter w;
+    waiter_init(&w);
+    char url[128];
+    url_for(url, sizeof(url), name);
+    log->offset = offset;
+    log->slot = (struct slot){.w = &w};
+    ck_assert_int_eq(
+        fetch_submit_into(engine, url, offset, length, expect, log->dst, on_progress, on_done, log),
+        0);
+    ck_assert_msg(wait_for(&w, 1), "fetch did not complete in time");
+    fetch_free(engine);
+    ck_assert_int_eq(log->slot.calls, 1);
+    struct fetch_result *res = log->slot.res;
+    waiter_cleanup(&w);
+    return res;
+}
+
+START_TEST(test_into_progress)
+{
+    struct fetch_result *res = fetch_one("big.bin", 0, 1, "");
+    char v[H5CD_MAX_VALIDATOR_BYTES];
+    memcpy(v, res->validator, sizeof(v));
+    fetch_result_free(res);
+    const size_t len = 150000;
+    uint8_t *dst = malloc(len);
+    ck_assert_ptr_nonnull(dst);
+
+    /* Reported as it lands, in the caller's buffer, which the result borrows. */
+    struct progress_log log = {.dst = dst};
+    res = fetch_into("big.bin", 1000, len, v, &log);
+    assert_pattern(res, 1000, len);
+    ck_assert_ptr_eq(res->data, dst);
+    ck_assert(res->data_borrowed);
+    ck_assert_uint_ge(log.calls, 1);
+    ck_assert_uint_eq(log.landed, len);
+    ck_assert_uint_eq(log.total, BIG_SIZE);
+    ck_assert(!log.shrank && !log.wrong);
+    fetch_result_free(res); /* leaves dst alone */
+
+    /* Cut half way, then retried: what was reported is never written again (the
+     * scribble survives), the rest lands, landed never goes back. */
+    control("{\"mode\": \"truncate\", \"count\": 1}");
+    memset(dst, 0, len);
+    log = (struct progress_log){.dst = dst, .scribble = true};
+    res = fetch_into("big.bin", 1000, len, v, &log);
+    ck_assert_int_eq(res->status, FETCH_OK);
+    ck_assert_uint_eq(res->attempts, 2);
+    ck_assert(!log.shrank && !log.wrong);
+    ck_assert_uint_eq(log.landed, len);
+    ck_assert_uint_eq(dst[0], (uint8_t)~pattern_byte(1000));
+    for (size_t i = 1; i < len; i++)
+        if (dst[i] != pattern_byte(1000 + i))
+            ck_abort_msg("byte %zu differs after the retry", i);
+    fetch_result_free(res);
+
+    /* Nothing is reported early without a validator to hold a retry to, nor for an
+     * answer of another version. */
+    log = (struct progress_log){.dst = dst};
+    res = fetch_into("big.bin", 1000, len, "", &log);
+    assert_pattern(res, 1000, len);
+    ck_assert_uint_eq(log.calls, 0);
+    fetch_result_free(res);
+    control("{\"mode\": \"etag\", \"value\": \"W/\\\"v2\\\"\"}");
+    log = (struct progress_log){.dst = dst};
+    res = fetch_into("big.bin", 1000, len, v, &log);
+    ck_assert_int_eq(res->status, FETCH_ERR_CHANGED);
+    ck_assert_ptr_null(res->data);
+    ck_assert_uint_eq(log.calls, 0);
+    fetch_result_free(res);
+    free(dst);
+}
+END_TEST
+
 START_TEST(test_wrong_range)
 {
     control("{\"mode\": \"wrong_range\", \"count\": 1}");
@@ -852,6 +957,7 @@ static Suite *fetch_suite(void)
     tcase_add_test(core, test_retry_after);
     tcase_add_test(core, test_reset_retried);
     tcase_add_test(core, test_truncate_retried);
+    tcase_add_test(core, test_into_progress);
     tcase_add_test(core, test_wrong_range);
     tcase_add_test(core, test_ignore_range);
     tcase_add_test(core, test_not_found);
