@@ -104,14 +104,11 @@ static int wait_spans(struct walk_io *io, struct remote_batch *batch,
     return io->failed ? -EIO : 0;
 }
 
-/* The reader's buffers for a level count against the daemon-wide memory
+/* The buffers of a level (its spans) count against the daemon-wide memory
  * budget until the walk ends (a hostile index may ask for up to
  * H5CHUNKINDEX_MAX_WALK_BYTES).  0, or -1 with io->error set. */
-static int reserve_nodes(struct walk_io *io, const struct h5ci_range *ranges, size_t n)
+static int reserve_nodes(struct walk_io *io, uint64_t bytes)
 {
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < n; i++)
-        bytes += ranges[i].length;
     if (remote_reserve(io->remote, bytes, BUDGET_WAIT_MS) < 0) {
         io->failed = true;
         h5cd_fail(&io->error, H5CD_E_UNAVAILABLE,
@@ -123,25 +120,39 @@ static int reserve_nodes(struct walk_io *io, const struct h5ci_range *ranges, si
 }
 
 /* h5ci_read_many_fn: every range of one tree level, merged into spans, in
- * one remote batch (its blocks coalesced and fetched concurrently; span
- * buffers are the batch's, bounded by CHUNKWALK_INFLIGHT_BYTES). */
+ * one remote batch: the spans' buffers are reserved first, so the batch
+ * admits them all at once and plans one set of requests for the level (its
+ * holes bridged by the planner's rule, fetched concurrently).  Admitted in
+ * rounds, a level of 10,000 nodes trickled out as rounds of tiny requests
+ * at the end. */
 static int read_ranges(void *ctx, const struct h5ci_range *ranges, size_t n)
 {
     struct walk_io *io = ctx;
     if (n == 0)
         return 0;
-    if (reserve_nodes(io, ranges, n) < 0)
-        return -EAGAIN;
     struct chunkwalk_ref *order = malloc(n * sizeof(*order));
     struct chunkwalk_span *spans = malloc(n * sizeof(*spans));
+    if (order == NULL || spans == NULL) {
+        free(order);
+        free(spans);
+        return -ENOMEM;
+    }
+    size_t nspans =
+        chunkwalk_plan_spans(ranges, n, CHUNKWALK_SPAN_GAP, CHUNKWALK_SPAN_MAX, order, spans);
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < nspans; i++)
+        bytes += spans[i].length;
+    if (reserve_nodes(io, bytes) < 0) {
+        free(order);
+        free(spans);
+        return -EAGAIN;
+    }
     struct remote_batch *batch = NULL;
     int rc = 0;
-    if (order == NULL || spans == NULL ||
-        remote_batch_new(io->remote, io->file, CHUNKWALK_INFLIGHT_BYTES, &batch) < 0)
+    if (remote_batch_new(io->remote, io->file, bytes, &batch) < 0)
         rc = -ENOMEM;
-    size_t nspans = rc == 0 ? chunkwalk_plan_spans(ranges, n, CHUNKWALK_SPAN_GAP,
-                                                   CHUNKWALK_SPAN_MAX, order, spans)
-                            : 0;
+    else
+        remote_batch_reserved(batch);
     for (size_t i = 0; i < nspans && rc == 0; i++)
         rc = remote_batch_add(batch, spans[i].offset, spans[i].length, NULL, &spans[i]);
     uint64_t started = now_us();

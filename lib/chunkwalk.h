@@ -30,10 +30,6 @@
 /* The index has bytes no valid file has: the file is refused (422), not
  * handed to libhdf5, which may walk such an index without noticing. */
 #define CHUNKWALK_DAMAGED 2
-/* Index bytes one level's batch holds in flight (the nodes themselves are
- * bounded by H5CHUNKINDEX_MAX_WALK_BYTES per walk). */
-#define CHUNKWALK_INFLIGHT_BYTES (16ULL * 1024 * 1024)
-
 /* A level's node reads that touch or nearly touch are merged into spans:
  * fewer ranges for the remote batch's bookkeeping, hardly more bytes read
  * from the cache.  (Measured on a 1,000,000-chunk file: a 64 KiB gap merged

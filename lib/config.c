@@ -127,7 +127,7 @@ static const struct option options[] = {
      "never"},
     {"h5_whole_file_max", OPT_SIZE, OFF(h5_whole_file_max), 0, 64 * M, F_RELOAD, "32M",
      "never fetch a larger file whole when it is opened"},
-    {"exact_ranges", OPT_BOOL, OFF(exact_ranges), 0, 1, 0, "false",
+    {"exact_ranges", OPT_BOOL, OFF(exact_ranges), 0, 1, 0, "true",
      "batches fetch the bytes they want (plus bridged gaps), not the whole blocks they touch"},
     {"max_keys", OPT_UINT, OFF(max_keys), 1, 1000000, F_RELOAD, "100000",
      "chunk keys in one batch request"},

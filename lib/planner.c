@@ -31,13 +31,16 @@ uint64_t planner_gap(const struct link_metrics *m, const struct planner_limits *
     if (m == NULL || !m->rtt_known || !(m->conn_known || m->link_known))
         return min_u64(lim->default_gap, lim->max_fetch);
     uint64_t rtt = min_u64(m->rtt_us, LINKSTATS_MAX_RTT_US);
-    /* The bridged bytes arrive on one connection and share the link: the slower of the two. */
-    uint64_t bps = m->conn_known && m->link_known ? min_u64(m->conn_bps, m->link_bps)
-                   : m->conn_known                ? m->conn_bps
-                                                  : m->link_bps;
-    bps = min_u64(bps, LINKSTATS_MAX_BPS);
     uint64_t inflight = lim->max_streams > 0 ? lim->max_streams : 1;
-    return clamp(rtt * bps / 1000000u / inflight, 0, hi);
+    /* Each stream's share of the link, but no more than one connection carries: the bridged
+     * bytes arrive on one connection and share the link with the other streams.  With one
+     * of the two unknown, the known one shared. */
+    uint64_t conn = min_u64(m->conn_bps, LINKSTATS_MAX_BPS);
+    uint64_t link = min_u64(m->link_bps, LINKSTATS_MAX_BPS);
+    uint64_t share = m->conn_known && m->link_known ? min_u64(conn, link / inflight)
+                     : m->conn_known                ? conn / inflight
+                                                    : link / inflight;
+    return clamp(rtt * share / 1000000u, 0, hi);
 }
 
 unsigned planner_streams(const struct link_metrics *m, const struct planner_limits *lim)
@@ -77,7 +80,9 @@ uint64_t planner_open_prefix(const struct link_metrics *m, const struct planner_
         return open_clamp(lim->default_prefix, lim);
     /* A request has fixed costs besides the round trip (upstream, and each miss is a
      * worker's read and libhdf5's next step): never plan less than PLANNER_MIN_PIECE. */
-    return open_clamp(bdp / 2 > PLANNER_MIN_PIECE ? bdp / 2 : PLANNER_MIN_PIECE, lim);
+    return open_clamp(bdp / PLANNER_OPEN_DIV > PLANNER_MIN_PIECE ? bdp / PLANNER_OPEN_DIV
+                                                                 : PLANNER_MIN_PIECE,
+                      lim);
 }
 
 bool planner_whole_file(const struct link_metrics *m, const struct planner_open_limits *lim,
@@ -111,7 +116,9 @@ void planner_meta_window(const struct link_metrics *m, const struct planner_open
         *most = open_clamp(lim->default_prefix, lim);
     } else {
         uint64_t grown = bdp > UINT64_MAX / 4 ? bdp : 4 * bdp;
-        *first = open_clamp(bdp / 2 > PLANNER_MIN_PIECE ? bdp / 2 : PLANNER_MIN_PIECE, lim);
+        *first = open_clamp(bdp / PLANNER_OPEN_DIV > PLANNER_MIN_PIECE ? bdp / PLANNER_OPEN_DIV
+                                                                       : PLANNER_MIN_PIECE,
+                            lim);
         *most = open_clamp(grown > PLANNER_MIN_WINDOW_MOST ? grown : PLANNER_MIN_WINDOW_MOST, lim);
     }
     if (*most < *first)

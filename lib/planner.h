@@ -9,14 +9,15 @@
  *
  * The rule (docs/architecture.md, "Planning requests from the link"):
  *  - gap: bridge a hole between two wanted ranges when reading it costs
- *    less than the extra request would.  A request costs one round trip,
- *    but max_streams requests wait for theirs together, so its share is
- *    rtt / max_streams; reading the hole costs hole / bandwidth (the lower
- *    of one connection's and the whole link's: the hole arrives on one
- *    connection and shares the link).  Hence
- *    gap = rtt x bandwidth / max_streams, clamped to [0, PLANNER_MAX_GAP]
- *    and to max_fetch (with max_streams 1 this is Arrow's latency x
- *    bandwidth);
+ *    less than the extra request would.  With more requests than streams,
+ *    each stream carries several one after another: a request costs its
+ *    stream one round trip, the hole costs it hole / (the stream's rate),
+ *    a stream's rate being its share of the link but no more than one
+ *    connection carries.  Hence
+ *    gap = rtt x min(conn_bps, link_bps / max_streams), clamped to
+ *    [0, PLANNER_MAX_GAP] and to max_fetch (with max_streams 1 this is
+ *    Arrow's latency x bandwidth).  The batch bridges every hole up to
+ *    the gap, cached bytes in it too (remote.c, claim_gaps);
  *  - streams: how many connections one batch should keep busy to fill the
  *    link: link_bps / conn_bps rounded up, plus one so that a link whose
  *    connections are capped one by one is discovered, at most max_streams;
@@ -27,23 +28,24 @@
  *    (a request has fixed costs upstream too), and never above max_fetch.
  *
  * Opening an HDF5 file (docs/architecture.md, "Metadata from the link"):
- *  - prefix: the open's first request brings half a round trip's worth
- *    of bytes (rtt x one connection's bandwidth / 2: the open then costs
- *    at most 1.5 round trips; what lies beyond is read by windows on a
- *    miss, or with the whole file), within [min, max]; before the host is
- *    measured, the configured default; never below PLANNER_MIN_PIECE (a
- *    request has fixed costs besides the round trip);
+ *  - prefix: the open's first request brings an eighth of a round trip's
+ *    worth of bytes (rtt x one connection's bandwidth / PLANNER_OPEN_DIV:
+ *    its transfer costs the open an eighth of a round trip; what lies
+ *    beyond is read by windows on a miss, or with the whole file), within
+ *    [min, max]; before the host is measured, the configured default;
+ *    never below PLANNER_MIN_PIECE (a request has fixed costs besides the
+ *    round trip).  Half a round trip (the former rule) cost more than the
+ *    misses it saved: docs/benchmarks.md, "Issue 12" (small 276 -> 238 ms);
  *  - whole file: a file whose transfer over the whole link takes at most
  *    whole_rtts round trips (size <= whole_rtts x rtt x link bandwidth),
  *    and at most whole_max bytes, is fetched whole when it is opened: its
  *    metadata would otherwise cost round trips one after another;
  *  - metadata window: a read that misses what the HDF5 driver holds reads
- *    this much from it on, half a round trip's worth at first, doubling on
- *    each further miss up to four round trips' worth (at least
- *    PLANNER_MIN_PIECE, growing to at least PLANNER_MIN_WINDOW_MOST), within
- *    [min, max]:
- *    metadata spread through a file then costs a few misses, not one per
- *    half round trip of bytes.
+ *    this much from it on, an eighth of a round trip's worth at first,
+ *    doubling on each further miss up to four round trips' worth (at
+ *    least PLANNER_MIN_PIECE, growing to at least PLANNER_MIN_WINDOW_MOST),
+ *    within [min, max]: metadata spread through a file then costs a few
+ *    misses, not one per eighth of a round trip of bytes.
  */
 #ifndef H5CD_PLANNER_H
 #define H5CD_PLANNER_H
@@ -55,7 +57,8 @@
 
 #define PLANNER_MAX_GAP        (16ull * 1024 * 1024) /* a hole above this is never worth bridging */
 #define PLANNER_MIN_PIECE      (1024ull * 1024)      /* nor less than this, however short the RTT */
-#define PLANNER_MAX_WHOLE_RTTS 100u                  /* whole_rtts above this counts as this */
+#define PLANNER_OPEN_DIV       8u   /* an open's prefix and first window: rtt x bandwidth / this */
+#define PLANNER_MAX_WHOLE_RTTS 100u /* whole_rtts above this counts as this */
 #define PLANNER_MIN_WINDOW_MOST                                                                    \
     (4ull * 1024 * 1024) /* metadata windows may always grow to this                               \
                           */

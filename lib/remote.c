@@ -945,6 +945,7 @@ struct remote_batch {
     struct link_metrics link; /* the file's host as measured when the batch began */
     uint64_t last_write;      /* the writer's ticket of its last store job (0: none) */
     bool detached_writes;     /* its end does not wait for its writes (see open_whole_file) */
+    bool reserved;            /* its ranges were reserved by the caller (remote_batch_reserved) */
 };
 
 static struct planner_limits batch_limits(const struct remote_batch *b)
@@ -1675,32 +1676,13 @@ static int cmp_slot_pos(const void *a, const void *b)
     return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
-/*
- * Claims, as gap slots, the bytes [lo, hi) of block index that nobody is
- * fetching (bytes some entry holds are left to it, so no byte is fetched
- * twice) and, with cached, that the cache does not hold: cached is what
- * it held at generation cached->gen, and nothing is claimed if bytes of
- * the block were cached since.  false when out of memory.  Caller holds
- * the lock.
- */
-static bool claim_gap_locked(struct remote_batch *b, uint64_t index, size_t lo, size_t hi,
-                             const struct blockcache_spans *cached)
+/* Claims, as gap slots, the bytes [lo, hi) of block index that nobody is fetching (bytes
+ * some entry holds are left to it, so no byte is in flight twice).  false when out of
+ * memory.  Caller holds the lock. */
+static bool claim_gap_locked(struct remote_batch *b, uint64_t index, size_t lo, size_t hi)
 {
     struct remote *r = b->remote;
-    if (cached != NULL && blockcache_generation(r->cache, b->file.file_id, index) != cached->gen)
-        return true;
-    size_t k = 0; /* cached spans before k end at or before pos */
     for (size_t pos = lo; pos < hi;) {
-        while (cached != NULL && k < cached->n && cached->span[k].off + cached->span[k].len <= pos)
-            k++;
-        size_t cached_from = SIZE_MAX;
-        if (cached != NULL && k < cached->n) {
-            if (cached->span[k].off <= pos) {
-                pos = cached->span[k].off + cached->span[k].len;
-                continue;
-            }
-            cached_from = cached->span[k].off;
-        }
         size_t next = SIZE_MAX;
         struct entry *e = table_at(r, b->file.file_id, index, pos, &next);
         if (e != NULL) {
@@ -1708,7 +1690,6 @@ static bool claim_gap_locked(struct remote_batch *b, uint64_t index, size_t lo, 
             continue;
         }
         size_t stop = next < hi ? next : hi;
-        stop = cached_from < stop ? cached_from : stop;
         if (slots_reserve(b, 1) < 0 ||
             (e = table_add(r, b, b->file.file_id, index, pos, stop)) == NULL)
             return false;
@@ -1720,51 +1701,31 @@ static bool claim_gap_locked(struct remote_batch *b, uint64_t index, size_t lo, 
 }
 
 /* Claims the free bytes of the file in [from, to) as gap slots, whatever the cache holds
- * (site-cache slices).  Caller holds the lock. */
+ * (gaps worth bridging, site-cache slices).  Caller holds the lock. */
 static bool claim_hole_locked(struct remote_batch *b, uint64_t from, uint64_t to)
 {
     uint64_t bs = b->remote->block_size;
     for (uint64_t pos = from; pos < to;) {
         uint64_t index = pos / bs;
         uint64_t stop = (index + 1) * bs < to ? (index + 1) * bs : to;
-        if (!claim_gap_locked(b, index, (size_t)(pos - index * bs), (size_t)(stop - index * bs),
-                              NULL))
+        if (!claim_gap_locked(b, index, (size_t)(pos - index * bs), (size_t)(stop - index * bs)))
             return false;
         pos = stop;
     }
     return true;
 }
 
-/* Claims the bytes of the file in [from, to) that nobody fetches and the cache does not
- * hold, as gap slots.  Takes the lock block by block; the cache is looked at without it. */
-static bool claim_hole(struct remote_batch *b, uint64_t from, uint64_t to)
-{
-    struct remote *r = b->remote;
-    uint64_t bs = r->block_size;
-    bool ok = true;
-    for (uint64_t pos = from; ok && pos < to;) {
-        uint64_t index = pos / bs;
-        uint64_t stop = (index + 1) * bs < to ? (index + 1) * bs : to;
-        struct blockcache_spans cached;
-        if (blockcache_peek_spans(r->cache, b->file.file_id, index, &cached) < 0) {
-            pos = stop; /* the index cannot say: leave the hole to separate requests */
-            continue;
-        }
-        pthread_mutex_lock(&r->lock);
-        ok = claim_gap_locked(b, index, (size_t)(pos - index * bs), (size_t)(stop - index * bs),
-                              &cached);
-        pthread_mutex_unlock(&r->lock);
-        pos = stop;
-    }
-    return ok;
-}
-
 /*
- * Claims the free, uncached bytes of the holes between the bytes this
- * batch will fetch (its owned slots from `from`), so that one request
- * covers both sides, when reading the hole costs less than another request
- * (the planner's gap).  Bytes the cache holds are never fetched again: a
- * cached island splits the request instead.  Takes the lock itself.
+ * Claims the free bytes of the holes between the bytes this batch will
+ * fetch (its owned slots from `from`), so that one request covers both
+ * sides, when reading the hole costs less than another request (the
+ * planner's gap).  Bytes the cache holds inside such a hole are claimed
+ * too and fetched again: by the same rule an island (an index node cached
+ * by the walk, a chunk read before) costs less to read again than the
+ * request it would split off; a million-chunk batch otherwise split into
+ * thousands of requests around its cached index nodes.  Bytes another
+ * request is bringing are left to it (they split the request: no byte is
+ * in flight twice).  Takes the lock itself.
  */
 static void claim_gaps(struct remote_batch *b, size_t from)
 {
@@ -1786,10 +1747,14 @@ static void claim_gaps(struct remote_batch *b, size_t from)
             start[i] = owned[i]->index * r->block_size + owned[i]->lo;
             stop[i] = owned[i]->index * r->block_size + owned[i]->hi;
         }
-        for (size_t i = 0; i + 1 < k; i++) {
+        bool ok = true;
+        for (size_t i = 0; ok && i + 1 < k; i++) {
             uint64_t hole = start[i + 1] > stop[i] ? start[i + 1] - stop[i] : 0;
-            if (hole > 0 && hole <= max_gap && !claim_hole(b, stop[i], start[i + 1]))
-                break;
+            if (hole > 0 && hole <= max_gap) {
+                pthread_mutex_lock(&r->lock);
+                ok = claim_hole_locked(b, stop[i], start[i + 1]);
+                pthread_mutex_unlock(&r->lock);
+            }
         }
     }
     free(owned);
@@ -1831,6 +1796,8 @@ static bool charge_range(struct remote_batch *b, uint64_t n)
     bool first = b->admitted_bytes == 0;
     if (!first && b->admitted_bytes + n > b->budget)
         return false;
+    if (b->reserved)
+        return true;
     if (r->cfg.budget != NULL) {
         if (first)
             membudget_force(r->cfg.budget, n);
@@ -1844,6 +1811,8 @@ static bool charge_range(struct remote_batch *b, uint64_t n)
 
 static void uncharge_range(struct remote_batch *b, uint64_t n)
 {
+    if (b->reserved)
+        return;
     if (b->remote->cfg.budget != NULL)
         membudget_release(b->remote->cfg.budget, n);
     else
@@ -2074,6 +2043,11 @@ int remote_batch_new(struct remote *r, const struct remote_file *file, uint64_t 
     }
     *out = b;
     return 0;
+}
+
+void remote_batch_reserved(struct remote_batch *b)
+{
+    b->reserved = true;
 }
 
 int remote_batch_add(struct remote_batch *b, uint64_t offset, uint64_t length, uint8_t *dst,

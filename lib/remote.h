@@ -178,6 +178,10 @@ struct remote_batch_result {
 /* Starts an empty batch over an opened file.  0 or -ENOMEM. */
 int remote_batch_new(struct remote *remote, const struct remote_file *file, uint64_t budget,
                      struct remote_batch **out);
+/* The caller reserved every range's bytes with remote_reserve (at most the batch's budget in
+ * all): ranges are charged to the batch's own budget only, not again to the daemon-wide one,
+ * so that all of them are admitted at once and one plan bridges the holes between them. */
+void remote_batch_reserved(struct remote_batch *batch);
 /* Adds a range (inside the file, length > 0).  dst, if not NULL, receives the bytes
  * (and must stay valid until the range is returned); otherwise the batch allocates.
  * Every range must be added before the first remote_batch_next().

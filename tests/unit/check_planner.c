@@ -52,9 +52,12 @@ START_TEST(gap_is_link_rtt_share)
     struct planner_limits one = LIM;
     one.max_streams = 1;
     ck_assert_uint_eq(planner_gap(&m, &one), 5000000);
-    /* The lower of one connection's and the link's bandwidth: connections capped at 25 MB/s. */
+    /* A stream's share of the link, no more than one connection carries: connections
+     * capped at 25 MB/s, 8 streams share 100 MB/s. */
     m = measured(40000, 25000000, 100000000);
-    ck_assert_uint_eq(planner_gap(&m, &LIM), 125000);
+    ck_assert_uint_eq(planner_gap(&m, &LIM), 500000);
+    m = measured(40000, 10000000, 100000000);
+    ck_assert_uint_eq(planner_gap(&m, &LIM), 400000);
     /* A link slower than one connection was seen alone (shared by many transfers). */
     m = measured(40000, 100000000, 50000000);
     ck_assert_uint_eq(planner_gap(&m, &LIM), 250000);
@@ -166,15 +169,15 @@ START_TEST(open_prefix_from_link)
     ck_assert_uint_eq(planner_open_prefix(&none, &lim), 256 * 1024);
     lim.default_prefix = 64 * MIB;
     ck_assert_uint_eq(planner_open_prefix(&none, &lim), 8 * MIB);
-    /* Measured: half a round trip of one connection: 40 ms x 125 MB/s / 2 = 2.5 MB. */
-    struct link_metrics m = measured(40000, 125000000, 125000000);
-    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 2500000);
-    /* Connections capped at 25 MB/s: half of one connection's round trip, 500 kB, raised to
-     * PLANNER_MIN_PIECE; at 50 MB/s and 60 ms, 1.5 MB. */
-    m = measured(40000, 25000000, 125000000);
+    /* Measured: an eighth of a round trip of one connection: 100 ms x 125 MB/s / 8 =
+     * 1.5625 MB; at 40 ms, 625 kB, raised to PLANNER_MIN_PIECE. */
+    struct link_metrics m = measured(100000, 125000000, 125000000);
+    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 1562500);
+    m = measured(40000, 125000000, 125000000);
     ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), PLANNER_MIN_PIECE);
-    m = measured(60000, 50000000, 125000000);
-    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 1500000);
+    /* One connection's rate, not the link's: capped at 50 MB/s, 200 ms: 1.25 MB. */
+    m = measured(200000, 50000000, 125000000);
+    ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), 1250000);
     /* A LAN: 1 ms x 100 MB/s / 2 = 50 kB, raised to PLANNER_MIN_PIECE. */
     m = measured(1000, 100000000, 100000000);
     ck_assert_uint_eq(planner_open_prefix(&m, &OPEN), PLANNER_MIN_PIECE);
@@ -243,18 +246,18 @@ START_TEST(meta_window_from_link)
     planner_meta_window(NULL, &OPEN, &first, &most);
     ck_assert_uint_eq(first, 2 * MIB);
     ck_assert_uint_eq(most, 4 * MIB);
-    /* 40 ms x 125 MB/s: 2.5 MB, growing to 20 MB cut to the maximum. */
+    /* 40 ms x 125 MB/s: 625 kB raised to 1 MiB, growing to 20 MB cut to the maximum. */
     struct link_metrics m = measured(40000, 125000000, 125000000);
     planner_meta_window(&m, &OPEN, &first, &most);
-    ck_assert_uint_eq(first, 2500000);
+    ck_assert_uint_eq(first, PLANNER_MIN_PIECE);
     ck_assert_uint_eq(most, 8 * MIB);
     /* 40 ms x 25 MB/s: 500 kB growing to 4 MB, raised to 1 MiB growing to 4 MiB. */
     m = measured(40000, 25000000, 125000000);
     planner_meta_window(&m, &OPEN, &first, &most);
     ck_assert_uint_eq(first, PLANNER_MIN_PIECE);
     ck_assert_uint_eq(most, PLANNER_MIN_WINDOW_MOST);
-    /* 100 ms x 25 MB/s: 1.25 MB growing to 10 MB, cut to the maximum. */
-    m = measured(100000, 25000000, 125000000);
+    /* 400 ms x 25 MB/s: 1.25 MB growing to 40 MB, cut to the maximum. */
+    m = measured(400000, 25000000, 125000000);
     planner_meta_window(&m, &OPEN, &first, &most);
     ck_assert_uint_eq(first, 1250000);
     ck_assert_uint_eq(most, 8 * MIB);
