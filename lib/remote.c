@@ -1093,7 +1093,13 @@ static void fetch_done(struct fetch_result *res, void *arg)
     }
     /* Entries finished as their bytes landed keep them, whatever the end. */
     size_t landed = res->status == FETCH_OK ? res->data_len : 0;
+    struct store_job *orphan = malloc(sizeof(*orphan) + ctx->nentries * sizeof(orphan->entries[0]));
     pthread_mutex_lock(&r->lock);
+    bool all_abandoned = ctx->nentries > 0;
+    for (size_t i = 0; i < ctx->nentries; i++)
+        all_abandoned &= ctx->entries[i]->abandoned;
+    if (orphan != NULL)
+        *orphan = (struct store_job){.remote = r, .file_id = 0, .offset = ctx->offset};
     for (size_t i = 0; i < ctx->nentries; i++) {
         struct entry *e = ctx->entries[i];
         uint64_t start = e->index * r->block_size + e->lo - ctx->offset;
@@ -1108,12 +1114,28 @@ static void fetch_done(struct fetch_result *res, void *arg)
             else
                 set_fetch_error(&e->error, res);
         }
-        if (e->abandoned)
+        if (all_abandoned && orphan != NULL && e->state == ENTRY_DONE) {
+            /* Its batch is gone (its last range came before the rest of this answer):
+             * the writer caches what landed and then unlists it, as for any answer. */
+            e->refs++;
+            orphan->entries[orphan->nentries++] = e;
+            orphan->file_id = e->file_id;
+            if (e->buf_off + e->len > orphan->len)
+                orphan->len = e->buf_off + e->len;
+        } else if (e->abandoned) {
             table_remove(r, e);
+        }
         entry_release_locked(e); /* the request's reference */
     }
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
+    if (orphan != NULL && orphan->nentries > 0) {
+        orphan->body = ctx->buf;
+        atomic_fetch_add(&ctx->buf->refs, 1);
+        storeq_push(r->writer, run_store_job, orphan);
+    } else {
+        free(orphan);
+    }
     fetchbuf_release(ctx->buf);
     fetch_result_free(res);
     free(ctx);
@@ -1474,6 +1496,17 @@ static void drop_plans(struct remote_batch *b)
                 table_remove(r, e);
             }
         }
+        /* Submitted and not stored: nobody will hand its answer to the writer.  Its end
+         * (fetch_done) unlists its entries, those finished as they landed too (listed with
+         * their bytes until then); if every entry settled since store_settled looked, the
+         * end may have come already: they are unlisted now. */
+        bool pending = false;
+        for (size_t k = 0; p->submitted && !p->stored && k < p->n; k++) {
+            b->plan_entries[p->first + k]->abandoned = true;
+            pending |= b->plan_entries[p->first + k]->state == ENTRY_PENDING;
+        }
+        for (size_t k = 0; p->submitted && !p->stored && !pending && k < p->n; k++)
+            table_remove(r, b->plan_entries[p->first + k]);
         plan_release_locked(b, p);
     }
     b->first_open_plan = b->nplans;
