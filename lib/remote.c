@@ -2192,6 +2192,12 @@ int remote_batch_start(struct remote_batch *b)
         b->ready = malloc(2 * b->nranges * sizeof(*b->ready));
         if (b->ready == NULL)
             return -ENOMEM;
+        /* A lone small range (one chunk asked at a time, as zarr over HTTP asks) reads the
+         * whole blocks it touches: the next read is most likely its neighbour, and the
+         * block costs a few ms of transfer against a round trip.  Read exactly, the Zarr
+         * view's 1000 small chunks took 1021 requests and 6 s instead of 0.8. */
+        if (b->nranges == 1 && b->ranges[0].length < b->remote->block_size)
+            b->whole_blocks = true;
     }
     admit_ranges(b);
     return 0;

@@ -48,8 +48,9 @@ struct remote_config {
     unsigned whole_file_rtts; /* an HDF5 open fetches a never-seen file whole when it crosses
                                * the link in this many round trips (planner_whole_file); 0 never */
     uint64_t whole_file_max;  /* ... and is at most this large */
-    bool exact_ranges;        /* batches and remote_read_exact fetch only the bytes wanted (plus
-                               * bridged gaps) instead of the whole blocks they touch */
+    bool exact_ranges;        /* batches fetch only the bytes wanted (plus bridged gaps) instead
+                               * of the whole blocks they touch; a batch of one range smaller
+                               * than a block reads its blocks whole all the same */
 };
 
 /* What is known about one version of a remote file. */
@@ -151,15 +152,17 @@ int remote_identity(struct remote *remote, const char *url, char *identity, size
  */
 int remote_read(struct remote *remote, const struct remote_file *file, uint64_t offset,
                 uint64_t length, uint8_t *dst, struct h5cd_error *err);
-/* remote_read fetching only the bytes asked for (one chunk), as batches do. */
+/* remote_read of one chunk as a batch of one range reads it: exactly its bytes when it
+ * spans a block or more, else (and with exact_ranges false) the whole blocks it touches. */
 int remote_read_exact(struct remote *remote, const struct remote_file *file, uint64_t offset,
                       uint64_t length, uint8_t *dst, struct h5cd_error *err);
 
 /*
  * Batches: many ranges of one file read together.  The bytes they lack
  * (exactly those, plus the holes worth bridging; see docs/architecture.md,
- * "Partial blocks") are coalesced into few concurrent upstream requests, and each range is handed
- * back as soon as all its bytes are in (completion order, not the order of
+ * "Partial blocks"; a batch of one range smaller than a block reads the
+ * whole blocks it touches) are coalesced into few concurrent upstream requests, and each range is
+ * handed back as soon as all its bytes are in (completion order, not the order of
  * remote_batch_add).  At most `budget` bytes of ranges are admitted at
  * once (at least one range), so memory stays bounded for any batch size.
  * A batch belongs to one thread.
