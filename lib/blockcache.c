@@ -1787,29 +1787,6 @@ int blockcache_get_spans(struct blockcache *bc, int64_t file_id, uint64_t index,
     return rc;
 }
 
-int blockcache_peek_spans(struct blockcache *bc, int64_t file_id, uint64_t index,
-                          struct blockcache_spans *out)
-{
-    struct span_row rows[BLOCKCACHE_MAX_SPANS];
-    size_t n = 0;
-    if (out == NULL)
-        return -EINVAL;
-    out->n = 0;
-    out->gen = 0;
-    if (index > INT64_MAX)
-        return 0;
-    out->gen = blockcache_generation(bc, file_id, index);
-    if (bc->degraded)
-        return 0;
-    pthread_mutex_lock(&bc->lock);
-    int rc = spans_load(bc, file_id, index, rows, BLOCKCACHE_MAX_SPANS, &n);
-    pthread_mutex_unlock(&bc->lock);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        if (span_row_valid(bc, &rows[i]))
-            spans_add(out, &rows[i]);
-    return rc;
-}
-
 int blockcache_get(struct blockcache *bc, int64_t file_id, uint64_t index, uint8_t *buf, size_t cap,
                    size_t *len)
 {

@@ -157,14 +157,6 @@ int blockcache_get_spans(struct blockcache *bc, int64_t file_id, uint64_t index,
                          size_t cap, struct blockcache_spans *out);
 
 /*
- * What the index says is cached of block `index` (no file is read, nothing
- * verified): for planning which bytes to fetch, never for serving.  0 (with
- * out->n maybe 0) or a negative errno.
- */
-int blockcache_peek_spans(struct blockcache *bc, int64_t file_id, uint64_t index,
-                          struct blockcache_spans *out);
-
-/*
  * The block's put generation: it changes after every put that stores bytes
  * of the block (shared by a few blocks: a change may be another block's).
  * A reader that saw the block at generation g and sees g again knows no
