@@ -73,6 +73,14 @@ static uint64_t open_clamp(uint64_t v, const struct planner_open_limits *lim)
     return clamp(v, lo, hi);
 }
 
+/* An open's first request and first window: rtt x bandwidth / PLANNER_OPEN_DIV, never less
+ * than PLANNER_MIN_PIECE. */
+static uint64_t open_piece(uint64_t bdp)
+{
+    uint64_t piece = bdp / PLANNER_OPEN_DIV;
+    return piece > PLANNER_MIN_PIECE ? piece : PLANNER_MIN_PIECE;
+}
+
 uint64_t planner_open_prefix(const struct link_metrics *m, const struct planner_open_limits *lim)
 {
     uint64_t bdp = planner_bdp(m);
@@ -80,9 +88,7 @@ uint64_t planner_open_prefix(const struct link_metrics *m, const struct planner_
         return open_clamp(lim->default_prefix, lim);
     /* A request has fixed costs besides the round trip (upstream, and each miss is a
      * worker's read and libhdf5's next step): never plan less than PLANNER_MIN_PIECE. */
-    return open_clamp(bdp / PLANNER_OPEN_DIV > PLANNER_MIN_PIECE ? bdp / PLANNER_OPEN_DIV
-                                                                 : PLANNER_MIN_PIECE,
-                      lim);
+    return open_clamp(open_piece(bdp), lim);
 }
 
 bool planner_whole_file(const struct link_metrics *m, const struct planner_open_limits *lim,
@@ -116,9 +122,7 @@ void planner_meta_window(const struct link_metrics *m, const struct planner_open
         *most = open_clamp(lim->default_prefix, lim);
     } else {
         uint64_t grown = bdp > UINT64_MAX / 4 ? bdp : 4 * bdp;
-        *first = open_clamp(bdp / PLANNER_OPEN_DIV > PLANNER_MIN_PIECE ? bdp / PLANNER_OPEN_DIV
-                                                                       : PLANNER_MIN_PIECE,
-                            lim);
+        *first = open_clamp(open_piece(bdp), lim);
         *most = open_clamp(grown > PLANNER_MIN_WINDOW_MOST ? grown : PLANNER_MIN_WINDOW_MOST, lim);
     }
     if (*most < *first)

@@ -102,6 +102,7 @@ struct remote {
 struct fetchctx {
     struct remote *remote;
     uint64_t offset;
+    int64_t file_id;      /* the cache's id of the version its entries belong to */
     uint64_t file_size;   /* of the version opened: an answer about another size is a change */
     struct fetchbuf *buf; /* where the body lands; entries finish into it as their bytes do */
     size_t next_entry;    /* entries before this one are finished (loop thread) */
@@ -1040,11 +1041,21 @@ static bool read_cached(struct remote_batch *b, uint64_t index, size_t lo, size_
     return hit;
 }
 
-/* Finishes entry e of an answer whose bytes [0, landed) are in buf.  Caller holds the lock. */
-static void finish_entry_locked(struct remote *r, struct fetchctx *ctx, struct entry *e,
-                                size_t landed)
+/* Where entry e's bytes [lo, hi) of its block lie in the answer of ctx. */
+static uint64_t entry_start(const struct fetchctx *ctx, const struct entry *e)
 {
-    uint64_t start = e->index * r->block_size + e->lo - ctx->offset;
+    return e->index * ctx->remote->block_size + e->lo - ctx->offset;
+}
+
+static uint64_t entry_end(const struct fetchctx *ctx, const struct entry *e)
+{
+    return e->index * ctx->remote->block_size + e->hi - ctx->offset;
+}
+
+/* Finishes entry e of an answer whose bytes [0, landed) are in buf.  Caller holds the lock. */
+static void finish_entry_locked(struct fetchctx *ctx, struct entry *e, size_t landed)
+{
+    uint64_t start = entry_start(ctx, e);
     atomic_fetch_add(&ctx->buf->refs, 1);
     e->buf = ctx->buf;
     e->buf_off = (size_t)start;
@@ -1065,15 +1076,15 @@ static void fetch_progress(void *arg, size_t landed, uint64_t total_size)
     if (total_size != ctx->file_size || ctx->next_entry >= ctx->nentries)
         return; /* another version: fetch_done fails it */
     struct entry *e = ctx->entries[ctx->next_entry];
-    if (e->index * r->block_size + e->hi - ctx->offset > landed)
+    if (entry_end(ctx, e) > landed)
         return;
     pthread_mutex_lock(&r->lock);
     while (ctx->next_entry < ctx->nentries) {
         e = ctx->entries[ctx->next_entry];
-        if (e->index * r->block_size + e->hi - ctx->offset > landed)
+        if (entry_end(ctx, e) > landed)
             break;
         if (e->state == ENTRY_PENDING)
-            finish_entry_locked(r, ctx, e, landed);
+            finish_entry_locked(ctx, e, landed);
         ctx->next_entry++;
     }
     pthread_cond_broadcast(&r->cond);
@@ -1093,20 +1104,24 @@ static void fetch_done(struct fetch_result *res, void *arg)
     }
     /* Entries finished as their bytes landed keep them, whatever the end. */
     size_t landed = res->status == FETCH_OK ? res->data_len : 0;
-    struct store_job *orphan = malloc(sizeof(*orphan) + ctx->nentries * sizeof(orphan->entries[0]));
+    /* Abandoned stays abandoned: looked at once, the job is only made when needed. */
     pthread_mutex_lock(&r->lock);
     bool all_abandoned = ctx->nentries > 0;
     for (size_t i = 0; i < ctx->nentries; i++)
         all_abandoned &= ctx->entries[i]->abandoned;
+    pthread_mutex_unlock(&r->lock);
+    struct store_job *orphan =
+        all_abandoned ? malloc(sizeof(*orphan) + ctx->nentries * sizeof(orphan->entries[0])) : NULL;
     if (orphan != NULL)
-        *orphan = (struct store_job){.remote = r, .file_id = 0, .offset = ctx->offset};
+        *orphan = (struct store_job){
+            .remote = r, .file_id = ctx->file_id, .offset = ctx->offset, .body = ctx->buf};
+    pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < ctx->nentries; i++) {
         struct entry *e = ctx->entries[i];
-        uint64_t start = e->index * r->block_size + e->lo - ctx->offset;
         if (e->state != ENTRY_PENDING) {
             /* finished as it landed */
-        } else if (res->status == FETCH_OK && start < landed) {
-            finish_entry_locked(r, ctx, e, landed);
+        } else if (res->status == FETCH_OK && entry_start(ctx, e) < landed) {
+            finish_entry_locked(ctx, e, landed);
         } else {
             e->state = ENTRY_FAILED;
             if (res->status == FETCH_OK)
@@ -1114,12 +1129,11 @@ static void fetch_done(struct fetch_result *res, void *arg)
             else
                 set_fetch_error(&e->error, res);
         }
-        if (all_abandoned && orphan != NULL && e->state == ENTRY_DONE) {
+        if (orphan != NULL && e->state == ENTRY_DONE) {
             /* Its batch is gone (its last range came before the rest of this answer):
              * the writer caches what landed and then unlists it, as for any answer. */
             e->refs++;
             orphan->entries[orphan->nentries++] = e;
-            orphan->file_id = e->file_id;
             if (e->buf_off + e->len > orphan->len)
                 orphan->len = e->buf_off + e->len;
         } else if (e->abandoned) {
@@ -1130,8 +1144,7 @@ static void fetch_done(struct fetch_result *res, void *arg)
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
     if (orphan != NULL && orphan->nentries > 0) {
-        orphan->body = ctx->buf;
-        atomic_fetch_add(&ctx->buf->refs, 1);
+        atomic_fetch_add(&ctx->buf->refs, 1); /* orphan->body's */
         storeq_push(r->writer, run_store_job, orphan);
     } else {
         free(orphan);
@@ -1294,6 +1307,7 @@ static void submit_fetch(struct remote_batch *b, const struct coalesce_range *ra
     buf->len = (size_t)range->length; /* what it holds once all has landed */
     *ctx = (struct fetchctx){.remote = r,
                              .offset = range->offset,
+                             .file_id = b->file.file_id,
                              .file_size = b->file.size,
                              .buf = buf,
                              .nentries = nowned};
