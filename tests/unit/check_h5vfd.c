@@ -68,6 +68,22 @@ static int count_read(void *ctx, const struct h5vfd_file_desc *file, uint64_t of
         }                                                                                          \
     } while (0)
 
+/* A 1-D chunked float32 dataset `name` in loc holding values[0 .. rows). */
+static void write_floats(hid_t loc, const char *name, const float *values, hsize_t rows,
+                         hsize_t chunk_rows)
+{
+    hsize_t dims[1] = {rows}, chunk[1] = {chunk_rows};
+    hid_t space = H5Screate_simple(1, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, chunk);
+    hid_t d = H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    REQUIRE(d >= 0);
+    REQUIRE(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) >= 0);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+}
+
 static void write_file(void)
 {
     snprintf(file_path, sizeof(file_path), "/tmp/check_h5vfd.%d.h5", (int)getpid());
@@ -85,31 +101,13 @@ static void write_file(void)
         H5Awrite(attr, H5T_NATIVE_INT, &g);
         H5Aclose(attr);
         H5Sclose(scalar);
-        hsize_t dims[1] = {ROWS}, chunk[1] = {500};
-        hid_t space = H5Screate_simple(1, dims, NULL);
-        hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-        H5Pset_chunk(dcpl, 1, chunk);
-        hid_t d = H5Dcreate2(grp, "data", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-        REQUIRE(d >= 0);
-        REQUIRE(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) >= 0);
-        H5Dclose(d);
-        H5Pclose(dcpl);
-        H5Sclose(space);
+        write_floats(grp, "data", values, ROWS, 500);
         H5Gclose(grp);
     }
     static float big[BIG_ROWS];
     for (int i = 0; i < BIG_ROWS; i++)
         big[i] = (float)i;
-    hsize_t dims[1] = {BIG_ROWS}, chunk[1] = {BIG_CHUNK};
-    hid_t space = H5Screate_simple(1, dims, NULL);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_chunk(dcpl, 1, chunk);
-    hid_t d = H5Dcreate2(f, "big", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    REQUIRE(d >= 0);
-    REQUIRE(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, big) >= 0);
-    H5Dclose(d);
-    H5Pclose(dcpl);
-    H5Sclose(space);
+    write_floats(f, "big", big, BIG_ROWS, BIG_CHUNK);
     H5Fclose(f);
     FILE *in = fopen(file_path, "rb");
     REQUIRE(in != NULL);
