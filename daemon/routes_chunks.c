@@ -163,7 +163,11 @@ static enum MHD_Result send_decoded_chunk(struct server *srv, struct MHD_Connect
                             srv->cfg->batch_inflight_bytes, NULL, NULL, &progress, &err) < 0)
             return http_send_error(srv, conn, &err);
     }
-    if (fast != 0 && h5index_decode_chunk(srv->h5index, file, ds, coords, &data, &len, &err) < 0)
+    bool never_written = ds->layout == H5LAYOUT_CHUNKED && !loc.allocated;
+    if (fast != 0 &&
+        (never_written
+             ? h5index_fill_chunk(srv->h5index, file, ds, coords, &data, &len, &err)
+             : h5index_decode_chunk(srv->h5index, file, ds, coords, &data, &len, &err)) < 0)
         return http_send_error(srv, conn, &err);
     /* Values from a worker count against the memory budget until sent. */
     MHD_ContentReaderFreeCallback release = fast != 0 ? h5index_free_values : free;
@@ -316,6 +320,16 @@ static void charge_payload(struct chunks_stream *cs, uint64_t n)
     cs->payload_charge = n;
 }
 
+/* The key's values from a worker: its fill value when the index says it was never written. */
+static int decode_key(struct chunks_stream *cs, const struct batch_key *k, const uint64_t *coords,
+                      uint8_t **data, size_t *len, struct h5cd_error *err)
+{
+    struct h5index *index = cs->srv->h5index;
+    if (cs->ds.layout == H5LAYOUT_CHUNKED && !k->loc.allocated)
+        return h5index_fill_chunk(index, &cs->file, &cs->ds, coords, data, len, err);
+    return h5index_decode_chunk(index, &cs->file, &cs->ds, coords, data, len, err);
+}
+
 /* Replaces the frame's payload by the key's decoded values (or an error frame). */
 static void frame_decoded(struct chunks_stream *cs, const struct batch_key *k)
 {
@@ -326,7 +340,7 @@ static void frame_decoded(struct chunks_stream *cs, const struct batch_key *k)
     size_t len = 0;
     own_payload(cs, NULL, false);
     if (chunkkey_parse(&cs->ds.grid, k->key, coords, why, sizeof(why)) < 0 ||
-        h5index_decode_chunk(cs->srv->h5index, &cs->file, &cs->ds, coords, &data, &len, &err) < 0) {
+        decode_key(cs, k, coords, &data, &len, &err) < 0) {
         STATS_INC(&cs->srv->stats, errors);
         frame_error(cs, k, err.code != H5CD_OK ? err.code : H5CD_E_INTERNAL);
         return;

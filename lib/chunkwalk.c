@@ -151,8 +151,10 @@ static int read_ranges(void *ctx, const struct h5ci_range *ranges, size_t n)
     int rc = 0;
     if (remote_batch_new(io->remote, io->file, bytes, &batch) < 0)
         rc = -ENOMEM;
-    else
+    else {
         remote_batch_reserved(batch);
+        remote_batch_holes_wanted(batch);
+    }
     for (size_t i = 0; i < nspans && rc == 0; i++)
         rc = remote_batch_add(batch, spans[i].offset, spans[i].length, NULL, &spans[i]);
     uint64_t started = now_us();

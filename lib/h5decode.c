@@ -383,6 +383,38 @@ int h5decode_chunk(hid_t fid, const struct h5dataset *ds, const uint64_t *coords
     return rc;
 }
 
+int h5decode_fill_chunk(hid_t fid, const struct h5dataset *ds, const uint64_t *coords,
+                        uint8_t **out, size_t *len, struct h5cd_error *err)
+{
+    hid_t dset;
+    struct memtype mt;
+    if (open_for_read(fid, ds, &dset, &mt, err) < 0)
+        return -1;
+    bool fixed = mt.format == H5DECODE_FIXED;
+    size_t nelem = 1;
+    bool overflow = false;
+    for (int d = 0; fixed && d < ds->grid.rank; d++) {
+        overflow |= ds->grid.chunk[d] != 0 && nelem > SIZE_MAX / ds->grid.chunk[d];
+        nelem *= (size_t)ds->grid.chunk[d];
+    }
+    int rc = -1;
+    if (!fixed) {
+        rc = 1;
+    } else if (overflow || nelem > MAX_DECODED_CHUNK_BYTES / mt.size) {
+        h5cd_fail(err, H5CD_E_TOO_LARGE, "decoded values larger than %llu bytes",
+                  (unsigned long long)MAX_DECODED_CHUNK_BYTES);
+    } else if ((*out = malloc(nelem * mt.size > 0 ? nelem * mt.size : 1)) == NULL) {
+        h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
+    } else {
+        prefill(dset, &mt, *out, nelem);
+        *len = nelem * mt.size;
+        rc = 0;
+    }
+    H5Tclose(mt.type);
+    H5Dclose(dset);
+    return rc == 1 ? h5decode_chunk(fid, ds, coords, out, len, err) : rc;
+}
+
 int h5decode_slice(hid_t fid, const struct h5dataset *ds, const struct selection *sel,
                    uint64_t max_bytes, uint8_t **out, size_t *len, struct h5cd_error *err)
 {

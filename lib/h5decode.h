@@ -33,6 +33,13 @@ int h5decode_format_of(hid_t fid, const struct h5dataset *ds, enum h5decode_form
 int h5decode_chunk(hid_t fid, const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
                    size_t *len, struct h5cd_error *err);
 
+/* The values of a chunk of ds that was never written: the full chunk shape filled with the
+ * fill value, made from the dataset's creation properties alone (no chunk index lookup, so
+ * nothing but the object header is read).  Types whose fill is not a fixed-size value
+ * (strings, references) are read through h5decode_chunk instead.  0, or -1 with err. */
+int h5decode_fill_chunk(hid_t fid, const struct h5dataset *ds, const uint64_t *coords,
+                        uint8_t **out, size_t *len, struct h5cd_error *err);
+
 /* Decodes a selection of ds into a malloc'd buffer (C order, shape of the selection).
  * max_bytes bounds the result (H5CD_E_TOO_LARGE beyond).  0, or -1 with err. */
 int h5decode_slice(hid_t fid, const struct h5dataset *ds, const struct selection *sel,

@@ -1202,15 +1202,18 @@ int h5index_check_decode_size(const struct h5index *idx, const struct h5dataset 
                      ds->path, (unsigned long long)idx->max_decode_bytes);
 }
 
-int h5index_decode_chunk(struct h5index *idx, const struct remote_file *file,
-                         const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
-                         size_t *len, struct h5cd_error *err)
+static int decode_in_worker(struct h5index *idx, const struct remote_file *file,
+                            const struct h5dataset *ds, const uint64_t *coords, bool never_written,
+                            uint8_t **out, size_t *len, struct h5cd_error *err)
 {
     struct wp_op *op = calloc(1, sizeof(*op));
     if (op == NULL)
         return h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
-    *op = (struct wp_op){
-        .opcode = WP_OP_DECODE, .ncoords = 1, .ds = *ds, .max_bytes = idx->max_decode_bytes};
+    *op = (struct wp_op){.opcode = WP_OP_DECODE,
+                         .ncoords = 1,
+                         .never_written = never_written,
+                         .ds = *ds,
+                         .max_bytes = idx->max_decode_bytes};
     struct workerpool_call call = {
         .op = op, .coords = coords, .max_result = idx->max_decode_bytes, .budgeted = true};
     int rc = run_worker(idx, file, ds->path, &call, err);
@@ -1220,6 +1223,20 @@ int h5index_decode_chunk(struct h5index *idx, const struct remote_file *file,
     *out = call.data;
     *len = call.len;
     return 0;
+}
+
+int h5index_decode_chunk(struct h5index *idx, const struct remote_file *file,
+                         const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
+                         size_t *len, struct h5cd_error *err)
+{
+    return decode_in_worker(idx, file, ds, coords, false, out, len, err);
+}
+
+int h5index_fill_chunk(struct h5index *idx, const struct remote_file *file,
+                       const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
+                       size_t *len, struct h5cd_error *err)
+{
+    return decode_in_worker(idx, file, ds, coords, true, out, len, err);
 }
 
 int h5index_slice(struct h5index *idx, const struct remote_file *file, const struct h5dataset *ds,

@@ -136,6 +136,13 @@ int h5index_compact_bytes(struct h5index *index, const struct remote_file *file,
 int h5index_decode_chunk(struct h5index *index, const struct remote_file *file,
                          const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
                          size_t *len, struct h5cd_error *err);
+/* The values of a chunk the index says was never written, as h5index_decode_chunk gives
+ * them, made from the dataset's fill value without looking the chunk up in libhdf5's index
+ * (whose nodes, read through the cache, could cost upstream requests of their own).
+ * Budgeted and freed like h5index_decode_chunk's.  0, or -1 with err. */
+int h5index_fill_chunk(struct h5index *index, const struct remote_file *file,
+                       const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
+                       size_t *len, struct h5cd_error *err);
 
 /* 413 too_large (-1 with err) when one decoded chunk of ds exceeds max_decode_bytes;
  * for decoding done in the daemon itself (lib/fastdecode.c), before it allocates.  0 if not. */

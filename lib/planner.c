@@ -43,6 +43,62 @@ uint64_t planner_gap(const struct link_metrics *m, const struct planner_limits *
     return clamp(rtt * share / 1000000u, 0, hi);
 }
 
+/* Bytes per second `busy` connections carry together: the link's rate, or theirs when each
+ * is capped below its share; 0 when neither is known. */
+static double link_rate(const struct link_metrics *m, uint64_t busy)
+{
+    double rate = 0;
+    if (m->link_known)
+        rate = (double)min_u64(m->link_bps, LINKSTATS_MAX_BPS);
+    if (m->conn_known) {
+        double conns = (double)min_u64(m->conn_bps, LINKSTATS_MAX_BPS) * (double)busy;
+        rate = rate > 0 && rate < conns ? rate : conns;
+    }
+    return rate;
+}
+
+/* The seconds a data batch takes on the link when its bytes go in `requests` requests,
+ * max_streams at a time: a round trip per round, the bytes at link_rate. */
+static double batch_seconds(const struct link_metrics *m, const struct planner_limits *lim,
+                            uint64_t requests, uint64_t bytes)
+{
+    uint64_t streams = lim->max_streams > 0 ? lim->max_streams : 1;
+    uint64_t rounds = requests / streams + (requests % streams != 0);
+    double rate = link_rate(m, requests < streams ? requests : streams);
+    double rtt = (double)min_u64(m->rtt_us, LINKSTATS_MAX_RTT_US) / 1e6;
+    return (double)rounds * rtt + (double)bytes / rate;
+}
+
+size_t planner_bridge(const struct link_metrics *m, const struct planner_limits *lim,
+                      const uint64_t *holes, size_t nholes, uint64_t wanted)
+{
+    uint64_t hi = min_u64(PLANNER_MAX_GAP, lim->max_fetch);
+    size_t most = 0;
+    while (most < nholes && holes[most] <= hi)
+        most++;
+    if (m == NULL || !m->rtt_known || link_rate(m, 1) <= 0) {
+        uint64_t gap = planner_gap(m, lim);
+        size_t k = 0;
+        while (k < most && holes[k] <= gap)
+            k++;
+        return k;
+    }
+    /* Bridging the k smallest holes leaves nholes + 1 - k requests; sizes are clamped so
+     * that the sum cannot wrap (a file is smaller than 2^63 bytes anyway). */
+    uint64_t bytes = wanted, requests = (uint64_t)nholes + 1;
+    double best_cost = batch_seconds(m, lim, requests, bytes);
+    size_t best = 0;
+    for (size_t k = 1; k <= most; k++) {
+        bytes = bytes > UINT64_MAX - holes[k - 1] ? UINT64_MAX : bytes + holes[k - 1];
+        double cost = batch_seconds(m, lim, requests - k, bytes);
+        if (cost < best_cost) {
+            best_cost = cost;
+            best = k;
+        }
+    }
+    return best;
+}
+
 unsigned planner_streams(const struct link_metrics *m, const struct planner_limits *lim)
 {
     uint64_t most = lim->max_streams > 0 ? lim->max_streams : 1;

@@ -17,7 +17,19 @@
  *    gap = rtt x min(conn_bps, link_bps / max_streams), clamped to
  *    [0, PLANNER_MAX_GAP] and to max_fetch (with max_streams 1 this is
  *    Arrow's latency x bandwidth).  The batch bridges every hole up to
- *    the gap, cached bytes in it too (remote.c, claim_gaps);
+ *    the gap, cached bytes in it too (remote.c, claim_gaps).  That is the
+ *    rule for an index walk's levels, whose holes hold the chunks the walk
+ *    will want next;
+ *  - bridge: a batch of data bridges only the holes that save a round of
+ *    requests.  Its requests go out together, max_streams at a time, so a
+ *    request costs a round trip only when it adds a round: R requests take
+ *    ceil(R / max_streams) round trips, and every byte, wanted or bridged,
+ *    its time on the link (link_bps, or conn_bps on each of the streams in
+ *    use when that is less).  Bridging the k smallest holes leaves R0 - k
+ *    requests; the k chosen minimises rounds x rtt + bytes / rate.  Thirty
+ *    frames with an unwanted frame between each two (bench "frames") are
+ *    read in 8 requests, not 24 in three rounds nor 7 that move every
+ *    unwanted frame: docs/architecture.md, "Planning requests from the link";
  *  - streams: how many connections one batch should keep busy to fill the
  *    link: link_bps / conn_bps rounded up, plus one so that a link whose
  *    connections are capped one by one is discovered, at most max_streams;
@@ -73,6 +85,11 @@ struct planner_limits {
 uint64_t planner_bdp(const struct link_metrics *m);
 /* The largest hole worth bridging between two wanted ranges. */
 uint64_t planner_gap(const struct link_metrics *m, const struct planner_limits *lim);
+/* How many of a data batch's holes to bridge: holes[0..nholes) are the holes between its
+ * runs of wanted bytes (each > 0) in ascending order, wanted the bytes its runs hold; the
+ * answer k says to bridge holes[0..k).  Unmeasured: the holes up to planner_gap. */
+size_t planner_bridge(const struct link_metrics *m, const struct planner_limits *lim,
+                      const uint64_t *holes, size_t nholes, uint64_t wanted);
 /* Connections one batch should use, in [1, max_streams]. */
 unsigned planner_streams(const struct link_metrics *m, const struct planner_limits *lim);
 /* The largest request for a batch that wants total bytes, in [1, max_fetch]. */

@@ -947,6 +947,7 @@ struct remote_batch {
     uint64_t last_write;      /* the writer's ticket of its last store job (0: none) */
     bool detached_writes;     /* its end does not wait for its writes (see open_whole_file) */
     bool reserved;            /* its ranges were reserved by the caller (remote_batch_reserved) */
+    bool holes_wanted;        /* its holes are read next: bridge each up to the gap */
 };
 
 static struct planner_limits batch_limits(const struct remote_batch *b)
@@ -1593,13 +1594,6 @@ done:
     free(owned);
 }
 
-/* The largest hole worth bridging between two wanted byte ranges of this batch. */
-static uint64_t batch_gap(const struct remote_batch *b)
-{
-    struct planner_limits lim = batch_limits(b);
-    return planner_gap(&b->link, &lim);
-}
-
 static void fail_range(struct batch_range *range, enum h5cd_errcode code, const char *message);
 
 /* Adds an unclaimed slot for the bytes [lo, hi) of block index (room reserved). */
@@ -1762,42 +1756,108 @@ static bool claim_hole_locked(struct remote_batch *b, uint64_t from, uint64_t to
     return true;
 }
 
+/* A hole between two of a batch's runs of wanted bytes: its size and where it lies. */
+struct hole {
+    uint64_t size;
+    uint32_t spread; /* ties among equal holes are broken by this (spread_of) */
+    size_t after;    /* it follows the owned slot of this rank */
+};
+
+/* Bit-reversed rank: holes of one size taken in this order are spread evenly over the
+ * batch (0, 16, 8, 24, ...), so bridging some of them makes runs of even length. */
+static uint32_t spread_of(size_t rank)
+{
+    uint32_t v = (uint32_t)rank, r = 0;
+    for (int i = 0; i < 32; i++, v >>= 1)
+        r = (r << 1) | (v & 1u);
+    return r;
+}
+
+static int cmp_hole(const void *a, const void *b)
+{
+    const struct hole *x = a, *y = b;
+    if (x->size != y->size)
+        return x->size < y->size ? -1 : 1;
+    return x->spread < y->spread ? -1 : x->spread > y->spread;
+}
+
+/* Which holes to bridge: marks bridge[i] for the hole after owned rank i.  An index walk's
+ * level bridges every hole up to the gap (the chunks between its nodes are what the walk
+ * wants next); a data batch the holes planner_bridge says save a round.  false when out of
+ * memory. */
+static bool choose_holes(const struct remote_batch *b, const uint64_t *start, const uint64_t *stop,
+                         size_t k, bool *bridge)
+{
+    struct planner_limits lim = batch_limits(b);
+    struct hole *holes = malloc(k * sizeof(*holes));
+    uint64_t *sizes = malloc(k * sizeof(*sizes));
+    if (holes == NULL || sizes == NULL) {
+        free(holes);
+        free(sizes);
+        return false;
+    }
+    size_t n = 0;
+    uint64_t wanted = 0;
+    for (size_t i = 0; i < k; i++) {
+        wanted += stop[i] - start[i];
+        if (i + 1 < k && start[i + 1] > stop[i])
+            holes[n++] =
+                (struct hole){.size = start[i + 1] - stop[i], .spread = spread_of(n), .after = i};
+    }
+    qsort(holes, n, sizeof(*holes), cmp_hole);
+    for (size_t i = 0; i < n; i++)
+        sizes[i] = holes[i].size;
+    size_t take = 0;
+    if (b->holes_wanted) {
+        uint64_t max_gap = planner_gap(&b->link, &lim);
+        while (take < n && sizes[take] <= max_gap)
+            take++;
+    } else {
+        take = planner_bridge(&b->link, &lim, sizes, n, wanted);
+    }
+    for (size_t i = 0; i < take; i++)
+        bridge[holes[i].after] = true;
+    log_debug("msg=\"holes bridged\" pieces=%zu holes=%zu bridged=%zu wanted=%llu walk=%d", k, n,
+              take, (unsigned long long)wanted, b->holes_wanted);
+    free(holes);
+    free(sizes);
+    return true;
+}
+
 /*
  * Claims the free bytes of the holes between the bytes this batch will
- * fetch (its owned slots from `from`), so that one request covers both
- * sides, when reading the hole costs less than another request (the
- * planner's gap).  Bytes the cache holds inside such a hole are claimed
- * too and fetched again: by the same rule an island (an index node cached
- * by the walk, a chunk read before) costs less to read again than the
- * request it would split off; a million-chunk batch otherwise split into
- * thousands of requests around its cached index nodes.  Bytes another
- * request is bringing are left to it (they split the request: no byte is
- * in flight twice).  Takes the lock itself.
+ * fetch (its owned slots from `from`) that choose_holes says to bridge,
+ * so that one request covers both sides.  Bytes the cache holds inside
+ * such a hole are claimed too and fetched again: by the same rule an
+ * island (an index node cached by the walk, a chunk read before) costs
+ * less to read again than the request it would split off; a million-chunk
+ * batch otherwise split into thousands of requests around its cached index
+ * nodes.  Bytes another request is bringing are left to it (they split the
+ * request: no byte is in flight twice).  Takes the lock itself.
  */
 static void claim_gaps(struct remote_batch *b, size_t from)
 {
     struct remote *r = b->remote;
-    uint64_t max_gap = batch_gap(b);
     size_t n = b->nslots - from;
-    if (n < 2 || max_gap == 0)
+    if (n < 2)
         return;
     struct slot **owned = malloc(n * sizeof(*owned));
     uint64_t *start = malloc(n * sizeof(*start)), *stop = malloc(n * sizeof(*stop));
+    bool *bridge = calloc(n, sizeof(*bridge));
     size_t k = 0;
     for (size_t i = from; owned != NULL && i < b->nslots; i++)
         if (b->slots[i].owned && !b->slots[i].done)
             owned[k++] = &b->slots[i];
-    if (owned != NULL && start != NULL && stop != NULL) {
+    if (owned != NULL && start != NULL && stop != NULL && bridge != NULL) {
         qsort(owned, k, sizeof(*owned), cmp_slot_pos);
         /* Positions first: claiming may move the slots array. */
         for (size_t i = 0; i < k; i++) {
             start[i] = owned[i]->index * r->block_size + owned[i]->lo;
             stop[i] = owned[i]->index * r->block_size + owned[i]->hi;
         }
-        bool ok = true;
+        bool ok = k >= 2 && choose_holes(b, start, stop, k, bridge);
         for (size_t i = 0; ok && i + 1 < k; i++) {
-            uint64_t hole = start[i + 1] > stop[i] ? start[i + 1] - stop[i] : 0;
-            if (hole > 0 && hole <= max_gap) {
+            if (bridge[i]) {
                 pthread_mutex_lock(&r->lock);
                 ok = claim_hole_locked(b, stop[i], start[i + 1]);
                 pthread_mutex_unlock(&r->lock);
@@ -1807,6 +1867,7 @@ static void claim_gaps(struct remote_batch *b, size_t from)
     free(owned);
     free(start);
     free(stop);
+    free(bridge);
 }
 
 /*
@@ -2090,6 +2151,11 @@ int remote_batch_new(struct remote *r, const struct remote_file *file, uint64_t 
     }
     *out = b;
     return 0;
+}
+
+void remote_batch_holes_wanted(struct remote_batch *b)
+{
+    b->holes_wanted = true;
 }
 
 void remote_batch_reserved(struct remote_batch *b)

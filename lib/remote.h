@@ -185,6 +185,10 @@ int remote_batch_new(struct remote *remote, const struct remote_file *file, uint
  * all): ranges are charged to the batch's own budget only, not again to the daemon-wide one,
  * so that all of them are admitted at once and one plan bridges the holes between them. */
 void remote_batch_reserved(struct remote_batch *batch);
+/* The bytes between the batch's ranges are likely read next (an index level's nodes lie among
+ * the chunks they index): bridge every hole up to the planner's gap, not only the holes that
+ * save a round of requests (planner.h, "bridge"). */
+void remote_batch_holes_wanted(struct remote_batch *batch);
 /* Adds a range (inside the file, length > 0).  dst, if not NULL, receives the bytes
  * (and must stay valid until the range is returned); otherwise the batch allocates.
  * Every range must be added before the first remote_batch_next().

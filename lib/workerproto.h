@@ -69,13 +69,14 @@ struct wp_header {
 
 struct wp_op {
     uint32_t opcode;
-    uint32_t ncoords;      /* LOCATE: keys; DECODE: 1; else 0 (coords follow, rank each) */
-    uint32_t npaths;       /* DESCRIBE_MANY: paths, each NUL-terminated, after the coords */
-    uint32_t paths_len;    /* ... their bytes (0 for other operations) */
-    int64_t file_id;       /* the version being read */
-    uint64_t file_size;    /* its size: reads past it are refused */
-    uint64_t prefix_bytes; /* read when the file is opened */
-    uint64_t window_first; /* metadata windows (struct h5vfd_meta_plan); 0: the driver's own */
+    uint32_t ncoords;       /* LOCATE: keys; DECODE: 1; else 0 (coords follow, rank each) */
+    uint32_t npaths;        /* DESCRIBE_MANY: paths, each NUL-terminated, after the coords */
+    uint32_t paths_len;     /* ... their bytes (0 for other operations) */
+    uint32_t never_written; /* DECODE: the daemon's index says the chunk was never written */
+    int64_t file_id;        /* the version being read */
+    uint64_t file_size;     /* its size: reads past it are refused */
+    uint64_t prefix_bytes;  /* read when the file is opened */
+    uint64_t window_first;  /* metadata windows (struct h5vfd_meta_plan); 0: the driver's own */
     uint64_t window_most;
     uint64_t window_align;
     uint64_t max_bytes; /* DECODE, SLICE, COMPACT: largest result allowed */

@@ -536,7 +536,9 @@ static int op_decode(hid_t fid, const struct wp_op *op, const uint64_t *coords, 
         return -1;
     h5vfd_take_error(NULL);
     errno = 0;
-    if (h5decode_chunk(fid, &op->ds, coords, data, len, err) < 0) {
+    int rc = op->never_written ? h5decode_fill_chunk(fid, &op->ds, coords, data, len, err)
+                               : h5decode_chunk(fid, &op->ds, coords, data, len, err);
+    if (rc < 0) {
         if (!h5vfd_take_error(err) && unclassified(err->code))
             classify_decode_failure(fid, op->ds.path, err);
         return -1;

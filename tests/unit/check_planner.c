@@ -1,7 +1,8 @@
 /*
  * check_planner.c - unit tests of lib/planner: the configured values before
  * anything is measured, the gap / streams / piece arithmetic on measured
- * links, and its bounds at the clamps (no overflow at the largest inputs).
+ * links, which holes a data batch bridges, and its bounds at the clamps (no overflow at the largest
+ * inputs).
  */
 #include <check.h>
 #include <stdint.h>
@@ -70,6 +71,75 @@ START_TEST(gap_is_link_rtt_share)
     /* A link with no latency bridges nothing. */
     m = measured(0, 125000000, 125000000);
     ck_assert_uint_eq(planner_gap(&m, &LIM), 0);
+}
+END_TEST
+
+START_TEST(bridge_unmeasured_uses_gap)
+{
+    /* Before the host is measured: every hole up to the configured gap (256 KiB). */
+    const uint64_t holes[] = {100000, 200000, 300000};
+    struct link_metrics none = {0};
+    ck_assert_uint_eq(planner_bridge(&none, &LIM, holes, 3, 1000000), 2);
+    ck_assert_uint_eq(planner_bridge(NULL, &LIM, holes, 3, 1000000), 2);
+    ck_assert_uint_eq(planner_bridge(&none, &LIM, holes, 0, 1000000), 0);
+}
+END_TEST
+
+START_TEST(bridge_saves_rounds_only)
+{
+    /* The bench's frames: 24 wanted frames of 351 kB, an unwanted one between each two; 40 ms,
+     * 100 MB/s, 8 streams.  24 requests take 3 rounds (0.204 s); 8 take one (0.180 s); one
+     * request moves every unwanted frame (0.205 s): bridge 16. */
+    uint64_t holes[23];
+    for (size_t i = 0; i < 23; i++)
+        holes[i] = 351000;
+    struct link_metrics m = measured(40000, 100 * MB, 100 * MB);
+    ck_assert_uint_eq(planner_bridge(&m, &LIM, holes, 23, 24 * 351000), 16);
+    /* A batch that fits in one round already bridges nothing however small its holes are
+     * relative to the gap: 3 chunks of 50 MB with 1 MB between them. */
+    const uint64_t big[] = {1000000, 1000000};
+    ck_assert_uint_eq(planner_bridge(&m, &LIM, big, 2, 150 * MB), 0);
+    /* Holes cheap next to a round trip are bridged down to one request per stream: 10,000
+     * chunks of 90 bytes, 9 kB apart. */
+    static uint64_t many[9999];
+    for (size_t i = 0; i < 9999; i++)
+        many[i] = 9000;
+    ck_assert_uint_eq(planner_bridge(&m, &LIM, many, 9999, 10000 * 90), 9999 - 7);
+    /* One stream: every such hole. */
+    struct planner_limits one = LIM;
+    one.max_streams = 1;
+    ck_assert_uint_eq(planner_bridge(&m, &one, many, 9999, 10000 * 90), 9999);
+}
+END_TEST
+
+START_TEST(bridge_keeps_capped_streams_busy)
+{
+    /* Connections capped at 25 MB/s on a 100 MB/s link: one request would carry the batch at
+     * a quarter of the link, so at least four stay (and one round allows eight). */
+    static uint64_t many[9999];
+    for (size_t i = 0; i < 9999; i++)
+        many[i] = 9000;
+    struct link_metrics m = measured(40000, 25 * MB, 100 * MB);
+    size_t k = planner_bridge(&m, &LIM, many, 9999, 10000 * 90);
+    ck_assert_uint_le(k, 9999 - 3);
+    ck_assert_uint_ge(k, 9999 - 7);
+}
+END_TEST
+
+START_TEST(bridge_bounded)
+{
+    /* However slow the round trip, no hole above max_fetch (or PLANNER_MAX_GAP) is bridged;
+     * estimates past the clamps cannot overflow. */
+    const uint64_t holes[] = {1 * MIB, 7 * MIB, 20 * MIB, UINT64_MAX};
+    struct planner_limits one = LIM;
+    one.max_streams = 1;
+    struct link_metrics m = measured(UINT64_MAX, UINT64_MAX, UINT64_MAX);
+    ck_assert_uint_eq(planner_bridge(&m, &one, holes, 4, UINT64_MAX), 2);
+    m = measured(10000000, 1 * MB, 1 * MB); /* 10 s a round trip: 7 MiB cost 7.3 s */
+    ck_assert_uint_eq(planner_bridge(&m, &one, holes, 4, 10), 2);
+    /* A link with no latency saves nothing by bridging. */
+    m = measured(0, 100 * MB, 100 * MB);
+    ck_assert_uint_eq(planner_bridge(&m, &one, holes, 4, 10), 0);
 }
 END_TEST
 
@@ -283,6 +353,9 @@ static Suite *planner_suite(void)
     TCase *core = tcase_create("core");
     tcase_add_test(core, unmeasured_uses_configuration);
     tcase_add_test(core, gap_is_link_rtt_share);
+    tcase_add_test(core, bridge_unmeasured_uses_gap);
+    tcase_add_test(core, bridge_saves_rounds_only);
+    tcase_add_test(core, bridge_keeps_capped_streams_busy);
     tcase_add_test(core, streams_fill_the_link);
     tcase_add_test(core, piece_splits_across_streams);
     tcase_add_test(core, open_prefix_from_link);
@@ -291,6 +364,7 @@ static Suite *planner_suite(void)
     suite_add_tcase(s, core);
     TCase *limits = tcase_create("limits");
     tcase_add_test(limits, gap_clamped);
+    tcase_add_test(limits, bridge_bounded);
     suite_add_tcase(s, limits);
     return s;
 }
