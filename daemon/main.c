@@ -43,10 +43,12 @@
 #endif
 
 #define ERR_LINE            512
-#define MALLOC_ARENAS       2   /* glibc malloc arenas (M_ARENA_MAX) */
-#define MAX_RUNNING_JOBS    4   /* prefetch jobs running at once */
-#define MAX_KEPT_JOBS       256 /* finished jobs remembered for GET /v1/jobs */
-#define STATUS_INTERVAL_S   30  /* systemd STATUS= refresh while idle */
+#define MALLOC_ARENAS       2                   /* glibc malloc arenas (M_ARENA_MAX) */
+#define MALLOC_MMAP_BYTES   (32 * 1024 * 1024)  /* M_MMAP_THRESHOLD: glibc's largest */
+#define MALLOC_TRIM_BYTES   (128 * 1024 * 1024) /* M_TRIM_THRESHOLD */
+#define MAX_RUNNING_JOBS    4                   /* prefetch jobs running at once */
+#define MAX_KEPT_JOBS       256                 /* finished jobs remembered for GET /v1/jobs */
+#define STATUS_INTERVAL_S   30                  /* systemd STATUS= refresh while idle */
 #define STATUS_BYTES        512
 #define FDS_BESIDES_CLIENTS 256 /* cache, sqlite, upstream connections, logs */
 
@@ -752,11 +754,32 @@ static void prepare_start(struct daemon *d)
     open_sockets(srv);
 }
 
+/*
+ * A batch allocates a buffer per range and frees them all when it ends: a
+ * warm 20-chunk batch, 10.8 MB.  With glibc's defaults such buffers are
+ * mapped and unmapped, or trimmed from the heap's top, so the next batch
+ * page-faults all of it in again; on this machine's VM that was 40 ms of
+ * every other warm batch (perf: page faults under the copies out of the
+ * block cache), against 2 ms when the memory is kept.  Freed memory is
+ * therefore kept for reuse (up to MALLOC_TRIM_BYTES at a heap's top, in at
+ * most MALLOC_ARENAS arenas): RSS stays near its peak instead of falling
+ * back between bursts.  The MALLOC_*_ environment variables, when set,
+ * still decide.
+ */
+static void keep_freed_memory(void)
+{
+    if (getenv("MALLOC_MMAP_THRESHOLD_") == NULL)
+        mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES);
+    if (getenv("MALLOC_TRIM_THRESHOLD_") == NULL)
+        mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_BYTES);
+}
+
 int main(int argc, char **argv)
 {
     /* One thread per connection would otherwise get up to 8 malloc arenas per core,
      * each keeping freed chunk buffers: a few arenas keep RSS close to live data. */
     mallopt(M_ARENA_MAX, MALLOC_ARENAS);
+    keep_freed_memory();
     /* The cache, its indexes and the access log name other users' URLs: private. */
     umask(077);
     static struct daemon d; /* zeroed; lives as long as the process */

@@ -2,17 +2,19 @@
 daemon whose getitems() makes one POST /v1/chunks per zarr read.
 
 zarr 2.x calls store.getitems(keys) with every chunk key one selection
-touches (zarr >= 2.12; "contexts" since 2.15); ZarrView.fetch sends them as
-one batch and reads the frames as they arrive.  Metadata comes from the
+touches (zarr >= 2.12; "contexts" since 2.15); ZarrView.stream sends them as
+one batch and hands zarr a Mapping that reads the frames as zarr looks the
+keys up, so zarr decodes a chunk while the next is still arriving.  Metadata comes from the
 consolidated view, so zarr.open_consolidated(store) and zarr.open(store)
 make no request beyond the .zmetadata fetched when the store is made.
 A chunk never written is missing (zarr uses the fill value); any other
 failure raises ChunkError, which zarr passes on.
 """
+from collections import ChainMap
 from collections.abc import MutableMapping
 
 from .errors import ChunkError
-from .zarrview import ZarrView
+from .zarrview import DECODE_THREADS, ZarrView
 
 try:
     import zarr
@@ -39,6 +41,14 @@ class ZarrStore(_Base):
         self.client = client
         self.url = url
         self.path = path
+        if decode not in ("auto", "local", True, False):
+            raise ValueError("decode must be 'auto', 'local', True or False")
+        if decode == "auto" and DECODE_THREADS > 0:
+            # With a second core, decoding in the store's threads while the
+            # frames arrive beats zarr's one chunk after the other (bench:
+            # warm slab 58 against 98 ms); on busy cores it decodes in the
+            # reading thread, as zarr would (docs/python.md, "Performance").
+            decode = "local"
         self.view = ZarrView(client, url, path, decode, merge_small=True,
                              drop_empty_attrs=True)
         self.batches = 0  # batch requests sent by getitems (for tests)
@@ -59,7 +69,10 @@ class ZarrStore(_Base):
 
     def getitems(self, keys, *, contexts=None, on_error="omit", **_kw):
         """Every key at once: metadata answered locally, chunks in one batch
-        request per array.  Keys of chunks never written are left out."""
+        request per array.  Keys of chunks never written are left out.  The
+        chunks of one array come as a Mapping filled while the answer
+        arrives (ZarrView.stream): zarr decodes each chunk as it looks it up,
+        while the daemon sends the next."""
         keys = list(keys)
         out = {}
         chunks = []
@@ -70,19 +83,17 @@ class ZarrStore(_Base):
                 except KeyError:
                     if on_error == "raise":
                         raise
-            else:
+            elif self.view.array_of(k) is not None:
                 chunks.append(k)
-        if chunks:
-            self.batches += 1
-            try:
-                out.update(self.view.fetch(chunks))
-            except KeyError:
-                # A key that names no array: zarr never asks for one; treat as
-                # missing, as a dict would.
-                good = [k for k in chunks if self.view.array_of(k) is not None]
-                if good:
-                    out.update(self.view.fetch(good))
-        return out
+            # A key that names no array: zarr never asks for one; missing, as
+            # in a dict.
+        if not chunks:
+            return out
+        self.batches += 1
+        got = self.view.stream(chunks)
+        if not out:
+            return got
+        return ChainMap(out, got)
 
     def __contains__(self, key):
         v = self.view

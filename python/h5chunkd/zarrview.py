@@ -41,7 +41,8 @@ import json
 import os
 import posixpath
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from . import urls
 from .errors import ChunkError, DaemonError
@@ -65,7 +66,15 @@ CPUS = os.cpu_count() or 1
 def _cores_idle():
     """Whether other threads would find a free core: a pool only pays when
     they do.  On busy cores every handoff to a worker waits for the
-    scheduler, and decoding in the reading thread is faster (bench/)."""
+    scheduler, and decoding in the reading thread is faster (bench/).
+    Linux says how many threads are runnable right now (this one among
+    them); elsewhere the 1-minute load average, which lags by a minute."""
+    try:
+        with open("/proc/loadavg") as fh:
+            running = int(fh.read().split()[3].split("/")[0])
+        return running < CPUS
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.getloadavg()[0] < CPUS - 1
     except OSError:
@@ -211,6 +220,45 @@ class ZarrView:
             return False, True, chain
         return False, False, chain
 
+    def stream(self, keys):
+        """fetch(), as a read-only Mapping filled while the answer arrives:
+        looking a key up reads frames only until that key's has come, so a
+        caller that takes the chunks in order (zarr's getitems loop) decodes
+        each while the daemon is still sending the next.  A chunk never
+        written is missing; any other failure raises ChunkError from the
+        lookup of its key.  Decoded here ("local"), each chunk is handed to
+        the decoding threads as its frame comes, a few frames ahead of the
+        lookups.  Keys of several arrays and merged arrays are fetched whole
+        first (fetch())."""
+        by_array = set()
+        for k in keys:
+            a = self.array_of(k)
+            if a is None:
+                raise KeyError(k)
+            by_array.add(a[0])
+        if len(by_array) != 1:
+            return self.fetch(keys)
+        d = by_array.pop()
+        decode, here, chain = self._mode(d)
+        if d in self._merged:
+            return self.fetch(keys)
+        pre = d + "/" if d else ""
+        cks = [k[len(pre):] for k in keys]
+        return ChunkStream(self, d, cks, decode, chain, self._local.get(d) if here else None)
+
+    def _frame_value(self, f, decode, chain, path):
+        """A frame's chunk bytes; None for a chunk never written; raises
+        ChunkError for any other failure."""
+        if f.status == 200:
+            if f.filter_mask and not decode:
+                return reencode(f.payload, f.filter_mask, chain, path, f.key)
+            return f.payload
+        if f.status == 404 and f.error == "chunk_not_allocated":
+            return None
+        raise ChunkError("chunk %s of %s: HTTP %d %s"
+                         % (f.key, path, f.status, f.error or "error"),
+                         path, f.key, f.status, f.error)
+
     def fetch(self, keys):
         """Chunk keys (relative to root) -> {key: bytes}; keys of chunks never
         written are left out; anything else that fails raises ChunkError.
@@ -248,15 +296,9 @@ class ZarrView:
                                                                   f.filter_mask, codecs, path,
                                                                   f.key)))
                             continue
-                        if f.filter_mask and not decode:
-                            data = reencode(data, f.filter_mask, chain, path, f.key)
+                    data = self._frame_value(f, decode, chain, path)
+                    if data is not None:
                         out[pre + f.key] = data
-                    elif f.status == 404 and f.error == "chunk_not_allocated":
-                        continue
-                    else:
-                        raise ChunkError("chunk %s of %s: HTTP %d %s"
-                                         % (f.key, path, f.status, f.error or "error"),
-                                         path, f.key, f.status, f.error)
                 # Every frame is in: this thread decodes what the pool has not
                 # started yet instead of waiting for a worker to be scheduled.
                 for k, (data, mask, key), fut in pending:
@@ -310,6 +352,127 @@ class ZarrView:
             raise ChunkError("chunks of %s: %d of %d in the answer" % (path, got, len(where)),
                              path, None)
         return {pre + vk: merged[vk] for vk in vkeys}
+
+
+class ChunkStream(Mapping):
+    """The chunks of one batch request of one array, as a read-only Mapping
+    of full keys (ZarrView.stream).  Frames are read in the caller's thread,
+    only as far as the key looked up; the connection goes back to the client
+    once the last frame is in, and is closed if the stream is dropped before
+    (a half-read answer is never reused)."""
+
+    def __init__(self, view, d, cks, decode, chain, codecs=None):
+        self._view, self._decode, self._chain = view, decode, chain
+        self._path = view._h5path(d)
+        self._pre = d + "/" if d else ""
+        self._wanted = set(cks)
+        self._got = {}       # chunk key -> bytes, or a Future of them (decoded here)
+        self._seen = set()   # chunk keys whose frame came (written or not)
+        self._frames = view.client.batch(view.url, self._path, cks, decode)
+        self._failed = None  # the ChunkError that ended the stream
+        self._codecs = codecs
+        # Decoding threads are handed this many frames beyond the one looked up.
+        self._ahead = DECODE_THREADS if codecs is not None and len(cks) > 1 and \
+            DECODE_THREADS > 0 and _cores_idle() else 0
+
+    def _chunk_key(self, key):
+        if not isinstance(key, str) or not key.startswith(self._pre):
+            return None
+        ck = key[len(self._pre):]
+        return ck if ck in self._wanted else None
+
+    def _read_until(self, ck):
+        """Reads frames until ck's has come and `_ahead` more (None: until the end)."""
+        extra = self._ahead
+        while self._frames is not None:
+            if ck is not None and ck in self._seen:
+                if extra <= 0:
+                    break
+                extra -= 1
+            try:
+                f = next(self._frames)
+            except StopIteration:
+                self._frames = None
+                break
+            except DaemonError as e:
+                self._fail(ChunkError("reading chunks of %s failed: %s" % (self._path, e),
+                                      self._path, None, e.status, e.code))
+            self._take(f)
+            if len(self._seen) == len(self._wanted):
+                # The last frame: read the answer's end so the connection is reused.
+                ck = None
+        if self._failed is not None:
+            raise self._failed
+
+    def _take(self, f):
+        try:
+            data = self._view._frame_value(f, self._decode or self._codecs is not None,
+                                           self._chain, self._path)
+        except ChunkError as e:
+            self._fail(e)
+        self._seen.add(f.key)
+        if data is None:
+            return
+        if self._codecs is None:
+            self._got[f.key] = data
+        elif self._ahead:
+            self._got[f.key] = _decode_pool().submit(local_decode, data, f.filter_mask,
+                                                     self._codecs, self._path, f.key)
+        else:
+            self._got[f.key] = local_decode(data, f.filter_mask, self._codecs, self._path,
+                                            f.key)
+
+    def _value(self, ck):
+        v = self._got[ck]
+        if isinstance(v, Future):
+            try:
+                v = self._got[ck] = v.result()
+            except ChunkError as e:
+                self._fail(e)
+        return v
+
+    def _fail(self, err):
+        self._failed = err
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
+        raise err
+
+    def __contains__(self, key):
+        ck = self._chunk_key(key)
+        if ck is None:
+            return False
+        self._read_until(ck)
+        return ck in self._got
+
+    def __getitem__(self, key):
+        ck = self._chunk_key(key)
+        if ck is None:
+            raise KeyError(key)
+        self._read_until(ck)
+        if ck not in self._got:
+            raise KeyError(key)
+        return self._value(ck)
+
+    def __iter__(self):
+        self._read_until(None)
+        for ck in list(self._got):
+            self._value(ck)
+        return iter([self._pre + ck for ck in self._got])
+
+    def __len__(self):
+        self._read_until(None)
+        return len(self._got)
+
+    def close(self):
+        """Drops the answer if it is still being read (its connection is closed)
+        and the decoding not yet started."""
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
+        for v in self._got.values():
+            if isinstance(v, Future):
+                v.cancel()
 
 
 class Merge:

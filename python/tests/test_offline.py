@@ -342,6 +342,99 @@ class _BatchClient(_FakeClient):
             yield frames.Frame(k, st, None if st == 200 else "upstream_error", 0, payload)
 
 
+class _StreamClient(_FakeClient):
+    """A client whose batch() yields frames in the order given (key, status,
+    error, payload), counting how many were taken and whether the answer was
+    read to its end (the connection goes back) or dropped (closed)."""
+
+    def __init__(self, doc, frames_in_order):
+        super().__init__(doc)
+        self.order, self.taken, self.ended, self.dropped = frames_in_order, 0, False, False
+
+    def batch(self, url, path, keys, decode=False):
+        try:
+            for k, st, err, payload in self.order:
+                self.taken += 1
+                yield frames.Frame(k, st, err, 0, payload)
+            self.ended = True
+        except GeneratorExit:
+            self.dropped = True
+            raise
+
+
+class ChunkStreams(unittest.TestCase):
+    """The zarr store's chunks as a Mapping read while the answer arrives:
+    a lookup reads only up to its key's frame; never-written chunks are
+    missing; a failed chunk raises at its lookup; the answer is read to its
+    end once every frame is in."""
+
+    def setUp(self):
+        try:
+            import numcodecs  # noqa: F401
+        except ImportError:
+            self.skipTest("numcodecs not installed")
+        from h5chunkd.zarrview import ZarrView
+        self.View = ZarrView
+
+    def stream(self, order, keys):
+        c = _StreamClient(METADATA, order)
+        return c, self.View(c, "https://x/f.h5").stream(keys)
+
+    def test_lazy_in_order(self):
+        order = [("1", 200, None, b"one"), ("0", 404, "chunk_not_allocated", b""),
+                 ("2", 200, None, b"two")]
+        c, m = self.stream(order, ["g/raw/0", "g/raw/1", "g/raw/2"])
+        self.assertEqual(c.taken, 0, "nothing is read before a lookup")
+        self.assertIn("g/raw/1", m)
+        self.assertEqual(c.taken, 1, "a lookup reads up to its own frame only")
+        self.assertEqual(m["g/raw/1"], b"one")
+        self.assertNotIn("g/raw/0", m)            # never written: missing
+        self.assertEqual(c.taken, 2)
+        self.assertFalse(c.ended)
+        self.assertEqual(m["g/raw/2"], b"two")
+        self.assertTrue(c.ended, "the answer is read to its end after the last frame")
+        self.assertNotIn("g/raw/9", m)            # not asked for
+        self.assertNotIn("g/plain/1", m)
+        with self.assertRaises(KeyError):
+            m["g/raw/0"]
+        self.assertEqual(dict(m), {"g/raw/1": b"one", "g/raw/2": b"two"})
+        self.assertEqual(len(m), 2)
+
+    def test_failure_raises_at_its_key(self):
+        order = [("0", 200, None, b"zero"), ("1", 502, "upstream_error", b""),
+                 ("2", 200, None, b"two")]
+        c, m = self.stream(order, ["g/raw/0", "g/raw/1", "g/raw/2"])
+        self.assertEqual(m["g/raw/0"], b"zero")
+        with self.assertRaises(h5chunkd.ChunkError):
+            "g/raw/1" in m
+        self.assertTrue(c.dropped, "a failed answer is dropped, not read on")
+        with self.assertRaises(h5chunkd.ChunkError):
+            m["g/raw/2"]                           # the stream stays failed
+        # A lookup past a failure (dict(), len()) raises too.
+        c, m = self.stream(order, ["g/raw/0", "g/raw/1", "g/raw/2"])
+        with self.assertRaises(h5chunkd.ChunkError):
+            len(m)
+
+    def test_dropped_half_read(self):
+        order = [("0", 200, None, b"zero"), ("1", 200, None, b"one")]
+        c, m = self.stream(order, ["g/raw/0", "g/raw/1"])
+        self.assertIn("g/raw/0", m)
+        m.close()
+        self.assertTrue(c.dropped and not c.ended, "a half-read answer is closed")
+
+    def test_several_arrays_fetched_whole(self):
+        order = [("0", 200, None, b"zero")]
+        c = _StreamClient(METADATA, order)
+        got = self.View(c, "https://x/f.h5").stream(["g/raw/0"])
+        self.assertNotIsInstance(got, dict)
+        c = _BatchClient(METADATA, {"0": (200, b"r"), "1": (200, b"p")})
+        got = self.View(c, "https://x/f.h5").stream(["g/raw/0", "g/plain/1"])
+        self.assertIsInstance(got, dict)
+        self.assertEqual(got, {"g/raw/0": b"r", "g/plain/1": b"p"})
+        with self.assertRaises(KeyError):
+            self.View(c, "https://x/f.h5").stream(["nope/0"])
+
+
 class MergedChunks(unittest.TestCase):
     """An array of small chunks shown with merged chunks: one batch of the
     real chunks, each copied into its place; a wrong or failed one raises."""
