@@ -359,7 +359,8 @@ class ChunkStream(Mapping):
     of full keys (ZarrView.stream).  Frames are read in the caller's thread,
     only as far as the key looked up; the connection goes back to the client
     once the last frame is in, and is closed if the stream is dropped before
-    (a half-read answer is never reused)."""
+    (a half-read answer is never reused).  Each chunk is handed over once, as
+    zarr takes it: after m[key] returned it, key is no longer in m."""
 
     def __init__(self, view, d, cks, decode, chain, codecs=None):
         self._view, self._decode, self._chain = view, decode, chain
@@ -452,7 +453,12 @@ class ChunkStream(Mapping):
         self._read_until(ck)
         if ck not in self._got:
             raise KeyError(key)
-        return self._value(ck)
+        # Handed over once (zarr takes each chunk once, after asking `in`):
+        # its memory goes back as soon as zarr has copied it, so a read holds
+        # the frames not yet taken, not every chunk of the read at once.
+        value = self._value(ck)
+        del self._got[ck]
+        return value
 
     def __iter__(self):
         self._read_until(None)

@@ -397,8 +397,14 @@ class ChunkStreams(unittest.TestCase):
         self.assertNotIn("g/plain/1", m)
         with self.assertRaises(KeyError):
             m["g/raw/0"]
-        self.assertEqual(dict(m), {"g/raw/1": b"one", "g/raw/2": b"two"})
+        # Each chunk is handed over once: taken, it is released.
+        self.assertNotIn("g/raw/1", m)
+        with self.assertRaises(KeyError):
+            m["g/raw/2"]
+        self.assertEqual(len(m), 0)
+        c, m = self.stream(order, ["g/raw/0", "g/raw/1", "g/raw/2"])
         self.assertEqual(len(m), 2)
+        self.assertEqual(dict(m), {"g/raw/1": b"one", "g/raw/2": b"two"})
 
     def test_failure_raises_at_its_key(self):
         order = [("0", 200, None, b"zero"), ("1", 502, "upstream_error", b""),
