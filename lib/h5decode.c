@@ -342,6 +342,19 @@ static int open_for_read(hid_t fid, const struct h5dataset *ds, hid_t *dset, str
     return rc;
 }
 
+/* Elements in one full chunk of ds; false when the count does not fit a size_t. */
+static bool chunk_elements(const struct h5dataset *ds, size_t *nelem)
+{
+    size_t n = 1;
+    for (int d = 0; d < ds->grid.rank; d++) {
+        if (ds->grid.chunk[d] != 0 && n > SIZE_MAX / ds->grid.chunk[d])
+            return false;
+        n *= (size_t)ds->grid.chunk[d];
+    }
+    *nelem = n;
+    return true;
+}
+
 int h5decode_chunk(hid_t fid, const struct h5dataset *ds, const uint64_t *coords, uint8_t **out,
                    size_t *len, struct h5cd_error *err)
 {
@@ -352,15 +365,13 @@ int h5decode_chunk(hid_t fid, const struct h5dataset *ds, const uint64_t *coords
     int rank = ds->grid.rank;
     hsize_t full[H5CD_MAX_RANK], start[H5CD_MAX_RANK], count[H5CD_MAX_RANK],
         zero[H5CD_MAX_RANK] = {0};
-    size_t nelem = 1;
-    bool overflow = false;
+    size_t nelem = 0;
+    bool overflow = !chunk_elements(ds, &nelem);
     for (int d = 0; d < rank; d++) {
         full[d] = ds->grid.chunk[d];
         start[d] = coords[d] * ds->grid.chunk[d];
         uint64_t left = ds->grid.shape[d] - start[d];
         count[d] = left < full[d] ? left : full[d];
-        overflow |= full[d] != 0 && nelem > SIZE_MAX / full[d];
-        nelem *= full[d];
     }
     hid_t filespace = H5Dget_space(dset);
     hid_t memspace = rank > 0 ? H5Screate_simple(rank, full, NULL) : H5Screate(H5S_SCALAR);
@@ -390,29 +401,25 @@ int h5decode_fill_chunk(hid_t fid, const struct h5dataset *ds, const uint64_t *c
     struct memtype mt;
     if (open_for_read(fid, ds, &dset, &mt, err) < 0)
         return -1;
-    bool fixed = mt.format == H5DECODE_FIXED;
-    size_t nelem = 1;
-    bool overflow = false;
-    for (int d = 0; fixed && d < ds->grid.rank; d++) {
-        overflow |= ds->grid.chunk[d] != 0 && nelem > SIZE_MAX / ds->grid.chunk[d];
-        nelem *= (size_t)ds->grid.chunk[d];
+    if (mt.format != H5DECODE_FIXED) {
+        H5Tclose(mt.type);
+        H5Dclose(dset);
+        return h5decode_chunk(fid, ds, coords, out, len, err);
     }
+    size_t nelem = 0;
+    hid_t nothing = H5Screate(H5S_NULL);
     int rc = -1;
-    if (!fixed) {
-        rc = 1;
-    } else if (overflow || nelem > MAX_DECODED_CHUNK_BYTES / mt.size) {
-        h5cd_fail(err, H5CD_E_TOO_LARGE, "decoded values larger than %llu bytes",
-                  (unsigned long long)MAX_DECODED_CHUNK_BYTES);
-    } else if ((*out = malloc(nelem * mt.size > 0 ? nelem * mt.size : 1)) == NULL) {
-        h5cd_fail(err, H5CD_E_INTERNAL, "out of memory");
-    } else {
-        prefill(dset, &mt, *out, nelem);
-        *len = nelem * mt.size;
-        rc = 0;
-    }
+    if (!chunk_elements(ds, &nelem))
+        h5cd_fail(err, H5CD_E_TOO_LARGE, "chunk too large to decode");
+    else if (nothing < 0)
+        h5cd_fail(err, H5CD_E_INTERNAL, "cannot make a dataspace");
+    else /* nothing selected: read_values fills the chunk and reads no byte */
+        rc = read_values(fid, dset, &mt, nothing, H5S_ALL, nelem, out, len, err);
+    if (nothing >= 0)
+        H5Sclose(nothing);
     H5Tclose(mt.type);
     H5Dclose(dset);
-    return rc == 1 ? h5decode_chunk(fid, ds, coords, out, len, err) : rc;
+    return rc;
 }
 
 int h5decode_slice(hid_t fid, const struct h5dataset *ds, const struct selection *sel,

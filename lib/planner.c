@@ -69,6 +69,16 @@ static double batch_seconds(const struct link_metrics *m, const struct planner_l
     return (double)rounds * rtt + (double)bytes / rate;
 }
 
+size_t planner_bridge_upto_gap(const struct link_metrics *m, const struct planner_limits *lim,
+                               const uint64_t *holes, size_t nholes)
+{
+    uint64_t gap = planner_gap(m, lim);
+    size_t k = 0;
+    while (k < nholes && holes[k] <= gap)
+        k++;
+    return k;
+}
+
 size_t planner_bridge(const struct link_metrics *m, const struct planner_limits *lim,
                       const uint64_t *holes, size_t nholes, uint64_t wanted)
 {
@@ -76,13 +86,8 @@ size_t planner_bridge(const struct link_metrics *m, const struct planner_limits 
     size_t most = 0;
     while (most < nholes && holes[most] <= hi)
         most++;
-    if (m == NULL || !m->rtt_known || link_rate(m, 1) <= 0) {
-        uint64_t gap = planner_gap(m, lim);
-        size_t k = 0;
-        while (k < most && holes[k] <= gap)
-            k++;
-        return k;
-    }
+    if (m == NULL || !m->rtt_known || link_rate(m, 1) <= 0)
+        return planner_bridge_upto_gap(m, lim, holes, most);
     /* Bridging the k smallest holes leaves nholes + 1 - k requests; sizes are clamped so
      * that the sum cannot wrap (a file is smaller than 2^63 bytes anyway). */
     uint64_t bytes = wanted, requests = (uint64_t)nholes + 1;

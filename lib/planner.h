@@ -90,6 +90,9 @@ uint64_t planner_gap(const struct link_metrics *m, const struct planner_limits *
  * answer k says to bridge holes[0..k).  Unmeasured: the holes up to planner_gap. */
 size_t planner_bridge(const struct link_metrics *m, const struct planner_limits *lim,
                       const uint64_t *holes, size_t nholes, uint64_t wanted);
+/* How many of holes[0..nholes) (ascending) are at most planner_gap: an index walk's rule. */
+size_t planner_bridge_upto_gap(const struct link_metrics *m, const struct planner_limits *lim,
+                               const uint64_t *holes, size_t nholes);
 /* Connections one batch should use, in [1, max_streams]. */
 unsigned planner_streams(const struct link_metrics *m, const struct planner_limits *lim);
 /* The largest request for a batch that wants total bytes, in [1, max_fetch]. */

@@ -1807,14 +1807,8 @@ static bool choose_holes(const struct remote_batch *b, const uint64_t *start, co
     qsort(holes, n, sizeof(*holes), cmp_hole);
     for (size_t i = 0; i < n; i++)
         sizes[i] = holes[i].size;
-    size_t take = 0;
-    if (b->holes_wanted) {
-        uint64_t max_gap = planner_gap(&b->link, &lim);
-        while (take < n && sizes[take] <= max_gap)
-            take++;
-    } else {
-        take = planner_bridge(&b->link, &lim, sizes, n, wanted);
-    }
+    size_t take = b->holes_wanted ? planner_bridge_upto_gap(&b->link, &lim, sizes, n)
+                                  : planner_bridge(&b->link, &lim, sizes, n, wanted);
     for (size_t i = 0; i < take; i++)
         bridge[holes[i].after] = true;
     log_debug("msg=\"holes bridged\" pieces=%zu holes=%zu bridged=%zu wanted=%llu walk=%d", k, n,

@@ -41,8 +41,6 @@ class ZarrStore(_Base):
         self.client = client
         self.url = url
         self.path = path
-        if decode not in ("auto", "local", True, False):
-            raise ValueError("decode must be 'auto', 'local', True or False")
         if decode == "auto" and DECODE_THREADS > 0:
             # With a second core, decoding in the store's threads while the
             # frames arrive beats zarr's one chunk after the other (bench:
