@@ -4,8 +4,8 @@ daemon whose getitems() makes one POST /v1/chunks per zarr read.
 zarr 2.x calls store.getitems(keys) with every chunk key one selection
 touches (zarr >= 2.12; "contexts" since 2.15); ZarrView.stream sends them as
 one batch and hands zarr a Mapping that reads the frames as zarr looks the
-keys up, so zarr decodes a chunk while the next is still arriving.  Metadata comes from the
-consolidated view, so zarr.open_consolidated(store) and zarr.open(store)
+keys up, so zarr copies (or decodes) a chunk while the next is still
+arriving.  Metadata comes from the consolidated view, so zarr.open_consolidated(store) and zarr.open(store)
 make no request beyond the .zmetadata fetched when the store is made.
 A chunk never written is missing (zarr uses the fill value); any other
 failure raises ChunkError, which zarr passes on.
@@ -41,14 +41,12 @@ class ZarrStore(_Base):
         self.client = client
         self.url = url
         self.path = path
-        if decode == "auto" and DECODE_THREADS > 0:
-            # With a second core, decoding in the store's threads while the
-            # frames arrive beats zarr's one chunk after the other (bench:
-            # warm slab 58 against 98 ms); on busy cores it decodes in the
-            # reading thread, as zarr would (docs/python.md, "Performance").
-            decode = "local"
+        # "auto": zlib and shuffle decoded by the daemon; other codecs, with a
+        # second core, decoded in the store's threads while the frames arrive
+        # rather than by zarr one chunk after the other (docs/python.md,
+        # "Performance").
         self.view = ZarrView(client, url, path, decode, merge_small=True,
-                             drop_empty_attrs=True)
+                             drop_empty_attrs=True, auto_local=DECODE_THREADS > 0)
         self.batches = 0  # batch requests sent by getitems (for tests)
 
     def __repr__(self):

@@ -6,22 +6,27 @@ Metadata comes from the consolidated .zmetadata (one request, when the view
 is made); every .zarray/.zgroup/.zattrs is then answered locally.  Chunks
 are read with one POST /v1/chunks per dataset per call of fetch():
 
-- a dataset whose .zarray names compression codecs (zlib, shuffle, blosc,
-  zstd) is read raw, as stored.  decode="auto" (the default) hands the
-  stored bytes to zarr, which decodes one chunk at a time into one reused
-  buffer: decoding here instead keeps every decoded chunk of a read alive
-  at once (getitems() returns them together), fresh memory each read whose
-  page faults cost more than the decoding they would parallelize
-  (docs/python.md, "Performance").  A codec this numcodecs lacks: the
-  daemon decodes that dataset and the metadata zarr sees names no codec;
+- a dataset whose .zarray names only zlib and shuffle (HDF5's deflate and
+  shuffle, by far the most common) is read decoded under decode="auto" (the
+  default): the daemon undoes them itself (libdeflate, about twice zlib's
+  speed, on its own core while this process copies the frames in), and one
+  copy of the decoded bytes is all zarr makes; numcodecs' zlib would first
+  grow a fresh buffer per chunk and then copy it (docs/python.md,
+  "Performance");
+- any other compression codecs (blosc, zstd) are read raw, as stored: under
+  "auto" zarr decodes them one chunk at a time, or, with auto_local (the zarr
+  store, on a machine with more than one CPU), they are decoded here as with
+  "local".  A codec this numcodecs lacks: the daemon decodes that dataset and
+  the metadata zarr sees names no codec;
 - decode="local" decodes here with numcodecs as frames arrive, by a pool of
   threads when cores are idle (zlib, blosc and zstd release the GIL), else
   in the reading thread; the metadata zarr sees then names no compression
   codec.  A chunk whose optional filter was skipped when it was written
   (filter_mask) just skips that codec;
-- decode=False (and "auto") leave decoding to zarr; a chunk with a skipped
-  filter is then re-encoded here so it still matches the codecs;
-- decode=True has the daemon decode every chunk (with libhdf5);
+- decode=False leaves decoding to zarr; a chunk with a skipped filter is
+  then re-encoded here so it still matches the codecs (and so under "auto");
+- decode=True has the daemon decode every chunk (lib/fastdecode.c, else
+  libhdf5);
 - any other dataset (no codecs, or only vlen-utf8) is read decoded, as the
   view serves it;
 - with merge_small (the zarr store), an array of chunks under 64 KiB is
@@ -49,6 +54,12 @@ from .errors import ChunkError, DaemonError
 
 META_NAMES = (".zarray", ".zgroup", ".zattrs")
 TEXT_CODECS = ("vlen-utf8",)  # what the view applies to values it serves decoded
+# What the daemon undoes in its own fast path (lib/fastdecode.c: deflate and
+# shuffle, as the view names them); edge chunks and anything else there go to
+# libhdf5, still decoded by the daemon.
+DAEMON_CODECS = ("zlib", "shuffle")
+
+
 def _decode_threads():
     """Threads that decode chunks while frames arrive: $H5CHUNKD_DECODE_THREADS,
     else one per CPU up to 8; 0 (or one CPU) decodes in the reading thread."""
@@ -103,7 +114,7 @@ class ZarrView:
     """One remote file's Zarr view, rooted at `path` inside the file."""
 
     def __init__(self, client, url, path=None, decode="auto", merge_small=False,
-                 drop_empty_attrs=False):
+                 drop_empty_attrs=False, auto_local=False):
         if decode not in ("auto", "local", True, False):
             raise ValueError("decode must be 'auto', 'local', True or False")
         self.client, self.url = client, url
@@ -132,21 +143,24 @@ class ZarrView:
                               "not_found")
         self._codecs = {}  # array dir -> its codec chain (as served)
         self._local = {}   # array dir -> codec objects, when decoded here
-        self._daemon_decodes = set()  # "auto": array dirs whose codecs numcodecs lacks
+        self._daemon_decodes = set()  # "auto": array dirs the daemon decodes
         known = {}
         for rel in [k for k in self.meta if k.endswith(".zarray")]:
             d = rel[:-len(".zarray")].rstrip("/")
             chain = _codecs(self.meta[rel])
             self._codecs[d] = chain
             if (self.local_decode or auto) and chain and not _text_only(chain):
-                key = json.dumps(chain, sort_keys=True)
-                if key not in known:
-                    known[key] = _codec_objects(chain)
-                if known[key] is None:
+                if auto and all(c.get("id") in DAEMON_CODECS for c in chain):
                     self._daemon_decodes.add(d)
-                elif self.local_decode:
-                    self._local[d] = known[key]
-            if self.force_decode or self.local_decode or d in self._daemon_decodes:
+                else:
+                    key = json.dumps(chain, sort_keys=True)
+                    if key not in known:
+                        known[key] = _codec_objects(chain)
+                    if known[key] is None:
+                        self._daemon_decodes.add(d)
+                    elif self.local_decode or auto_local:
+                        self._local[d] = known[key]
+            if self.force_decode or d in self._local or d in self._daemon_decodes:
                 self.meta[rel] = self._decoded_form(self.meta[rel])
         self._zmetadata = None
         self._children = None  # directory -> sorted names under it (listdir)
@@ -216,7 +230,7 @@ class ZarrView:
         chain = self._codecs[d]
         if self.force_decode or not chain or _text_only(chain) or d in self._daemon_decodes:
             return True, False, chain
-        if self.local_decode:
+        if d in self._local:
             return False, True, chain
         return False, False, chain
 

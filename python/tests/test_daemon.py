@@ -516,19 +516,29 @@ class RawChunksNeverWritten(Base):
         os.replace(path + ".part", path)
         with h5py.File(path, "r") as f:
             want = f["x"][...]
-        from h5chunkd.zarrview import DECODE_THREADS
+        # gzip and shuffle: "auto" has the daemon decode them, "local" reads
+        # them raw and decodes here, False hands them to zarr raw.
+        modes = {"auto": (True, False), "local": (False, True), False: (False, False)}
         for decode in ("auto", "local", False):
             store = self.client.zarr_store(url("sparse_gzip.h5"), decode=decode)
-            here = decode == "local" or (decode == "auto" and DECODE_THREADS > 0)
-            self.assertEqual(store.view._mode("x")[:2], (False, here), "x must be read raw")
+            self.assertEqual(store.view._mode("x")[:2], modes[decode], "decode=%s" % decode)
             z = zarr.open_consolidated(store, mode="r")["x"]
             self.assertSameValues(want, z[...], "zarr_store(decode=%s) over chunks never written"
                                   % decode)
             self.assertEqual(store.batches, 1)
         self.assertNotIn("x/0.0", store)
         self.assertIn("x/0.1", store)
+        # The file system's default serves gzip chunks decoded: a chunk never
+        # written is then its fill value; read raw it is missing.
+        decoded = fsspec.filesystem("h5chunkd", fo=url("sparse_gzip.h5"),
+                                    daemon=ENV["H5CHUNKD_TEST_DAEMON"])
+        self.assertEqual(decoded.cat("x/0.0"), np.full((100, 200), 7, "<i4").tobytes())
+        self.assertSameValues(want, zarr.open_consolidated(decoded.get_mapper(""),
+                                                           mode="r")["x"][...],
+                              "zarr over the fsspec mapper, decoded by the daemon")
         fs = fsspec.filesystem("h5chunkd", fo=url("sparse_gzip.h5"),
-                               daemon=ENV["H5CHUNKD_TEST_DAEMON"])
+                               daemon=ENV["H5CHUNKD_TEST_DAEMON"], decode=False,
+                               skip_instance_cache=True)
         with self.assertRaises(FileNotFoundError):
             fs.cat("x/0.0")
         got = fs.cat(["x/0.0", "x/0.1"], on_error="omit")

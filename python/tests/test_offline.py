@@ -504,15 +504,23 @@ class ZarrViewModes(unittest.TestCase):
         self.View = ZarrView
 
     def test_modes(self):
-        auto = self.View(_FakeClient(METADATA), "https://x/f.h5")
-        self.assertEqual(auto._mode("g/raw")[:2], (False, False))    # raw, zarr decodes
+        zstd = [{"id": "zstd", "level": 1}]
+        doc = {"metadata": dict(METADATA["metadata"], **{"g/zstd/.zarray": _zarray(zstd)})}
+        auto = self.View(_FakeClient(doc), "https://x/f.h5")
+        self.assertEqual(auto._mode("g/raw")[:2], (True, False))     # zlib: the daemon decodes
+        self.assertEqual(auto._mode("g/zstd")[:2], (False, False))   # raw, zarr decodes
         self.assertEqual(auto._mode("g/plain")[:2], (True, False))   # the view decodes
         self.assertEqual(auto._mode("g/text")[:2], (True, False))
         self.assertEqual(auto._mode("g/odd")[:2], (True, False))     # numcodecs lacks it
-        self.assertEqual(json.loads(auto.meta_bytes("g/raw/.zarray"))["filters"], ZLIB)
+        self.assertIsNone(json.loads(auto.meta_bytes("g/raw/.zarray"))["filters"])
+        self.assertEqual(json.loads(auto.meta_bytes("g/zstd/.zarray"))["filters"], zstd)
         self.assertEqual(json.loads(auto.meta_bytes("g/text/.zarray"))["filters"],
                          [{"id": "vlen-utf8"}])
         self.assertIsNone(json.loads(auto.meta_bytes("g/odd/.zarray"))["filters"])
+        store = self.View(_FakeClient(doc), "https://x/f.h5", auto_local=True)
+        self.assertEqual(store._mode("g/raw")[:2], (True, False))
+        self.assertEqual(store._mode("g/zstd")[:2], (False, True))   # raw, decoded here
+        self.assertIsNone(json.loads(store.meta_bytes("g/zstd/.zarray"))["filters"])
         local = self.View(_FakeClient(METADATA), "https://x/f.h5", decode="local")
         self.assertEqual(local._mode("g/raw")[:2], (False, True))    # raw, decoded here
         self.assertEqual(local._mode("g/plain")[:2], (True, False))
