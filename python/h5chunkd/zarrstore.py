@@ -5,8 +5,9 @@ zarr 2.x calls store.getitems(keys) with every chunk key one selection
 touches (zarr >= 2.12; "contexts" since 2.15); ZarrView.stream sends them as
 one batch and hands zarr a Mapping that reads the frames as zarr looks the
 keys up, so zarr copies (or decodes) a chunk while the next is still
-arriving.  Metadata comes from the consolidated view, so zarr.open_consolidated(store) and zarr.open(store)
-make no request beyond the .zmetadata fetched when the store is made.
+arriving.  Metadata comes from the consolidated view, so
+zarr.open_consolidated(store) and zarr.open(store) make no request beyond
+the .zmetadata fetched when the store is made.
 A chunk never written is missing (zarr uses the fill value); any other
 failure raises ChunkError, which zarr passes on.
 """
