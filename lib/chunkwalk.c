@@ -22,7 +22,8 @@ struct walk_io {
     const struct remote_file *file;
     bool failed;
     struct h5cd_error error;
-    uint64_t reserved; /* node bytes counted against the memory budget */
+    uint64_t reserved;     /* node bytes counted against the memory budget */
+    uint64_t level_writes; /* the writer's ticket of the last level's cache writes (0: none) */
 };
 
 #define BUDGET_WAIT_MS 1000
@@ -142,6 +143,10 @@ static int read_ranges(void *ctx, const struct h5ci_range *ranges, size_t n)
     uint64_t bytes = 0;
     for (size_t i = 0; i < nspans; i++)
         bytes += spans[i].length;
+    /* At most one level's bytes wait for the disk: the previous level's writes went on
+     * while this level's nodes were being chosen, and go on while they travel. */
+    remote_wait_writes(io->remote, io->level_writes);
+    io->level_writes = 0;
     if (reserve_nodes(io, bytes) < 0) {
         free(order);
         free(spans);
@@ -162,7 +167,10 @@ static int read_ranges(void *ctx, const struct h5ci_range *ranges, size_t n)
         rc = wait_spans(io, batch, ranges, order);
     log_debug("msg=\"index level read\" ranges=%zu spans=%zu ms=%llu", n, nspans,
               (unsigned long long)((now_us() - started) / 1000));
-    remote_batch_free(batch);
+    /* The walk goes on without waiting for this level's cache writes: the next level, or
+     * the data batch after the walk, joins the bytes in memory (the chunks between the
+     * leaves, for one) until the writer has cached them. */
+    io->level_writes = remote_batch_free_detached(batch);
     free(order);
     free(spans);
     return rc;

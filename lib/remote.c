@@ -2324,6 +2324,8 @@ int remote_batch_next(struct remote_batch *b, struct remote_batch_result *res)
     return 1;
 }
 
+static void batch_release(struct remote_batch *b);
+
 void remote_batch_free(struct remote_batch *b)
 {
     if (b == NULL)
@@ -2331,6 +2333,27 @@ void remote_batch_free(struct remote_batch *b)
     drop_plans(b);
     abandon_slots(b, false);
     wait_for_writes(b);
+    batch_release(b);
+}
+
+uint64_t remote_batch_free_detached(struct remote_batch *b)
+{
+    if (b == NULL)
+        return 0;
+    drop_plans(b); /* hands the writer what it has; last_write is final after this */
+    abandon_slots(b, false);
+    uint64_t ticket = b->last_write;
+    batch_release(b);
+    return ticket;
+}
+
+void remote_wait_writes(struct remote *r, uint64_t ticket)
+{
+    storeq_wait(r->writer, ticket);
+}
+
+static void batch_release(struct remote_batch *b)
+{
     uncharge_range(b, b->admitted_bytes);
     for (size_t i = 0; i < b->nranges; i++)
         if (b->ranges[i].own_dst || b->ranges[i].view != NULL)

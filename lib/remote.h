@@ -208,6 +208,13 @@ int remote_batch_next(struct remote_batch *batch, struct remote_batch_result *re
 bool remote_batch_has_ready(struct remote_batch *batch);
 /* Releases the batch; ranges not yet returned are abandoned.  NULL is a no-op. */
 void remote_batch_free(struct remote_batch *batch);
+/* As remote_batch_free, but its end does not wait for the cache writes of what it fetched:
+ * their entries keep the bytes (a reader joins them in memory) until the writer has cached
+ * them.  Returns the writer's ticket of its last write (0: none), for remote_wait_writes. */
+uint64_t remote_batch_free_detached(struct remote_batch *batch);
+/* Waits until the writer has cached what the batch whose ticket this is handed it, and
+ * everything handed it before.  Ticket 0 returns at once. */
+void remote_wait_writes(struct remote *remote, uint64_t ticket);
 
 /* Counts `bytes` held outside batches (decoded values) against the daemon-wide
  * budget that batches share (total_budget), waiting up to timeout_ms for room;
