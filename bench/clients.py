@@ -114,7 +114,10 @@ class Daemon:
         """A decoded batch read straight into its place in `out` (a C-ordered
         array, key i's values in bytes [i*per, (i+1)*per) of it), as libhdf5
         decodes into the caller's array: no buffer per frame, no copy after
-        the last one.  A never-written chunk becomes `fill`."""
+        the last one.  Frames are read by the package's reader
+        (h5chunkd.frames), which checks that every key comes once and
+        nothing follows.  A never-written chunk becomes `fill`."""
+        from h5chunkd.frames import read_frames
         body = json.dumps({"url": url, "path": path, "keys": keys, "decode": True})
         self.conn.request("POST", "/v1/chunks", body=body,
                           headers={"Content-Type": "application/json"})
@@ -123,20 +126,19 @@ class Daemon:
             raise RuntimeError("POST /v1/chunks: HTTP %d %s" % (r.status, r.read()[:300]))
         raw = out.reshape(-1).view(np.uint8)
         slot = {k: i for i, k in enumerate(keys)}
-        for _ in range(len(slot)):
-            hdr = json.loads(r.readline())
-            i, n = slot.pop(hdr["key"]), hdr["length"]
-            part = raw[i * per:(i + 1) * per]
-            if hdr["status"] == 200 and n == per:
-                if r.readinto(memoryview(part)) != n:
-                    raise RuntimeError("short frame for key %s" % hdr["key"])
-            elif hdr["status"] == 404 and hdr.get("error") == "chunk_not_allocated" and n == 0:
-                part.view(out.dtype)[:] = fill
-            else:
-                raise RuntimeError("key %s: status %s error %s, %d bytes"
-                                   % (hdr["key"], hdr["status"], hdr.get("error"), n))
-        if r.read():
-            raise RuntimeError("bytes after the last frame")
+
+        def place(key, n):
+            i = slot[key]
+            return memoryview(raw[i * per:(i + 1) * per]) if n == per else None
+        for f in read_frames(r, keys, into=place):
+            if f.status == 200 and len(f.payload) == per:
+                continue  # read into its place
+            if f.status == 404 and f.error == "chunk_not_allocated":
+                i = slot[f.key]
+                raw[i * per:(i + 1) * per].view(out.dtype)[:] = fill
+                continue
+            raise RuntimeError("key %s: status %s error %s, %d bytes"
+                               % (f.key, f.status, f.error, len(f.payload)))
 
     def chunks(self, url, path, keys, decode):
         """Returns {key: (status, payload)} for a batch."""

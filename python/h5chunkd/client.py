@@ -153,8 +153,9 @@ class Client:
                                                                      f.error or "error"),
                                      path, f.key, f.status, f.error)
 
-    def batch(self, url, path, keys, decode=False):
-        """One POST /v1/chunks; yields the raw Frames as they arrive."""
+    def batch(self, url, path, keys, decode=False, into=None):
+        """One POST /v1/chunks; yields the raw Frames as they arrive (into:
+        where payloads go, as frames.read_frames takes it)."""
         body = json.dumps({"url": url, "path": path, "keys": list(keys),
                            "decode": bool(decode)}).encode()
         t = self.transport
@@ -164,7 +165,7 @@ class Client:
             if resp.status != 200:
                 data = resp.read(64 * 1024)
                 raise error_from_body(resp.status, data, "chunks of %s" % path)
-            yield from read_frames(resp, keys)
+            yield from read_frames(resp, keys, into)
             done = True
         finally:
             if done and not resp.will_close:

@@ -125,14 +125,39 @@ class _Reader:
             got += k
         return out
 
+    def payload_into(self, view):
+        """The next len(view) payload bytes, copied into view (a writable
+        memoryview of bytes): from the buffer, the rest read straight in."""
+        n = len(view)
+        pos = self.pos
+        have = len(self.buf) - pos
+        if have >= n:
+            view[:] = memoryview(self.buf)[pos:pos + n]
+            self.pos = pos + n
+            return view
+        view[:have] = memoryview(self.buf)[pos:]
+        self.buf, self.pos = b"", 0
+        got = have
+        while got < n:
+            k = self.stream.readinto(view[got:])
+            if not k:
+                raise DaemonError("the batch answer ended inside a frame (%d of %d bytes)"
+                                  % (got, n))
+            got += k
+        return view
+
     def at_end(self):
         return self.pos >= len(self.buf) and not self.stream.read(1)
 
 
-def read_frames(stream, keys):
+def read_frames(stream, keys, into=None):
     """Yields one Frame per distinct key of `keys`, in arrival order, from a
     binary stream with read1() (an http.client.HTTPResponse); then checks
-    that the stream ends."""
+    that the stream ends.  into(key, length), if given, is asked for the
+    place of each successful frame's payload: a writable memoryview of
+    exactly `length` bytes, which then receives it and is the Frame's
+    payload (no buffer of its own, no copy after), or None for a buffer of
+    its own."""
     wanted = set(keys)
     left = len(wanted)
     seen = set()
@@ -150,6 +175,12 @@ def read_frames(stream, keys):
             raise DaemonError("the daemon sent key %r twice" % key)
         seen.add(key)
         left -= 1
-        yield Frame(key, status, err, mask, payload(length) if length else b"")
+        dst = into(key, length) if into is not None and status == 200 and length else None
+        if dst is not None:
+            if len(dst) != length:
+                raise ValueError("into() gave %d bytes for a frame of %d" % (len(dst), length))
+            yield Frame(key, status, err, mask, r.payload_into(dst))
+        else:
+            yield Frame(key, status, err, mask, payload(length) if length else b"")
     if not r.at_end():
         raise DaemonError("bytes after the last frame of a batch answer")

@@ -333,7 +333,7 @@ class ZarrView:
     def _fetch_merged(self, d, vkeys):
         """Merged chunks: every real chunk they hold, decoded by the daemon
         (chunks never written come as fill values), in one batch, each frame
-        copied into its place as it arrives."""
+        read into its place as it arrives."""
         m = self._merged[d]
         path = self._h5path(d)
         pre = d + "/" if d else ""
@@ -346,9 +346,17 @@ class ZarrView:
             buf = merged[vk] = bytearray(size * m.factor)
             for n, rk in enumerate(m.real_keys(vk)):
                 where.setdefault(rk, []).append((buf, n * size))
+        def place(key, n):
+            # A real chunk in one merged chunk is read straight into its place.
+            spots = where.get(key)
+            if n != size or spots is None or len(spots) != 1:
+                return None
+            buf, off = spots[0]
+            return memoryview(buf)[off:off + size]
+
         got = 0
         try:
-            for f in self.client.batch(self.url, path, list(where), True):
+            for f in self.client.batch(self.url, path, list(where), True, into=place):
                 if f.status != 200:
                     raise ChunkError("chunk %s of %s: HTTP %d %s"
                                      % (f.key, path, f.status, f.error or "error"),
@@ -357,7 +365,8 @@ class ZarrView:
                     raise ChunkError("chunk %s of %s: %d bytes, expected %d"
                                      % (f.key, path, len(f.payload), size), path, f.key)
                 for buf, off in where[f.key]:
-                    buf[off:off + size] = f.payload
+                    if not (isinstance(f.payload, memoryview) and f.payload.obj is buf):
+                        buf[off:off + size] = f.payload
                 got += 1
         except DaemonError as e:
             raise ChunkError("reading chunks of %s failed: %s" % (path, e), path, None,

@@ -266,6 +266,26 @@ class Frames(unittest.TestCase):
             stream = io.BufferedReader(Trickle(data, step), buffer_size=8)
             got = {f.key: bytes(f.payload) for f in frames.read_frames(stream, keys)}
             self.assertEqual(got, {k: bytes([i]) * (i % 7) for i, k in enumerate(keys)}, step)
+            # Read into places given by the caller: every third key, the rest
+            # in buffers of their own; a place is the frame's payload.
+            out = bytearray(b"?" * (7 * len(keys)))
+
+            def place(key, n):
+                i = int(key)
+                return memoryview(out)[7 * i:7 * i + n] if i % 3 == 0 else None
+            stream = io.BufferedReader(Trickle(data, step), buffer_size=8)
+            for f in frames.read_frames(stream, keys, into=place):
+                i = int(f.key)
+                self.assertEqual(bytes(f.payload), bytes([i]) * (i % 7), step)
+                placed = i % 3 == 0 and i % 7 > 0
+                self.assertEqual(isinstance(f.payload, memoryview) and f.payload.obj is out,
+                                 placed, f.key)
+            for i in range(len(keys)):
+                want = bytes([i]) * (i % 7) if i % 3 == 0 else b""
+                self.assertEqual(bytes(out[7 * i:7 * i + len(want)]), want, (step, i))
+        with self.assertRaises(ValueError):  # a place of the wrong size
+            list(frames.read_frames(io.BufferedReader(io.BytesIO(data)), keys,
+                                    into=lambda key, n: memoryview(bytearray(n + 1))))
 
 
 class NoDaemon(unittest.TestCase):
@@ -335,10 +355,14 @@ class _BatchClient(_FakeClient):
         super().__init__(doc)
         self.answers, self.asked = answers, []
 
-    def batch(self, url, path, keys, decode=False):
+    def batch(self, url, path, keys, decode=False, into=None):
         self.asked.append((path, sorted(keys), decode))
         for k in keys:
             st, payload = self.answers[k]
+            dst = into(k, len(payload)) if into is not None and st == 200 else None
+            if dst is not None:  # as read_frames does
+                dst[:] = payload
+                payload = dst
             yield frames.Frame(k, st, None if st == 200 else "upstream_error", 0, payload)
 
 
@@ -351,7 +375,7 @@ class _StreamClient(_FakeClient):
         super().__init__(doc)
         self.order, self.taken, self.ended, self.dropped = frames_in_order, 0, False, False
 
-    def batch(self, url, path, keys, decode=False):
+    def batch(self, url, path, keys, decode=False, into=None):
         try:
             for k, st, err, payload in self.order:
                 self.taken += 1
