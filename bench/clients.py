@@ -10,9 +10,10 @@ Peers:
   h5chunkd  the daemon's batch API: GET /v1/meta for the dataset (dtype,
             chunk shape, fill value), then one POST /v1/chunks with every
             key and "decode": true; a workload whose answer is its chunks
-            joined reads each frame into its place in the result (as
-            libhdf5 decodes into the caller's array), the others make each
-            frame a NumPy array.  Listing:
+            joined reads each frame into its place in the result with the
+            package's frame reader (h5chunkd.frames; as libhdf5 decodes into
+            the caller's array), the others make each frame a NumPy array.
+            Listing:
             the Zarr view's consolidated metadata (/zarr/v2/{id}/.zmetadata,
             one request) when the daemon serves it, else a walk of /v1/meta.
   seed      the algorithm of the project's seed (LINDI PR #123), straight to

@@ -317,8 +317,11 @@ def write(res, doc):
     w("")
     w("- **h5chunkd batch API**: the daemon's natural fast path, values to values: "
       "`GET /v1/meta` for the dataset (dtype, chunk shape, fill value), then one "
-      "`POST /v1/chunks` with every key and `\"decode\": true`; frames become NumPy arrays, "
-      "a never-written chunk (404 `chunk_not_allocated`) the fill value. The listing "
+      "`POST /v1/chunks` with every key and `\"decode\": true`; a workload whose answer is "
+      "its chunks joined reads each frame into its place in the result with the package's "
+      "frame reader (`h5chunkd.frames`; as libhdf5 decodes into the caller's array), the "
+      "others make each frame a NumPy array; a never-written chunk (404 "
+      "`chunk_not_allocated`) is the fill value. The listing "
       "workload reads the Zarr view's consolidated metadata (`/zarr/v2/{id}/.zmetadata`, one "
       "request) when the daemon serves it, else walks `/v1/meta` breadth-first with 8 "
       "connections (this run: %s). The daemon runs on its defaults (256 KiB blocks; metadata "
