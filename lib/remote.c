@@ -1631,6 +1631,29 @@ static int add_missing(struct remote_batch *b, size_t ri, uint64_t index, size_t
     return 0;
 }
 
+/*
+ * Whether listed entries hold every byte [lo, hi) of block index in memory:
+ * fetched and not unlisted yet, so either still on their way to the cache or
+ * being written to it (an index walk's level hands its bytes to the writer
+ * and goes on: remote_batch_free_detached).  Such bytes are joined, not read
+ * back from the disk, where the writer may still be writing that very block.
+ */
+static bool held_in_memory(struct remote_batch *b, uint64_t index, size_t lo, size_t hi)
+{
+    struct remote *r = b->remote;
+    bool held = lo < hi;
+    pthread_mutex_lock(&r->lock);
+    for (size_t pos = lo; held && pos < hi;) {
+        size_t next;
+        const struct entry *e = table_at(r, b->file.file_id, index, pos, &next);
+        held = e != NULL && e->state == ENTRY_DONE;
+        if (held)
+            pos = e->hi;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return held;
+}
+
 /* Adds slots for every byte of the range that the cache did not have. */
 static int admit_one(struct remote_batch *b, size_t ri)
 {
@@ -1650,8 +1673,14 @@ static int admit_one(struct remote_batch *b, size_t ri)
         size_t lo = range->offset > bstart ? (size_t)(range->offset - bstart) : 0;
         size_t hi = end < bstart + r->block_size ? (size_t)(end - bstart) : r->block_size;
         struct blockcache_spans spans;
-        if (read_cached(b, index, lo, hi, range, &spans))
+        /* The generation first: if the entries are unlisted before the claim, they were
+         * cached, the generation moved, and the claim looks at the cache again. */
+        uint64_t gen = blockcache_generation(r->cache, b->file.file_id, index);
+        if (!b->whole_blocks && held_in_memory(b, index, lo, hi)) {
+            spans = (struct blockcache_spans){.n = 0, .gen = gen};
+        } else if (read_cached(b, index, lo, hi, range, &spans)) {
             continue;
+        }
         if (b->whole_blocks) {
             lo = 0;
             hi = block_length(r, &b->file, index);
