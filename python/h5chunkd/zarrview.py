@@ -45,6 +45,7 @@ missing (zarr fills it); every other failure raises ChunkError.
 import json
 import os
 import posixpath
+import sys
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -58,6 +59,12 @@ TEXT_CODECS = ("vlen-utf8",)  # what the view applies to values it serves decode
 # shuffle, as the view names them); edge chunks and anything else there go to
 # libhdf5, still decoded by the daemon.
 DAEMON_CODECS = ("zlib", "shuffle")
+# Chunk buffers kept by the process for reuse (_reusable_buffer): payloads of
+# at least REUSE_MIN_BYTES, at most REUSE_POOL_BYTES in all.  Reuse needs
+# reference counts that say nobody else holds a buffer (CPython).
+REUSE_MIN_BYTES = 64 * 1024
+REUSE_POOL_BYTES = 32 * 1024 * 1024
+_REUSE_BUFFERS = sys.implementation.name == "cpython"
 
 
 def _decode_threads():
@@ -101,6 +108,31 @@ def _decode_pool():
         if _pool is None:
             _pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="h5chunkd-decode")
         return _pool
+
+
+_reuse_pool = []  # chunk buffers handed out before, for reuse (_reusable_buffer)
+_reuse_pool_lock = threading.Lock()
+
+
+def _reusable_buffer(nbytes):
+    """A bytearray of nbytes for a chunk handed to zarr: one that an earlier
+    read handed out and nobody holds any more (CPython: only the pool refers
+    to it), else a new one, kept for later reads while the pool holds less
+    than REUSE_POOL_BYTES.  A zarr read copies (or decodes) each chunk into
+    its result and drops it; fresh buffers each read were page-faulted in
+    again each time, as glibc returned them between reads (docs/python.md,
+    "Performance").  Shared by every view of the process: a new store per
+    read (as the bench's runs make) reuses them too."""
+    with _reuse_pool_lock:
+        for i in range(len(_reuse_pool)):
+            # Two references: the pool's and getrefcount's argument.
+            if len(_reuse_pool[i]) == nbytes and sys.getrefcount(_reuse_pool[i]) == 2:
+                buf = _reuse_pool[i]  # a third reference before the lock is let go
+                return buf
+        buf = bytearray(nbytes)
+        if _REUSE_BUFFERS and sum(len(b) for b in _reuse_pool) + nbytes <= REUSE_POOL_BYTES:
+            _reuse_pool.append(buf)
+        return buf
 
 
 def _codecs(zarray):
@@ -343,9 +375,11 @@ class ZarrView:
         for vk in vkeys:
             if vk in merged:
                 continue
-            buf = merged[vk] = bytearray(size * m.factor)
+            buf = merged[vk] = _reusable_buffer(size * m.factor)
+            n = -1
             for n, rk in enumerate(m.real_keys(vk)):
                 where.setdefault(rk, []).append((buf, n * size))
+            buf[(n + 1) * size:] = bytes(len(buf) - (n + 1) * size)  # past the array's end
         def place(key, n):
             # A real chunk in one merged chunk is read straight into its place.
             spots = where.get(key)
@@ -392,7 +426,8 @@ class ChunkStream(Mapping):
         self._wanted = set(cks)
         self._got = {}       # chunk key -> bytes, or a Future of them (decoded here)
         self._seen = set()   # chunk keys whose frame came (written or not)
-        self._frames = view.client.batch(view.url, self._path, cks, decode)
+        self._placed = {}    # chunk key -> the reusable buffer its payload is read into
+        self._frames = view.client.batch(view.url, self._path, cks, decode, into=self._place)
         self._failed = None  # the ChunkError that ended the stream
         self._codecs = codecs
         # Decoding threads are handed this many frames beyond the one looked up.
@@ -428,7 +463,17 @@ class ChunkStream(Mapping):
         if self._failed is not None:
             raise self._failed
 
+    def _place(self, ck, n):
+        """Where a large payload is read: a reusable buffer (_reusable_buffer)."""
+        if n < REUSE_MIN_BYTES:
+            return None
+        buf = self._placed[ck] = _reusable_buffer(n)
+        return memoryview(buf)
+
     def _take(self, f):
+        placed = self._placed.pop(f.key, None)
+        if placed is not None:
+            f.payload = placed  # the bytearray itself, not the view it was read through
         try:
             data = self._view._frame_value(f, self._decode or self._codecs is not None,
                                            self._chain, self._path)

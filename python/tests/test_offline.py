@@ -507,6 +507,40 @@ class MergedChunks(unittest.TestCase):
         self.assertEqual(bytes(got["s/0.0"]), b"".join(bytes([i]) * 8 for i in range(3)))
         self.assertEqual(bytes(got["s/1.0"]), bytes([3]) * 8 + bytes([4]) * 8 + bytes(8))
 
+    def test_buffers_reused_only_once_dropped(self):
+        # Merged-chunk buffers go back to a pool once nobody holds them: a
+        # buffer still held is never handed out again, and a reused one holds
+        # the new read's bytes only (its padding too: zeros again).
+        from h5chunkd import zarrview
+        from h5chunkd.zarrview import Merge
+        if not zarrview._REUSE_BUFFERS:
+            self.skipTest("buffers are reused on CPython only")
+        with zarrview._reuse_pool_lock:
+            zarrview._reuse_pool.clear()    # what earlier tests left there
+        old = Merge.TARGET
+        Merge.TARGET = 24   # the second merged chunk holds 2 real chunks and padding
+        try:
+            _c, v = self.view(self.real)
+            first = v.fetch(["s/1.0"])["s/1.0"]
+            want_first = bytes([3]) * 8 + bytes([4]) * 8 + bytes(8)
+            nines = {k: (200, bytes([9]) * 8) for k in self.real}
+            _c, v2 = self.view(nines)
+            second = v2.fetch(["s/1.0"])["s/1.0"]
+            self.assertIsNot(second, first)
+            self.assertEqual(bytes(first), want_first)      # held: untouched
+            self.assertEqual(bytes(second), bytes([9]) * 16 + bytes(8))
+            pooled = [b for b in zarrview._reuse_pool if b is first or b is second]
+            self.assertEqual(len(pooled), 2)
+            first_id = id(first)
+            first[16:] = b"\xff" * 8                        # dirty its padding
+            del first, pooled
+            again = v.fetch(["s/1.0"])["s/1.0"]
+            self.assertEqual(id(again), first_id)            # dropped: reused
+            self.assertEqual(bytes(again), want_first)       # new bytes, zero padding
+            self.assertEqual(bytes(second), bytes([9]) * 16 + bytes(8))
+        finally:
+            Merge.TARGET = old
+
     def test_failures_raise(self):
         short = dict(self.real, **{"3.0": (200, b"x" * 7)})
         failed = dict(self.real, **{"2.0": (502, b"")})
