@@ -2371,7 +2371,17 @@ uint64_t remote_batch_free_detached(struct remote_batch *b)
         return 0;
     drop_plans(b); /* hands the writer what it has; last_write is final after this */
     abandon_slots(b, false);
+    uint64_t queued = 0;
+    for (size_t i = 0; i < b->nplans; i++)
+        if (b->plans[i].stored)
+            queued += b->plans[i].range.length;
     uint64_t ticket = b->last_write;
+    if (queued > REMOTE_DETACH_MAX_BYTES) {
+        /* Its entries would hold that much in memory until the disk took it (a walk's
+         * level that bridged a whole file's chunks): wait, as remote_batch_free does. */
+        wait_for_writes(b);
+        ticket = 0;
+    }
     batch_release(b);
     return ticket;
 }

@@ -210,7 +210,10 @@ bool remote_batch_has_ready(struct remote_batch *batch);
 void remote_batch_free(struct remote_batch *batch);
 /* As remote_batch_free, but its end does not wait for the cache writes of what it fetched:
  * their entries keep the bytes (a reader joins them in memory) until the writer has cached
- * them.  Returns the writer's ticket of its last write (0: none), for remote_wait_writes. */
+ * them.  Returns the writer's ticket of its last write (0: none), for remote_wait_writes.
+ * A batch that fetched more than REMOTE_DETACH_MAX_BYTES waits for its writes after all
+ * (memory), and returns 0. */
+#define REMOTE_DETACH_MAX_BYTES (16ull * 1024 * 1024)
 uint64_t remote_batch_free_detached(struct remote_batch *batch);
 /* Waits until the writer has cached what the batch whose ticket this is handed it, and
  * everything handed it before.  Ticket 0 returns at once. */
