@@ -92,6 +92,7 @@ struct remote {
     pthread_mutex_t lock;
     pthread_cond_t cond; /* broadcast whenever an entry or probe completes */
     struct entry *buckets[INFLIGHT_BUCKETS];
+    _Atomic size_t listed; /* entries in the table (read without the lock: held_in_memory) */
     struct probe *probes;
     struct storeq *writer;           /* writes answers to the cache off the readers' threads */
     _Atomic uint64_t admitted_bytes; /* range bytes admitted by every batch together */
@@ -162,6 +163,7 @@ static struct entry *table_add(struct remote *r, const void *owner, int64_t file
     size_t bucket = bucket_of(file_id, index);
     e->next = r->buckets[bucket];
     r->buckets[bucket] = e;
+    atomic_fetch_add_explicit(&r->listed, 1, memory_order_relaxed);
     return e;
 }
 
@@ -175,6 +177,7 @@ static void table_remove(struct remote *r, struct entry *entry)
         link = &(*link)->next;
     *link = entry->next;
     entry->in_table = false;
+    atomic_fetch_sub_explicit(&r->listed, 1, memory_order_relaxed);
 }
 
 /* Caller holds remote->lock. */
@@ -244,6 +247,7 @@ int remote_new(const struct remote_config *cfg, struct blockcache *cache,
     if (r->cfg.total_budget == 0)
         r->cfg.total_budget = 64ULL * 1024 * 1024;
     atomic_init(&r->admitted_bytes, 0);
+    atomic_init(&r->listed, 0);
     r->cache = cache;
     r->fetch = fetch;
     r->policy = policy;
@@ -1641,6 +1645,10 @@ static int add_missing(struct remote_batch *b, size_t ri, uint64_t index, size_t
 static bool held_in_memory(struct remote_batch *b, uint64_t index, size_t lo, size_t hi)
 {
     struct remote *r = b->remote;
+    /* Nothing listed (a warm read): no lock taken.  An entry listed meanwhile is missed,
+     * and its bytes are read from the cache or joined by the claim, as before. */
+    if (atomic_load_explicit(&r->listed, memory_order_relaxed) == 0)
+        return false;
     bool held = lo < hi;
     pthread_mutex_lock(&r->lock);
     for (size_t pos = lo; held && pos < hi;) {
