@@ -111,6 +111,16 @@ class Daemon:
         q = urllib.parse.urlencode({"url": url, "path": path})
         return self.get_json("/v1/meta?" + q)
 
+    def _post_chunks(self, url, path, keys, decode):
+        """Sends one POST /v1/chunks; its response, once it said 200."""
+        body = json.dumps({"url": url, "path": path, "keys": keys, "decode": decode})
+        self.conn.request("POST", "/v1/chunks", body=body,
+                          headers={"Content-Type": "application/json"})
+        r = self.conn.getresponse()
+        if r.status != 200:
+            raise RuntimeError("POST /v1/chunks: HTTP %d %s" % (r.status, r.read()[:300]))
+        return r
+
     def chunks_into(self, url, path, keys, out, per, fill):
         """A decoded batch read straight into its place in `out` (a C-ordered
         array, key i's values in bytes [i*per, (i+1)*per) of it), as libhdf5
@@ -119,12 +129,7 @@ class Daemon:
         (h5chunkd.frames), which checks that every key comes once and
         nothing follows.  A never-written chunk becomes `fill`."""
         from h5chunkd.frames import read_frames
-        body = json.dumps({"url": url, "path": path, "keys": keys, "decode": True})
-        self.conn.request("POST", "/v1/chunks", body=body,
-                          headers={"Content-Type": "application/json"})
-        r = self.conn.getresponse()
-        if r.status != 200:
-            raise RuntimeError("POST /v1/chunks: HTTP %d %s" % (r.status, r.read()[:300]))
+        r = self._post_chunks(url, path, keys, True)
         raw = out.reshape(-1).view(np.uint8)
         slot = {k: i for i, k in enumerate(keys)}
 
@@ -143,12 +148,7 @@ class Daemon:
 
     def chunks(self, url, path, keys, decode):
         """Returns {key: (status, payload)} for a batch."""
-        body = json.dumps({"url": url, "path": path, "keys": keys, "decode": decode})
-        self.conn.request("POST", "/v1/chunks", body=body,
-                          headers={"Content-Type": "application/json"})
-        r = self.conn.getresponse()
-        if r.status != 200:
-            raise RuntimeError("POST /v1/chunks: HTTP %d %s" % (r.status, r.read()[:300]))
+        r = self._post_chunks(url, path, keys, decode)
         out = {}
         for _ in range(len(keys)):
             line = r.readline()

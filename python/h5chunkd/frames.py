@@ -111,18 +111,8 @@ class _Reader:
         if len(self.buf) - pos >= n:
             self.pos = pos + n
             return self.buf[pos:pos + n]
-        have = len(self.buf) - pos
         out = bytearray(n)
-        out[:have] = memoryview(self.buf)[pos:]
-        self.buf, self.pos = b"", 0
-        view = memoryview(out)
-        got = have
-        while got < n:
-            k = self.stream.readinto(view[got:])
-            if not k:
-                raise DaemonError("the batch answer ended inside a frame (%d of %d bytes)"
-                                  % (got, n))
-            got += k
+        self.payload_into(memoryview(out))
         return out
 
     def payload_into(self, view):
