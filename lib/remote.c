@@ -592,7 +592,7 @@ static uint64_t open_prefix(struct remote *r, const char *url, uint64_t default_
  * memory budget like any batch's.  A failed piece is not the open's
  * failure (the read that needs it fetches it again), a changed file is.
  */
-static void detach_writes(struct remote_batch *b);
+static uint64_t free_detached(struct remote_batch *b, uint64_t wait_above);
 
 static int open_whole_file(struct remote *r, struct remote_file *file, struct h5cd_error *err)
 {
@@ -611,12 +611,11 @@ static int open_whole_file(struct remote *r, struct remote_file *file, struct h5
     if (remote_batch_new(r, file, file->size - from, &b) < 0)
         return 0;
     /* Nobody reads these bytes from the disk soon: the in-flight entries hold them until the
-     * writer has cached them, so the open need not wait for the writes. */
-    detach_writes(b);
+     * writer has cached them, so the open frees its batch without waiting for the writes. */
     for (uint64_t at = from; at < file->size; at += piece) {
         uint64_t len = file->size - at < piece ? file->size - at : piece;
         if (remote_batch_add(b, at, len, NULL, NULL) < 0) {
-            remote_batch_free(b);
+            (void)free_detached(b, UINT64_MAX);
             return 0;
         }
     }
@@ -628,7 +627,7 @@ static int open_whole_file(struct remote *r, struct remote_file *file, struct h5
         if (res.data == NULL && res.error.code == H5CD_E_UPSTREAM_CHANGED) {
             if (err != NULL)
                 *err = res.error;
-            remote_batch_free(b);
+            (void)free_detached(b, UINT64_MAX);
             return -1;
         }
         if (res.data == NULL)
@@ -636,7 +635,7 @@ static int open_whole_file(struct remote *r, struct remote_file *file, struct h5
         else
             fetched += res.length;
     }
-    remote_batch_free(b);
+    (void)free_detached(b, UINT64_MAX);
     if (rc == 0 && whole) {
         file->opened_bytes = file->size;
         STATS_INC(r->stats, whole_file_opens);
@@ -949,7 +948,6 @@ struct remote_batch {
     size_t nplan_entries, plan_entries_cap;
     struct link_metrics link; /* the file's host as measured when the batch began */
     uint64_t last_write;      /* the writer's ticket of its last store job (0: none) */
-    bool detached_writes;     /* its end does not wait for its writes (see open_whole_file) */
     bool reserved;            /* its ranges were reserved by the caller (remote_batch_reserved) */
     bool holes_wanted;        /* its holes are read next: bridge each up to the gap */
 };
@@ -1454,15 +1452,9 @@ static void store_settled(struct remote_batch *b)
  * batch is freed its bytes are in the cache, and a thread that keeps starting batches cannot
  * queue writes faster than the disk takes them.  A /v1/chunks answer frees its batch after
  * its last byte went out: the client does not wait for the disk, its connection does. */
-static void detach_writes(struct remote_batch *b)
-{
-    b->detached_writes = true;
-}
-
 static void wait_for_writes(struct remote_batch *b)
 {
-    if (!b->detached_writes)
-        storeq_wait(b->remote->writer, b->last_write);
+    storeq_wait(b->remote->writer, b->last_write);
 }
 
 /* Caches settled requests, marks them finished and submits planned ones while fewer than
@@ -1636,19 +1628,25 @@ static int add_missing(struct remote_batch *b, size_t ri, uint64_t index, size_t
 }
 
 /*
- * Whether listed entries hold every byte [lo, hi) of block index in memory:
- * fetched and not unlisted yet, so either still on their way to the cache or
+ * Whether listed entries hold every byte [lo, hi) of block index in memory
+ * (then *spans is an empty set of cached spans for add_missing): fetched and
+ * not unlisted yet, so either still on their way to the cache or
  * being written to it (an index walk's level hands its bytes to the writer
  * and goes on: remote_batch_free_detached).  Such bytes are joined, not read
  * back from the disk, where the writer may still be writing that very block.
  */
-static bool held_in_memory(struct remote_batch *b, uint64_t index, size_t lo, size_t hi)
+static bool held_in_memory(struct remote_batch *b, uint64_t index, size_t lo, size_t hi,
+                           struct blockcache_spans *spans)
 {
     struct remote *r = b->remote;
     /* Nothing listed (a warm read): no lock taken.  An entry listed meanwhile is missed,
      * and its bytes are read from the cache or joined by the claim, as before. */
     if (atomic_load_explicit(&r->listed, memory_order_relaxed) == 0)
         return false;
+    /* The generation before the entries: if they are unlisted before the claim, they were
+     * cached, the generation moved, and the claim looks at the cache again. */
+    *spans = (struct blockcache_spans){
+        .n = 0, .gen = blockcache_generation(r->cache, b->file.file_id, index)};
     bool held = lo < hi;
     pthread_mutex_lock(&r->lock);
     for (size_t pos = lo; held && pos < hi;) {
@@ -1681,14 +1679,9 @@ static int admit_one(struct remote_batch *b, size_t ri)
         size_t lo = range->offset > bstart ? (size_t)(range->offset - bstart) : 0;
         size_t hi = end < bstart + r->block_size ? (size_t)(end - bstart) : r->block_size;
         struct blockcache_spans spans;
-        /* The generation first: if the entries are unlisted before the claim, they were
-         * cached, the generation moved, and the claim looks at the cache again. */
-        uint64_t gen = blockcache_generation(r->cache, b->file.file_id, index);
-        if (!b->whole_blocks && held_in_memory(b, index, lo, hi)) {
-            spans = (struct blockcache_spans){.n = 0, .gen = gen};
-        } else if (read_cached(b, index, lo, hi, range, &spans)) {
+        bool in_memory = !b->whole_blocks && held_in_memory(b, index, lo, hi, &spans);
+        if (!in_memory && read_cached(b, index, lo, hi, range, &spans))
             continue;
-        }
         if (b->whole_blocks) {
             lo = 0;
             hi = block_length(r, &b->file, index);
@@ -2373,10 +2366,14 @@ void remote_batch_free(struct remote_batch *b)
     batch_release(b);
 }
 
-uint64_t remote_batch_free_detached(struct remote_batch *b)
+/*
+ * Frees a batch without waiting for its cache writes unless it handed the writer more than
+ * wait_above bytes; returns the ticket of its last write, or 0 when it waited.  The entries
+ * hold the bytes until the writer has cached them.  The rest of a small file fetched whole
+ * at open (open_whole_file) never waits: nobody reads those bytes from the disk soon.
+ */
+static uint64_t free_detached(struct remote_batch *b, uint64_t wait_above)
 {
-    if (b == NULL)
-        return 0;
     drop_plans(b); /* hands the writer what it has; last_write is final after this */
     abandon_slots(b, false);
     uint64_t queued = 0;
@@ -2384,7 +2381,7 @@ uint64_t remote_batch_free_detached(struct remote_batch *b)
         if (b->plans[i].stored)
             queued += b->plans[i].range.length;
     uint64_t ticket = b->last_write;
-    if (queued > REMOTE_DETACH_MAX_BYTES) {
+    if (queued > wait_above) {
         /* Its entries would hold that much in memory until the disk took it (a walk's
          * level that bridged a whole file's chunks): wait, as remote_batch_free does. */
         wait_for_writes(b);
@@ -2392,6 +2389,11 @@ uint64_t remote_batch_free_detached(struct remote_batch *b)
     }
     batch_release(b);
     return ticket;
+}
+
+uint64_t remote_batch_free_detached(struct remote_batch *b)
+{
+    return b == NULL ? 0 : free_detached(b, REMOTE_DETACH_MAX_BYTES);
 }
 
 void remote_wait_writes(struct remote *r, uint64_t ticket)
