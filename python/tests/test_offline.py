@@ -191,6 +191,10 @@ class Frames(unittest.TestCase):
         for what, data in bad.items():
             with self.assertRaises(h5chunkd.DaemonError, msg=what):
                 self.parse(data, ["0", "1"])
+            # The same with every payload read into a place the caller gives.
+            with self.assertRaises(h5chunkd.DaemonError, msg=what + " (into)"):
+                list(frames.read_frames(io.BufferedReader(io.BytesIO(data)), ["0", "1"],
+                                        into=lambda key, n: memoryview(bytearray(n))))
 
     # The daemon's own header form (daemon/routes_chunks.c) is matched by a
     # compiled pattern; every other JSON form goes through json.loads.  Both
@@ -242,6 +246,10 @@ class Frames(unittest.TestCase):
         for what, data in bad.items():
             with self.assertRaises(h5chunkd.DaemonError, msg=what):
                 self.parse(data, ["0", "1"])
+            # The same with every payload read into a place the caller gives.
+            with self.assertRaises(h5chunkd.DaemonError, msg=what + " (into)"):
+                list(frames.read_frames(io.BufferedReader(io.BytesIO(data)), ["0", "1"],
+                                        into=lambda key, n: memoryview(bytearray(n))))
 
     def test_pieces_of_any_size(self):
         """Headers and payloads split across reads at every byte."""
